@@ -1,0 +1,7 @@
+"""particle-nas: neural-architecture search for spatiotemporal video particles."""
+
+from particle_nas.space import NetworkSpec, ParticleSpec, SearchSpace, SpecError, build_network, build_particle
+
+__version__ = "0.1.0"
+
+__all__ = ["NetworkSpec", "ParticleSpec", "SearchSpace", "SpecError", "build_network", "build_particle", "__version__"]

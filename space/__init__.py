@@ -1,0 +1,41 @@
+"""particle_nas.space: what a particle is, how it is validated, searched over and built."""
+
+from ._build import (
+    FACTORIZATION_BUILDERS,
+    WIRING_BUILDERS,
+    build_network,
+    build_particle,
+    inner_width,
+    r2plus1d_mid_width,
+    round_width,
+    se_width,
+)
+from ._domain import AXES, Axis, SearchSpace
+from ._errors import SpecError
+from ._layers import ParticleBlock, ParticleNet, SqueezeExcite, TemporalShift
+from ._spec import ACTIVATIONS, FACTORIZATIONS, KERNELS, WIRINGS, NetworkSpec, ParticleSpec
+
+__all__ = [
+    "ACTIVATIONS",
+    "AXES",
+    "Axis",
+    "FACTORIZATIONS",
+    "FACTORIZATION_BUILDERS",
+    "KERNELS",
+    "NetworkSpec",
+    "ParticleBlock",
+    "ParticleNet",
+    "ParticleSpec",
+    "SearchSpace",
+    "SpecError",
+    "SqueezeExcite",
+    "TemporalShift",
+    "WIRINGS",
+    "WIRING_BUILDERS",
+    "build_network",
+    "build_particle",
+    "inner_width",
+    "r2plus1d_mid_width",
+    "round_width",
+    "se_width",
+]

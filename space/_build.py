@@ -1,0 +1,287 @@
+"""Builders: keyword-only ``create_*`` functions that do the channel and stride arithmetic.
+
+Registries map the short names in a spec to builders, so a new factorization or
+wiring is one function and one registry entry.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+from torch import nn
+
+from ._layers import ParticleBlock, ParticleNet, SqueezeExcite, TemporalShift
+from ._spec import NetworkSpec, ParticleSpec
+
+ACTIVATION_LAYERS: dict[str, Callable[[], nn.Module]] = {
+    "relu": lambda: nn.ReLU(inplace=True),
+    "silu": lambda: nn.SiLU(inplace=True),
+}
+
+
+# ---------------------------------------------------------------- width arithmetic
+def round_width(width: float, *, divisor: int = 8, min_width: int = 8) -> int:
+    """Round to a multiple of ``divisor`` (not below ``min_width``), never more than 10% down."""
+    rounded = max(min_width, int(width + divisor / 2) // divisor * divisor)
+    if rounded < 0.9 * width:
+        rounded += divisor
+    return int(rounded)
+
+
+def inner_width(base: int, *, expansion: float, prune_ratio: float) -> int:
+    """Inner channels of a particle: ``base * expansion``, minus the pruned fraction (at least 1)."""
+    return max(1, int(base * expansion * (1.0 - prune_ratio) + 0.5))
+
+
+def r2plus1d_mid_width(in_channels: int, out_channels: int, *, temporal_kernel: int, spatial_kernel: int) -> int:
+    """R(2+1)D's rule: mid channels that give the (2+1)D pair the parameters of the full kt x k x k conv."""
+    kt, k = temporal_kernel, spatial_kernel
+    return max(1, (kt * k * k * in_channels * out_channels) // (k * k * in_channels + kt * out_channels))
+
+
+def se_width(channels: int, *, ratio: float) -> int:
+    """Squeeze-excite bottleneck width (X3D's rounding to multiples of 8)."""
+    return round_width(channels * ratio)
+
+
+def shift_fold(channels: int, *, fraction: float, reach: int) -> int:
+    """Channels per shifted group: ``fraction`` of the channels split over 2 * reach groups (at least 1 each)."""
+    return max(1, min(channels // (2 * reach), int(channels * fraction / (2 * reach))))
+
+
+# ---------------------------------------------------------------- factorized convs
+def _conv(cin: int, cout: int, kernel: tuple[int, int, int], stride: tuple[int, int, int], groups: int = 1) -> nn.Conv3d:
+    padding = tuple(k // 2 for k in kernel)
+    return nn.Conv3d(cin, cout, kernel, stride=stride, padding=padding, groups=groups, bias=False)
+
+
+def _groups(cin: int, cout: int) -> int:
+    """Channel-wise grouping that works when widths differ: depthwise when they are equal."""
+    return math.gcd(cin, cout)
+
+
+ConvBuilder = Callable[..., nn.Module]
+
+
+def create_full_conv(*, cin: int, cout: int, kt: int, k: int, stride: tuple[int, int], depthwise: bool, particle: ParticleSpec) -> nn.Module:
+    """``cin -> [kt x k x k, stride (st, s, s)] -> cout`` (C3D / R3D)."""
+    groups = _groups(cin, cout) if depthwise else 1
+    return _conv(cin, cout, (kt, k, k), (stride[0], stride[1], stride[1]), groups)
+
+
+def create_r2plus1d_conv(*, cin: int, cout: int, kt: int, k: int, stride: tuple[int, int], depthwise: bool, particle: ParticleSpec) -> nn.Module:
+    """``cin -> [1 x k x k, stride (1, s, s)] -> mid -> BN -> act -> [kt x 1 x 1, stride (st, 1, 1)] -> cout``.
+
+    ``mid`` follows R(2+1)D's parameter-matching rule; in depthwise mode both
+    convs are channel-wise and ``mid = cin``.
+    """
+    if depthwise:
+        mid, g1, g2 = cin, cin, _groups(cin, cout)
+    else:
+        mid, g1, g2 = r2plus1d_mid_width(cin, cout, temporal_kernel=kt, spatial_kernel=k), 1, 1
+    return nn.Sequential(
+        _conv(cin, mid, (1, k, k), (1, stride[1], stride[1]), g1),
+        nn.BatchNorm3d(mid),
+        ACTIVATION_LAYERS[particle.activation](),
+        _conv(mid, cout, (kt, 1, 1), (stride[0], 1, 1), g2),
+    )
+
+
+def create_csn_ip_conv(*, cin: int, cout: int, kt: int, k: int, stride: tuple[int, int], depthwise: bool, particle: ParticleSpec) -> nn.Module:
+    """``cin -> [1x1x1] -> cout -> [depthwise kt x k x k, stride (st, s, s)] -> cout`` (ip-CSN)."""
+    return nn.Sequential(
+        _conv(cin, cout, (1, 1, 1), (1, 1, 1)),
+        _conv(cout, cout, (kt, k, k), (stride[0], stride[1], stride[1]), cout),
+    )
+
+
+def create_csn_ir_conv(*, cin: int, cout: int, kt: int, k: int, stride: tuple[int, int], depthwise: bool, particle: ParticleSpec) -> nn.Module:
+    """``cin -> [channel-wise kt x k x k, groups gcd(cin, cout)] -> cout`` (ir-CSN)."""
+    return _conv(cin, cout, (kt, k, k), (stride[0], stride[1], stride[1]), _groups(cin, cout))
+
+
+def create_spatial_only_conv(*, cin: int, cout: int, kt: int, k: int, stride: tuple[int, int], depthwise: bool, particle: ParticleSpec) -> nn.Module:
+    """``cin -> [1 x k x k, stride (st, s, s)] -> cout``: frames never meet."""
+    groups = _groups(cin, cout) if depthwise else 1
+    return _conv(cin, cout, (1, k, k), (stride[0], stride[1], stride[1]), groups)
+
+
+def create_temporal_shift_conv(*, cin: int, cout: int, kt: int, k: int, stride: tuple[int, int], depthwise: bool, particle: ParticleSpec) -> nn.Module:
+    """``cin -> shift (reach (kt-1)/2 frames) -> [1 x k x k, stride (st, s, s)] -> cout`` (TSM)."""
+    reach = (kt - 1) // 2
+    if 2 * reach > cin:
+        reach = max(1, cin // 2)
+    shift = TemporalShift(fold=shift_fold(cin, fraction=particle.shift_fraction, reach=reach), reach=reach)
+    return nn.Sequential(shift, create_spatial_only_conv(cin=cin, cout=cout, kt=1, k=k, stride=stride, depthwise=depthwise, particle=particle))
+
+
+FACTORIZATION_BUILDERS: dict[str, ConvBuilder] = {
+    "full": create_full_conv,
+    "r2plus1d": create_r2plus1d_conv,
+    "csn_ip": create_csn_ip_conv,
+    "csn_ir": create_csn_ir_conv,
+    "spatial_only": create_spatial_only_conv,
+    "temporal_shift": create_temporal_shift_conv,
+}
+
+
+def create_particle_conv(*, particle: ParticleSpec, cin: int, cout: int, stride: tuple[int, int] = (1, 1), depthwise: bool = False) -> nn.Module:
+    """The particle's factorized spatiotemporal conv from ``cin`` to ``cout`` channels."""
+    builder = FACTORIZATION_BUILDERS[particle.factorization]
+    return builder(cin=cin, cout=cout, kt=particle.temporal_kernel, k=particle.spatial_kernel, stride=stride, depthwise=depthwise, particle=particle)
+
+
+# ---------------------------------------------------------------- wirings
+def _norm_se_act(channels: int, particle: ParticleSpec, *, act: bool = True) -> list[nn.Module]:
+    layers: list[nn.Module] = [nn.BatchNorm3d(channels)]
+    if particle.squeeze_excite > 0:
+        layers.append(SqueezeExcite(channels=channels, squeezed=se_width(channels, ratio=particle.squeeze_excite)))
+    if act:
+        layers.append(ACTIVATION_LAYERS[particle.activation]())
+    return layers
+
+
+def _projection(cin: int, cout: int, stride: tuple[int, int]) -> nn.Module:
+    if cin == cout and stride == (1, 1):
+        return nn.Identity()
+    return nn.Sequential(_conv(cin, cout, (1, 1, 1), (stride[0], stride[1], stride[1])), nn.BatchNorm3d(cout))
+
+
+def create_plain_block(*, particle: ParticleSpec, cin: int, cout: int, stride: tuple[int, int]) -> nn.Module:
+    """Two particle convs, no skip::
+
+        x -> conv(cin->inner, stride) -> BN -> act -> conv(inner->cout) -> BN [-> SE] -> act
+    """
+    inner = inner_width(cout, expansion=particle.expansion, prune_ratio=particle.prune_ratio)
+    act = ACTIVATION_LAYERS[particle.activation]
+    branch = nn.Sequential(
+        create_particle_conv(particle=particle, cin=cin, cout=inner, stride=stride),
+        nn.BatchNorm3d(inner),
+        act(),
+        create_particle_conv(particle=particle, cin=inner, cout=cout),
+        *_norm_se_act(cout, particle),
+    )
+    return ParticleBlock(branch=branch, shortcut=None, post=None)
+
+
+def create_residual_block(*, particle: ParticleSpec, cin: int, cout: int, stride: tuple[int, int]) -> nn.Module:
+    """Basic residual unit (ResNet-18 style)::
+
+        x -> conv(cin->inner, stride) -> BN -> act -> conv(inner->cout) -> BN [-> SE] --(+)--> act
+        x -> identity, or 1x1x1 conv(stride) -> BN when shape changes ---------------'
+    """
+    inner = inner_width(cout, expansion=particle.expansion, prune_ratio=particle.prune_ratio)
+    act = ACTIVATION_LAYERS[particle.activation]
+    branch = nn.Sequential(
+        create_particle_conv(particle=particle, cin=cin, cout=inner, stride=stride),
+        nn.BatchNorm3d(inner),
+        act(),
+        create_particle_conv(particle=particle, cin=inner, cout=cout),
+        *_norm_se_act(cout, particle, act=False),
+    )
+    return ParticleBlock(branch=branch, shortcut=_projection(cin, cout, stride), post=act())
+
+
+def create_bottleneck_block(*, particle: ParticleSpec, cin: int, cout: int, stride: tuple[int, int]) -> nn.Module:
+    """Bottleneck unit, inner = cout * expansion::
+
+        x -> 1x1x1(cin->inner) -> BN -> act -> conv(inner->inner, stride) -> BN [-> SE] -> act
+          -> 1x1x1(inner->cout) -> BN --(+)--> act
+        x -> identity, or 1x1x1 conv(stride) -> BN ----'
+    """
+    inner = inner_width(cout, expansion=particle.expansion, prune_ratio=particle.prune_ratio)
+    act = ACTIVATION_LAYERS[particle.activation]
+    branch = nn.Sequential(
+        _conv(cin, inner, (1, 1, 1), (1, 1, 1)),
+        nn.BatchNorm3d(inner),
+        act(),
+        create_particle_conv(particle=particle, cin=inner, cout=inner, stride=stride),
+        *_norm_se_act(inner, particle),
+        _conv(inner, cout, (1, 1, 1), (1, 1, 1)),
+        nn.BatchNorm3d(cout),
+    )
+    return ParticleBlock(branch=branch, shortcut=_projection(cin, cout, stride), post=act())
+
+
+def create_inverted_block(*, particle: ParticleSpec, cin: int, cout: int, stride: tuple[int, int]) -> nn.Module:
+    """Inverted residual (MobileNetV2 style), inner = cin * expansion, channel-wise middle conv::
+
+        x -> 1x1x1(cin->inner) -> BN -> act -> depthwise conv(inner, stride) -> BN [-> SE] -> act
+          -> 1x1x1(inner->cout) -> BN (linear) --(+)-->
+        x -> identity, only when cin == cout and stride is 1 -'
+    """
+    inner = inner_width(cin, expansion=particle.expansion, prune_ratio=particle.prune_ratio)
+    act = ACTIVATION_LAYERS[particle.activation]
+    branch = nn.Sequential(
+        _conv(cin, inner, (1, 1, 1), (1, 1, 1)),
+        nn.BatchNorm3d(inner),
+        act(),
+        create_particle_conv(particle=particle, cin=inner, cout=inner, stride=stride, depthwise=True),
+        *_norm_se_act(inner, particle),
+        _conv(inner, cout, (1, 1, 1), (1, 1, 1)),
+        nn.BatchNorm3d(cout),
+    )
+    shortcut = nn.Identity() if cin == cout and stride == (1, 1) else None
+    return ParticleBlock(branch=branch, shortcut=shortcut, post=None)
+
+
+WIRING_BUILDERS: dict[str, Callable[..., nn.Module]] = {
+    "plain": create_plain_block,
+    "residual": create_residual_block,
+    "bottleneck": create_bottleneck_block,
+    "inverted": create_inverted_block,
+}
+
+
+def build_particle(particle: ParticleSpec, *, in_channels: int, out_channels: int, stride: tuple[int, int] = (1, 1)) -> nn.Module:
+    """One particle as a module mapping (N, in_channels, T, H, W) to (N, out_channels, T', H', W')."""
+    return WIRING_BUILDERS[particle.wiring](particle=particle, cin=in_channels, cout=out_channels, stride=tuple(stride))
+
+
+# ---------------------------------------------------------------- network
+def _init_weights(module: nn.Module) -> None:
+    for m in module.modules():
+        if isinstance(m, nn.Conv3d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm3d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, std=0.01)
+            nn.init.zeros_(m.bias)
+
+
+def build_network(spec: NetworkSpec, *, seed: int | None = None) -> ParticleNet:
+    """The proxy network of ``spec``; ``seed`` makes the initial weights reproducible."""
+    if not isinstance(spec, NetworkSpec):
+        raise TypeError(f"build_network expects a NetworkSpec, but got {type(spec).__name__}.")
+    p = spec.particle
+    kt, ks = spec.stem_kernel
+    st, ss = spec.stem_stride
+    stem = nn.Sequential(
+        _conv(spec.in_channels, spec.stem_channels, (kt, ks, ks), (st, ss, ss)),
+        nn.BatchNorm3d(spec.stem_channels),
+        ACTIVATION_LAYERS[p.activation](),
+    )
+    stages = []
+    cin = spec.stem_channels
+    for width, depth, t_stride, s_stride in zip(spec.widths, spec.depths, spec.temporal_strides, spec.spatial_strides):
+        blocks = []
+        for i in range(depth):
+            stride = (t_stride, s_stride) if i == 0 else (1, 1)
+            blocks.append(build_particle(p, in_channels=cin, out_channels=width, stride=stride))
+            cin = width
+        stages.append(nn.Sequential(*blocks))
+    head = nn.Sequential(nn.AdaptiveAvgPool3d(1), nn.Flatten(1), nn.Dropout(spec.dropout), nn.Linear(cin, spec.num_classes))
+    net = ParticleNet(stem=stem, stages=nn.Sequential(*stages), head=head)
+    if seed is None:
+        _init_weights(net)
+    else:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            _init_weights(net)
+    return net

@@ -1,0 +1,81 @@
+"""Small layers the particles are made of. Classes hold parts and run forward; no arithmetic."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+class TemporalShift(nn.Module):
+    """Move groups of channels along time, zero-filling the frames they leave (TSM).
+
+    For each offset ``d`` in ``1..reach`` one group of ``fold`` channels is
+    shifted ``d`` frames back and one ``d`` frames forward; the remaining
+    channels pass unchanged. Costs no multiply-adds.
+    """
+
+    def __init__(self, *, fold: int, reach: int) -> None:
+        super().__init__()
+        self.fold = fold
+        self.reach = reach
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pieces = []
+        c = 0
+        for d in range(1, self.reach + 1):
+            ahead = x[:, c : c + self.fold, d:]  # frame t sees frame t + d
+            pieces.append(F.pad(ahead, (0, 0, 0, 0, 0, d)))
+            c += self.fold
+            behind = x[:, c : c + self.fold, : max(x.shape[2] - d, 0)]  # frame t sees frame t - d
+            pieces.append(F.pad(behind, (0, 0, 0, 0, d, 0)))
+            c += self.fold
+        pieces.append(x[:, c:])
+        return torch.cat(pieces, dim=1)
+
+    def extra_repr(self) -> str:
+        return f"fold={self.fold}, reach={self.reach}"
+
+
+class SqueezeExcite(nn.Module):
+    """Channel gating from the clip-wide mean: pool -> 1x1x1 -> ReLU -> 1x1x1 -> sigmoid -> scale."""
+
+    def __init__(self, *, channels: int, squeezed: int) -> None:
+        super().__init__()
+        self.pool = nn.AdaptiveAvgPool3d(1)
+        self.reduce = nn.Conv3d(channels, squeezed, kernel_size=1, bias=True)
+        self.act = nn.ReLU(inplace=True)
+        self.expand = nn.Conv3d(squeezed, channels, kernel_size=1, bias=True)
+        self.gate = nn.Sigmoid()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.gate(self.expand(self.act(self.reduce(self.pool(x)))))
+
+
+class ParticleBlock(nn.Module):
+    """``post(branch(x) + shortcut(x))``; ``shortcut`` and ``post`` may be absent."""
+
+    def __init__(self, *, branch: nn.Module, shortcut: nn.Module | None, post: nn.Module | None) -> None:
+        super().__init__()
+        self.branch = branch
+        self.shortcut = shortcut
+        self.post = post if post is not None else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.branch(x)
+        if self.shortcut is not None:
+            y = y + self.shortcut(x)
+        return self.post(y)
+
+
+class ParticleNet(nn.Module):
+    """stem -> stages -> pooled linear head. Input (N, C, T, H, W), output (N, classes) logits."""
+
+    def __init__(self, *, stem: nn.Module, stages: nn.Sequential, head: nn.Module) -> None:
+        super().__init__()
+        self.stem = stem
+        self.stages = stages
+        self.head = head
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.stages(self.stem(x)))

@@ -1,0 +1,221 @@
+"""Specs: what a particle is and how a proxy network stacks it.
+
+Every rule a spec must obey is checked here, in one place, by the
+``_check_*`` helpers called from ``__post_init__``. Builders and cost models
+may assume a spec they receive is valid.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from ._errors import SpecError
+
+# The axes of the space. Order matters only for display.
+FACTORIZATIONS: tuple[str, ...] = (
+    "full",  # C3D / R3D: one kt x k x k conv
+    "r2plus1d",  # R(2+1)D: 1 x k x k, then kt x 1 x 1, mid channels by the parameter-matching rule
+    "csn_ip",  # interaction-preserved CSN: 1x1x1, then depthwise kt x k x k
+    "csn_ir",  # interaction-reduced CSN: depthwise kt x k x k
+    "spatial_only",  # 1 x k x k, no temporal mixing at all
+    "temporal_shift",  # TSM: shift a fraction of channels along time, then 1 x k x k
+)
+WIRINGS: tuple[str, ...] = ("plain", "residual", "bottleneck", "inverted")
+ACTIVATIONS: tuple[str, ...] = ("relu", "silu")
+KERNELS: tuple[int, ...] = (1, 3, 5, 7)
+
+# Factorizations whose conv has no temporal kernel of its own.
+NO_TEMPORAL_KERNEL = frozenset({"spatial_only"})
+# Wirings with a width ratio; for the others, expansion must stay 1.
+EXPANDING_WIRINGS = frozenset({"bottleneck", "inverted"})
+DEFAULT_EXPANSION = {"plain": 1.0, "residual": 1.0, "bottleneck": 0.25, "inverted": 4.0}
+
+
+def _check_choice(name: str, value: Any, choices: tuple) -> None:
+    if isinstance(value, bool) or value not in choices:
+        raise SpecError(name, f"must be one of {choices}", value)
+
+
+def _check_int(name: str, value: Any, *, low: int, high: int | None = None) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise SpecError(name, "must be an integer", value)
+    if value < low or (high is not None and value > high):
+        rule = f"must be >= {low}" if high is None else f"must be in [{low}, {high}]"
+        raise SpecError(name, rule, value)
+
+
+def _check_float(name: str, value: Any, *, low: float, high: float, high_open: bool, low_open: bool = False) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise SpecError(name, "must be a finite number", value)
+    too_low = value <= low if low_open else value < low
+    too_high = value >= high if high_open else value > high
+    if too_low or too_high:
+        interval = ("(" if low_open else "[") + f"{low}, {high}" + (")" if high_open else "]")
+        raise SpecError(name, f"must be in {interval}", value)
+
+
+@dataclass(frozen=True)
+class ParticleSpec:
+    """One spatiotemporal unit: how its conv is factorized, sized, wired and pruned."""
+
+    factorization: str = "r2plus1d"  # see FACTORIZATIONS
+    wiring: str = "residual"  # see WIRINGS
+    temporal_kernel: int = 3  # kt; must be 1 for spatial_only; >= 3 for temporal_shift (shift reach (kt-1)/2)
+    spatial_kernel: int = 3  # k, square
+    expansion: float | None = None  # inner width / output width (bottleneck) or / input width (inverted); None = wiring default
+    squeeze_excite: float = 0.0  # SE bottleneck ratio of the inner width; 0 = no SE
+    activation: str = "relu"  # see ACTIVATIONS
+    prune_ratio: float = 0.0  # fraction of inner channels removed, in [0, 0.9)
+    shift_fraction: float = 0.25  # temporal_shift only: fraction of channels moved along time
+
+    def __post_init__(self) -> None:
+        p = "ParticleSpec."
+        _check_choice(p + "factorization", self.factorization, FACTORIZATIONS)
+        _check_choice(p + "wiring", self.wiring, WIRINGS)
+        _check_choice(p + "temporal_kernel", self.temporal_kernel, KERNELS)
+        _check_choice(p + "spatial_kernel", self.spatial_kernel, KERNELS)
+        _check_choice(p + "activation", self.activation, ACTIVATIONS)
+        if self.factorization in NO_TEMPORAL_KERNEL and self.temporal_kernel != 1:
+            raise SpecError(p + "temporal_kernel", f"must be 1 when factorization is {self.factorization!r}", self.temporal_kernel)
+        if self.factorization == "temporal_shift" and self.temporal_kernel < 3:
+            raise SpecError(p + "temporal_kernel", "must be >= 3 when factorization is 'temporal_shift' (it sets the shift reach)", self.temporal_kernel)
+        if self.expansion is None:
+            object.__setattr__(self, "expansion", DEFAULT_EXPANSION[self.wiring])
+        _check_float(p + "expansion", self.expansion, low=0.0, high=8.0, high_open=False, low_open=True)
+        object.__setattr__(self, "expansion", float(self.expansion))
+        if self.wiring not in EXPANDING_WIRINGS and self.expansion != 1.0:
+            raise SpecError(p + "expansion", f"must be 1.0 for wiring {self.wiring!r} (only bottleneck and inverted have a width ratio)", self.expansion)
+        _check_float(p + "squeeze_excite", self.squeeze_excite, low=0.0, high=1.0, high_open=True)
+        _check_float(p + "prune_ratio", self.prune_ratio, low=0.0, high=0.9, high_open=True)
+        _check_float(p + "shift_fraction", self.shift_fraction, low=0.0, high=1.0, high_open=False, low_open=True)
+        for name in ("squeeze_excite", "prune_ratio", "shift_fraction"):
+            object.__setattr__(self, name, float(getattr(self, name)))
+
+    @property
+    def mixes_time(self) -> bool:
+        """Whether the particle's conv mixes information across frames."""
+        return self.factorization not in NO_TEMPORAL_KERNEL and self.temporal_kernel > 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ParticleSpec:
+        return _from_mapping(cls, data, "ParticleSpec")
+
+    def replace(self, **changes: Any) -> ParticleSpec:
+        return dataclasses.replace(self, **changes)
+
+
+def _as_int_tuple(name: str, value: Any, length: int | None = None) -> tuple[int, ...]:
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+        raise SpecError(name, "must be a list of integers", value)
+    items = tuple(value)
+    for item in items:
+        if isinstance(item, bool) or not isinstance(item, int):
+            raise SpecError(name, "must be a list of integers", list(items))
+    if length is not None and len(items) != length:
+        raise SpecError(name, f"must have {length} entries", list(items))
+    return items
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    """A proxy network: a stem, stages of repeated particles, and a linear head.
+
+    ::
+
+        clip (C, T, H, W)
+          -> stem conv (stem_kernel[0] x k x k, stride (1, s, s)) -> BN -> act
+          -> stage i: depths[i] particles of width widths[i]; the first has
+             stride (temporal_strides[i], spatial_strides[i], spatial_strides[i])
+          -> global average pool -> dropout -> linear(num_classes)
+    """
+
+    particle: ParticleSpec = field(default_factory=ParticleSpec)
+    widths: tuple[int, ...] = (16, 32, 64)  # output channels of each stage
+    depths: tuple[int, ...] = (1, 1, 1)  # particles per stage
+    temporal_strides: tuple[int, ...] = (1, 1, 1)  # temporal stride of each stage's first particle
+    spatial_strides: tuple[int, ...] = (1, 2, 2)  # spatial stride of each stage's first particle
+    stem_channels: int = 16
+    stem_kernel: tuple[int, int] = (1, 3)  # (temporal, spatial) kernel of the stem conv
+    stem_stride: tuple[int, int] = (1, 2)  # (temporal, spatial) stride of the stem conv
+    clip: tuple[int, int, int] = (8, 32, 32)  # input frames T, height H, width W
+    in_channels: int = 3
+    num_classes: int = 6
+    dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        p = "NetworkSpec."
+        if isinstance(self.particle, Mapping):
+            object.__setattr__(self, "particle", ParticleSpec.from_dict(self.particle))
+        if not isinstance(self.particle, ParticleSpec):
+            raise SpecError(p + "particle", "must be a ParticleSpec", self.particle)
+        for name in ("widths", "depths", "temporal_strides", "spatial_strides"):
+            object.__setattr__(self, name, _as_int_tuple(p + name, getattr(self, name)))
+        stages = len(self.widths)
+        if not 1 <= stages <= 8:
+            raise SpecError(p + "widths", "must list 1 to 8 stages", list(self.widths))
+        for name in ("depths", "temporal_strides", "spatial_strides"):
+            if len(getattr(self, name)) != stages:
+                raise SpecError(p + name, f"must have one entry per stage ({stages}, as widths)", list(getattr(self, name)))
+        for i, w in enumerate(self.widths):
+            _check_int(f"{p}widths[{i}]", w, low=1, high=8192)
+        for i, d in enumerate(self.depths):
+            _check_int(f"{p}depths[{i}]", d, low=1, high=64)
+        for name in ("temporal_strides", "spatial_strides"):
+            for i, s in enumerate(getattr(self, name)):
+                _check_int(f"{p}{name}[{i}]", s, low=1, high=4)
+        object.__setattr__(self, "stem_kernel", _as_int_tuple(p + "stem_kernel", self.stem_kernel, 2))
+        object.__setattr__(self, "stem_stride", _as_int_tuple(p + "stem_stride", self.stem_stride, 2))
+        object.__setattr__(self, "clip", _as_int_tuple(p + "clip", self.clip, 3))
+        for i, k in enumerate(self.stem_kernel):
+            _check_choice(f"{p}stem_kernel[{i}]", k, KERNELS)
+        for i, s in enumerate(self.stem_stride):
+            _check_int(f"{p}stem_stride[{i}]", s, low=1, high=4)
+        for i, n in enumerate(self.clip):
+            _check_int(f"{p}clip[{i}]", n, low=1, high=4096)
+        _check_int(p + "stem_channels", self.stem_channels, low=1, high=8192)
+        _check_int(p + "in_channels", self.in_channels, low=1, high=64)
+        _check_int(p + "num_classes", self.num_classes, low=2, high=100_000)
+        _check_float(p + "dropout", self.dropout, low=0.0, high=1.0, high_open=True)
+        # The clip must survive every stride: each strided layer needs at least one frame / pixel.
+        t_total = self.stem_stride[0] * math.prod(self.temporal_strides)
+        s_total = self.stem_stride[1] * math.prod(self.spatial_strides)
+        frames, height, width = self.clip
+        if frames < t_total:
+            raise SpecError(p + "clip", f"must have at least as many frames as the total temporal stride ({t_total})", list(self.clip))
+        if min(height, width) < s_total:
+            raise SpecError(p + "clip", f"must be at least as high and wide as the total spatial stride ({s_total})", list(self.clip))
+
+    @property
+    def input_shape(self) -> tuple[int, int, int, int]:
+        """(C, T, H, W) of one clip."""
+        return (self.in_channels, *self.clip)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        for key, value in data.items():
+            if isinstance(value, tuple):
+                data[key] = list(value)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> NetworkSpec:
+        return _from_mapping(cls, data, "NetworkSpec")
+
+    def replace(self, **changes: Any) -> NetworkSpec:
+        return dataclasses.replace(self, **changes)
+
+
+def _from_mapping(cls: type, data: Any, label: str) -> Any:
+    if not isinstance(data, Mapping):
+        raise SpecError(label, "must be a mapping of field names to values", data)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(str(k) for k in data if k not in names)
+    if unknown:
+        raise SpecError(f"{label}.{unknown[0]}", f"is not a field; known fields are {sorted(names)}", data[unknown[0]])
+    return cls(**dict(data))
