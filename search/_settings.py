@@ -4,7 +4,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from particle_nas.space import SpecError
+from particle_nas.space import SpecError, check_choice, check_float, check_int
 
 OBJECTIVES: dict[str, str] = {"accuracy": "maximize", "flops": "minimize", "params": "minimize"}
 SAMPLERS: tuple[str, ...] = ("nsga2", "tpe", "random")
@@ -25,16 +25,11 @@ class SearchSettings:
 
     def __post_init__(self) -> None:
         p = "search."
-        if self.backend not in BACKENDS:
-            raise SpecError(p + "backend", f"must be one of {BACKENDS}", self.backend)
-        if self.sampler not in SAMPLERS:
-            raise SpecError(p + "sampler", f"must be one of {SAMPLERS}", self.sampler)
-        if isinstance(self.trials, bool) or not isinstance(self.trials, int) or not 1 <= self.trials <= 1_000_000:
-            raise SpecError(p + "trials", "must be an integer in [1, 1000000]", self.trials)
-        if self.timeout is not None and (
-            isinstance(self.timeout, bool) or not isinstance(self.timeout, (int, float)) or not math.isfinite(self.timeout) or self.timeout <= 0
-        ):
-            raise SpecError(p + "timeout", "must be a positive number of seconds or null", self.timeout)
+        check_choice(p + "backend", self.backend, BACKENDS)
+        check_choice(p + "sampler", self.sampler, SAMPLERS)
+        check_int(p + "trials", self.trials, low=1, high=1_000_000)
+        if self.timeout is not None:
+            check_float(p + "timeout", self.timeout, low=0.0, high=math.inf, low_open=True, high_open=True)
         objectives = self.objectives
         if isinstance(objectives, str) or not isinstance(objectives, (list, tuple)):
             raise SpecError(p + "objectives", f"must be a list drawn from {list(OBJECTIVES)}", objectives)
@@ -45,8 +40,7 @@ class SearchSettings:
         if len(set(objectives)) != len(objectives) or len(objectives) < 2 or objectives[0] != "accuracy":
             raise SpecError(p + "objectives", "must start with accuracy and add at least one of flops, params, without repeats", list(objectives))
         object.__setattr__(self, "objectives", objectives)
-        if isinstance(self.population, bool) or not isinstance(self.population, int) or not 2 <= self.population <= 10_000:
-            raise SpecError(p + "population", "must be an integer in [2, 10000]", self.population)
+        check_int(p + "population", self.population, low=2, high=10_000)
         if not isinstance(self.export, str) or not self.export.strip():
             raise SpecError(p + "export", "must be a pick rule such as knee, max-accuracy or 'flops<=2e7'", self.export)
 

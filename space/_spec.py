@@ -12,6 +12,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from ._checks import check_choice as _check_choice
+from ._checks import check_float as _check_float
+from ._checks import check_int as _check_int
 from ._errors import SpecError
 
 # The axes of the space. Order matters only for display.
@@ -32,29 +35,6 @@ NO_TEMPORAL_KERNEL = frozenset({"spatial_only"})
 # Wirings with a width ratio; for the others, expansion must stay 1.
 EXPANDING_WIRINGS = frozenset({"bottleneck", "inverted"})
 DEFAULT_EXPANSION = {"plain": 1.0, "residual": 1.0, "bottleneck": 0.25, "inverted": 4.0}
-
-
-def _check_choice(name: str, value: Any, choices: tuple) -> None:
-    if isinstance(value, bool) or value not in choices:
-        raise SpecError(name, f"must be one of {choices}", value)
-
-
-def _check_int(name: str, value: Any, *, low: int, high: int | None = None) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise SpecError(name, "must be an integer", value)
-    if value < low or (high is not None and value > high):
-        rule = f"must be >= {low}" if high is None else f"must be in [{low}, {high}]"
-        raise SpecError(name, rule, value)
-
-
-def _check_float(name: str, value: Any, *, low: float, high: float, high_open: bool, low_open: bool = False) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise SpecError(name, "must be a finite number", value)
-    too_low = value <= low if low_open else value < low
-    too_high = value >= high if high_open else value > high
-    if too_low or too_high:
-        interval = ("(" if low_open else "[") + f"{low}, {high}" + (")" if high_open else "]")
-        raise SpecError(name, f"must be in {interval}", value)
 
 
 @dataclass(frozen=True)

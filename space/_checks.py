@@ -1,0 +1,34 @@
+"""Field checks shared by every spec and config dataclass of the project.
+
+Each raises ``SpecError(field, rule, value)``: the rule first, then the value received.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from ._errors import SpecError
+
+
+def check_choice(name: str, value: Any, choices: tuple) -> None:
+    if isinstance(value, bool) or value not in choices:
+        raise SpecError(name, f"must be one of {choices}", value)
+
+
+def check_int(name: str, value: Any, *, low: int, high: int | None = None) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise SpecError(name, "must be an integer", value)
+    if value < low or (high is not None and value > high):
+        rule = f"must be >= {low}" if high is None else f"must be in [{low}, {high}]"
+        raise SpecError(name, rule, value)
+
+
+def check_float(name: str, value: Any, *, low: float, high: float, high_open: bool, low_open: bool = False) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise SpecError(name, "must be a finite number", value)
+    too_low = value <= low if low_open else value < low
+    too_high = value >= high if high_open else value > high
+    if too_low or too_high:
+        interval = ("(" if low_open else "[") + f"{low}, {high}" + (")" if high_open else "]")
+        raise SpecError(name, f"must be in {interval}", value)
