@@ -1,0 +1,152 @@
+"""Drawing the front: ``pareto_figure`` only draws what ``pareto_front`` computed.
+
+plotly is imported inside the functions, so ``import particle_nas.results``
+works without it.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ._files import atomic_write
+from ._pareto import pareto_front
+from ._table import PARTICLE_FIELDS
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import plotly.graph_objects as go
+
+LOG_AXES = frozenset({"flops", "params"})
+AXIS_TITLES = {
+    "flops": "FLOPs per clip (multiply-adds)",
+    "params": "parameters",
+    "accuracy": "validation top-1 accuracy",
+    "duration_s": "evaluation time (s)",
+}
+# Colours and markers: the rest muted, the front strong, the knee unmistakable.
+OTHER_STYLE = dict(color="rgba(120, 120, 120, 0.55)", size=7, symbol="circle")
+FRONT_STYLE = dict(color="#d62728", size=10, symbol="diamond", line=dict(color="black", width=1))
+KNEE_STYLE = dict(color="#ffbf00", size=18, symbol="star", line=dict(color="black", width=1.5))
+STEP_STYLE = dict(color="#d62728", width=2)
+
+
+def _plotly() -> Any:
+    try:
+        import plotly.graph_objects as go
+    except ImportError as err:  # pragma: no cover - depends on the environment
+        raise ImportError("pareto_figure needs plotly, which is not installed: pip install plotly") from err
+    return go
+
+
+def human(value: Any, unit: str = "") -> str:
+    """A count in short units: ``human(12_345_678, "FLOPs") == "12.3 MFLOPs"``."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return "n/a"
+    for scale, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= scale:
+            return f"{value / scale:.3g} {prefix}{unit}".rstrip()
+    text = f"{value:.0f}" if value.is_integer() else f"{value:.3g}"
+    return f"{text} {unit}".rstrip()
+
+
+def _is_missing(value: Any) -> bool:
+    try:
+        return value is None or bool(value != value)  # NaN and pandas NA
+    except TypeError:  # pandas NA refuses bool()
+        return True
+
+
+def hover_text(row: Any) -> str:
+    """Hover label of one trial: number, accuracy, flops, params, then one particle field per line."""
+    acc = row.get("accuracy")
+    lines = [
+        f"<b>trial {int(row['number'])}</b>",
+        f"accuracy: {'n/a' if _is_missing(acc) else f'{float(acc):.4f}'}",
+        f"flops: {human(None if _is_missing(row.get('flops')) else row.get('flops'), 'FLOPs')}",
+        f"params: {human(None if _is_missing(row.get('params')) else row.get('params'))}",
+    ]
+    for name in PARTICLE_FIELDS:
+        value = row.get(name)
+        if not _is_missing(value):
+            lines.append(f"{name}: {value}")
+    if not _is_missing(row.get("duplicate_of")):
+        lines.append(f"duplicate of trial {int(row['duplicate_of'])}")
+    return "<br>".join(lines)
+
+
+def pareto_figure(df: pd.DataFrame, *, x: str = "flops", y: str = "accuracy", title: str | None = None) -> go.Figure:
+    """All COMPLETE trials of a ``trials_table`` on (x, y), the front highlighted.
+
+    Every complete trial with both values is drawn exactly once, in one of
+    three marker traces: "trials" (dominated), "Pareto front" and "knee".
+    A fourth trace, "front (step)", is a line only: the staircase joining the
+    front members. flops and params axes are logarithmic (when all values are
+    positive). The front is the two-column front of ``pareto_front(df, x=, y=)``.
+    """
+    go = _plotly()
+    front = pareto_front(df, x=x, y=y)
+    members = set(front.members)
+    others = [label for label in front.complete if label not in members]
+    on_front = [label for label in front.members if label != front.knee]
+    knee = [] if front.knee is None else [front.knee]
+
+    def markers(labels: list[Any], name: str, style: dict[str, Any]) -> go.Scatter:
+        rows = df.loc[labels]
+        return go.Scatter(
+            x=rows[x].astype(float).tolist(),
+            y=rows[y].astype(float).tolist(),
+            mode="markers",
+            name=name,
+            marker=style,
+            text=[hover_text(row) for _, row in rows.iterrows()],
+            customdata=rows["number"].astype(int).tolist(),
+            hovertemplate="%{text}<extra></extra>",
+        )
+
+    fig = go.Figure()
+    fig.add_trace(markers(others, "trials", OTHER_STYLE))
+    step = df.loc[front.members]
+    fig.add_trace(
+        go.Scatter(
+            x=step[x].astype(float).tolist(),
+            y=step[y].astype(float).tolist(),
+            mode="lines",
+            name="front (step)",
+            line=dict(shape="hv", **STEP_STYLE),
+            hoverinfo="skip",
+            showlegend=False,
+        )
+    )
+    fig.add_trace(markers(on_front, "Pareto front", FRONT_STYLE))
+    fig.add_trace(markers(knee, "knee", KNEE_STYLE))
+
+    n_complete = len(front.complete)
+    if title is None:
+        name = df.attrs.get("study_name")
+        title = f"{name + ': ' if name else ''}{len(front.members)} on the front of {n_complete} complete trials"
+    fig.update_layout(
+        title=title,
+        template="plotly_white",
+        hovermode="closest",
+        legend=dict(orientation="h", yanchor="bottom", y=1.01, xanchor="right", x=1.0),
+    )
+    for column, update in ((x, fig.update_xaxes), (y, fig.update_yaxes)):
+        values = df.loc[front.complete, column].astype(float) if front.complete else []
+        log = column in LOG_AXES and len(values) > 0 and bool((values > 0).all())
+        update(title_text=AXIS_TITLES.get(column, column), type="log" if log else "linear")
+    return fig
+
+
+def write_html(fig: go.Figure, path: str | os.PathLike[str]) -> Path:
+    """Write ``fig`` as one self-contained HTML file (plotly.js embedded, works offline), atomically."""
+    return atomic_write(
+        path,
+        lambda tmp: fig.write_html(tmp, include_plotlyjs=True, full_html=True, config={"displaylogo": False}),
+    )

@@ -1,0 +1,185 @@
+"""Reading a run: open its Optuna study and flatten the trials into one table."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sqlite3
+from contextlib import closing
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from particle_nas.space import ParticleSpec
+
+from ._files import atomic_write
+from ._pareto import pareto_mask
+
+if TYPE_CHECKING:
+    import optuna
+
+PARTICLE_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(ParticleSpec))
+# Column order of trials_table. "network" (last) is NetworkSpec.to_dict() as compact JSON.
+COLUMNS: tuple[str, ...] = (
+    "number",
+    "state",
+    *PARTICLE_FIELDS,
+    "flops",
+    "params",
+    "accuracy",
+    "epoch_accuracy",
+    "duration_s",
+    "datetime_start",
+    "datetime_complete",
+    "fail_reason",
+    "duplicate_of",
+    "pareto",
+    "network",
+)
+STUDY_FILE = "study.db"
+
+
+# ---------------------------------------------------------------- opening a run
+def _study_names(db: Path) -> list[str]:
+    """Study names in an Optuna SQLite file, read without creating or migrating anything."""
+    try:
+        with closing(sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True)) as conn:
+            rows = conn.execute("SELECT study_name FROM studies ORDER BY study_id").fetchall()
+    except sqlite3.DatabaseError as err:
+        raise ValueError(f"{db} must be an Optuna study database, but reading it failed: {err}.") from None
+    return [name for (name,) in rows]
+
+
+def open_run(run_dir: str | os.PathLike[str], *, study_name: str | None = None) -> optuna.Study:
+    """Load the Optuna study of a run directory (``runs/NAME/study.db``).
+
+    The study name defaults to the directory name; when that name is not in the
+    file but the file holds exactly one study, that study is used (a renamed
+    run directory still opens). The file is checked read-only first, so a
+    wrong path never creates an empty database.
+    """
+    import optuna
+
+    run = Path(run_dir)
+    db = run / STUDY_FILE
+    if not db.is_file():
+        reason = "no such directory" if not run.is_dir() else f"it has no {STUDY_FILE}"
+        raise ValueError(f"run directory must contain {STUDY_FILE}, but got {str(run)!r} ({reason}).")
+    names = _study_names(db)
+    if not names:
+        raise ValueError(f"{db} must hold an Optuna study, but it holds none.")
+    if study_name is None:
+        study_name = run.resolve().name
+        if study_name not in names and len(names) == 1:
+            study_name = names[0]
+    if study_name not in names:
+        raise ValueError(f"study_name must be one of the studies in {db} ({', '.join(map(repr, names))}), but got {study_name!r}.")
+    return optuna.load_study(study_name=study_name, storage=f"sqlite:///{db.resolve()}")
+
+
+# ---------------------------------------------------------------- the table
+def _objective_names(study: optuna.Study) -> list[str]:
+    objectives = study.user_attrs.get("objectives")
+    names = [o.get("name") for o in objectives] if isinstance(objectives, list) and all(isinstance(o, dict) for o in objectives) else []
+    if len(names) != len(study.directions) or not all(isinstance(n, str) for n in names):
+        names = [f"value_{i}" for i in range(len(study.directions))]
+    return names
+
+
+def _compact(values: Any) -> str | None:
+    """epoch_accuracy as one short string: "0.4120 0.5330 0.6010"."""
+    if not isinstance(values, (list, tuple)) or not values:
+        return None
+    return " ".join(f"{float(v):.4f}" for v in values)
+
+
+def _particle_of(attrs: dict[str, Any]) -> dict[str, Any]:
+    particle = attrs.get("particle")
+    if not isinstance(particle, dict):
+        network = attrs.get("network")
+        particle = network.get("particle") if isinstance(network, dict) else None
+    return particle if isinstance(particle, dict) else {}
+
+
+def trials_table(study: optuna.Study) -> pd.DataFrame:
+    """One row per trial of ``study`` (every state), ordered by trial number.
+
+    Columns (``COLUMNS``): number, state (e.g. "COMPLETE"), every
+    ``ParticleSpec`` field, flops, params, accuracy, epoch_accuracy (space
+    separated, 4 decimals), duration_s, datetime_start, datetime_complete,
+    fail_reason, duplicate_of, pareto, network. ``pareto`` marks the
+    non-dominated COMPLETE trials under all the study's objectives and
+    directions (the same set as ``study.best_trials``). ``network`` is the
+    trial's ``NetworkSpec.to_dict()`` as compact JSON, so a row alone can be
+    exported (``particle_document``). Missing values are NA. accuracy, flops
+    and params come from the trial's user_attrs, or else from its values when
+    an objective of that name exists. ``df.attrs`` holds "study_name",
+    "objectives" and "directions".
+    """
+    from optuna.trial import TrialState
+
+    trials = sorted(study.get_trials(deepcopy=False), key=lambda t: t.number)
+    objectives = _objective_names(study)
+    directions = [d.name.lower() for d in study.directions]
+    defaults = ParticleSpec()
+
+    columns: dict[str, list[Any]] = {name: [] for name in COLUMNS}
+    for trial in trials:
+        attrs = trial.user_attrs
+        from_values = dict(zip(objectives, trial.values)) if trial.values is not None and trial.state == TrialState.COMPLETE else {}
+        particle = _particle_of(attrs)
+        network = attrs.get("network")
+        columns["number"].append(trial.number)
+        columns["state"].append(trial.state.name)
+        for name in PARTICLE_FIELDS:
+            columns[name].append(particle.get(name))
+        for name in ("flops", "params", "accuracy"):
+            columns[name].append(attrs.get(name, from_values.get(name)))
+        columns["epoch_accuracy"].append(_compact(attrs.get("epoch_accuracy")))
+        columns["duration_s"].append(attrs.get("duration_s"))
+        columns["datetime_start"].append(trial.datetime_start)
+        columns["datetime_complete"].append(trial.datetime_complete)
+        columns["fail_reason"].append(attrs.get("fail_reason"))
+        columns["duplicate_of"].append(attrs.get("duplicate_of"))
+        columns["pareto"].append(False)
+        columns["network"].append(json.dumps(network, separators=(",", ":")) if isinstance(network, dict) else None)
+
+    complete = [i for i, t in enumerate(trials) if t.state == TrialState.COMPLETE and t.values is not None and len(t.values) == len(directions)]
+    if complete:
+        values = np.array([trials[i].values for i in complete], dtype=float)
+        finite = ~np.isnan(values).any(axis=1)
+        mask = np.zeros(len(complete), dtype=bool)
+        mask[finite] = pareto_mask(values[finite], directions)
+        for i, on_front in zip(complete, mask):
+            columns["pareto"][i] = bool(on_front)
+
+    data: dict[str, pd.Series] = {}
+    for name in COLUMNS:
+        data[name] = pd.Series(columns[name], dtype=_dtype(name, defaults), name=name)
+    df = pd.DataFrame(data, columns=list(COLUMNS))
+    df.attrs.update(study_name=study.study_name, objectives=objectives, directions=directions)
+    return df
+
+
+def _dtype(name: str, defaults: ParticleSpec) -> Any:
+    if name in ("number", "flops", "params", "duplicate_of"):
+        return "Int64"
+    if name in ("accuracy", "duration_s"):
+        return "float64"
+    if name in ("datetime_start", "datetime_complete"):
+        return "datetime64[us]"
+    if name == "pareto":
+        return bool
+    if name in PARTICLE_FIELDS:
+        kind = type(getattr(defaults, name))
+        return "Int64" if kind is int else "float64" if kind is float else object
+    return object
+
+
+def write_trials_csv(df: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
+    """Write the table as CSV (no index column), atomically; returns the path."""
+    return atomic_write(path, lambda tmp: df.to_csv(tmp, index=False))
+
