@@ -1,10 +1,9 @@
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
-from particle_nas.space import SpecError, check_choice, check_float, check_int
+from particle_nas.space import SpecError, check_choice, check_int, check_number
 
 OBJECTIVES: dict[str, str] = {"accuracy": "maximize", "flops": "minimize", "params": "minimize"}
 SAMPLERS: tuple[str, ...] = ("nsga2", "tpe", "random")
@@ -29,7 +28,7 @@ class SearchSettings:
         check_choice(p + "sampler", self.sampler, SAMPLERS)
         check_int(p + "trials", self.trials, low=1, high=1_000_000)
         if self.timeout is not None:
-            check_float(p + "timeout", self.timeout, low=0.0, high=math.inf, low_open=True, high_open=True)
+            check_number(p + "timeout", self.timeout, low=0.0, low_open=True)
         objectives = self.objectives
         if isinstance(objectives, str) or not isinstance(objectives, (list, tuple)):
             raise SpecError(p + "objectives", f"must be a list drawn from {list(OBJECTIVES)}", objectives)

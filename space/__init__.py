@@ -11,7 +11,7 @@ from ._build import (
     se_width,
 )
 from ._domain import AXES, Axis, SearchSpace
-from ._checks import check_choice, check_float, check_int
+from ._checks import check_choice, check_int, check_number
 from ._errors import SpecError
 from ._layers import ParticleBlock, ParticleNet, SqueezeExcite, TemporalShift
 from ._spec import ACTIVATIONS, FACTORIZATIONS, KERNELS, WIRINGS, NetworkSpec, ParticleSpec
@@ -35,8 +35,8 @@ __all__ = [
     "WIRING_BUILDERS",
     "build_network",
     "check_choice",
-    "check_float",
     "check_int",
+    "check_number",
     "build_particle",
     "inner_width",
     "r2plus1d_mid_width",

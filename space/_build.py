@@ -256,9 +256,21 @@ def _init_weights(module: nn.Module) -> None:
 
 
 def build_network(spec: NetworkSpec, *, seed: int | None = None) -> ParticleNet:
-    """The proxy network of ``spec``; ``seed`` makes the initial weights reproducible."""
+    """The proxy network of ``spec``.
+
+    With ``seed`` the initial weights are reproducible and the caller's global
+    RNG state is left untouched; without it they come from the global RNG.
+    """
     if not isinstance(spec, NetworkSpec):
         raise TypeError(f"build_network expects a NetworkSpec, but got {type(spec).__name__}.")
+    if seed is None:
+        return _create_network(spec)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return _create_network(spec)
+
+
+def _create_network(spec: NetworkSpec) -> ParticleNet:
     p = spec.particle
     kt, ks = spec.stem_kernel
     st, ss = spec.stem_stride
@@ -278,10 +290,5 @@ def build_network(spec: NetworkSpec, *, seed: int | None = None) -> ParticleNet:
         stages.append(nn.Sequential(*blocks))
     head = nn.Sequential(nn.AdaptiveAvgPool3d(1), nn.Flatten(1), nn.Dropout(spec.dropout), nn.Linear(cin, spec.num_classes))
     net = ParticleNet(stem=stem, stages=nn.Sequential(*stages), head=head)
-    if seed is None:
-        _init_weights(net)
-    else:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            _init_weights(net)
+    _init_weights(net)
     return net

@@ -11,24 +11,24 @@ from typing import Any
 from ._errors import SpecError
 
 
-def check_choice(name: str, value: Any, choices: tuple) -> None:
-    if isinstance(value, bool) or value not in choices:
-        raise SpecError(name, f"must be one of {choices}", value)
-
-
 def check_int(name: str, value: Any, *, low: int, high: int | None = None) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
         raise SpecError(name, "must be an integer", value)
     if value < low or (high is not None and value > high):
-        rule = f"must be >= {low}" if high is None else f"must be in [{low}, {high}]"
+        raise SpecError(name, f"must be >= {low}" if high is None else f"must be in [{low}, {high}]", value)
+
+
+def check_number(name: str, value: Any, *, low: float, high: float = math.inf, low_open: bool = False, high_open: bool = False) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise SpecError(name, "must be a finite number", value)
+    if (value <= low if low_open else value < low) or (value >= high if high_open else value > high):
+        if high == math.inf:
+            rule = f"must be > {low}" if low_open else f"must be >= {low}"
+        else:
+            rule = "must be in " + ("(" if low_open else "[") + f"{low}, {high}" + (")" if high_open else "]")
         raise SpecError(name, rule, value)
 
 
-def check_float(name: str, value: Any, *, low: float, high: float, high_open: bool, low_open: bool = False) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise SpecError(name, "must be a finite number", value)
-    too_low = value <= low if low_open else value < low
-    too_high = value >= high if high_open else value > high
-    if too_low or too_high:
-        interval = ("(" if low_open else "[") + f"{low}, {high}" + (")" if high_open else "]")
-        raise SpecError(name, f"must be in {interval}", value)
+def check_choice(name: str, value: Any, choices: tuple) -> None:
+    if isinstance(value, bool) or value not in choices:
+        raise SpecError(name, f"must be one of {choices}", value)

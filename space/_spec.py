@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from ._checks import check_choice as _check_choice
-from ._checks import check_float as _check_float
+from ._checks import check_number as _check_float
 from ._checks import check_int as _check_int
 from ._errors import SpecError
 

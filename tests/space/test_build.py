@@ -84,3 +84,11 @@ def test_pruning_shrinks_inner_layers(wiring):
     pruned = build_particle(_particle("full", wiring, prune_ratio=0.5), in_channels=16, out_channels=16)
     count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
     assert count(pruned) < 0.75 * count(full)
+
+
+def test_seeded_build_leaves_the_global_rng_alone():
+    torch.manual_seed(11)
+    expected = torch.rand(3)
+    torch.manual_seed(11)
+    build_network(NetworkSpec(), seed=5)
+    assert torch.equal(torch.rand(3), expected)

@@ -1,0 +1,211 @@
+"""Proxy training: a few seeded epochs on a synthetic task, validation top-1 after each."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from particle_nas.space import SpecError, check_choice, check_int, check_number
+
+from ._data import ClipSet, SyntheticTask
+
+OPTIMIZERS: tuple[str, ...] = ("sgd", "adamw")
+SCHEDULES: tuple[str, ...] = ("cosine", "constant")
+
+EpochCallback = Callable[[int, float], None]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How a proxy network is trained. Same config + same initial weights -> same accuracies (same machine, same threads)."""
+
+    epochs: int = 3
+    batch_size: int = 16  # on CPU, clips/s barely depend on it; smaller means more steps per epoch
+    optimizer: str = "adamw"  # see OPTIMIZERS
+    lr: float = 3e-3  # peak learning rate
+    momentum: float = 0.9  # sgd only
+    weight_decay: float = 1e-4
+    label_smoothing: float = 0.0
+    schedule: str = "cosine"  # see SCHEDULES; cosine decays to 0 by the last step
+    warmup_epochs: float = 0.0  # linear warmup from 0 over this many epochs (fractions allowed)
+    eval_batch_size: int = 128
+    seed: int = 0  # shuffling order and dropout
+    threads: int | None = None  # torch.set_num_threads during training (restored afterwards); None = leave as is
+
+    def __post_init__(self) -> None:
+        p = "TrainConfig."
+        check_int(p + "epochs", self.epochs, low=1)
+        check_int(p + "batch_size", self.batch_size, low=2)
+        check_int(p + "eval_batch_size", self.eval_batch_size, low=1)
+        check_choice(p + "optimizer", self.optimizer, OPTIMIZERS)
+        check_choice(p + "schedule", self.schedule, SCHEDULES)
+        check_number(p + "lr", self.lr, low=0.0, low_open=True)
+        check_number(p + "momentum", self.momentum, low=0.0, high=1.0, high_open=True)
+        check_number(p + "weight_decay", self.weight_decay, low=0.0)
+        check_number(p + "label_smoothing", self.label_smoothing, low=0.0, high=1.0, high_open=True)
+        check_number(p + "warmup_epochs", self.warmup_epochs, low=0.0)
+        for name in ("lr", "momentum", "weight_decay", "label_smoothing", "warmup_epochs"):
+            object.__setattr__(self, name, float(getattr(self, name)))
+        if self.warmup_epochs >= self.epochs:
+            raise SpecError(p + "warmup_epochs", f"must be < epochs ({self.epochs})", self.warmup_epochs)
+        check_int(p + "seed", self.seed, low=0)
+        if self.threads is not None:
+            check_int(p + "threads", self.threads, low=1)
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """Validation top-1 after each epoch and the mean training loss of each epoch."""
+
+    accuracy: float  # validation top-1 after the last epoch
+    epoch_accuracy: tuple[float, ...]  # validation top-1 after each epoch
+    train_loss: tuple[float, ...]  # mean training loss of each epoch
+    duration_s: float  # wall time of training and validation
+
+
+class TrainingDiverged(ValueError):
+    """The training loss stopped being finite. A ValueError, so callers may treat it as a bad configuration.
+
+    ``epoch`` (1-based) and ``loss`` say where; the exception pickles, so it
+    survives the trip back from a worker process.
+    """
+
+    def __init__(self, message: str, *, epoch: int = 0, loss: float = math.nan) -> None:
+        super().__init__(message)
+        self.epoch = epoch
+        self.loss = loss
+
+
+@contextlib.contextmanager
+def _num_threads(threads: int | None) -> Iterator[None]:
+    if threads is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay, nesterov=config.momentum > 0)
+    return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+
+
+def lr_factor(step: int, *, total_steps: int, warmup_steps: int, schedule: str) -> float:
+    """Multiplier of the peak learning rate at ``step`` (0-based): linear warmup, then cosine or constant."""
+    if step < warmup_steps:
+        return (step + 1) / (warmup_steps + 1)
+    if schedule == "constant":
+        return 1.0
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def _device(model: nn.Module) -> torch.device:
+    first = next(model.parameters(), None)
+    return first.device if first is not None else torch.device("cpu")
+
+
+def evaluate_accuracy(model: nn.Module, clips: ClipSet, *, batch_size: int = 128) -> float:
+    """Top-1 accuracy of ``model`` on ``clips``, in eval mode under no_grad (training mode restored)."""
+    device = _device(model)
+    was_training = model.training
+    model.eval()
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    try:
+        with torch.no_grad():
+            for start in range(0, len(clips), batch_size):
+                x, y = clips.batch(slice(start, start + batch_size))
+                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+                correct += (model(x).argmax(dim=1) == y).sum()
+    finally:
+        model.train(was_training)
+    return correct.item() / len(clips)
+
+
+def train_proxy(
+    model: nn.Module,
+    task: SyntheticTask,
+    *,
+    config: TrainConfig,
+    on_epoch: EpochCallback | None = None,
+) -> TrainResult:
+    """Train ``model`` in place on ``task.train``; validate on ``task.val`` after every epoch.
+
+    Epochs are numbered from 1: ``on_epoch(epoch, val_accuracy)`` is called
+    after each, and may raise (e.g. to prune a trial) to stop training.
+    Each epoch visits ``len(train) // batch_size`` batches of a fresh
+    shuffle (a trailing partial batch is dropped; a set smaller than one batch
+    is one batch). Shuffling uses a generator seeded with ``config.seed``;
+    dropout and other global-RNG draws run inside a forked, seeded RNG state,
+    so the caller's random state is untouched.
+
+    Raises ``TrainingDiverged`` (a ValueError) when an epoch's loss is nan or inf.
+    """
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"train_proxy expects config to be a TrainConfig, but got {type(config).__name__}.")
+    train = task.train
+    n = len(train)
+    batch_size = min(config.batch_size, n)
+    steps_per_epoch = n // batch_size
+    total_steps = steps_per_epoch * config.epochs
+    warmup_steps = round(config.warmup_epochs * steps_per_epoch)
+
+    device = _device(model)
+    start_time = time.perf_counter()
+    epoch_accuracy: list[float] = []
+    train_loss: list[float] = []
+    rng_devices = [device] if device.type == "cuda" else []
+    with _num_threads(config.threads), torch.random.fork_rng(devices=rng_devices):
+        torch.manual_seed(config.seed)
+        shuffle = torch.Generator().manual_seed(config.seed)
+        optimizer = _optimizer(model, config)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer,
+            lambda step: lr_factor(step, total_steps=total_steps, warmup_steps=warmup_steps, schedule=config.schedule),
+        )
+        smoothing = config.label_smoothing
+        for epoch in range(1, config.epochs + 1):
+            model.train()
+            order = torch.randperm(n, generator=shuffle)
+            loss_sum = torch.zeros((), device=device)
+            for step in range(steps_per_epoch):
+                x, y = train.batch(order[step * batch_size : (step + 1) * batch_size])
+                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+                loss = F.cross_entropy(model(x), y, label_smoothing=smoothing)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                scheduler.step()
+                loss_sum += loss.detach()
+            mean_loss = loss_sum.item() / steps_per_epoch
+            if not math.isfinite(mean_loss):
+                raise TrainingDiverged(
+                    f"training diverged: loss is {mean_loss} at epoch {epoch} "
+                    f"(optimizer={config.optimizer!r}, lr={config.lr:g}); try a lower TrainConfig.lr.",
+                    epoch=epoch,
+                    loss=mean_loss,
+                )
+            train_loss.append(mean_loss)
+            accuracy = evaluate_accuracy(model, task.val, batch_size=config.eval_batch_size)
+            epoch_accuracy.append(accuracy)
+            if on_epoch is not None:
+                on_epoch(epoch, accuracy)
+    return TrainResult(
+        accuracy=epoch_accuracy[-1],
+        epoch_accuracy=tuple(epoch_accuracy),
+        train_loss=tuple(train_loss),
+        duration_s=time.perf_counter() - start_time,
+    )

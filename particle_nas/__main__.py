@@ -1,0 +1,5 @@
+import sys
+
+from particle_nas.cli import main
+
+sys.exit(main())

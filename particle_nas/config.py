@@ -1,0 +1,182 @@
+"""Search configs: one YAML file, read with a safe loader, validated section by section.
+
+Every problem becomes one ``ConfigError`` line naming the file, the field (as a
+YAML path such as ``network.widths[1]``), the rule and the value received.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from particle_nas.evaluators import SyntheticConfig, TrainConfig
+from particle_nas.search import SearchSettings
+from particle_nas.space import NetworkSpec, SearchSpace, SpecError
+
+SECTIONS: tuple[str, ...] = ("name", "seed", "output_dir", "search", "space", "network", "data", "train")
+# Network fields that follow from the data, and so may not be set under network:.
+_DERIVED_NETWORK_FIELDS = {"clip": "data.clip", "num_classes": "data.num_classes", "in_channels": "data.channels", "particle": "space"}
+# Search fields that may change when a run is resumed.
+RESUMABLE_CHANGES: tuple[str, ...] = ("trials", "timeout", "export")
+_PREFIXES = {"NetworkSpec.": "network.", "TrainConfig.": "train.", "SyntheticConfig.": "data.", "ParticleSpec.": "space."}
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+class ConfigError(ValueError):
+    """A config file broke a rule; the message is one line that starts with the file."""
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """A validated search config."""
+
+    name: str  # run name; the study and the run directory are named after it
+    output_dir: Path  # runs are written to output_dir / name
+    seed: int  # seeds the sampler, the data, the weights and the data order
+    search: SearchSettings
+    space: SearchSpace
+    network: NetworkSpec  # the proxy network; its particle is replaced by each trial's
+    data: SyntheticConfig
+    train: TrainConfig
+    raw: dict  # the document as read (with command-line overrides applied)
+    source: str = "<config>"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.output_dir / self.name
+
+    def fingerprint(self) -> dict[str, Any]:
+        """Everything that decides trial results; a resumed study must match it."""
+        return {
+            "seed": self.seed,
+            "search": {k: v for k, v in _to_plain(self.search).items() if k not in RESUMABLE_CHANGES},
+            "space": self.space.to_dict(),
+            "network": self.network.to_dict(),
+            "data": _to_plain(self.data),
+            "train": _to_plain(self.train),
+        }
+
+
+def _to_plain(obj: Any) -> Any:
+    if dataclasses.is_dataclass(obj):
+        return {f.name: _to_plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, (list, tuple)):
+        return [_to_plain(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def _section(raw: Mapping[str, Any], key: str) -> dict[str, Any]:
+    value = raw.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise SpecError(key, "must be a mapping of settings", value)
+    return dict(value)
+
+
+def _build(cls: type, values: Mapping[str, Any], section: str) -> Any:
+    known = [f.name for f in dataclasses.fields(cls)]
+    for key in values:
+        if key not in known:
+            raise SpecError(f"{section}.{key}", f"is not a setting; known settings are {known}", values[key])
+    try:
+        return cls(**values)
+    except TypeError as err:  # e.g. a list where a number belongs, caught before the field check
+        raise SpecError(section, f"has a value of the wrong type ({err})", dict(values)) from None
+
+
+def _relocate(err: SpecError) -> str:
+    field = err.field
+    for prefix, section in _PREFIXES.items():
+        if field.startswith(prefix):
+            field = section + field[len(prefix) :]
+    return str(err.relocated(field))
+
+
+def parse_config(raw: Any, *, source: str = "<config>", overrides: Mapping[str, Any] | None = None) -> RunConfig:
+    """Validate a config document (a mapping as read from YAML)."""
+    try:
+        return _parse(raw, source=source, overrides=overrides or {})
+    except SpecError as err:
+        raise ConfigError(f"{source}: {_relocate(err)}") from None
+
+
+def load_config(path: str | Path, *, overrides: Mapping[str, Any] | None = None) -> RunConfig:
+    """Read and validate a YAML search config."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: cannot read config file ({err})") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"{where}: invalid YAML: {problem}") from None
+    return parse_config(raw, source=str(path), overrides=overrides)
+
+
+def _parse(raw: Any, *, source: str, overrides: Mapping[str, Any]) -> RunConfig:
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, Mapping):
+        raise SpecError("document", "must be a mapping with sections " + ", ".join(SECTIONS), raw)
+    raw = copy.deepcopy(dict(raw))
+    for key in raw:
+        if key not in SECTIONS:
+            raise SpecError(str(key), f"is not a section; sections are {list(SECTIONS)}", raw[key])
+    for key, value in overrides.items():  # command-line flags win over the file
+        if value is None:
+            continue
+        if key in ("trials", "timeout"):
+            raw["search"] = {**_section(raw, "search"), key: value}
+        else:
+            raw[key] = value
+    name = raw.get("name", Path(source).stem if source != "<config>" else "run")
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise SpecError("name", "must be 1-128 letters, digits, '.', '_' or '-' (it names the run directory)", name)
+    seed = raw.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+        raise SpecError("seed", "must be an integer in [0, 2**32)", seed)
+    output_dir = raw.get("output_dir", "runs")
+    if not isinstance(output_dir, str) or not output_dir:
+        raise SpecError("output_dir", "must be a directory path", output_dir)
+
+    search = _build(SearchSettings, _section(raw, "search"), "search")
+    space = SearchSpace.from_dict(raw.get("space"))
+    data_values = _section(raw, "data")
+    data_values.setdefault("seed", seed)
+    data = _build(SyntheticConfig, data_values, "data")
+    train_values = _section(raw, "train")
+    train_values.setdefault("seed", seed)
+    train = _build(TrainConfig, train_values, "train")
+    network_values = _section(raw, "network")
+    for key, owner in _DERIVED_NETWORK_FIELDS.items():
+        if key in network_values:
+            raise SpecError(f"network.{key}", f"is set by {owner}, not under network", network_values[key])
+    network_values.update(clip=tuple(data.clip), num_classes=data.num_classes, in_channels=data.channels)
+    network = _build(NetworkSpec, network_values, "network")
+    return RunConfig(
+        name=name,
+        output_dir=Path(output_dir),
+        seed=seed,
+        search=search,
+        space=space,
+        network=network,
+        data=data,
+        train=train,
+        raw=raw,
+        source=source,
+    )

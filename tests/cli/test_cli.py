@@ -1,0 +1,136 @@
+"""The command line, run as a user runs it: a real process, real files, real Optuna storage."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import pytest
+import yaml
+
+from particle_nas.results import load_network, load_particle
+from particle_nas.space import FACTORIZATIONS, ParticleSpec, build_network
+
+TINY = {
+    "name": "tiny",
+    "seed": 3,
+    "search": {"sampler": "random", "trials": 3},
+    "space": {"factorization": list(FACTORIZATIONS), "wiring": ["residual", "bottleneck"], "temporal_kernel": [3], "prune_ratio": [0.0, 0.5]},
+    "network": {"stem_channels": 8, "widths": [8, 16], "depths": [1, 1], "temporal_strides": [1, 1], "spatial_strides": [1, 2]},
+    "data": {"clip": [4, 16, 16], "train_size": 48, "val_size": 24},
+    "train": {"epochs": 1, "batch_size": 16},
+}
+
+
+def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "particle_nas", *args], cwd=cwd, capture_output=True, text=True, timeout=600)
+
+
+def _write(path: Path, doc) -> Path:
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli")
+    config = _write(root / "tiny.yaml", TINY)
+    done = run_cli("search", str(config), "--no-progress", cwd=root)
+    assert done.returncode == 0, done.stderr
+    return root, config, done
+
+
+def test_search_writes_the_run_outputs(tiny_run):
+    root, _, done = tiny_run
+    run = root / "runs" / "tiny"
+    for name in ("study.db", "trials.csv", "pareto.html", "best.yaml"):
+        assert (run / name).is_file(), name
+    table = pd.read_csv(run / "trials.csv")
+    assert len(table) == 3 and set(table["state"]) == {"COMPLETE"}
+    for column in ("factorization", "wiring", "temporal_kernel", "prune_ratio", "flops", "params", "accuracy", "duration_s", "state"):
+        assert column in table.columns
+    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{run / 'study.db'}")
+    assert len(study.trials) == 3
+    assert "3/3 trials finished" in done.stdout
+
+
+def test_best_yaml_loads_back_and_builds(tiny_run):
+    root, _, _ = tiny_run
+    best = root / "runs" / "tiny" / "best.yaml"
+    particle = load_particle(best)
+    network = load_network(best)
+    assert isinstance(particle, ParticleSpec) and network.particle == particle
+    build_network(network)
+
+
+def test_rerun_resumes_without_redoing_trials(tiny_run):
+    root, config, _ = tiny_run
+    run = root / "runs" / "tiny"
+    before = pd.read_csv(run / "trials.csv")
+    done = run_cli("search", str(config), "--trials", "4", "--no-progress", cwd=root)
+    assert done.returncode == 0, done.stderr
+    after = pd.read_csv(run / "trials.csv")
+    assert len(after) == 4
+    pd.testing.assert_frame_equal(after.iloc[:3].drop(columns="pareto"), before.drop(columns="pareto"))
+    assert "1 new this run" in done.stdout
+
+
+def test_cost_and_export(tiny_run):
+    root, _, _ = tiny_run
+    done = run_cli("cost", "runs/tiny/best.yaml", cwd=root)
+    assert done.returncode == 0, done.stderr
+    assert "params:" in done.stdout and "FLOPs:" in done.stdout
+    for rule in ("knee", "max-accuracy", "min-flops", "flops<=1e12"):
+        done = run_cli("export", "runs/tiny", "--pick", rule, "-o", f"pick.yaml", cwd=root)
+        assert done.returncode == 0, done.stderr
+        assert load_particle(root / "pick.yaml")
+
+
+def test_cost_of_a_bare_particle_file(tmp_path):
+    path = _write(tmp_path / "p.yaml", {"factorization": "csn_ir", "wiring": "bottleneck", "temporal_kernel": 5})
+    done = run_cli("cost", str(path), "--clip", "16", "112", "112", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "input 3x16x112x112" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"space": {"factorization": ["full", "conv4d"]}}, "space.factorization must be one of ('full', 'r2plus1d', 'csn_ip', 'csn_ir', 'spatial_only', 'temporal_shift'), but got 'conv4d'."),
+        ({"space": {"temporal_kernel": [2]}}, "space.temporal_kernel must be one of (1, 3, 5, 7), but got 2."),
+        ({"network": {"widths": [8, 16], "depths": [1, 1], "temporal_strides": [4, 2], "spatial_strides": [1, 2]}}, "network.clip must have at least as many frames as the total temporal stride (8), but got [4, 16, 16]."),
+        ({"search": {"trials": "many"}}, "search.trials must be an integer, but got 'many'."),
+    ],
+)
+def test_bad_config_is_one_clear_line(tmp_path, change, expected):
+    path = _write(tmp_path / "bad.yaml", {**TINY, **change})
+    done = run_cli("search", str(path), cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.strip() == f"particle-nas: error: {path}: {expected}"
+    assert not (tmp_path / "runs").exists()  # nothing started, nothing lost
+
+
+def test_malformed_yaml_is_one_clear_line(tmp_path):
+    path = tmp_path / "broken.yaml"
+    path.write_text("name: x\nspace: {factorization: [full\n")
+    done = run_cli("search", str(path), cwd=tmp_path)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"particle-nas: error: {path}:3:")
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (("export", "no/such/run"), "no/such/run"),
+        (("cost", "missing.yaml"), "missing.yaml"),
+    ],
+)
+def test_missing_inputs_are_one_clear_line(tmp_path, args, fragment):
+    done = run_cli(*args, cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and fragment in done.stderr and "Traceback" not in done.stderr

@@ -1,0 +1,77 @@
+from __future__ import annotations
+
+import pytest
+
+from particle_nas.config import ConfigError, load_config, parse_config
+
+BASE = {
+    "name": "t",
+    "space": {"factorization": ["full", "spatial_only"]},
+    "network": {"widths": [8, 16], "depths": [1, 1], "temporal_strides": [1, 2], "spatial_strides": [2, 2]},
+    "data": {"clip": [4, 16, 16], "train_size": 48, "val_size": 24},
+    "train": {"epochs": 1},
+}
+
+
+def _with(section: str, **values):
+    doc = {k: (dict(v) if isinstance(v, dict) else v) for k, v in BASE.items()}
+    doc[section] = {**doc.get(section, {}), **values}
+    return doc
+
+
+def test_example_configs_load():
+    config = load_config("examples/quickstart.yaml")
+    assert config.name == "quickstart" and config.search.trials == 20
+    assert config.network.clip == config.data.clip and config.network.num_classes == config.data.num_classes
+
+
+def test_overrides_win_and_seed_flows_to_data_and_training():
+    config = parse_config(BASE, overrides={"trials": 3, "seed": 7, "name": "other"})
+    assert (config.search.trials, config.seed, config.name) == (3, 7, "other")
+    assert config.data.seed == 7 and config.train.seed == 7
+
+
+def test_fingerprint_ignores_what_may_change_on_resume():
+    a = parse_config(BASE, overrides={"trials": 3})
+    b = parse_config(BASE, overrides={"trials": 9, "timeout": 60})
+    assert a.fingerprint() == b.fingerprint()
+    assert a.fingerprint() != parse_config(BASE, overrides={"seed": 1}).fingerprint()
+
+
+@pytest.mark.parametrize(
+    ("doc", "message"),
+    [
+        (_with("space", factorization=["full", "x3d"]), "cfg.yaml: space.factorization must be one of ('full', 'r2plus1d', 'csn_ip', 'csn_ir', 'spatial_only', 'temporal_shift'), but got 'x3d'."),
+        (_with("space", temporal_kernel=[3, 9]), "cfg.yaml: space.temporal_kernel must be one of (1, 3, 5, 7), but got 9."),
+        (_with("network", temporal_strides=[4, 2]), "cfg.yaml: network.clip must have at least as many frames as the total temporal stride (8), but got [4, 16, 16]."),
+        (_with("network", widths=[8, -1]), "cfg.yaml: network.widths[1] must be in [1, 8192], but got -1."),
+        (_with("network", clip=[8, 8, 8]), "cfg.yaml: network.clip is set by data.clip, not under network, but got [8, 8, 8]."),
+        (_with("network", width=[8]), "cfg.yaml: network.width is not a setting; known settings are"),
+        (_with("search", trials=0), "cfg.yaml: search.trials must be in [1, 1000000], but got 0."),
+        (_with("search", sampler="grid"), "cfg.yaml: search.sampler must be one of ('nsga2', 'tpe', 'random'), but got 'grid'."),
+        (_with("search", objectives=["flops"]), "cfg.yaml: search.objectives must start with accuracy"),
+        (_with("train", epochs=0), "cfg.yaml: train.epochs must be"),
+        ({**BASE, "seed": -1}, "cfg.yaml: seed must be an integer in [0, 2**32), but got -1."),
+        ({**BASE, "name": "../escape"}, "cfg.yaml: name must be 1-128 letters"),
+        ({**BASE, "searhc": {}}, "cfg.yaml: searhc is not a section; sections are"),
+        ({**BASE, "space": [1, 2]}, "cfg.yaml: space must be a mapping"),
+        ([1, 2, 3], "cfg.yaml: document must be a mapping"),
+    ],
+)
+def test_bad_configs_name_file_field_rule_and_value(doc, message):
+    with pytest.raises(ConfigError) as info:
+        parse_config(doc, source="cfg.yaml")
+    assert str(info.value).startswith(message)
+    assert "\n" not in str(info.value)
+
+
+def test_yaml_syntax_error_names_line(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("name: x\nspace:\n  wiring: [plain, residual\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml:\d+:\d+: invalid YAML"):
+        load_config(path)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="no such config file"):
+        load_config(tmp_path / "nope.yaml")

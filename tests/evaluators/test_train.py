@@ -1,0 +1,111 @@
+from __future__ import annotations
+
+import math
+import pickle
+
+import pytest
+import torch
+
+from particle_nas.evaluators import (
+    SyntheticConfig,
+    TrainConfig,
+    TrainingDiverged,
+    TrainResult,
+    evaluate_accuracy,
+    lr_factor,
+    make_synthetic_task,
+    train_proxy,
+)
+from particle_nas.space import ParticleSpec, SpecError, build_network
+
+
+def test_train_proxy_reports_every_epoch(tiny_data, tiny_train, tiny_spec) -> None:
+    task = make_synthetic_task(tiny_data)
+    seen: list[tuple[int, float]] = []
+    result = train_proxy(build_network(tiny_spec(), seed=0), task, config=tiny_train, on_epoch=lambda e, a: seen.append((e, a)))
+    assert isinstance(result, TrainResult)
+    assert [e for e, _ in seen] == [1, 2]
+    assert tuple(a for _, a in seen) == result.epoch_accuracy
+    assert result.accuracy == result.epoch_accuracy[-1]
+    assert len(result.train_loss) == 2 and all(math.isfinite(x) for x in result.train_loss)
+    assert all(0.0 <= a <= 1.0 for a in result.epoch_accuracy) and result.duration_s > 0
+
+
+def test_train_proxy_is_deterministic(tiny_data, tiny_train, tiny_spec) -> None:
+    task = make_synthetic_task(tiny_data)
+    spec = tiny_spec().replace(dropout=0.3)  # dropout draws from the (forked, seeded) global RNG
+    first = train_proxy(build_network(spec, seed=4), task, config=tiny_train)
+    torch.manual_seed(12345)  # the caller's RNG state must not matter
+    second = train_proxy(build_network(spec, seed=4), task, config=tiny_train)
+    assert first.epoch_accuracy == second.epoch_accuracy
+    assert first.train_loss == second.train_loss
+    other = train_proxy(build_network(spec, seed=4), task, config=tiny_train.__class__(**{**tiny_train.__dict__, "seed": 1}))
+    assert other.train_loss != first.train_loss
+
+
+def test_train_proxy_leaves_global_state_alone(tiny_data, tiny_spec) -> None:
+    task = make_synthetic_task(tiny_data)
+    model = build_network(tiny_spec(), seed=0)
+    threads = torch.get_num_threads()
+    state = torch.get_rng_state()
+    train_proxy(model, task, config=TrainConfig(epochs=1, threads=1))
+    assert torch.get_num_threads() == threads
+    assert torch.equal(torch.get_rng_state(), state)
+
+
+def test_divergence_raises_a_clear_error(tiny_data, tiny_spec) -> None:
+    task = make_synthetic_task(tiny_data)
+    config = TrainConfig(epochs=2, optimizer="sgd", lr=1e30, threads=2)
+    with pytest.raises(ValueError, match=r"^training diverged: loss is (nan|inf) at epoch 1 ") as info:
+        train_proxy(build_network(tiny_spec(), seed=0), task, config=config)
+    assert isinstance(info.value, TrainingDiverged) and info.value.epoch == 1
+    copy = pickle.loads(pickle.dumps(info.value))  # e.g. raised in a worker process
+    assert str(copy) == str(info.value) and copy.epoch == 1
+
+
+def test_evaluate_accuracy_restores_mode(tiny_data, tiny_spec) -> None:
+    model = build_network(tiny_spec(), seed=0).train()
+    accuracy = evaluate_accuracy(model, make_synthetic_task(tiny_data).val, batch_size=5)
+    assert model.training and 0.0 <= accuracy <= 1.0
+
+
+def test_lr_schedule() -> None:
+    kw = dict(total_steps=10, warmup_steps=2, schedule="cosine")
+    factors = [lr_factor(s, **kw) for s in range(10)]
+    assert factors[0] == pytest.approx(1 / 3) and factors[1] == pytest.approx(2 / 3) and factors[2] == 1.0
+    assert all(a >= b for a, b in zip(factors[2:], factors[3:])) and factors[-1] > 0
+    assert lr_factor(5, total_steps=10, warmup_steps=0, schedule="constant") == 1.0
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"epochs": 0}, "TrainConfig.epochs must be >= 1, but got 0."),
+        ({"batch_size": 1}, "TrainConfig.batch_size must be >= 2, but got 1."),
+        ({"optimizer": "adam"}, "TrainConfig.optimizer must be one of ('sgd', 'adamw'), but got 'adam'."),
+        ({"lr": 0.0}, "TrainConfig.lr must be > 0.0, but got 0.0."),
+        ({"lr": float("nan")}, "TrainConfig.lr must be a finite number, but got nan."),
+        ({"momentum": 1.0}, "TrainConfig.momentum must be in [0.0, 1.0), but got 1.0."),
+        ({"label_smoothing": -0.1}, "TrainConfig.label_smoothing must be in [0.0, 1.0), but got -0.1."),
+        ({"schedule": "step"}, "TrainConfig.schedule must be one of ('cosine', 'constant'), but got 'step'."),
+        ({"warmup_epochs": 3}, "TrainConfig.warmup_epochs must be < epochs (3), but got 3.0."),
+        ({"threads": 0}, "TrainConfig.threads must be >= 1, but got 0."),
+    ],
+)
+def test_config_validation(changes: dict, message: str) -> None:
+    with pytest.raises(SpecError) as info:
+        TrainConfig(**changes)
+    assert str(info.value) == message
+
+
+def test_temporal_particle_beats_spatial_only(tiny_spec) -> None:
+    """Right vs left: an order-blind network is at chance, a (2+1)D one learns it in a few epochs."""
+    clip = (8, 16, 16)
+    task = make_synthetic_task(SyntheticConfig(num_classes=2, train_size=384, val_size=192, clip=clip, seed=0))
+    config = TrainConfig(epochs=4, batch_size=16, threads=2)
+    accuracy = {}
+    for particle in (ParticleSpec(), ParticleSpec(factorization="spatial_only", temporal_kernel=1)):
+        spec = tiny_spec(particle, num_classes=2, clip=clip).replace(widths=(8, 16))
+        accuracy[particle.factorization] = train_proxy(build_network(spec, seed=0), task, config=config).accuracy
+    assert accuracy["r2plus1d"] >= 0.9, accuracy
+    assert accuracy["spatial_only"] <= 0.65, accuracy
