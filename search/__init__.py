@@ -1,6 +1,7 @@
 """particle_nas.search: decides which particles to try and runs the trials."""
 
-from ._optuna import INTERRUPTED, Evaluator, SearchSummary, make_sampler, open_study, run_search, storage_url, suggest
+from ._optuna import SearchSummary, make_sampler, open_study, run_search, storage_url, suggest
+from ._trial import INTERRUPTED, Evaluator, evaluation_record, objective_values, score_particle
 from ._settings import BACKENDS, OBJECTIVES, SAMPLERS, SearchSettings
 
 __all__ = [
@@ -11,6 +12,9 @@ __all__ = [
     "SAMPLERS",
     "SearchSettings",
     "SearchSummary",
+    "evaluation_record",
+    "objective_values",
+    "score_particle",
     "make_sampler",
     "open_study",
     "run_search",

@@ -6,7 +6,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Protocol
+from typing import Any, Mapping
 
 import optuna
 from optuna.trial import TrialState
@@ -14,14 +14,7 @@ from optuna.trial import TrialState
 from particle_nas.space import Axis, NetworkSpec, ParticleSpec, SearchSpace
 
 from ._settings import SearchSettings
-
-INTERRUPTED = "interrupted"  # fail_reason prefix of trials whose process stopped mid-trial
-
-
-class Evaluator(Protocol):
-    """Anything that scores a network spec (see particle_nas.evaluators.ProxyEvaluator)."""
-
-    def evaluate(self, spec: NetworkSpec, *, seed: int, on_epoch: Callable[[int, float], None] | None = None) -> Any: ...
+from ._trial import DESCRIPTIVE_ATTRS, INTERRUPTED, Evaluator, fail_reason, objective_values, score_particle
 
 
 @dataclass(frozen=True)
@@ -144,39 +137,29 @@ def run_search(
     def objective(trial: optuna.Trial) -> tuple[float, ...]:
         particle = space.sample(lambda axis: suggest(trial, axis))
         trial.set_user_attr("particle", particle.to_dict())
-        spec = network.replace(particle=particle)
-        trial.set_user_attr("network", spec.to_dict())
+        trial.set_user_attr("network", network.replace(particle=particle).to_dict())
         source = known.get(particle)
         if source is not None:
-            for key in ("accuracy", "flops", "params", "epoch_accuracy", "duration_s"):
-                trial.set_user_attr(key, source.user_attrs[key])
+            record = {k: v for k, v in source.user_attrs.items() if k not in DESCRIPTIVE_ATTRS}
+            values = objective_values(record, settings.objectives)
             trial.set_user_attr("duplicate_of", source.number)
             counts["reused"] += 1
-            return tuple(source.user_attrs[o] for o in settings.objectives)
-        label = f"#{trial.number} {particle.factorization}/{particle.wiring}"
-        bar.set_postfix_str(f"{label} training", refresh=True)
+        else:
+            label = f"#{trial.number} {particle.factorization}/{particle.wiring}"
+            bar.set_postfix_str(f"{label} training", refresh=True)
 
-        def on_epoch(epoch: int, accuracy: float) -> None:
-            bar.set_postfix_str(f"{label} epoch {epoch} acc {accuracy:.3f}", refresh=True)
+            def on_epoch(epoch: int, accuracy: float) -> None:
+                bar.set_postfix_str(f"{label} epoch {epoch} acc {accuracy:.3f}", refresh=True)
 
-        try:
-            result = evaluator.evaluate(spec, seed=seed, on_epoch=on_epoch)
-        except KeyboardInterrupt:
-            trial.set_user_attr("fail_reason", f"{INTERRUPTED}: Ctrl-C")
-            raise
-        except Exception as err:  # recorded on the trial; the search goes on
-            trial.set_user_attr("fail_reason", f"{type(err).__name__}: {err}".splitlines()[0][:500])
-            raise
-        record = {
-            "accuracy": float(result.accuracy),
-            "flops": int(result.flops),
-            "params": int(result.params),
-            "epoch_accuracy": [float(a) for a in result.epoch_accuracy],
-            "duration_s": float(result.duration_s),
-        }
+            try:
+                _, record = score_particle(particle, network=network, evaluator=evaluator, seed=seed, on_epoch=on_epoch)
+                values = objective_values(record, settings.objectives)
+            except BaseException as err:  # recorded on the trial; Optuna fails it and the search goes on
+                trial.set_user_attr("fail_reason", fail_reason(err))
+                raise
         for key, value in record.items():
             trial.set_user_attr(key, value)
-        return tuple(record[o] for o in settings.objectives)
+        return values
 
     def after_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         if trial.state == TrialState.COMPLETE:

@@ -1,0 +1,85 @@
+"""One trial, whatever engine runs it: a particle in, a record of plain numbers out."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Callable, Mapping, Protocol
+
+from particle_nas.space import NetworkSpec, ParticleSpec
+
+INTERRUPTED = "interrupted"  # fail_reason prefix of trials whose process stopped mid-trial
+# User attributes that describe a trial rather than measure it.
+DESCRIPTIVE_ATTRS = frozenset({"particle", "network", "duplicate_of", "fail_reason"})
+
+
+class Evaluator(Protocol):
+    """Anything that scores a network spec (see particle_nas.evaluators.ProxyEvaluator).
+
+    ``evaluate`` returns an object with ``to_dict()`` (or a dataclass, or a
+    mapping) holding at least ``accuracy``, ``flops`` and ``params``, and
+    whatever else it measured (``epoch_accuracy``, ``duration_s``, ...).
+    """
+
+    def evaluate(self, spec: NetworkSpec, *, seed: int, on_epoch: Callable[[int, float], None] | None = None) -> Any: ...
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    if hasattr(value, "item"):  # numpy / torch scalars
+        return _plain(value.item())
+    return str(value)
+
+
+def evaluation_record(result: Any) -> dict[str, Any]:
+    """The evaluator's result as a JSON-able mapping of metric name to value."""
+    if hasattr(result, "to_dict"):
+        data = result.to_dict()
+    elif dataclasses.is_dataclass(result):
+        data = dataclasses.asdict(result)
+    elif isinstance(result, Mapping):
+        data = dict(result)
+    else:
+        raise TypeError(f"an evaluator must return a mapping, a dataclass or an object with to_dict(), but got {type(result).__name__}.")
+    return {str(k): _plain(v) for k, v in data.items()}
+
+
+def objective_values(record: Mapping[str, Any], objectives: tuple[str, ...]) -> tuple[float, ...]:
+    """The record's values for the study's objectives, in order; each must be a finite number."""
+    values = []
+    for name in objectives:
+        if name not in record:
+            raise ValueError(f"the evaluator must report every objective, but {name!r} is missing (it reported {sorted(record)}).")
+        value = record[name]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ValueError(f"objective {name} must be a finite number, but got {value!r}.")
+        values.append(float(value))
+    return tuple(values)
+
+
+def score_particle(
+    particle: ParticleSpec,
+    *,
+    network: NetworkSpec,
+    evaluator: Evaluator,
+    seed: int,
+    on_epoch: Callable[[int, float], None] | None = None,
+) -> tuple[NetworkSpec, dict[str, Any]]:
+    """Stack ``particle`` into ``network``, evaluate it, and return the spec and its record."""
+    spec = network.replace(particle=particle)
+    return spec, evaluation_record(evaluator.evaluate(spec, seed=seed, on_epoch=on_epoch))
+
+
+def fail_reason(err: BaseException) -> str:
+    """One short line for the trial table."""
+    if isinstance(err, KeyboardInterrupt):
+        return f"{INTERRUPTED}: Ctrl-C"
+    text = f"{type(err).__name__}: {err}".splitlines()[0]
+    return text[:500]
