@@ -17,6 +17,7 @@ from ._errors import SpecError
 from ._spec import DEFAULT_EXPANSION, EXPANDING_WIRINGS, NO_TEMPORAL_KERNEL, ParticleSpec
 
 AXES: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(ParticleSpec))
+MAX_RANGE_VALUES = 10_000  # a stepped range may hold at most this many values
 
 
 def _check_context(name: str, value: Any) -> dict[str, Any]:
@@ -96,6 +97,8 @@ def _parse_axis(name: str, raw: Any) -> Axis:
             raise SpecError(where, f"low <= high must hold (low={low}, high={high})", dict(raw))
         if step is not None and step <= 0:
             raise SpecError(f"{where}.step", "must be > 0", step)
+        if step is not None and (high - low) / step > MAX_RANGE_VALUES:
+            raise SpecError(f"{where}.step", f"must leave at most {MAX_RANGE_VALUES} values between low and high", step)
         log = raw.get("log", False)
         if not isinstance(log, bool):
             raise SpecError(f"{where}.log", "must be true or false", log)

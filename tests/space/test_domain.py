@@ -79,3 +79,8 @@ def test_bad_space_errors(data, fragment):
     with pytest.raises(SpecError) as info:
         SearchSpace.from_dict(data)
     assert fragment in str(info.value)
+
+
+def test_a_range_with_a_tiny_step_is_refused_rather_than_enumerated():
+    with pytest.raises(SpecError, match=r"space.prune_ratio.step must leave at most 10000 values"):
+        SearchSpace.from_dict({"prune_ratio": {"low": 0.0, "high": 0.5, "step": 1e-300}})
