@@ -8,16 +8,15 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-import yaml
-
 from particle_nas.evaluators import SyntheticConfig, TrainConfig
 from particle_nas.search import SearchSettings
-from particle_nas.space import NetworkSpec, SearchSpace, SpecError
+from particle_nas.space import NetworkSpec, SearchSpace, SpecError, read_yaml
 
 SECTIONS: tuple[str, ...] = ("name", "seed", "output_dir", "search", "space", "network", "data", "train")
 # Network fields that follow from the data, and so may not be set under network:.
@@ -111,21 +110,11 @@ def parse_config(raw: Any, *, source: str = "<config>", overrides: Mapping[str, 
 
 def load_config(path: str | Path, *, overrides: Mapping[str, Any] | None = None) -> RunConfig:
     """Read and validate a YAML search config."""
-    path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such config file") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise ConfigError(f"{path}: cannot read config file ({err})") from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
-        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise ConfigError(f"{where}: invalid YAML: {problem}") from None
-    return parse_config(raw, source=str(path), overrides=overrides)
+        raw = read_yaml(path, what="config file")
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    return parse_config(raw, source=os.fspath(path), overrides=overrides)
 
 
 def _parse(raw: Any, *, source: str, overrides: Mapping[str, Any]) -> RunConfig:

@@ -28,7 +28,7 @@ from typing import Any, Mapping
 import numpy as np
 import yaml
 
-from particle_nas.space import NetworkSpec, ParticleSpec, SpecError
+from particle_nas.space import NetworkSpec, ParticleSpec, SpecError, read_yaml
 
 from ._files import atomic_write
 from ._table import PARTICLE_FIELDS
@@ -157,20 +157,7 @@ def write_particle_yaml(doc: Mapping[str, Any], path: str | os.PathLike[str]) ->
 # ---------------------------------------------------------------- loading
 def _read(path: str | os.PathLike[str]) -> tuple[str, dict[str, Any]]:
     where = os.fspath(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ValueError(f"{where}: the particle file must exist, but it does not.") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise ValueError(f"{where}: the particle file must be readable UTF-8 text, but reading failed: {err}.") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        problem = getattr(err, "problem", None) or str(err)
-        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = " ".join(str(problem).split())
-        raise ValueError(f"{where}: YAML syntax error{at}: {problem}.") from None
+    data = read_yaml(path, what="particle file")
     if not isinstance(data, dict):
         raise ValueError(f"{where}: the file must hold a mapping (a 'particle:' section or particle fields), but got {_describe(data)}.")
     return where, data

@@ -13,6 +13,7 @@ from ._build import (
 from ._domain import AXES, Axis, SearchSpace
 from ._checks import check_choice, check_int, check_number
 from ._errors import SpecError
+from ._io import read_yaml
 from ._layers import ParticleBlock, ParticleNet, SqueezeExcite, TemporalShift
 from ._spec import ACTIVATIONS, FACTORIZATIONS, KERNELS, WIRINGS, NetworkSpec, ParticleSpec
 
@@ -40,6 +41,7 @@ __all__ = [
     "build_particle",
     "inner_width",
     "r2plus1d_mid_width",
+    "read_yaml",
     "round_width",
     "se_width",
 ]

@@ -3,6 +3,11 @@ from __future__ import annotations
 from typing import Any
 
 
+def _printable(text: str) -> str:
+    """``text`` with control characters escaped, so a message stays on one line."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in str(text))
+
+
 class SpecError(ValueError):
     """A spec field broke one of its rules.
 
@@ -16,7 +21,7 @@ class SpecError(ValueError):
         self.field = field
         self.rule = rule
         self.value = value
-        super().__init__(f"{field} {rule}, but got {value!r}.")
+        super().__init__(f"{_printable(field)} {rule}, but got {value!r}.")
 
     def relocated(self, field: str) -> SpecError:
         """The same error, reported under another field name (e.g. a YAML path)."""

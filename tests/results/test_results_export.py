@@ -125,9 +125,9 @@ def test_yaml_syntax_error_is_one_line_with_line_number(tmp_path):
     with pytest.raises(ValueError) as err:
         load_particle(path)
     message = one_line(err)
-    assert message.startswith(f"{path}: YAML syntax error at line ")
+    assert message.startswith(f"{path}:4:18: invalid YAML in particle file: ")
     path = write(tmp_path, "particle:\n  factorization: full\n wiring: plain\n")
-    with pytest.raises(ValueError, match=r"bad.yaml: YAML syntax error at line 3, column 2: ") as err:
+    with pytest.raises(ValueError, match=r"bad.yaml:3:2: invalid YAML in particle file: ") as err:
         load_particle(path)
     one_line(err)
 
@@ -137,7 +137,7 @@ def test_not_a_mapping_and_missing_file(tmp_path):
         load_particle(write(tmp_path, ""))
     with pytest.raises(ValueError, match=r"bad.yaml: the file must hold a mapping .*but got list \[1, 2\]"):
         load_particle(write(tmp_path, "- 1\n- 2\n"))
-    with pytest.raises(ValueError, match=r"nope.yaml: the particle file must exist"):
+    with pytest.raises(ValueError, match=r"nope.yaml: no such particle file"):
         load_particle(tmp_path / "nope.yaml")
     with pytest.raises(ValueError, match=r"bad.yaml: particle must be a section of the file .*but got sections \['source'\]"):
         load_particle(write(tmp_path, "source: {run: x}\n"))
