@@ -15,7 +15,9 @@ import warnings
 from pathlib import Path
 from typing import Sequence
 
-EXIT_BAD_INPUT = 2
+EXIT_NO_TRIAL = 1  # the search ran but no trial completed
+EXIT_BAD_INPUT = 2  # bad config, particle file, run directory or pick rule
+EXIT_SOME_FAILED = 3  # the search finished but some trials failed (their reasons are in trials.csv)
 EXIT_INTERRUPTED = 130
 
 
@@ -35,16 +37,29 @@ def _quiet_libraries() -> None:
     logging.getLogger("fvcore").setLevel(logging.ERROR)
 
 
+def _log_to_file(path: Path) -> None:
+    """Send Optuna's log (every trial, with the traceback of each failure) to ``path`` instead of the terminal."""
+    import optuna
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    optuna.logging.disable_default_handler()
+    optuna.logging.set_verbosity(optuna.logging.INFO)
+    logging.getLogger("optuna").addHandler(handler)
+
+
 def cmd_search(args: argparse.Namespace) -> int:
     from particle_nas.config import load_config
     from particle_nas.evaluators import ProxyEvaluator
-    from particle_nas.results import open_run, write_run_outputs
+    from particle_nas.results import open_run, trials_table, write_run_outputs, write_trials_csv
     from particle_nas.search import run_search
 
     overrides = {"trials": args.trials, "timeout": args.timeout, "seed": args.seed, "name": args.name, "output_dir": args.output_dir}
     config = load_config(args.config, overrides=overrides)
     _quiet_libraries()
     run_dir = config.run_dir
+    _log_to_file(run_dir / "search.log")
     print(f"particle-nas: search {config.name!r}: {config.search.trials} trials, sampler {config.search.sampler}, seed {config.seed} -> {run_dir}/", file=sys.stderr)
     evaluator = ProxyEvaluator(data=config.data, train=config.train, cache_dir=run_dir)
     summary = run_search(
@@ -65,6 +80,8 @@ def cmd_search(args: argparse.Namespace) -> int:
         outputs = write_run_outputs(study, run_dir, pick=config.search.export)
         print(f"wrote {outputs.trials_csv}, {outputs.pareto_html}, {outputs.best_yaml}")
         print(f"best.yaml: trial {outputs.chosen} by {config.search.export!r}; Pareto front: {outputs.n_pareto} of {outputs.n_complete} complete trials")
+    else:
+        print(f"wrote {write_trials_csv(trials_table(study), run_dir / 'trials.csv')}")
     print(
         f"{summary.finished}/{summary.target} trials finished ({summary.complete} complete, {summary.failed} failed; "
         f"{summary.new} new this run, {summary.reused} reused identical particles)"
@@ -75,10 +92,13 @@ def cmd_search(args: argparse.Namespace) -> int:
         return EXIT_INTERRUPTED
     if summary.timed_out:
         print(f"particle-nas: timeout reached; to add the missing trials: {resume_hint}", file=sys.stderr)
+    if summary.failed:
+        reasons = "; ".join(f"{count}x {reason}" for reason, count in summary.fail_reasons[:3])
+        print(f"particle-nas: {summary.failed} trial(s) failed: {reasons} (fail_reason in {run_dir / 'trials.csv'})", file=sys.stderr)
     if summary.complete == 0:
         print("particle-nas: error: no trial completed; see fail_reason in trials.csv", file=sys.stderr)
-        return 1
-    return 0
+        return EXIT_NO_TRIAL
+    return EXIT_SOME_FAILED if summary.failed else 0
 
 
 def _load_network_from_file(path: str, clip: Sequence[int] | None, classes: int | None):

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -25,7 +27,9 @@ class SearchSummary:
     storage: str
     finished: int  # finished trials in the study (complete, pruned, or failed for a reason of their own)
     complete: int
-    failed: int
+    failed: int  # failed for a reason of their own (raised, NaN loss, out of memory, ...)
+    interrupted_trials: int  # failed because the process running them stopped; replaced on resume
+    fail_reasons: tuple[tuple[str, int], ...]  # (reason, count), most common first
     new: int  # trials this invocation added
     reused: int  # of which reused the result of an identical particle
     target: int  # trials the study should hold
@@ -168,6 +172,8 @@ def run_search(
             known.setdefault(particle, trial)
         elif _is_finished(trial):
             counts["new"] += 1
+        if trial.state == TrialState.FAIL and _is_finished(trial):
+            bar.write(f"trial {trial.number} failed: {trial.user_attrs.get('fail_reason', 'unknown')}", file=sys.stderr)
         bar.update(1)
         complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
         if complete:
@@ -193,12 +199,16 @@ def run_search(
     elapsed = time.monotonic() - started
     final = study.get_trials(deepcopy=False)
     finished = sum(_is_finished(t) for t in final)
+    failed = [t for t in final if t.state == TrialState.FAIL and _is_finished(t)]
+    reasons = Counter(str(t.user_attrs.get("fail_reason", "unknown")) for t in failed)
     return SearchSummary(
         study_name=name,
         storage=storage_url(run_dir),
         finished=finished,
         complete=sum(t.state == TrialState.COMPLETE for t in final),
-        failed=sum(t.state == TrialState.FAIL for t in final),
+        failed=len(failed),
+        interrupted_trials=sum(t.state == TrialState.FAIL for t in final) - len(failed),
+        fail_reasons=tuple(reasons.most_common()),
         new=counts["new"],
         reused=counts["reused"],
         target=settings.trials,

@@ -12,22 +12,9 @@ import pytest
 import yaml
 
 from particle_nas.results import load_network, load_particle
-from particle_nas.space import FACTORIZATIONS, ParticleSpec, build_network
+from particle_nas.space import ParticleSpec, build_network
 
-TINY = {
-    "name": "tiny",
-    "seed": 3,
-    "search": {"sampler": "random", "trials": 3},
-    "space": {"factorization": list(FACTORIZATIONS), "wiring": ["residual", "bottleneck"], "temporal_kernel": [3], "prune_ratio": [0.0, 0.5]},
-    "network": {"stem_channels": 8, "widths": [8, 16], "depths": [1, 1], "temporal_strides": [1, 1], "spatial_strides": [1, 2]},
-    "data": {"clip": [4, 16, 16], "train_size": 48, "val_size": 24},
-    "train": {"epochs": 1, "batch_size": 16},
-}
-
-
-def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "particle_nas", *args], cwd=cwd, capture_output=True, text=True, timeout=600)
-
+from cli_tools import TINY, run_cli
 
 def _write(path: Path, doc) -> Path:
     path.write_text(yaml.safe_dump(doc))

@@ -1,0 +1,71 @@
+"""Failing trials and Ctrl-C, through the real command line: nothing is lost, the summary says what happened."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import yaml
+from optuna.trial import TrialState
+
+from cli_tools import TINY, run_cli
+
+
+def _config(tmp_path: Path, **changes) -> Path:
+    doc = {**TINY, **changes}
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def test_diverging_trials_fail_with_their_reason_and_the_run_says_so(tmp_path):
+    config = _config(tmp_path, train={"epochs": 1, "batch_size": 16, "lr": 1e30, "optimizer": "sgd"}, search={"sampler": "random", "trials": 2})
+    done = run_cli("search", str(config), "--no-progress", cwd=tmp_path)
+    assert done.returncode == 1, done.stderr
+    assert "2 trial(s) failed: 2x TrainingDiverged: training diverged: loss is" in done.stderr
+    assert "no trial completed" in done.stderr and "Traceback" not in done.stderr
+    table = pd.read_csv(tmp_path / "runs" / "tiny" / "trials.csv")
+    assert list(table["state"]) == ["FAIL", "FAIL"]
+    assert table["fail_reason"].str.startswith("TrainingDiverged: training diverged").all()
+
+
+def test_ctrl_c_stops_cleanly_and_the_run_resumes(tmp_path):
+    config = _config(tmp_path, search={"sampler": "random", "trials": 6}, train={"epochs": 2, "batch_size": 16})
+    run = tmp_path / "runs" / "tiny"
+    proc = subprocess.Popen([sys.executable, "-m", "particle_nas", "search", str(config), "--no-progress"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    storage = f"sqlite:///{run / 'study.db'}"
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:  # wait until at least one trial is complete and another is running
+        time.sleep(0.5)
+        if not (run / "study.db").exists():
+            continue
+        try:
+            trials = optuna.load_study(study_name="tiny", storage=storage).trials
+        except Exception:  # the study is being created
+            continue
+        states = [t.state for t in trials]
+        if TrialState.COMPLETE in states and states[-1] == TrialState.RUNNING:
+            break
+    else:  # pragma: no cover
+        proc.kill()
+        raise AssertionError("the search never reached a running trial")
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert f"To continue: particle-nas search {config}" in err and "Traceback" not in err
+    trials = optuna.load_study(study_name="tiny", storage=storage).trials
+    complete_before = {t.number: t.values for t in trials if t.state == TrialState.COMPLETE}
+    assert complete_before and not any(t.state == TrialState.RUNNING for t in trials)  # storage consistent
+    assert [t.user_attrs.get("fail_reason") for t in trials if t.state == TrialState.FAIL] == ["interrupted: Ctrl-C"]
+
+    done = run_cli("search", str(config), "--no-progress", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    trials = optuna.load_study(study_name="tiny", storage=storage).trials
+    assert sum(t.state == TrialState.COMPLETE for t in trials) == 6
+    assert all(trials[n].values == v for n, v in complete_before.items())  # nothing lost or redone
