@@ -63,7 +63,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     study = open_run(run_dir, study_name=config.name)
     if summary.complete:
         outputs = write_run_outputs(study, run_dir, pick=config.search.export)
-        print(f"wrote {outputs.trials_csv}, {outputs.pareto_html}, {outputs.best_yaml}")
+        print(f"wrote {outputs.trials_csv}, {outputs.pareto_html}, {outputs.dashboard_html}, {outputs.best_yaml}")
         print(f"best.yaml: trial {outputs.chosen} by {config.search.export!r}; Pareto front: {outputs.n_pareto} of {outputs.n_complete} complete trials")
     print(
         f"{summary.finished}/{summary.target} trials finished ({summary.complete} complete, {summary.failed} failed; "
@@ -130,7 +130,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     run_dir = Path(args.run)
     study = open_run(run_dir, study_name=args.study)
     outputs = write_run_outputs(study, run_dir, pick=args.pick)
-    print(f"wrote {outputs.trials_csv}, {outputs.pareto_html}, {outputs.best_yaml}")
+    print(f"wrote {outputs.trials_csv}, {outputs.pareto_html}, {outputs.dashboard_html}, {outputs.best_yaml}")
     return 0
 
 
@@ -164,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--study", help="study name (default: the run directory's name)")
     e.set_defaults(func=cmd_export)
 
-    r = sub.add_parser("report", help="rewrite trials.csv, pareto.html and best.yaml of a run")
+    r = sub.add_parser("report", help="rewrite trials.csv, pareto.html, dashboard.html and best.yaml of a run")
     r.add_argument("run", help="run directory, e.g. runs/quickstart")
     r.add_argument("--pick", default="knee", help="pick rule for best.yaml")
     r.add_argument("--study", help="study name (default: the run directory's name)")
