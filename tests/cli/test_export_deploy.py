@@ -1,0 +1,124 @@
+"""``particle-nas export --weights / --format``: trained weights and deployable networks from a real search."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+import torch
+import yaml
+
+import particle_nas
+from particle_nas.config import load_config
+from particle_nas.evaluators import ProxyEvaluator, evaluate_accuracy
+from particle_nas.results import load_network
+
+# Two distinct particles over four trials: the random sampler must repeat one, so a duplicate is reused.
+DUP = {
+    "name": "dup",
+    "seed": 5,
+    "search": {"sampler": "random", "trials": 4},
+    "space": {"factorization": ["temporal_shift"], "wiring": ["residual"], "temporal_kernel": [3], "prune_ratio": [0.0, 0.5]},
+    "network": {"stem_channels": 8, "widths": [8, 16], "depths": [1, 1], "temporal_strides": [1, 1], "spatial_strides": [1, 2]},
+    "data": {"clip": [4, 16, 16], "train_size": 48, "val_size": 24},
+    "train": {"epochs": 1, "batch_size": 16},
+}
+
+
+def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "particle_nas", *args], cwd=cwd, capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def dup_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("deploy")
+    (root / "dup.yaml").write_text(yaml.safe_dump(DUP))
+    done = run_cli("search", "dup.yaml", "--no-progress", cwd=root)
+    assert done.returncode == 0, done.stderr
+    return root
+
+
+def _trials(root: Path) -> list[optuna.trial.FrozenTrial]:
+    return optuna.load_study(study_name="dup", storage=f"sqlite:///{root / 'runs/dup/study.db'}").trials
+
+
+def test_every_trial_points_at_its_weights_and_duplicates_share_them(dup_run):
+    trials = _trials(dup_run)
+    assert all(t.state.name == "COMPLETE" for t in trials)
+    duplicates = [t for t in trials if "duplicate_of" in t.user_attrs]
+    assert duplicates, "4 trials over 2 particles must reuse one"
+    for t in trials:
+        source = t.user_attrs.get("duplicate_of", t.number)
+        assert t.user_attrs["weights"] == f"weights/trial-{source:05d}.safetensors"
+        assert (dup_run / "runs/dup" / t.user_attrs["weights"]).is_file()
+    saved = sorted(p.name for p in (dup_run / "runs/dup/weights").iterdir())
+    assert len(saved) == len(trials) - len(duplicates)  # reused trials train nothing and save nothing
+
+
+@pytest.mark.slow
+def test_exported_weights_reproduce_the_recorded_accuracy(dup_run):
+    done = run_cli("export", "runs/dup", "--pick", "max-accuracy", "--weights", "-o", "best.yaml", cwd=dup_run)
+    assert done.returncode == 0, done.stderr
+    weights = dup_run / "best.safetensors"
+    assert f"weights: {weights.name}" in done.stdout or str(weights.name) in done.stdout
+    network = load_network(dup_run / "best.yaml")
+    model = particle_nas.build_network(network)
+    from safetensors.torch import load_file
+
+    model.load_state_dict(load_file(weights), strict=True)
+    config = load_config(dup_run / "dup.yaml")
+    task = ProxyEvaluator(data=config.data, train=config.train).task()
+    recorded = yaml.safe_load((dup_run / "best.yaml").read_text())["source"]["accuracy"]
+    assert evaluate_accuracy(model.eval(), task.val) == pytest.approx(recorded, abs=1e-9)
+    untrained = particle_nas.build_network(network, seed=123).eval()
+    assert any(not torch.equal(a, b) for a, b in zip(model.state_dict().values(), untrained.state_dict().values()))
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated")
+def test_onnx_round_trip_matches_pytorch(dup_run):
+    ort = pytest.importorskip("onnxruntime", reason="needs onnxruntime (pip install -e '.[test]')")
+    pytest.importorskip("onnx", reason="needs onnx (pip install -e '.[test]')")
+    done = run_cli("export", "runs/dup", "--pick", "knee", "--format", "onnx", "--format", "torchscript", "-o", "knee.yaml", cwd=dup_run)
+    assert done.returncode == 0, done.stderr
+    network = load_network(dup_run / "knee.yaml")
+    trial = yaml.safe_load((dup_run / "knee.yaml").read_text())["source"]["trial"]
+    source = next(t for t in _trials(dup_run) if t.number == trial)
+    from safetensors.torch import load_file
+
+    model = particle_nas.build_network(network)
+    model.load_state_dict(load_file(dup_run / "runs/dup" / source.user_attrs["weights"]))
+    model.eval()
+    clips = torch.randn(3, *network.input_shape, generator=torch.Generator().manual_seed(0))  # batch 3: the batch axis is dynamic
+    with torch.no_grad():
+        expected = model(clips).numpy()
+    session = ort.InferenceSession(str(dup_run / "knee.onnx"), providers=["CPUExecutionProvider"])
+    (got,) = session.run(["logits"], {"clip": clips.numpy()})
+    assert got.shape == (3, network.num_classes)
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+    scripted = torch.jit.load(str(dup_run / "knee.pt"))
+    with torch.no_grad():
+        np.testing.assert_allclose(scripted(clips).numpy(), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_weights_of_a_run_without_them_is_one_clear_line(dup_run):
+    study = optuna.load_study(study_name="dup", storage=f"sqlite:///{dup_run / 'runs/dup/study.db'}")
+    plain = optuna.create_study(study_name="old", storage=f"sqlite:///{dup_run / 'old.db'}", directions=study.directions)
+    for key, value in study.user_attrs.items():
+        plain.set_user_attr(key, value)
+    for t in study.trials:
+        attrs = {k: v for k, v in t.user_attrs.items() if k != "weights"}
+        plain.add_trial(optuna.trial.create_trial(state=t.state, values=t.values, params=t.params, distributions=t.distributions, user_attrs=attrs))
+    (dup_run / "runs/old").mkdir()
+    (dup_run / "old.db").rename(dup_run / "runs/old/study.db")
+    done = run_cli("export", "runs/old", "--weights", cwd=dup_run)
+    assert done.returncode == 2
+    assert done.stderr.startswith("particle-nas: error: trial ") and "must have saved weights" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    done = run_cli("export", "runs/old", "--format", "onnx", cwd=dup_run)  # no weights: untrained model, with a note
+    assert done.returncode == 0, done.stderr
+    assert "untrained" in done.stderr and (dup_run / "runs/old/export.onnx").is_file()
