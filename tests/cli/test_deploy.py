@@ -1,9 +1,16 @@
-"""``particle-nas export --weights / --format``: trained weights and deployable networks from a real search."""
+"""What a real search leaves for others to use: ``particle-nas export --weights / --format``
+(trained weights, TorchScript, ONNX run by onnxruntime) and the study as optuna-dashboard serves it."""
 
 from __future__ import annotations
 
+import json
+import socket
 import subprocess
 import sys
+import threading
+import urllib.request
+from contextlib import contextmanager
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from pathlib import Path
 
 import numpy as np
@@ -122,3 +129,53 @@ def test_weights_of_a_run_without_them_is_one_clear_line(dup_run):
     done = run_cli("export", "runs/old", "--format", "onnx", cwd=dup_run)  # no weights: untrained model, with a note
     assert done.returncode == 0, done.stderr
     assert "untrained" in done.stderr and (dup_run / "runs/old/export.onnx").is_file()
+
+
+# ---------------------------------------------------------------- optuna-dashboard
+class _Quiet(WSGIRequestHandler):
+    def log_message(self, *args) -> None:  # no request lines in the test output
+        pass
+
+
+@contextmanager
+def serving(app):
+    """``app`` on 127.0.0.1 at a free port, in a thread; yields the base URL."""
+    server = make_server("127.0.0.1", 0, app, server_class=WSGIServer, handler_class=_Quiet)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+def _get(url: str):
+    with urllib.request.urlopen(url, timeout=30) as response:
+        assert response.status == 200
+        return json.loads(response.read().decode())
+
+
+def test_optuna_dashboard_serves_the_study_as_it_is(dup_run):
+    optuna_dashboard = pytest.importorskip("optuna_dashboard", reason="needs optuna-dashboard (pip install -e '.[test]')")
+    storage = f"sqlite:///{dup_run / 'runs/dup/study.db'}"
+    trials = _trials(dup_run)
+    with serving(optuna_dashboard.wsgi(storage)) as base:
+        studies = _get(f"{base}/api/studies")["study_summaries"]
+        assert [s["study_name"] for s in studies] == ["dup"]
+        assert studies[0]["directions"] == ["maximize", "minimize"]
+        detail = _get(f"{base}/api/studies/{studies[0]['study_id']}")
+        assert detail["name"] == "dup"
+        assert detail.get("objective_names") == ["accuracy", "flops"]
+        served = sorted(detail["trials"], key=lambda t: t["number"])
+        assert [t["number"] for t in served] == [t.number for t in trials]
+        for mine, theirs in zip(trials, served):
+            attrs = {a["key"]: a["value"] for a in theirs["user_attrs"]}
+            assert json.loads(attrs["particle"]) == mine.user_attrs["particle"]  # the particle, readable there
+            assert json.loads(attrs["network"]) == mine.user_attrs["network"]
+            assert float(attrs["accuracy"]) == mine.user_attrs["accuracy"]
+            assert [v for v in theirs["values"]] == pytest.approx(mine.values)
+        assert len(detail["best_trials"]) >= 1
+        page = urllib.request.urlopen(f"{base}/dashboard", timeout=30)
+        assert page.status == 200 and b"<html" in page.read().lower()
