@@ -67,6 +67,17 @@ def test_every_trial_points_at_its_weights_and_duplicates_share_them(dup_run):
 
 
 @pytest.mark.slow
+def test_search_and_report_write_the_dashboard(dup_run):
+    page = dup_run / "runs/dup/dashboard.html"
+    assert page.is_file() and (dup_run / "runs/dup/pareto.html").is_file()
+    page.unlink()
+    done = run_cli("report", "runs/dup", cwd=dup_run)
+    assert done.returncode == 0, done.stderr
+    assert "dashboard.html" in done.stdout and page.is_file()
+    assert 'id="pareto-flops"' in page.read_text(encoding="utf-8")
+
+
+@pytest.mark.slow
 def test_exported_weights_reproduce_the_recorded_accuracy(dup_run):
     done = run_cli("export", "runs/dup", "--pick", "max-accuracy", "--weights", "-o", "best.yaml", cwd=dup_run)
     assert done.returncode == 0, done.stderr
