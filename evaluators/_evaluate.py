@@ -39,6 +39,18 @@ def training_seed(*, base: int, seed: int) -> int:
     return int.from_bytes(digest[:8], "little") >> 1
 
 
+def save_weights(model: Any, path: str | Path) -> Path:
+    """Save ``model.state_dict()`` as safetensors at ``path`` (folders created; written whole, then moved)."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp))
+    tmp.replace(path)
+    return path
+
+
 @dataclass(frozen=True)
 class ProxyEvaluator:
     """Train a spec's proxy network on the synthetic task and count its cost.
@@ -82,8 +94,11 @@ class ProxyEvaluator:
             if got != want:
                 raise SpecError(f"NetworkSpec.{name}", f"must match the synthetic task's {want!r} (SyntheticConfig)", got)
 
-    def evaluate(self, spec: NetworkSpec, *, seed: int, on_epoch: EpochCallback | None = None) -> Evaluation:
-        """Count ``spec``'s cost, build it with ``seed`` and train it; see ``train_proxy`` for ``on_epoch``."""
+    def evaluate(self, spec: NetworkSpec, *, seed: int, on_epoch: EpochCallback | None = None, weights_path: Path | None = None) -> Evaluation:
+        """Count ``spec``'s cost, build it with ``seed`` and train it; see ``train_proxy`` for ``on_epoch``.
+
+        With ``weights_path``, the trained ``state_dict`` is saved there (safetensors).
+        """
         self.check_spec(spec)
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise SpecError("ProxyEvaluator.evaluate.seed", "must be an integer >= 0", seed)
@@ -92,6 +107,8 @@ class ProxyEvaluator:
         model = build_network(spec, seed=seed)
         config = dataclasses.replace(self.train, seed=training_seed(base=self.train.seed, seed=seed))
         result = train_proxy(model, task, config=config, on_epoch=on_epoch)
+        if weights_path is not None:
+            save_weights(model, weights_path)
         return Evaluation(
             accuracy=result.accuracy,
             epoch_accuracy=result.epoch_accuracy,

@@ -78,7 +78,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     study = open_run(run_dir, study_name=config.name)
     if summary.complete:
         outputs = write_run_outputs(study, run_dir, pick=config.search.export)
-        print(f"wrote {outputs.trials_csv}, {outputs.pareto_html}, {outputs.best_yaml}")
+        print(f"wrote {outputs.trials_csv}, {outputs.pareto_html}, {outputs.dashboard_html}, {outputs.best_yaml}")
         print(f"best.yaml: trial {outputs.chosen} by {config.search.export!r}; Pareto front: {outputs.n_pareto} of {outputs.n_complete} complete trials")
     else:
         print(f"wrote {write_trials_csv(trials_table(study), run_dir / 'trials.csv')}")
@@ -141,7 +141,32 @@ def cmd_export(args: argparse.Namespace) -> int:
     write_particle_yaml(document, out)
     src = document["source"]
     print(f"trial {src['trial']}: accuracy {src['accuracy']:.4f}, FLOPs {human(src['flops'])}, params {human(src['params'])} -> {out}")
+    _export_deployables(args, study, run_dir, document, out)
     return 0
+
+
+def _export_deployables(args: argparse.Namespace, study, run_dir: Path, document: dict, out: Path) -> None:
+    """--weights and --format: the trained weights, and the built network as TorchScript / ONNX."""
+    if not args.weights and not args.format:
+        return
+    from particle_nas.results._deploy import export_outputs, trial_weights
+    from particle_nas.space import NetworkSpec
+
+    if "network" not in document:
+        raise ValueError(f"trial {document['source']['trial']} must record its network to export weights or a model, but it has none.")
+    network = NetworkSpec.from_dict(document["network"])
+    weights = None
+    try:
+        weights = trial_weights(study, document["source"]["trial"], run_dir)
+    except ValueError:
+        if args.weights:
+            raise
+    if weights is None:
+        print(f"particle-nas: note: trial {document['source']['trial']} has no saved weights; the exported model is untrained (seed {study.user_attrs.get('seed', 0)})", file=sys.stderr)
+    seed = int(study.user_attrs.get("seed", 0))
+    written = export_outputs(network=network, out=out, weights=weights, copy=args.weights, formats=tuple(dict.fromkeys(args.format or ())), seed=seed)
+    for kind, path in written.items():
+        print(f"{kind}: {path}")
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -150,7 +175,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     run_dir = Path(args.run)
     study = open_run(run_dir, study_name=args.study)
     outputs = write_run_outputs(study, run_dir, pick=args.pick)
-    print(f"wrote {outputs.trials_csv}, {outputs.pareto_html}, {outputs.best_yaml}")
+    print(f"wrote {outputs.trials_csv}, {outputs.pareto_html}, {outputs.dashboard_html}, {outputs.best_yaml}")
     return 0
 
 
@@ -182,9 +207,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--pick", default="knee", help="knee | max-accuracy | min-flops | min-params | constraints like 'flops<=2e7' or 'accuracy>=0.9' (comma-joined)")
     e.add_argument("-o", "--output", help="output YAML (default RUN/export.yaml)")
     e.add_argument("--study", help="study name (default: the run directory's name)")
+    e.add_argument("--weights", action="store_true", help="also write the trial's trained proxy weights (OUTPUT with .safetensors)")
+    e.add_argument("--format", action="append", choices=("torchscript", "onnx"), help="also write the built network (trained weights when saved) as OUTPUT.pt / OUTPUT.onnx; repeatable")
     e.set_defaults(func=cmd_export)
 
-    r = sub.add_parser("report", help="rewrite trials.csv, pareto.html and best.yaml of a run")
+    r = sub.add_parser("report", help="rewrite trials.csv, pareto.html, dashboard.html and best.yaml of a run")
     r.add_argument("run", help="run directory, e.g. runs/quickstart")
     r.add_argument("--pick", default="knee", help="pick rule for best.yaml")
     r.add_argument("--study", help="study name (default: the run directory's name)")

@@ -8,7 +8,9 @@ the search or evaluators packages.
 
 from __future__ import annotations
 
-from ._export import load_network, load_particle, particle_document, write_particle_yaml
+from ._dashboard import HypervolumeHistory, Importance, dashboard_table, hypervolume_2d, hypervolume_history, param_importance, parallel_axes, pareto_members, searched_axes
+from ._dashboard_page import dashboard_html, write_dashboard
+from ._export import load_network, load_particle, particle_document, particle_yaml, write_particle_yaml
 from ._pareto import COLUMN_DIRECTIONS, ParetoFront, knee_index, pareto_front, pareto_mask, pick
 from ._plots import hover_text, human, pareto_figure, write_html
 from ._report import RunOutputs, write_run_outputs
@@ -17,21 +19,33 @@ from ._table import COLUMNS, PARTICLE_FIELDS, open_run, trials_table, write_tria
 __all__ = [
     "COLUMNS",
     "COLUMN_DIRECTIONS",
+    "HypervolumeHistory",
+    "Importance",
     "PARTICLE_FIELDS",
     "ParetoFront",
     "RunOutputs",
     "hover_text",
+    "dashboard_html",
+    "dashboard_table",
     "human",
+    "hypervolume_2d",
+    "hypervolume_history",
     "knee_index",
     "load_network",
     "load_particle",
     "open_run",
+    "parallel_axes",
+    "param_importance",
     "pareto_figure",
     "pareto_front",
     "pareto_mask",
+    "pareto_members",
     "particle_document",
+    "particle_yaml",
     "pick",
+    "searched_axes",
     "trials_table",
+    "write_dashboard",
     "write_html",
     "write_particle_yaml",
     "write_run_outputs",

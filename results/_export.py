@@ -144,13 +144,18 @@ def _header(doc: Mapping[str, Any], path: Path) -> str:
     return "".join(f"# {line}\n" for line in lines)
 
 
-def write_particle_yaml(doc: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
-    """Write a ``particle_document`` as YAML with a comment header, atomically; returns the path."""
-    path = Path(path)
+def particle_yaml(doc: Mapping[str, Any], path: str | os.PathLike[str]) -> str:
+    """The text ``write_particle_yaml(doc, path)`` writes (``path`` only appears in the header)."""
     if not isinstance(doc, Mapping) or "particle" not in doc:
         raise ValueError(f"doc must be a mapping with a 'particle' section (see particle_document), but got {type(doc).__name__} with keys {sorted(doc) if isinstance(doc, Mapping) else []}.")
     body = yaml.dump(dict(doc), Dumper=_Dumper, sort_keys=False, default_flow_style=False, allow_unicode=True)
-    text = _header(doc, path) + body
+    return _header(doc, Path(path)) + body
+
+
+def write_particle_yaml(doc: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
+    """Write a ``particle_document`` as YAML with a comment header, atomically; returns the path."""
+    path = Path(path)
+    text = particle_yaml(doc, path)
     return atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 

@@ -21,6 +21,7 @@ COLUMN_DIRECTIONS: dict[str, str] = {
     "flops": "minimize",
     "params": "minimize",
     "duration_s": "minimize",
+    "latency_ms": "minimize",
 }
 # Rows compared at once by the O(n^2) dominance check (memory: chunk * n * objectives bools).
 _CHUNK = 512

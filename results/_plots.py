@@ -25,6 +25,7 @@ AXIS_TITLES = {
     "params": "parameters",
     "accuracy": "validation top-1 accuracy",
     "duration_s": "evaluation time (s)",
+    "latency_ms": "latency per clip (ms)",
 }
 # Colours and markers: the rest muted, the front strong, the knee unmistakable.
 OTHER_STYLE = dict(color="rgba(120, 120, 120, 0.55)", size=7, symbol="circle")

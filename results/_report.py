@@ -1,4 +1,4 @@
-"""Everything a finished (or interrupted) run leaves behind: trials.csv, pareto.html, best.yaml."""
+"""Everything a finished (or interrupted) run leaves behind: trials.csv, pareto.html, dashboard.html, best.yaml."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ._dashboard_page import DASHBOARD_HTML, write_dashboard
 from ._export import particle_document, write_particle_yaml
 from ._pareto import pick as pick_row
 from ._plots import pareto_figure, write_html
@@ -33,10 +34,11 @@ class RunOutputs:
     n_pareto: int  # COMPLETE trials on the study's front (all objectives)
     chosen: int  # trial number of the picked particle
     pick: str  # the rule that picked it
+    dashboard_html: Path | None = None  # the run dashboard (fronts, hypervolume, importance, members), self-contained HTML
 
 
 def write_run_outputs(study: optuna.Study, run_dir: str | os.PathLike[str], *, pick: str = "knee") -> RunOutputs:
-    """Write ``trials.csv``, ``pareto.html`` and ``best.yaml`` into ``run_dir``.
+    """Write ``trials.csv``, ``pareto.html``, ``dashboard.html`` and ``best.yaml`` into ``run_dir``.
 
     ``trials.csv`` is always written first. With no COMPLETE trial there is
     nothing to plot or pick: it then raises ValueError (naming what was written
@@ -61,6 +63,7 @@ def write_run_outputs(study: optuna.Study, run_dir: str | os.PathLike[str], *, p
             f"wrote {trials_csv} only.{first}"
         )
     pareto_html = write_html(pareto_figure(df), run_dir / PARETO_HTML)
+    dashboard = write_dashboard(study, run_dir / DASHBOARD_HTML, run=str(run_dir))
     row = pick_row(df, pick)
     doc = particle_document(row, run=run_dir.resolve().name, pick=pick)
     best_yaml = write_particle_yaml(doc, run_dir / BEST_YAML)
@@ -74,4 +77,5 @@ def write_run_outputs(study: optuna.Study, run_dir: str | os.PathLike[str], *, p
         n_pareto=int(df["pareto"].sum()),
         chosen=int(row["number"]),
         pick=pick,
+        dashboard_html=dashboard,
     )

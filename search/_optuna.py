@@ -93,6 +93,7 @@ def open_study(*, run_dir: Path, name: str, settings: SearchSettings, seed: int,
     if stored is None:
         study.set_user_attr("fingerprint", fingerprint)
         study.set_user_attr("objectives", settings.objective_records())
+        study.set_metric_names(list(settings.objectives))  # optuna-dashboard labels the objectives with these
         study.set_user_attr("seed", seed)
         study.set_user_attr("config", json.loads(json.dumps(config)))
     elif stored != fingerprint:
@@ -156,7 +157,10 @@ def run_search(
                 bar.set_postfix_str(f"{label} epoch {epoch} acc {accuracy:.3f}", refresh=True)
 
             try:
-                _, record = score_particle(particle, network=network, evaluator=evaluator, seed=seed, on_epoch=on_epoch)
+                weights = Path(run_dir) / "weights" / f"trial-{trial.number:05d}.safetensors"
+                _, record = score_particle(particle, network=network, evaluator=evaluator, seed=seed, on_epoch=on_epoch, weights_path=weights)
+                if weights.is_file():  # a duplicate copies this record, so it points at the same file
+                    record["weights"] = weights.relative_to(run_dir).as_posix()
                 values = objective_values(record, settings.objectives)
             except BaseException as err:  # recorded on the trial; Optuna fails it and the search goes on
                 trial.set_user_attr("fail_reason", fail_reason(err))

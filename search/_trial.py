@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
+from pathlib import Path
 from typing import Any, Callable, Mapping, Protocol
 
 from particle_nas.space import NetworkSpec, ParticleSpec
@@ -71,10 +73,15 @@ def score_particle(
     evaluator: Evaluator,
     seed: int,
     on_epoch: Callable[[int, float], None] | None = None,
+    weights_path: Path | None = None,
 ) -> tuple[NetworkSpec, dict[str, Any]]:
-    """Stack ``particle`` into ``network``, evaluate it, and return the spec and its record."""
+    """Stack ``particle`` into ``network``, evaluate it, and return the spec and its record.
+
+    ``weights_path`` is handed to evaluators whose ``evaluate`` takes it (they save the trained weights there).
+    """
     spec = network.replace(particle=particle)
-    return spec, evaluation_record(evaluator.evaluate(spec, seed=seed, on_epoch=on_epoch))
+    extra = {"weights_path": weights_path} if weights_path is not None and "weights_path" in inspect.signature(evaluator.evaluate).parameters else {}
+    return spec, evaluation_record(evaluator.evaluate(spec, seed=seed, on_epoch=on_epoch, **extra))
 
 
 def fail_reason(err: BaseException) -> str:

@@ -141,3 +141,19 @@ def test_not_a_mapping_and_missing_file(tmp_path):
         load_particle(tmp_path / "nope.yaml")
     with pytest.raises(ValueError, match=r"bad.yaml: particle must be a section of the file .*but got sections \['source'\]"):
         load_particle(write(tmp_path, "source: {run: x}\n"))
+
+
+def test_top_level_load_particle_and_build(table, tmp_path):
+    import torch
+
+    import particle_nas
+
+    row = table.loc[table["number"] == 2].iloc[0]
+    path = write_particle_yaml(particle_document(row, run="demo", pick="knee"), tmp_path / "p.yaml")
+    particle = particle_nas.load_particle(path)
+    assert particle == PARTICLES[2]
+    network = particle_nas.load_network(path)
+    model = particle_nas.build_network(network, seed=0).eval()
+    with torch.no_grad():
+        out = model(torch.zeros(2, *network.input_shape))
+    assert out.shape == (2, network.num_classes) and torch.isfinite(out).all()

@@ -1,0 +1,123 @@
+"""Deploying a picked trial: its trained proxy weights, and the built network as TorchScript or ONNX.
+
+The search saves each trained trial's ``state_dict`` as safetensors under
+``RUN/weights/`` and records the path (relative to the run) in the trial's
+user attribute ``weights``; a trial that reused an identical particle's
+result points at its source's file. onnx is imported only when asked for.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from particle_nas.space import NetworkSpec, build_network
+
+from ._files import atomic_write
+
+if TYPE_CHECKING:
+    import optuna
+    import torch
+    from torch import nn
+
+WEIGHTS_ATTR = "weights"  # trial user attribute: the weights file, relative to the run directory
+FORMATS = ("torchscript", "onnx")
+SUFFIXES = {"torchscript": ".pt", "onnx": ".onnx", "weights": ".safetensors"}
+
+
+def trial_weights(study: optuna.Study, number: int, run_dir: str | os.PathLike[str]) -> Path:
+    """The trained weights file of trial ``number``; ValueError naming the trial when it has none."""
+    trials = [t for t in study.get_trials(deepcopy=False) if t.number == int(number)]
+    if not trials:
+        raise ValueError(f"trial must be in study {study.study_name!r}, but got {number}.")
+    relative = trials[0].user_attrs.get(WEIGHTS_ATTR)
+    if not relative:
+        raise ValueError(f"trial {number} must have saved weights to export them, but it has none (runs made before weights were saved, or an evaluator that does not save them).")
+    path = Path(run_dir) / str(relative)
+    if not path.is_file():
+        raise ValueError(f"trial {number}'s weights file must exist, but {path} does not.")
+    return path
+
+
+def load_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
+    """A state_dict from a ``.safetensors`` file, or from a torch file loaded with ``weights_only=True``."""
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    import torch
+
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def save_state_dict(model: nn.Module, path: str | os.PathLike[str]) -> Path:
+    """Write ``model.state_dict()`` as safetensors, atomically."""
+    from safetensors.torch import save_file
+
+    tensors = {name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()}
+    return atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
+
+
+def copy_weights(source: str | os.PathLike[str], destination: str | os.PathLike[str]) -> Path:
+    return atomic_write(destination, lambda tmp: shutil.copyfile(source, tmp))
+
+
+def trained_network(network: NetworkSpec, weights: str | os.PathLike[str] | None, *, seed: int = 0) -> nn.Module:
+    """``build_network(network)`` in eval mode, with ``weights`` loaded strictly when given."""
+    model = build_network(network, seed=seed)
+    if weights is not None:
+        model.load_state_dict(load_state_dict(weights), strict=True)
+    return model.eval()
+
+
+def export_network(model: nn.Module, network: NetworkSpec, path: str | os.PathLike[str], *, format: str) -> Path:
+    """Write ``model`` (built from ``network``) as TorchScript (traced) or ONNX with a dynamic batch axis.
+
+    The input is ``clip`` of shape (batch, C, T, H, W) = (N, *network.input_shape);
+    the output ``logits`` is (batch, num_classes).
+    """
+    if format not in FORMATS:
+        raise ValueError(f"format must be one of {FORMATS}, but got {format!r}.")
+    import torch
+
+    model = model.eval()
+    example = torch.zeros(1, *network.input_shape)
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # tracer warnings about shape-dependent Python ints (fixed clip size)
+        if format == "torchscript":
+            traced = torch.jit.trace(model, example)
+            return atomic_write(path, lambda tmp: traced.save(tmp))
+        try:
+            import onnx  # noqa: F401  (torch's exporter needs it)
+        except ImportError as err:  # pragma: no cover - depends on the environment
+            raise ImportError("ONNX export needs onnx, which is not installed: pip install onnx onnxruntime") from err
+
+        def write(tmp: str) -> None:
+            torch.onnx.export(
+                model,
+                (example,),
+                tmp,
+                dynamo=False,
+                input_names=["clip"],
+                output_names=["logits"],
+                dynamic_axes={"clip": {0: "batch"}, "logits": {0: "batch"}},
+                opset_version=17,
+            )
+
+        return atomic_write(path, write)
+
+
+def export_outputs(*, network: NetworkSpec, out: Path, weights: Path | None, copy: bool, formats: tuple[str, ...], seed: int = 0) -> dict[str, Any]:
+    """What ``particle-nas export`` writes beside the YAML: ``{"weights": path, "onnx": path, ...}``."""
+    written: dict[str, Any] = {}
+    if copy and weights is not None:
+        written["weights"] = copy_weights(weights, out.with_suffix(SUFFIXES["weights"]))
+    if formats:
+        model = trained_network(network, weights, seed=seed)
+        for fmt in formats:
+            written[fmt] = export_network(model, network, out.with_suffix(SUFFIXES[fmt]), format=fmt)
+    return written
