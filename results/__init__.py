@@ -1,8 +1,9 @@
 """particle_nas.results: finished trials as tables, Pareto fronts, figures and particle files.
 
-Compute, then draw: ``pareto_mask``, ``knee_index``, ``pareto_front`` and
-``pick`` return plain data; ``pareto_figure`` only draws (plotly is imported
-when it is called). Reads the Optuna study the search writes; never imports
+Compute, then draw: ``pareto_mask``, ``knee_index``, ``pareto_front``,
+``pick``, ``hypervolume_history``, ``param_importance``, ``parallel_axes`` and
+``pareto_members`` return plain data; ``pareto_figure`` and ``write_dashboard``
+only draw (plotly is imported when they are called). Reads the Optuna study the search writes; never imports
 the search or evaluators packages.
 """
 

@@ -64,11 +64,11 @@ def preset_trace(df: pd.DataFrame, *, x: str, y: str = "accuracy") -> go.Scatter
 
 def dashboard_pareto_figure(df: pd.DataFrame, *, x: str) -> go.Figure:
     """``pareto_figure`` on (x, accuracy) with the presets drawn over it."""
-    fig = pareto_figure(df, x=x, y="accuracy", title=f"accuracy vs {AXIS_TITLES.get(x, x)}")
+    fig = pareto_figure(df, x=x, y="accuracy", title="")
     overlay = preset_trace(df, x=x)
     if overlay is not None:
         fig.add_trace(overlay)
-    fig.update_layout(height=460, margin=dict(l=60, r=20, t=70, b=50))
+    fig.update_layout(title=None, height=430, margin=dict(l=60, r=20, t=30, b=50), legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1.0))
     return fig
 
 
@@ -86,10 +86,9 @@ def hypervolume_figure(history: HypervolumeHistory) -> go.Figure:
         )
     )
     fig.update_layout(
-        title=f"hypervolume of the accuracy–{history.cost} front over trials",
         template="plotly_white",
         height=380,
-        margin=dict(l=60, r=20, t=60, b=50),
+        margin=dict(l=60, r=20, t=20, b=50),
         xaxis_title="trial number",
         yaxis_title="hypervolume (fraction of the reference box)",
     )
@@ -112,7 +111,7 @@ def parallel_figure(df: pd.DataFrame, axes: list[str]) -> go.Figure:
             dimensions=dimensions,
         )
     )
-    fig.update_layout(title=f"searched axes of {len(numbers)} complete trials, coloured by accuracy (drag along an axis to filter)", height=440, margin=dict(l=70, r=40, t=90, b=30))
+    fig.update_layout(height=420, margin=dict(l=90, r=60, t=50, b=30))
     return fig
 
 
@@ -129,10 +128,9 @@ def importance_figure(importance: Importance) -> go.Figure:
         )
     )
     fig.update_layout(
-        title=f"which axes matter for accuracy: {importance.method}",
         template="plotly_white",
-        height=120 + 36 * len(names),
-        margin=dict(l=130, r=20, t=60, b=50),
+        height=110 + 40 * len(names),
+        margin=dict(l=130, r=20, t=20, b=50),
         xaxis_title="importance (sums to 1)",
     )
     return fig
@@ -160,7 +158,13 @@ def _cell(value: Any, column: str) -> str:
 
 def members_table(members: list[dict[str, Any]]) -> str:
     """The Pareto members as a sortable HTML table (click a header), each with its YAML in a fold-out."""
-    columns = [c for c in members[0] if c != "yaml" and any(m[c] is not None for m in members)] if members else []
+    # Columns every member leaves empty, and particle fields all members share, are left out (the YAML has them).
+    keep = {"number", "accuracy", "flops", "params"}
+    columns = [
+        c
+        for c in (members[0] if members else [])
+        if c != "yaml" and any(m[c] is not None for m in members) and (c in keep or len(members) == 1 or len({repr(m[c]) for m in members}) > 1)
+    ]
     head = "".join(f'<th data-col="{i}" title="click to sort">{html.escape(c)}</th>' for i, c in enumerate(columns))
     body = []
     for member in members:
@@ -176,19 +180,25 @@ body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; ma
 header { background: #1f2a44; color: white; padding: 14px 28px; }
 header h1 { margin: 0 0 4px 0; font-size: 22px; }
 header p { margin: 0; opacity: 0.85; font-size: 14px; }
-main { padding: 16px 24px; display: grid; grid-template-columns: repeat(auto-fit, minmax(560px, 1fr)); gap: 16px; }
+main { padding: 16px 24px; display: grid; grid-template-columns: repeat(2, minmax(0, 1fr)); gap: 16px; }
+@media (max-width: 1100px) { main { grid-template-columns: minmax(0, 1fr); } }
 section { background: white; border-radius: 8px; box-shadow: 0 1px 3px rgba(0,0,0,0.12); padding: 10px 14px; min-width: 0; }
-section.wide { grid-column: 1 / -1; }
+section.wide { grid-column: 1 / -1; overflow-x: auto; }
 section h2 { font-size: 16px; margin: 4px 0 6px 0; }
 section p.note { font-size: 13px; color: #555; margin: 4px 0; }
 table.sortable { border-collapse: collapse; font-size: 13px; width: 100%; }
-table.sortable th, table.sortable td { border-bottom: 1px solid #e2e4e8; padding: 4px 8px; text-align: left; vertical-align: top; }
+table.sortable th, table.sortable td { border-bottom: 1px solid #e2e4e8; padding: 4px 8px; text-align: left; vertical-align: top; white-space: nowrap; }
+table.sortable tbody tr:hover { background: #f6f8fc; }
 table.sortable th { cursor: pointer; background: #eef0f4; user-select: none; position: sticky; top: 0; }
 table.sortable th.asc::after { content: " \\25B2"; } table.sortable th.desc::after { content: " \\25BC"; }
 pre { background: #f7f7f9; padding: 6px; font-size: 12px; max-height: 320px; overflow: auto; }
 """
 
 _SORT_JS = """
+// plots drawn while the page was still being laid out take their final width here
+window.addEventListener("load", function () {
+  document.querySelectorAll(".js-plotly-plot").forEach(function (div) { Plotly.Plots.resize(div); });
+});
 document.querySelectorAll("table.sortable th[data-col]").forEach(function (th) {
   th.addEventListener("click", function () {
     var table = th.closest("table"), body = table.tBodies[0], col = +th.dataset.col;
@@ -227,16 +237,25 @@ def dashboard_html(study: optuna.Study, *, run: str) -> str:
             f"{_div(fig, f'pareto-{cost}')}</section>"
         )
     history = hypervolume_history(df, cost="flops")
-    sections.append(f'<section><h2>hypervolume over trials</h2><p class="note">{html.escape(history.description)}.</p>{_div(hypervolume_figure(history), "hypervolume")}</section>')
+    sections.append(f'<section><h2>hypervolume of the accuracy–FLOPs front over trials</h2><p class="note">{html.escape(history.description)}.</p>{_div(hypervolume_figure(history), "hypervolume")}</section>')
     importance = param_importance(study)
     if importance.values:
         imp = _div(importance_figure(importance), "importance")
     else:
         imp = f'<div id="importance"><p class="note">Not available: {html.escape(importance.reason)}</p></div>'
-    sections.append(f'<section><h2>which axes matter</h2><p class="note">Optuna parameter importance with target = accuracy; axes asked in every trial only.</p>{imp}</section>')
+    sections.append(
+        f'<section><h2>which axes matter</h2><p class="note">Optuna parameter importance for accuracy ({html.escape(importance.method)}); '
+        f"axes asked in every trial only.</p>{imp}</section>"
+    )
+    if len(sections) % 2:  # an odd panel out takes the whole row rather than leave a hole
+        sections[-1] = sections[-1].replace("<section>", '<section class="wide">', 1)
     axes = searched_axes(study, df)
     if axes:
-        sections.append(f'<section class="wide"><h2>searched axes</h2>{_div(parallel_figure(df, axes), "parallel")}</section>')
+        n_lines = len(parallel_axes(df, axes)[2])
+        sections.append(
+            f'<section class="wide"><h2>searched axes</h2><p class="note">One line per complete trial ({n_lines}), coloured by accuracy; '
+            f"drag along an axis to keep only the trials crossing that range.</p>{_div(parallel_figure(df, axes), 'parallel')}</section>"
+        )
     members = pareto_members(df, run=run)
     sections.append(
         f'<section class="wide"><h2>Pareto members ({len(members)})</h2>'
