@@ -74,7 +74,7 @@ def _search(config, *, run_dir: Path, workers: int | None, storage: str | None, 
         config.raw["search"] = {**(config.raw.get("search") or {}), "backend": backend}
     _quiet_libraries()
     print(f"particle-nas: search {config.name!r}: {config.search.trials} trials, sampler {config.search.sampler}, backend {config.search.backend}, seed {config.seed} -> {run_dir}/", file=sys.stderr)
-    evaluator = ProxyEvaluator(data=config.data, train=config.train, cache_dir=run_dir)
+    evaluator = ProxyEvaluator(data=config.data, train=config.train, cache_dir=Path(run_dir).resolve())
     common = dict(
         run_dir=run_dir,
         name=config.name,

@@ -1,12 +1,14 @@
 """particle_nas.search: decides which particles to try and runs the trials."""
 
 from ._optuna import SearchSummary, make_sampler, open_study, run_search, storage_url, suggest
+from ._ray import run_ray_search
 from ._storage import STUDY_DB, STUDY_JOURNAL, open_storage, read_run_file, resolve_storage, write_run_file
 from ._trial import INTERRUPTED, Evaluator, evaluation_record, objective_values, score_particle
-from ._settings import BACKENDS, OBJECTIVES, SAMPLERS, SearchSettings
+from ._settings import EARLY_STOPPING, BACKENDS, OBJECTIVES, SAMPLERS, SearchSettings
 
 __all__ = [
     "BACKENDS",
+    "EARLY_STOPPING",
     "Evaluator",
     "INTERRUPTED",
     "OBJECTIVES",
@@ -23,6 +25,7 @@ __all__ = [
     "open_study",
     "read_run_file",
     "resolve_storage",
+    "run_ray_search",
     "run_search",
     "storage_url",
     "suggest",
