@@ -57,7 +57,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
         raise ValueError(f"{run_dir} must hold a study made by particle-nas search (its config is stored on the study), but it has none.")
     raw = {**raw, "name": study.study_name, "output_dir": str(run_dir.parent)}
     config = parse_config(raw, source=str(run_dir), overrides={"trials": args.trials, "timeout": args.timeout})
-    workers = args.workers if args.workers is not None else int(started.get("workers", 1))
+    workers = args.workers if args.workers is not None else started.get("workers")
     address = args.address if args.address is not None else started.get("address")
     return _search(config, run_dir=run_dir, workers=workers, storage=None, address=address, backend=None, progress=not args.no_progress, resume_hint=f"particle-nas resume {run_dir}")
 
