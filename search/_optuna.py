@@ -44,7 +44,7 @@ def make_sampler(settings: SearchSettings, *, seed: int) -> optuna.samplers.Base
         return optuna.samplers.NSGAIISampler(population_size=settings.population, seed=seed)
     if settings.sampler == "tpe":
         return optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=max(4, settings.population))
-    return optuna.samplers.RandomSampler(seed=seed)
+    return optuna.samplers.RandomSampler(seed=seed)  # random, and progressive (which samples nothing)
 
 
 def suggest(trial: optuna.Trial, axis: Axis) -> Any:
@@ -280,6 +280,13 @@ def run_search(
     from tqdm.auto import tqdm
 
     check_int("workers", workers, low=1, high=1024)
+    if settings.sampler == "progressive":  # a deterministic walk, one process
+        from ._progressive import run_progressive
+
+        return run_progressive(
+            run_dir=run_dir, name=name, space=space, network=network, evaluator=evaluator, settings=settings,
+            seed=seed, fingerprint=fingerprint, config=config, progress=progress, storage=storage,
+        )
     run_dir = Path(run_dir)
     location = resolve_storage(run_dir, url=storage, workers=workers)
     study = open_study(run_dir=run_dir, name=name, settings=settings, seed=seed, fingerprint=fingerprint, config=config, storage=location)
