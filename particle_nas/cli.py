@@ -90,8 +90,8 @@ def _search(config, *, run_dir: Path, workers: int | None, storage: str | None, 
     if config.search.backend == "ray":
         from particle_nas.search import run_ray_search
 
-        write_run_file(run_dir, backend="ray", address=address, workers=workers)
-        summary = run_ray_search(**common, address=address, max_concurrent=workers)
+        write_run_file(run_dir, backend="ray", address=address, workers=workers, **({"storage": storage} if storage else {}))
+        summary = run_ray_search(**common, address=address, max_concurrent=workers, storage=storage)
     else:
         workers = 1 if workers is None else workers
         write_run_file(run_dir, backend="optuna", workers=workers, **({"storage": storage} if storage else {}))
@@ -187,7 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
     s.add_argument("--backend", choices=("optuna", "ray"), help="optuna: local worker processes; ray: Ray Tune (overrides search.backend)")
     s.add_argument("--workers", type=int, help="optuna: worker processes on one study (default 1); ray: most trials at once (default: one per CPU)")
-    s.add_argument("--storage", help="optuna: a PostgreSQL URL for the study (default: RUN/study.db, or RUN/study.journal with --workers > 1)")
+    s.add_argument("--storage", help="a PostgreSQL URL for the study (default: RUN/study.db, or RUN/study.journal with --workers > 1)")
     s.add_argument("--address", help="ray: HOST:PORT of a running cluster (`ray start --head`); default: start a local Ray")
     s.set_defaults(func=cmd_search)
 

@@ -44,8 +44,8 @@ def _import_ray():
         import ray
         from ray import tune
         from ray.tune.search.optuna import OptunaSearch
-    except ImportError as err:
-        raise ImportError(f"{RAY_HINT} ({err})") from None
+    except ImportError as err:  # a ValueError, so the CLI prints one line with the hint
+        raise ValueError(f"{RAY_HINT} ({err})") from None
     return ray, tune, OptunaSearch
 
 
@@ -138,6 +138,19 @@ def _searcher_class():
     return ParticleOptunaSearch
 
 
+def _check_reachable(address: str) -> None:
+    """Fail fast, in one line, when nothing listens at HOST:PORT (Ray itself retries for minutes)."""
+    import socket
+
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"address must be HOST:PORT of a Ray head (ray start --head), but got {address!r}.")
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError as err:
+        raise ValueError(f"address must be a running Ray head (ray start --head --port {port}), but connecting to {address!r} failed: {err}.") from None
+
+
 def _optuna_storage(location: str) -> optuna.storages.BaseStorage:
     """OptunaSearch takes a storage object, not a URL."""
     if is_url(location):
@@ -159,6 +172,7 @@ def run_ray_search(
     progress: bool = True,
     address: str | None = None,
     max_concurrent: int | None = None,
+    storage: str | None = None,
 ) -> SearchSummary:
     """Run (or resume) a search as Ray Tune trials until the study holds ``settings.trials`` finished trials.
 
@@ -172,7 +186,7 @@ def run_ray_search(
     from ray.tune.schedulers import ASHAScheduler
 
     run_dir = Path(run_dir).resolve()
-    location = resolve_storage(run_dir)
+    location = resolve_storage(run_dir, url=storage)
     study = open_study(run_dir=run_dir, name=name, settings=settings, seed=seed, fingerprint=fingerprint, config=config, storage=location)
     before = {t.number for t in study.get_trials(deepcopy=False) if _is_finished(t)}
     resources = settings.resources_per_trial or {"cpu": 1.0, "gpu": 0.0}
@@ -183,7 +197,13 @@ def run_ray_search(
     started = time.monotonic()
     # Per-epoch reports carry val_accuracy only; the objectives come with the final report.
     os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
-    ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False, ignore_reinit_error=True)
+    if address and address != "auto":
+        _check_reachable(address)
+    try:
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False, ignore_reinit_error=True)
+    except (ConnectionError, RuntimeError) as err:
+        where = f"the cluster at {address!r} (started with `ray start --head`?)" if address else "a local Ray instance"
+        raise ValueError(f"the ray backend must reach {where}, but it failed: {' '.join(str(err).split())[:300]}") from None
     try:
         last = read_run_file(run_dir).get("ray_experiment")
         if last and tune.Tuner.can_restore(str(experiments / last)):
