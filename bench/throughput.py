@@ -2,6 +2,7 @@
 
     python bench/throughput.py                    # local backend: --workers 1 vs --workers 2
     python bench/throughput.py --backend ray      # ray backend: 1 vs 2 concurrent trials on a local Ray
+    python bench/throughput.py --threads 1             # one torch thread per trial in both settings
     python bench/throughput.py --trials 12 --clip 8 32 32 --train-size 256
 
 Each setting runs the same search config (same space, data, training, seed)
@@ -50,7 +51,8 @@ def run(args: argparse.Namespace, parallel: int) -> dict:
         path.write_text(yaml.safe_dump(config(args, Path(tmp) / "runs")))
         cmd = [sys.executable, "-m", "particle_nas", "search", str(path), "--no-progress", "--workers", str(parallel)]
         started = time.perf_counter()
-        done = subprocess.run(cmd, capture_output=True, text=True)
+        env = {**os.environ, **({"OMP_NUM_THREADS": str(args.threads)} if args.threads else {})}
+        done = subprocess.run(cmd, capture_output=True, text=True, env=env)
         wall = time.perf_counter() - started
         if done.returncode != 0:
             raise SystemExit(f"{' '.join(cmd)} failed:\n{done.stderr[-2000:]}")
@@ -73,9 +75,10 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--clip", type=int, nargs=3, default=(8, 32, 32))
     parser.add_argument("--train-size", type=int, default=192)
+    parser.add_argument("--threads", type=int, help="torch threads per trial (OMP_NUM_THREADS); default: the machine's cores, split over local workers")
     args = parser.parse_args()
     rows = [run(args, parallel) for parallel in (1, 2)]
-    print(f"backend {args.backend}, {args.trials} trials, clip {list(args.clip)}, {args.train_size} training clips, {args.epochs} epoch(s); {os.cpu_count()} CPUs")
+    print(f"backend {args.backend}, {args.trials} trials, clip {list(args.clip)}, {args.train_size} training clips, {args.epochs} epoch(s); {os.cpu_count()} CPUs, threads per trial: {args.threads or 'default'}")
     print(f"{'parallel':>8} {'trained':>8} {'wall s':>8} {'trials/min':>11} {'s/trial (train)':>16}")
     for r in rows:
         print(f"{r['parallel']:>8} {r['trained']:>8} {r['wall_s']:>8.1f} {r['trials_per_min']:>11.2f} {r['mean_train_s']:>16.2f}")

@@ -213,7 +213,8 @@ def _worker_main(job: _Job, worker: int, workers: int) -> None:
 
     import torch
 
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
+    if not os.environ.get("OMP_NUM_THREADS"):  # an explicit thread count wins
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         interrupted = _work(job, worker=worker)

@@ -120,6 +120,8 @@ def _searcher_class():
             if ot_trial is None or trial_id in self._completed_trials:
                 return super().on_trial_complete(trial_id, result=result, error=error)
             epochs = self._epochs.pop(trial_id, [])
+            if result and not result.get("finished") and "val_accuracy" in result and len(epochs) < int(result.get("epoch", 0)):
+                epochs.append(float(result["val_accuracy"]))  # the report on which the scheduler stopped it
             if result and result.get("finished"):
                 record = json.loads(result["record"])
                 for key, value in record.items():
@@ -185,6 +187,8 @@ def run_ray_search(
     ray, tune, _ = _import_ray()
     from ray.tune.schedulers import ASHAScheduler
 
+    if address and address != "auto":
+        _check_reachable(address)
     run_dir = Path(run_dir).resolve()
     location = resolve_storage(run_dir, url=storage)
     study = open_study(run_dir=run_dir, name=name, settings=settings, seed=seed, fingerprint=fingerprint, config=config, storage=location)
@@ -197,8 +201,6 @@ def run_ray_search(
     started = time.monotonic()
     # Per-epoch reports carry val_accuracy only; the objectives come with the final report.
     os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
-    if address and address != "auto":
-        _check_reachable(address)
     try:
         ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False, ignore_reinit_error=True)
     except (ConnectionError, RuntimeError) as err:
@@ -227,7 +229,9 @@ def run_ray_search(
             scheduler = None
             if settings.early_stopping == "asha":
                 epochs = getattr(getattr(evaluator, "train", None), "epochs", 100)
-                scheduler = ASHAScheduler(metric="val_accuracy", mode="max", time_attr="epoch", max_t=max(1, epochs), grace_period=1, reduction_factor=2)
+                # max_t one past the last epoch: ASHA stops a trial that reaches max_t, and a trial that trained
+                # every epoch must live to send its final report (the record); the rungs stay 1, 2, 4, ... < epochs.
+                scheduler = ASHAScheduler(metric="val_accuracy", mode="max", time_attr="epoch", max_t=max(1, epochs) + 1, grace_period=1, reduction_factor=2)
             tuner = tune.Tuner(
                 trainable,
                 tune_config=tune.TuneConfig(

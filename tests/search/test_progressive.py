@@ -47,6 +47,7 @@ def _run(tmp_path, evaluator, budget, trials=40):
     )
 
 
+@pytest.mark.slow
 def test_each_step_keeps_the_best_gain_per_flop_until_the_budget(tmp_path):
     budget = 3e6
     evaluator = CostEvaluator()
