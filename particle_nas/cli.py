@@ -72,6 +72,10 @@ def _search(config, *, run_dir: Path, workers: int | None, storage: str | None, 
     if backend is not None and backend != config.search.backend:
         config = dataclasses.replace(config, search=dataclasses.replace(config.search, backend=backend))
         config.raw["search"] = {**(config.raw.get("search") or {}), "backend": backend}
+    if workers is not None:
+        from particle_nas.space import check_int
+
+        check_int("workers", workers, low=1, high=1024)
     _quiet_libraries()
     print(f"particle-nas: search {config.name!r}: {config.search.trials} trials, sampler {config.search.sampler}, backend {config.search.backend}, seed {config.seed} -> {run_dir}/", file=sys.stderr)
     evaluator = ProxyEvaluator(data=config.data, train=config.train, cache_dir=Path(run_dir).resolve())

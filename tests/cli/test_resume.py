@@ -72,3 +72,34 @@ def test_sigkilled_search_resumes_with_every_completed_trial(tmp_path, workers):
     assert all(t.user_attrs["fail_reason"] == "interrupted: the process running it stopped" for t in killed)
     assert len(killed) <= workers
     assert (run_dir / "trials.csv").is_file() and (run_dir / "pareto.html").is_file()
+
+
+@pytest.mark.parametrize(
+    "search, message",
+    [
+        ({"early_stopping": "asha"}, "search.early_stopping must be none unless search.backend is ray, but got 'asha'."),
+        ({"backend": "ray", "early_stopping": "hyperband"}, "search.early_stopping must be one of ('none', 'asha'), but got 'hyperband'."),
+        ({"backend": "ray", "resources_per_trial": {"cpu": -1}}, "search.resources_per_trial.cpu must be"),
+        ({"backend": "ray", "resources_per_trial": {"tpu": 1}}, "search.resources_per_trial must be a mapping with keys cpu and gpu"),
+        ({"sampler": "progressive"}, "search.flops_budget must be set for the progressive sampler"),
+        ({"backend": "dask"}, "search.backend must be one of ('optuna', 'ray'), but got 'dask'."),
+    ],
+)
+def test_bad_parallel_settings_are_one_line_errors(tmp_path, capsys, search, message):
+    config = tmp_path / "cfg.yaml"
+    config.write_text(yaml.safe_dump({**TINY, "search": {**TINY["search"], **search}}))
+    assert main(["search", str(config), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith(f"particle-nas: error: {config}: {message}")
+
+
+def test_resume_of_a_missing_run_is_a_one_line_error(tmp_path, capsys):
+    assert main(["resume", str(tmp_path / "nowhere")]) == 2
+    assert "particle-nas: error: run directory must contain study.db" in capsys.readouterr().err
+
+
+def test_workers_must_be_positive(tmp_path, capsys):
+    config = tmp_path / "cfg.yaml"
+    config.write_text(yaml.safe_dump({**TINY, "output_dir": str(tmp_path / "runs")}))
+    assert main(["search", str(config), "--workers", "0", "--no-progress"]) == 2
+    assert "particle-nas: error: workers must be" in capsys.readouterr().err
