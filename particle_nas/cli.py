@@ -37,32 +37,52 @@ def _quiet_libraries() -> None:
     logging.getLogger("fvcore").setLevel(logging.ERROR)
 
 
-def _log_to_file(path: Path) -> None:
-    """Send Optuna's log (every trial, with the traceback of each failure) to ``path`` instead of the terminal."""
-    import optuna
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(path, encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    optuna.logging.disable_default_handler()
-    optuna.logging.set_verbosity(optuna.logging.INFO)
-    logging.getLogger("optuna").addHandler(handler)
-
-
 def cmd_search(args: argparse.Namespace) -> int:
     from particle_nas.config import load_config
-    from particle_nas.evaluators import ProxyEvaluator
-    from particle_nas.results import open_run, trials_table, write_run_outputs, write_trials_csv
-    from particle_nas.search import run_search
 
     overrides = {"trials": args.trials, "timeout": args.timeout, "seed": args.seed, "name": args.name, "output_dir": args.output_dir}
     config = load_config(args.config, overrides=overrides)
+    resume_hint = f"particle-nas resume {config.run_dir}"
+    return _search(config, run_dir=config.run_dir, workers=args.workers, storage=args.storage, address=args.address, backend=args.backend, progress=not args.no_progress, resume_hint=resume_hint)
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from particle_nas.config import parse_config
+    from particle_nas.results import open_run
+    from particle_nas.search import read_run_file
+
+    run_dir = Path(args.run)
+    started = read_run_file(run_dir)
+    study = open_run(run_dir)
+    raw = study.user_attrs.get("config")
+    if not isinstance(raw, dict):
+        raise ValueError(f"{run_dir} must hold a study made by particle-nas search (its config is stored on the study), but it has none.")
+    raw = {**raw, "name": study.study_name, "output_dir": str(run_dir.parent)}
+    config = parse_config(raw, source=str(run_dir), overrides={"trials": args.trials, "timeout": args.timeout})
+    workers = args.workers if args.workers is not None else started.get("workers")
+    address = args.address if args.address is not None else started.get("address")
+    return _search(config, run_dir=run_dir, workers=workers, storage=None, address=address, backend=None, progress=not args.no_progress, resume_hint=f"particle-nas resume {run_dir}")
+
+
+def _search(config, *, run_dir: Path, workers: int | None, storage: str | None, address: str | None, backend: str | None, progress: bool, resume_hint: str) -> int:
+    import dataclasses
+
+    from particle_nas.evaluators import ProxyEvaluator
+    from particle_nas.results import open_run, trials_table, write_run_outputs, write_trials_csv
+    from particle_nas.search import log_to_file, run_search, write_run_file
+
+    if backend is not None and backend != config.search.backend:
+        config = dataclasses.replace(config, search=dataclasses.replace(config.search, backend=backend))
+        config.raw["search"] = {**(config.raw.get("search") or {}), "backend": backend}
+    if workers is not None:
+        from particle_nas.space import check_int
+
+        check_int("workers", workers, low=1, high=1024)
     _quiet_libraries()
-    run_dir = config.run_dir
-    _log_to_file(run_dir / "search.log")
-    print(f"particle-nas: search {config.name!r}: {config.search.trials} trials, sampler {config.search.sampler}, seed {config.seed} -> {run_dir}/", file=sys.stderr)
-    evaluator = ProxyEvaluator(data=config.data, train=config.train, cache_dir=run_dir)
-    summary = run_search(
+    print(f"particle-nas: search {config.name!r}: {config.search.trials} trials, sampler {config.search.sampler}, backend {config.search.backend}, seed {config.seed} -> {run_dir}/", file=sys.stderr)
+    log_to_file(Path(run_dir) / "search.log")
+    evaluator = ProxyEvaluator(data=config.data, train=config.train, cache_dir=Path(run_dir).resolve())
+    common = dict(
         run_dir=run_dir,
         name=config.name,
         space=config.space,
@@ -72,9 +92,17 @@ def cmd_search(args: argparse.Namespace) -> int:
         seed=config.seed,
         fingerprint=config.fingerprint(),
         config=config.raw,
-        progress=not args.no_progress,
+        progress=progress,
     )
-    resume_hint = f"particle-nas search {args.config}" + (f" --name {config.name}" if args.name else "")
+    if config.search.backend == "ray":
+        from particle_nas.search import run_ray_search
+
+        write_run_file(run_dir, backend="ray", address=address, workers=workers, **({"storage": storage} if storage else {}))
+        summary = run_ray_search(**common, address=address, max_concurrent=workers, storage=storage)
+    else:
+        workers = 1 if workers is None else workers
+        write_run_file(run_dir, backend="optuna", workers=workers, **({"storage": storage} if storage else {}))
+        summary = run_search(**common, workers=workers, storage=storage)
     study = open_run(run_dir, study_name=config.name)
     if summary.complete:
         outputs = write_run_outputs(study, run_dir, pick=config.search.export)
@@ -194,7 +222,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--name", help="run name (overrides name); the run goes to OUTPUT_DIR/NAME")
     s.add_argument("--output-dir", help="where runs are written (overrides output_dir; default runs)")
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
+    s.add_argument("--backend", choices=("optuna", "ray"), help="optuna: local worker processes; ray: Ray Tune (overrides search.backend)")
+    s.add_argument("--workers", type=int, help="optuna: worker processes on one study (default 1); ray: most trials at once (default: one per CPU)")
+    s.add_argument("--storage", help="a PostgreSQL URL for the study (default: RUN/study.db, or RUN/study.journal with --workers > 1)")
+    s.add_argument("--address", help="ray: HOST:PORT of a running cluster (`ray start --head`); default: start a local Ray")
     s.set_defaults(func=cmd_search)
+
+    rs = sub.add_parser("resume", help="continue an interrupted search (either backend), keeping every finished trial")
+    rs.add_argument("run", help="run directory, e.g. runs/quickstart")
+    rs.add_argument("--trials", type=int, help="raise the number of trials the study should hold")
+    rs.add_argument("--timeout", type=float, help="stop starting new trials after this many seconds")
+    rs.add_argument("--workers", type=int, help="worker processes / concurrent trials (default: as the run was started)")
+    rs.add_argument("--address", help="ray: HOST:PORT of a running cluster (default: as the run was started)")
+    rs.add_argument("--no-progress", action="store_true", help="no progress bar")
+    rs.set_defaults(func=cmd_resume)
 
     c = sub.add_parser("cost", help="params and FLOPs of the network built from a particle YAML")
     c.add_argument("particle", help="particle YAML (best.yaml, an export, or bare particle fields)")

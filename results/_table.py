@@ -53,8 +53,19 @@ def _study_names(db: Path) -> list[str]:
     return [name for (name,) in rows]
 
 
+def _other_storage(run: Path) -> Any:
+    """The storage of a run kept in a journal file or a database named by run.json; None for study.db."""
+    from particle_nas.search import open_storage, resolve_storage
+    from particle_nas.search._storage import RUN_FILE, STUDY_JOURNAL
+
+    if not (run / STUDY_JOURNAL).is_file() and not (run / RUN_FILE).is_file():
+        return None
+    location = resolve_storage(run)
+    return None if location.startswith("sqlite") else open_storage(location)
+
+
 def open_run(run_dir: str | os.PathLike[str], *, study_name: str | None = None) -> optuna.Study:
-    """Load the Optuna study of a run directory (``runs/NAME/study.db``).
+    """Load the Optuna study of a run directory (``runs/NAME/study.db``, ``study.journal``, or run.json's storage URL).
 
     The study name defaults to the directory name; when that name is not in the
     file but the file holds exactly one study, that study is used (a renamed
@@ -65,6 +76,14 @@ def open_run(run_dir: str | os.PathLike[str], *, study_name: str | None = None) 
 
     run = Path(run_dir)
     db = run / STUDY_FILE
+    other = _other_storage(run)
+    if other is not None:  # a journal file (several workers) or a database URL named in run.json
+        names = [s.study_name for s in optuna.get_all_study_summaries(storage=other, include_best_trial=False)]
+        if study_name is None:
+            study_name = run.resolve().name if run.resolve().name in names or len(names) != 1 else names[0]
+        if study_name not in names:
+            raise ValueError(f"study_name must be one of the studies in {run} ({', '.join(map(repr, names))}), but got {study_name!r}.")
+        return optuna.load_study(study_name=study_name, storage=other)
     if not db.is_file():
         reason = "no such directory" if not run.is_dir() else f"it has no {STUDY_FILE}"
         raise ValueError(f"run directory must contain {STUDY_FILE}, but got {str(run)!r} ({reason}).")

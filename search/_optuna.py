@@ -1,9 +1,9 @@
-"""The local search engine: an Optuna multi-objective study in an embedded SQLite file."""
+"""The local search engine: an Optuna multi-objective study run by one or several worker processes."""
 
 from __future__ import annotations
 
 import json
-import sys
+import logging
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -13,10 +13,41 @@ from typing import Any, Mapping
 import optuna
 from optuna.trial import TrialState
 
-from particle_nas.space import Axis, NetworkSpec, ParticleSpec, SearchSpace
+from particle_nas.space import Axis, NetworkSpec, ParticleSpec, SearchSpace, check_int
 
 from ._settings import SearchSettings
+from ._storage import open_storage, resolve_storage, run_lock, sqlite_url, worker_alive, worker_id
 from ._trial import DESCRIPTIVE_ATTRS, INTERRUPTED, Evaluator, fail_reason, objective_values, score_particle
+
+
+_log = logging.getLogger("particle_nas.search")
+LOG_FORMAT = "%(asctime)s %(levelname)s [pid %(process)d] %(name)s: %(message)s"
+
+
+def log_to_file(path: Path) -> None:
+    """Send Optuna's log and the search's (every trial; the traceback of each failure) to ``path``, not the terminal.
+
+    Appends, so a resumed run and several worker processes share one log.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    optuna.logging.disable_default_handler()
+    optuna.logging.set_verbosity(optuna.logging.INFO)
+    for name in ("optuna", "particle_nas"):
+        logger = logging.getLogger(name)
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+
+
+def _tqdm_write(line: str) -> None:
+    """Print above the progress bar (of this process or, in a worker, the parent's)."""
+    import sys
+
+    from tqdm.auto import tqdm
+
+    tqdm.write(line, file=sys.stderr)
 
 
 @dataclass(frozen=True)
@@ -37,8 +68,32 @@ class SearchSummary:
     timed_out: bool  # stopped by the timeout before reaching target
 
 
+def summarize(*, name: str, location: str, before: set[int], settings: SearchSettings, interrupted: bool, elapsed: float) -> SearchSummary:
+    """The summary of an invocation, read back from the study (every engine ends with this)."""
+    final = optuna.load_study(study_name=name, storage=open_storage(location)).get_trials(deepcopy=False)
+    finished = sum(_is_finished(t) for t in final)
+    added = [t for t in final if _is_finished(t) and t.number not in before]
+    failed = [t for t in final if t.state == TrialState.FAIL and _is_finished(t)]
+    reasons = Counter(str(t.user_attrs.get("fail_reason", "unknown")) for t in failed)
+    return SearchSummary(
+        study_name=name,
+        storage=location,
+        finished=finished,
+        complete=sum(t.state == TrialState.COMPLETE for t in final),
+        failed=len(failed),
+        interrupted_trials=sum(t.state == TrialState.FAIL for t in final) - len(failed),
+        fail_reasons=tuple(reasons.most_common()),
+        new=len(added),
+        reused=sum("duplicate_of" in t.user_attrs for t in added),
+        target=settings.trials,
+        interrupted=interrupted,
+        timed_out=(not interrupted and settings.timeout is not None and finished < settings.trials and elapsed >= settings.timeout),
+    )
+
+
 def storage_url(run_dir: Path) -> str:
-    return f"sqlite:///{(Path(run_dir) / 'study.db').resolve()}"
+    """The SQLite URL of a single-writer run (see resolve_storage for the others)."""
+    return sqlite_url(run_dir)
 
 
 def make_sampler(settings: SearchSettings, *, seed: int) -> optuna.samplers.BaseSampler:
@@ -46,7 +101,7 @@ def make_sampler(settings: SearchSettings, *, seed: int) -> optuna.samplers.Base
         return optuna.samplers.NSGAIISampler(population_size=settings.population, seed=seed)
     if settings.sampler == "tpe":
         return optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=max(4, settings.population))
-    return optuna.samplers.RandomSampler(seed=seed)
+    return optuna.samplers.RandomSampler(seed=seed)  # random, and progressive (which samples nothing)
 
 
 def suggest(trial: optuna.Trial, axis: Axis) -> Any:
@@ -65,11 +120,20 @@ def _is_finished(trial: optuna.trial.FrozenTrial) -> bool:
 
 
 def _fail_stale_trials(study: optuna.Study) -> int:
-    """Mark trials left RUNNING by a process that died (SIGKILL, power loss) as failed-interrupted.
+    """Mark trials left RUNNING by a worker that is gone (SIGKILL, power loss) as failed-interrupted.
 
-    Only safe with one process per study, which is how the local backend runs.
+    Every trial records the ``worker`` (host, pid, process start) that runs it;
+    a RUNNING trial is stale when that process no longer exists on this host,
+    or when it names no worker at all (it was asked for and its process died
+    before recording itself, which happens under the run lock). Trials of live
+    workers, and of workers on other hosts, are left alone, so several workers
+    can share one study. Call under ``run_lock``.
     """
-    stale = study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING))
+    stale = [
+        t
+        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING))
+        if "worker" not in t.user_attrs or worker_alive(t.user_attrs["worker"]) is False
+    ]
     storage = study._storage  # Optuna has no public call to fail a trial it did not start.
     for trial in stale:
         storage.set_trial_user_attr(trial._trial_id, "fail_reason", f"{INTERRUPTED}: the process running it stopped")
@@ -77,13 +141,15 @@ def _fail_stale_trials(study: optuna.Study) -> int:
     return len(stale)
 
 
-def open_study(*, run_dir: Path, name: str, settings: SearchSettings, seed: int, fingerprint: Mapping[str, Any], config: Mapping[str, Any]) -> optuna.Study:
+def open_study(
+    *, run_dir: Path, name: str, settings: SearchSettings, seed: int, fingerprint: Mapping[str, Any], config: Mapping[str, Any], storage: str | None = None
+) -> optuna.Study:
     """Create the run's study, or load it to resume when it was made from the same config."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     study = optuna.create_study(
         study_name=name,
-        storage=storage_url(run_dir),
+        storage=open_storage(storage or resolve_storage(run_dir)),
         directions=settings.directions,
         sampler=make_sampler(settings, seed=seed),
         load_if_exists=True,
@@ -93,7 +159,6 @@ def open_study(*, run_dir: Path, name: str, settings: SearchSettings, seed: int,
     if stored is None:
         study.set_user_attr("fingerprint", fingerprint)
         study.set_user_attr("objectives", settings.objective_records())
-        study.set_metric_names(list(settings.objectives))  # optuna-dashboard labels the objectives with these
         study.set_user_attr("seed", seed)
         study.set_user_attr("config", json.loads(json.dumps(config)))
     elif stored != fingerprint:
@@ -103,6 +168,151 @@ def open_study(*, run_dir: Path, name: str, settings: SearchSettings, seed: int,
             f"only search.trials and search.timeout may change on resume. Use another name (--name) or remove {run_dir}."
         )
     return study
+
+
+@dataclass(frozen=True)
+class _Job:
+    """Everything one worker needs to run trials on a study (picklable, for worker processes)."""
+
+    run_dir: Path
+    name: str
+    storage: str  # a location from resolve_storage
+    space: SearchSpace
+    network: NetworkSpec
+    evaluator: Evaluator
+    settings: SearchSettings
+    seed: int
+    deadline: float | None  # time.time() after which no trial starts
+
+
+def _known_particles(trials: list[optuna.trial.FrozenTrial]) -> dict[ParticleSpec, optuna.trial.FrozenTrial]:
+    known: dict[ParticleSpec, optuna.trial.FrozenTrial] = {}
+    for t in trials:
+        if t.state == TrialState.COMPLETE and "particle" in t.user_attrs:
+            known.setdefault(ParticleSpec.from_dict(t.user_attrs["particle"]), t)
+    return known
+
+
+def _next_trial(study: optuna.Study, job: _Job) -> tuple[optuna.Trial | None, list[optuna.trial.FrozenTrial]]:
+    """Under the run lock: fail stale trials, then ask for a trial unless finished + running trials reach the target.
+
+    The lock makes "count, then ask" atomic across workers, so the study never
+    holds more trials than asked for, however many workers share it.
+    """
+    with run_lock(job.run_dir):
+        _fail_stale_trials(study)
+        trials = study.get_trials(deepcopy=False)
+        taken = sum(_is_finished(t) or t.state == TrialState.RUNNING for t in trials)
+        if taken >= job.settings.trials:
+            return None, trials
+        trial = study.ask()
+        trial.set_user_attr("worker", worker_id())
+    return trial, trials
+
+
+def _work(job: _Job, *, worker: int = 0, bar: Any = None) -> bool:
+    """Run trials until the study holds its target, the deadline passes, or Ctrl-C; True when interrupted.
+
+    Worker ``i`` seeds its sampler with ``seed + i``: one worker reproduces the
+    single-process search exactly, and several workers do not draw the same
+    particles.
+    """
+    study = optuna.load_study(study_name=job.name, storage=open_storage(job.storage), sampler=make_sampler(job.settings, seed=job.seed + worker))
+    while job.deadline is None or time.time() < job.deadline:
+        trial, trials = _next_trial(study, job)
+        if trial is None:
+            return False
+        known = _known_particles(trials)
+        try:
+            particle = job.space.sample(lambda axis: suggest(trial, axis))
+            trial.set_user_attr("particle", particle.to_dict())
+            trial.set_user_attr("network", job.network.replace(particle=particle).to_dict())
+            source = known.get(particle)
+            if source is not None:
+                record = {k: v for k, v in source.user_attrs.items() if k not in DESCRIPTIVE_ATTRS and k != "worker"}
+                trial.set_user_attr("duplicate_of", source.number)
+            else:
+                label = f"#{trial.number} {particle.factorization}/{particle.wiring}"
+                if bar is not None:
+                    bar.set_postfix_str(f"{label} training", refresh=True)
+
+                def on_epoch(epoch: int, accuracy: float) -> None:
+                    if bar is not None:
+                        bar.set_postfix_str(f"{label} epoch {epoch} acc {accuracy:.3f}", refresh=True)
+
+                weights = job.run_dir / "weights" / f"trial-{trial.number:05d}.safetensors"
+                _, record = score_particle(particle, network=job.network, evaluator=job.evaluator, seed=job.seed, on_epoch=on_epoch, weights_path=weights)
+                if weights.is_file():  # a duplicate copies this record, so it points at the same file
+                    record["weights"] = weights.relative_to(job.run_dir).as_posix()
+            values = objective_values(record, job.settings.objectives)
+        except BaseException as err:  # recorded on the trial; the search goes on unless it was Ctrl-C
+            reason = fail_reason(err)
+            trial.set_user_attr("fail_reason", reason)
+            study.tell(trial, state=TrialState.FAIL)
+            if not isinstance(err, KeyboardInterrupt):
+                _log.warning("trial %d failed: %s", trial.number, reason, exc_info=err)
+                _tqdm_write(f"trial {trial.number} failed: {reason}")
+            if bar is not None:
+                bar.update(1)
+            if isinstance(err, KeyboardInterrupt):
+                return True
+            if not isinstance(err, Exception):
+                raise
+            continue
+        for key, value in record.items():
+            trial.set_user_attr(key, value)
+        study.tell(trial, values)
+        if bar is not None:
+            bar.update(1)
+            complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            best = max(t.user_attrs["accuracy"] for t in complete)
+            bar.set_postfix_str(f"best acc {best:.3f} | front {len(study.best_trials)}", refresh=True)
+    return False
+
+
+def _worker_main(job: _Job, worker: int, workers: int) -> None:
+    """Entry point of a worker process: share the machine's cores, run trials, exit 130 on Ctrl-C."""
+    import os
+    import sys
+
+    import torch
+
+    if not os.environ.get("OMP_NUM_THREADS"):  # an explicit thread count wins
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
+    log_to_file(job.run_dir / "search.log")
+    try:
+        interrupted = _work(job, worker=worker)
+    except KeyboardInterrupt:
+        interrupted = True
+    sys.exit(130 if interrupted else 0)
+
+
+def _run_workers(job: _Job, *, workers: int, bar: Any) -> bool:
+    """Run ``workers`` processes on the study; the bar follows the study. True when interrupted."""
+    import multiprocessing
+    import os
+    import signal
+
+    study = optuna.load_study(study_name=job.name, storage=open_storage(job.storage))
+    context = multiprocessing.get_context("spawn")
+    procs = [context.Process(target=_worker_main, args=(job, i, workers), daemon=False) for i in range(workers)]
+    for proc in procs:
+        proc.start()
+    interrupted = False
+    try:
+        while any(proc.is_alive() for proc in procs):
+            for proc in procs:
+                proc.join(timeout=0.5)
+            done = sum(_is_finished(t) for t in study.get_trials(deepcopy=False))
+            bar.update(max(0, min(done, bar.total) - bar.n))
+    except KeyboardInterrupt:
+        interrupted = True
+        for proc in procs:
+            if proc.is_alive() and proc.pid is not None:
+                os.kill(proc.pid, signal.SIGINT)
+        for proc in procs:
+            proc.join()
+    return interrupted or any(proc.exitcode == 130 for proc in procs)
 
 
 def run_search(
@@ -117,6 +327,8 @@ def run_search(
     fingerprint: Mapping[str, Any],
     config: Mapping[str, Any],
     progress: bool = True,
+    workers: int = 1,
+    storage: str | None = None,
 ) -> SearchSummary:
     """Run (or resume) a search until the study holds ``settings.trials`` finished trials.
 
@@ -124,98 +336,44 @@ def run_search(
     differ only by their particle. A particle identical to an already complete
     trial is not trained again: its result is reused and ``duplicate_of`` names
     the source trial.
+
+    ``workers`` > 1 runs that many processes on the study. They need a storage
+    safe for concurrent writers: a new run gets ``study.journal`` (Optuna's
+    JournalStorage file backend); ``storage`` may name a PostgreSQL URL
+    instead. Trials of workers that died are failed-interrupted and replaced.
     """
     from tqdm.auto import tqdm
 
-    study = open_study(run_dir=run_dir, name=name, settings=settings, seed=seed, fingerprint=fingerprint, config=config)
-    _fail_stale_trials(study)
-    trials = study.get_trials(deepcopy=False)
-    finished_before = sum(_is_finished(t) for t in trials)
-    known: dict[ParticleSpec, optuna.trial.FrozenTrial] = {}
-    for t in trials:
-        if t.state == TrialState.COMPLETE and "particle" in t.user_attrs:
-            known.setdefault(ParticleSpec.from_dict(t.user_attrs["particle"]), t)
-    remaining = max(0, settings.trials - finished_before)
-    bar = tqdm(total=settings.trials, initial=finished_before, desc=name, unit="trial", disable=not progress, dynamic_ncols=True)
-    counts = {"new": 0, "reused": 0}
+    check_int("workers", workers, low=1, high=1024)
+    if settings.sampler == "progressive":  # a deterministic walk, one process
+        from ._progressive import run_progressive
 
-    def objective(trial: optuna.Trial) -> tuple[float, ...]:
-        particle = space.sample(lambda axis: suggest(trial, axis))
-        trial.set_user_attr("particle", particle.to_dict())
-        trial.set_user_attr("network", network.replace(particle=particle).to_dict())
-        source = known.get(particle)
-        if source is not None:
-            record = {k: v for k, v in source.user_attrs.items() if k not in DESCRIPTIVE_ATTRS}
-            values = objective_values(record, settings.objectives)
-            trial.set_user_attr("duplicate_of", source.number)
-            counts["reused"] += 1
-        else:
-            label = f"#{trial.number} {particle.factorization}/{particle.wiring}"
-            bar.set_postfix_str(f"{label} training", refresh=True)
-
-            def on_epoch(epoch: int, accuracy: float) -> None:
-                bar.set_postfix_str(f"{label} epoch {epoch} acc {accuracy:.3f}", refresh=True)
-
-            try:
-                weights = Path(run_dir) / "weights" / f"trial-{trial.number:05d}.safetensors"
-                _, record = score_particle(particle, network=network, evaluator=evaluator, seed=seed, on_epoch=on_epoch, weights_path=weights)
-                if weights.is_file():  # a duplicate copies this record, so it points at the same file
-                    record["weights"] = weights.relative_to(run_dir).as_posix()
-                values = objective_values(record, settings.objectives)
-            except BaseException as err:  # recorded on the trial; Optuna fails it and the search goes on
-                trial.set_user_attr("fail_reason", fail_reason(err))
-                raise
-        for key, value in record.items():
-            trial.set_user_attr(key, value)
-        return values
-
-    def after_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        if trial.state == TrialState.COMPLETE:
-            counts["new"] += 1
-            particle = ParticleSpec.from_dict(trial.user_attrs["particle"])
-            known.setdefault(particle, trial)
-        elif _is_finished(trial):
-            counts["new"] += 1
-        if trial.state == TrialState.FAIL and _is_finished(trial):
-            bar.write(f"trial {trial.number} failed: {trial.user_attrs.get('fail_reason', 'unknown')}", file=sys.stderr)
-        bar.update(1)
-        complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
-        if complete:
-            best = max(t.user_attrs["accuracy"] for t in complete)
-            bar.set_postfix_str(f"best acc {best:.3f} | front {len(study.best_trials)}", refresh=True)
-
+        return run_progressive(
+            run_dir=run_dir, name=name, space=space, network=network, evaluator=evaluator, settings=settings,
+            seed=seed, fingerprint=fingerprint, config=config, progress=progress, storage=storage,
+        )
+    run_dir = Path(run_dir)
+    location = resolve_storage(run_dir, url=storage, workers=workers)
+    study = open_study(run_dir=run_dir, name=name, settings=settings, seed=seed, fingerprint=fingerprint, config=config, storage=location)
+    before = {t.number for t in study.get_trials(deepcopy=False) if _is_finished(t)}
+    bar = tqdm(total=settings.trials, initial=min(len(before), settings.trials), desc=name, unit="trial", disable=not progress, dynamic_ncols=True)
+    job = _Job(
+        run_dir=run_dir,
+        name=name,
+        storage=location,
+        space=space,
+        network=network,
+        evaluator=evaluator,
+        settings=settings,
+        seed=seed,
+        deadline=None if settings.timeout is None else time.time() + settings.timeout,
+    )
     interrupted = False
     started = time.monotonic()
     try:
-        if remaining:
-            study.optimize(
-                objective,
-                n_trials=remaining,
-                timeout=settings.timeout,
-                callbacks=[after_trial],
-                catch=(Exception,),
-                show_progress_bar=False,
-            )
+        interrupted = _work(job, bar=bar) if workers == 1 else _run_workers(job, workers=workers, bar=bar)
     except KeyboardInterrupt:
         interrupted = True
     finally:
         bar.close()
-    elapsed = time.monotonic() - started
-    final = study.get_trials(deepcopy=False)
-    finished = sum(_is_finished(t) for t in final)
-    failed = [t for t in final if t.state == TrialState.FAIL and _is_finished(t)]
-    reasons = Counter(str(t.user_attrs.get("fail_reason", "unknown")) for t in failed)
-    return SearchSummary(
-        study_name=name,
-        storage=storage_url(run_dir),
-        finished=finished,
-        complete=sum(t.state == TrialState.COMPLETE for t in final),
-        failed=len(failed),
-        interrupted_trials=sum(t.state == TrialState.FAIL for t in final) - len(failed),
-        fail_reasons=tuple(reasons.most_common()),
-        new=counts["new"],
-        reused=counts["reused"],
-        target=settings.trials,
-        interrupted=interrupted,
-        timed_out=(not interrupted and settings.timeout is not None and finished < settings.trials and elapsed >= settings.timeout),
-    )
+    return summarize(name=name, location=location, before=before, settings=settings, interrupted=interrupted, elapsed=time.monotonic() - started)

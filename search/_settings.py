@@ -6,8 +6,9 @@ from typing import Any
 from particle_nas.space import SpecError, check_choice, check_int, check_number
 
 OBJECTIVES: dict[str, str] = {"accuracy": "maximize", "flops": "minimize", "params": "minimize"}
-SAMPLERS: tuple[str, ...] = ("nsga2", "tpe", "random")
-BACKENDS: tuple[str, ...] = ("optuna",)
+SAMPLERS: tuple[str, ...] = ("nsga2", "tpe", "random", "progressive")
+BACKENDS: tuple[str, ...] = ("optuna", "ray")
+EARLY_STOPPING: tuple[str, ...] = ("none", "asha")
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,9 @@ class SearchSettings:
     objectives: tuple[str, ...] = ("accuracy", "flops")  # accuracy first, then costs to minimize
     population: int = 8  # nsga2 only: population size per generation
     export: str = "knee"  # pick rule for best.yaml (knee, max-accuracy, "flops<=2e7", ...)
+    resources_per_trial: dict | None = None  # ray only: {cpu: 1, gpu: 0} (fractions allowed); None = one CPU per trial
+    early_stopping: str = "none"  # ray only: none | asha (stops trials on per-epoch validation accuracy)
+    flops_budget: float | None = None  # progressive only: largest network FLOPs the expansion may reach
 
     def __post_init__(self) -> None:
         p = "search."
@@ -40,6 +44,22 @@ class SearchSettings:
             raise SpecError(p + "objectives", "must start with accuracy and add at least one of flops, params, without repeats", list(objectives))
         object.__setattr__(self, "objectives", objectives)
         check_int(p + "population", self.population, low=2, high=10_000)
+        if self.flops_budget is not None:
+            check_number(p + "flops_budget", self.flops_budget, low=0.0, low_open=True)
+        if self.sampler == "progressive" and (self.flops_budget is None or self.backend != "optuna"):
+            raise SpecError(p + "flops_budget", "must be set for the progressive sampler (which runs on the optuna backend)", self.flops_budget)
+        check_choice(p + "early_stopping", self.early_stopping, EARLY_STOPPING)
+        if self.early_stopping != "none" and self.backend != "ray":
+            raise SpecError(p + "early_stopping", "must be none unless search.backend is ray", self.early_stopping)
+        if self.resources_per_trial is not None:
+            res = self.resources_per_trial
+            if not isinstance(res, dict) or not set(res) <= {"cpu", "gpu"}:
+                raise SpecError(p + "resources_per_trial", "must be a mapping with keys cpu and gpu", res)
+            for key, value in res.items():
+                check_number(f"{p}resources_per_trial.{key}", value, low=0.0)
+            if res.get("cpu", 1) == 0 and res.get("gpu", 0) == 0:
+                raise SpecError(p + "resources_per_trial", "must ask for some cpu or gpu", res)
+            object.__setattr__(self, "resources_per_trial", {"cpu": float(res.get("cpu", 1)), "gpu": float(res.get("gpu", 0))})
         if not isinstance(self.export, str) or not self.export.strip():
             raise SpecError(p + "export", "must be a pick rule such as knee, max-accuracy or 'flops<=2e7'", self.export)
 

@@ -48,7 +48,7 @@ def test_fingerprint_ignores_what_may_change_on_resume():
         (_with("network", clip=[8, 8, 8]), "cfg.yaml: network.clip is set by data.clip, not under network, but got [8, 8, 8]."),
         (_with("network", width=[8]), "cfg.yaml: network.width is not a setting; known settings are"),
         (_with("search", trials=0), "cfg.yaml: search.trials must be in [1, 1000000], but got 0."),
-        (_with("search", sampler="grid"), "cfg.yaml: search.sampler must be one of ('nsga2', 'tpe', 'random'), but got 'grid'."),
+        (_with("search", sampler="grid"), "cfg.yaml: search.sampler must be one of ('nsga2', 'tpe', 'random', 'progressive'), but got 'grid'."),
         (_with("search", objectives=["flops"]), "cfg.yaml: search.objectives must start with accuracy"),
         (_with("train", epochs=0), "cfg.yaml: train.epochs must be"),
         ({**BASE, "seed": -1}, "cfg.yaml: seed must be an integer in [0, 2**32), but got -1."),

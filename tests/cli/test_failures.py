@@ -58,7 +58,7 @@ def test_ctrl_c_stops_cleanly_and_the_run_resumes(tmp_path):
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
-    assert f"To continue: particle-nas search {config}" in err and "Traceback" not in err
+    assert "To continue: particle-nas resume" in err and "Traceback" not in err
     trials = optuna.load_study(study_name="tiny", storage=storage).trials
     complete_before = {t.number: t.values for t in trials if t.state == TrialState.COMPLETE}
     assert complete_before and not any(t.state == TrialState.RUNNING for t in trials)  # storage consistent

@@ -1,0 +1,71 @@
+"""The Ray searcher's bookkeeping, without a cluster: what each way a Tune trial can end becomes in the study."""
+
+from __future__ import annotations
+
+import json
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+pytest.importorskip("ray.tune", reason='the ray backend needs pip install "ray[tune]"')
+
+from particle_nas.search._ray import _DefineParticle, _searcher_class  # noqa: E402
+from particle_nas.space import NetworkSpec, SearchSpace  # noqa: E402
+
+SPACE = SearchSpace.from_dict({"factorization": ["full", "r2plus1d", "csn_ir"], "wiring": ["plain", "residual"], "temporal_kernel": [3, 5]})
+NETWORK = NetworkSpec(widths=(8, 16), depths=(1, 1), temporal_strides=(1, 1), spatial_strides=(1, 2), clip=(4, 16, 16))
+
+
+def _searcher():
+    storage = optuna.storages.InMemoryStorage()
+    searcher = _searcher_class()(
+        space=_DefineParticle(space=SPACE, network=NETWORK),
+        metric=["accuracy", "flops"],
+        mode=["max", "min"],
+        sampler=optuna.samplers.RandomSampler(seed=0),
+        study_name="s",
+        storage=storage,
+        objectives=("accuracy", "flops"),
+    )
+    return searcher, optuna.load_study(study_name="s", storage=storage)
+
+
+def test_completed_stopped_and_failed_tune_trials():
+    searcher, study = _searcher()
+    configs = {tid: searcher.suggest(tid) for tid in ("done", "stopped", "failed", "crashed")}
+    for config in configs.values():
+        assert set(json.loads(config["particle"])) >= {"factorization", "wiring", "temporal_kernel"}
+    record = {"accuracy": 0.5, "flops": 1000, "params": 10, "epoch_accuracy": [0.4, 0.5], "duration_s": 1.0}
+    searcher.on_trial_result("done", {"val_accuracy": 0.4, "epoch": 1, "finished": False})
+    searcher.on_trial_complete("done", {"finished": True, "record": json.dumps(record), "epoch": 2, "val_accuracy": 0.5})
+    searcher.on_trial_result("stopped", {"val_accuracy": 0.2, "epoch": 1, "finished": False})
+    searcher.on_trial_complete("stopped", {"val_accuracy": 0.2, "epoch": 1, "finished": False})  # ASHA stopped it
+    searcher.on_trial_complete("failed", {"finished": False, "fail_reason": "RuntimeError: boom"})
+    searcher.on_trial_complete("crashed", None, error=True)
+    trials = {t.number: t for t in study.get_trials()}
+    done, stopped, failed, crashed = (trials[i] for i in range(4))
+    assert done.state == TrialState.COMPLETE and done.values == [0.5, 1000.0]
+    assert {k: done.user_attrs[k] for k in record} == record
+    assert done.user_attrs["particle"] == json.loads(configs["done"]["particle"])
+    assert done.user_attrs["network"]["particle"] == done.user_attrs["particle"]
+    assert stopped.state == TrialState.PRUNED and stopped.values is None  # never on the Pareto front
+    assert stopped.user_attrs["epoch_accuracy"] == [0.2]
+    assert stopped.user_attrs["fail_reason"] == "pruned: stopped by ASHA after epoch 1"
+    assert failed.state == TrialState.FAIL and failed.user_attrs["fail_reason"] == "RuntimeError: boom"
+    assert crashed.state == TrialState.FAIL and crashed.user_attrs["fail_reason"].startswith("ray: the trial's worker failed")
+
+
+def test_an_identical_particle_is_sent_with_its_record_to_reuse():
+    searcher, study = _searcher()
+    first = searcher.suggest("a")
+    record = {"accuracy": 0.5, "flops": 1000, "params": 10}
+    searcher.on_trial_complete("a", {"finished": True, "record": json.dumps(record)})
+    for i in range(40):  # 12 particles in the space: a repeat comes quickly
+        config = searcher.suggest(f"b{i}")
+        if config["particle"] == first["particle"]:
+            break
+    else:
+        pytest.fail("the sampler never drew the first particle again")
+    assert json.loads(config["reuse"]) == record
+    assert study.get_trials()[-1].user_attrs["duplicate_of"] == 0
