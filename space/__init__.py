@@ -5,6 +5,7 @@ from ._build import (
     WIRING_BUILDERS,
     build_network,
     build_particle,
+    channel_groups,
     inner_width,
     r2plus1d_mid_width,
     round_width,
@@ -13,7 +14,7 @@ from ._build import (
 from ._domain import AXES, Axis, SearchSpace
 from ._checks import check_choice, check_int, check_number
 from ._errors import SpecError
-from ._layers import ParticleBlock, ParticleNet, SqueezeExcite, TemporalShift
+from ._layers import ParallelSum, ParticleBlock, ParticleNet, SqueezeExcite, TemporalShift
 from ._spec import ACTIVATIONS, FACTORIZATIONS, KERNELS, WIRINGS, NetworkSpec, ParticleSpec
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "FACTORIZATION_BUILDERS",
     "KERNELS",
     "NetworkSpec",
+    "ParallelSum",
     "ParticleBlock",
     "ParticleNet",
     "ParticleSpec",
@@ -37,6 +39,7 @@ __all__ = [
     "check_choice",
     "check_int",
     "check_number",
+    "channel_groups",
     "build_particle",
     "inner_width",
     "r2plus1d_mid_width",

@@ -12,7 +12,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from ._layers import ParticleBlock, ParticleNet, SqueezeExcite, TemporalShift
+from ._layers import ParallelSum, ParticleBlock, ParticleNet, SqueezeExcite, TemporalShift
 from ._spec import NetworkSpec, ParticleSpec
 
 ACTIVATION_LAYERS: dict[str, Callable[[], nn.Module]] = {
@@ -57,7 +57,7 @@ def _conv(cin: int, cout: int, kernel: tuple[int, int, int], stride: tuple[int, 
     return nn.Conv3d(cin, cout, kernel, stride=stride, padding=padding, groups=groups, bias=False)
 
 
-def _groups(cin: int, cout: int) -> int:
+def channel_groups(cin: int, cout: int) -> int:
     """Channel-wise grouping that works when widths differ: depthwise when they are equal."""
     return math.gcd(cin, cout)
 
@@ -67,7 +67,7 @@ ConvBuilder = Callable[..., nn.Module]
 
 def create_full_conv(*, cin: int, cout: int, kt: int, k: int, stride: tuple[int, int], depthwise: bool, particle: ParticleSpec) -> nn.Module:
     """``cin -> [kt x k x k, stride (st, s, s)] -> cout`` (C3D / R3D)."""
-    groups = _groups(cin, cout) if depthwise else 1
+    groups = channel_groups(cin, cout) if depthwise else 1
     return _conv(cin, cout, (kt, k, k), (stride[0], stride[1], stride[1]), groups)
 
 
@@ -78,7 +78,7 @@ def create_r2plus1d_conv(*, cin: int, cout: int, kt: int, k: int, stride: tuple[
     convs are channel-wise and ``mid = cin``.
     """
     if depthwise:
-        mid, g1, g2 = cin, cin, _groups(cin, cout)
+        mid, g1, g2 = cin, cin, channel_groups(cin, cout)
     else:
         mid, g1, g2 = r2plus1d_mid_width(cin, cout, temporal_kernel=kt, spatial_kernel=k), 1, 1
     return nn.Sequential(
@@ -99,12 +99,12 @@ def create_csn_ip_conv(*, cin: int, cout: int, kt: int, k: int, stride: tuple[in
 
 def create_csn_ir_conv(*, cin: int, cout: int, kt: int, k: int, stride: tuple[int, int], depthwise: bool, particle: ParticleSpec) -> nn.Module:
     """``cin -> [channel-wise kt x k x k, groups gcd(cin, cout)] -> cout`` (ir-CSN)."""
-    return _conv(cin, cout, (kt, k, k), (stride[0], stride[1], stride[1]), _groups(cin, cout))
+    return _conv(cin, cout, (kt, k, k), (stride[0], stride[1], stride[1]), channel_groups(cin, cout))
 
 
 def create_spatial_only_conv(*, cin: int, cout: int, kt: int, k: int, stride: tuple[int, int], depthwise: bool, particle: ParticleSpec) -> nn.Module:
     """``cin -> [1 x k x k, stride (st, s, s)] -> cout``: frames never meet."""
-    groups = _groups(cin, cout) if depthwise else 1
+    groups = channel_groups(cin, cout) if depthwise else 1
     return _conv(cin, cout, (1, k, k), (stride[0], stride[1], stride[1]), groups)
 
 
@@ -117,6 +117,33 @@ def create_temporal_shift_conv(*, cin: int, cout: int, kt: int, k: int, stride: 
     return nn.Sequential(shift, create_spatial_only_conv(cin=cin, cout=cout, kt=1, k=k, stride=stride, depthwise=depthwise, particle=particle))
 
 
+def create_p3d_b_conv(*, cin: int, cout: int, kt: int, k: int, stride: tuple[int, int], depthwise: bool, particle: ParticleSpec) -> nn.Module:
+    """P3D-B, two parallel branches of the same input, summed::
+
+        cin -> [1 x k x k, stride (st, s, s)] -> cout --(+)--> cout
+        cin -> [kt x 1 x 1, stride (st, s, s)] -> cout --'
+
+    In depthwise mode both branches are channel-wise (groups gcd(cin, cout)).
+    """
+    groups = channel_groups(cin, cout) if depthwise else 1
+    full_stride = (stride[0], stride[1], stride[1])
+    return ParallelSum(spatial=_conv(cin, cout, (1, k, k), full_stride, groups), temporal=_conv(cin, cout, (kt, 1, 1), full_stride, groups))
+
+
+def create_depthwise_2plus1d_conv(*, cin: int, cout: int, kt: int, k: int, stride: tuple[int, int], depthwise: bool, particle: ParticleSpec) -> nn.Module:
+    """MoViNet-style (2+1)D, channel-wise in both steps::
+
+        cin -> [depthwise 1 x k x k, stride (1, s, s)] -> cin -> BN -> act
+            -> [channel-wise kt x 1 x 1, stride (st, 1, 1), groups gcd(cin, cout)] -> cout
+    """
+    return nn.Sequential(
+        _conv(cin, cin, (1, k, k), (1, stride[1], stride[1]), cin),
+        nn.BatchNorm3d(cin),
+        ACTIVATION_LAYERS[particle.activation](),
+        _conv(cin, cout, (kt, 1, 1), (stride[0], 1, 1), channel_groups(cin, cout)),
+    )
+
+
 FACTORIZATION_BUILDERS: dict[str, ConvBuilder] = {
     "full": create_full_conv,
     "r2plus1d": create_r2plus1d_conv,
@@ -124,6 +151,8 @@ FACTORIZATION_BUILDERS: dict[str, ConvBuilder] = {
     "csn_ir": create_csn_ir_conv,
     "spatial_only": create_spatial_only_conv,
     "temporal_shift": create_temporal_shift_conv,
+    "p3d_b": create_p3d_b_conv,
+    "depthwise_2plus1d": create_depthwise_2plus1d_conv,
 }
 
 

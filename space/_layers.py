@@ -52,6 +52,18 @@ class SqueezeExcite(nn.Module):
         return x * self.gate(self.expand(self.act(self.reduce(self.pool(x)))))
 
 
+class ParallelSum(nn.Module):
+    """``spatial(x) + temporal(x)``: two branches of the same input, summed (P3D-B)."""
+
+    def __init__(self, *, spatial: nn.Module, temporal: nn.Module) -> None:
+        super().__init__()
+        self.spatial = spatial
+        self.temporal = temporal
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.spatial(x) + self.temporal(x)
+
+
 class ParticleBlock(nn.Module):
     """``post(branch(x) + shortcut(x))``; ``shortcut`` and ``post`` may be absent."""
 

@@ -25,6 +25,8 @@ FACTORIZATIONS: tuple[str, ...] = (
     "csn_ir",  # interaction-reduced CSN: depthwise kt x k x k
     "spatial_only",  # 1 x k x k, no temporal mixing at all
     "temporal_shift",  # TSM: shift a fraction of channels along time, then 1 x k x k
+    "p3d_b",  # P3D-B: parallel 1 x k x k and kt x 1 x 1 branches, summed
+    "depthwise_2plus1d",  # MoViNet-style: depthwise 1 x k x k, then depthwise kt x 1 x 1
 )
 WIRINGS: tuple[str, ...] = ("plain", "residual", "bottleneck", "inverted")
 ACTIVATIONS: tuple[str, ...] = ("relu", "silu")
