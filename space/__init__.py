@@ -11,6 +11,7 @@ from ._build import (
     round_width,
     se_width,
 )
+from ._cost import FACTORIZATION_COSTS, WIRING_COSTS, Cost, cost
 from ._domain import AXES, Axis, SearchSpace
 from ._checks import check_choice, check_int, check_number
 from ._errors import SpecError
@@ -21,6 +22,8 @@ __all__ = [
     "ACTIVATIONS",
     "AXES",
     "Axis",
+    "Cost",
+    "FACTORIZATION_COSTS",
     "FACTORIZATIONS",
     "FACTORIZATION_BUILDERS",
     "KERNELS",
@@ -35,11 +38,13 @@ __all__ = [
     "TemporalShift",
     "WIRINGS",
     "WIRING_BUILDERS",
+    "WIRING_COSTS",
     "build_network",
     "check_choice",
     "check_int",
     "check_number",
     "channel_groups",
+    "cost",
     "build_particle",
     "inner_width",
     "r2plus1d_mid_width",
