@@ -16,7 +16,7 @@ from ._domain import AXES, Axis, SearchSpace
 from ._checks import check_choice, check_int, check_number
 from ._errors import SpecError
 from ._layers import ParallelSum, ParticleBlock, ParticleNet, SqueezeExcite, TemporalShift
-from ._spec import ACTIVATIONS, FACTORIZATIONS, KERNELS, WIRINGS, NetworkSpec, ParticleSpec
+from ._spec import ACTIVATIONS, FACTORIZATIONS, KERNELS, R2PLUS1D_MIDS, WIRINGS, NetworkSpec, ParticleSpec
 
 __all__ = [
     "ACTIVATIONS",
@@ -32,6 +32,7 @@ __all__ = [
     "ParticleBlock",
     "ParticleNet",
     "ParticleSpec",
+    "R2PLUS1D_MIDS",
     "SearchSpace",
     "SpecError",
     "SqueezeExcite",
@@ -47,7 +48,10 @@ __all__ = [
     "cost",
     "build_particle",
     "inner_width",
+    "presets",
     "r2plus1d_mid_width",
     "round_width",
     "se_width",
 ]
+
+from . import presets  # noqa: E402  (the module of reference presets, after the names it uses)

@@ -65,22 +65,24 @@ def channel_groups(cin: int, cout: int) -> int:
 ConvBuilder = Callable[..., nn.Module]
 
 
-def create_full_conv(*, cin: int, cout: int, kt: int, k: int, stride: tuple[int, int], depthwise: bool, particle: ParticleSpec) -> nn.Module:
+def create_full_conv(*, cin: int, cout: int, kt: int, k: int, stride: tuple[int, int], depthwise: bool, particle: ParticleSpec, basis: tuple[int, int]) -> nn.Module:
     """``cin -> [kt x k x k, stride (st, s, s)] -> cout`` (C3D / R3D)."""
     groups = channel_groups(cin, cout) if depthwise else 1
     return _conv(cin, cout, (kt, k, k), (stride[0], stride[1], stride[1]), groups)
 
 
-def create_r2plus1d_conv(*, cin: int, cout: int, kt: int, k: int, stride: tuple[int, int], depthwise: bool, particle: ParticleSpec) -> nn.Module:
+def create_r2plus1d_conv(*, cin: int, cout: int, kt: int, k: int, stride: tuple[int, int], depthwise: bool, particle: ParticleSpec, basis: tuple[int, int]) -> nn.Module:
     """``cin -> [1 x k x k, stride (1, s, s)] -> mid -> BN -> act -> [kt x 1 x 1, stride (st, 1, 1)] -> cout``.
 
-    ``mid`` follows R(2+1)D's parameter-matching rule; in depthwise mode both
-    convs are channel-wise and ``mid = cin``.
+    ``mid`` follows R(2+1)D's parameter-matching rule on ``(cin, cout)``, or on
+    ``basis`` (the block's first particle conv) when ``particle.r2plus1d_mid``
+    is "block"; in depthwise mode both convs are channel-wise and ``mid = cin``.
     """
     if depthwise:
         mid, g1, g2 = cin, cin, channel_groups(cin, cout)
     else:
-        mid, g1, g2 = r2plus1d_mid_width(cin, cout, temporal_kernel=kt, spatial_kernel=k), 1, 1
+        mid_in, mid_out = basis if particle.r2plus1d_mid == "block" else (cin, cout)
+        mid, g1, g2 = r2plus1d_mid_width(mid_in, mid_out, temporal_kernel=kt, spatial_kernel=k), 1, 1
     return nn.Sequential(
         _conv(cin, mid, (1, k, k), (1, stride[1], stride[1]), g1),
         nn.BatchNorm3d(mid),
@@ -89,7 +91,7 @@ def create_r2plus1d_conv(*, cin: int, cout: int, kt: int, k: int, stride: tuple[
     )
 
 
-def create_csn_ip_conv(*, cin: int, cout: int, kt: int, k: int, stride: tuple[int, int], depthwise: bool, particle: ParticleSpec) -> nn.Module:
+def create_csn_ip_conv(*, cin: int, cout: int, kt: int, k: int, stride: tuple[int, int], depthwise: bool, particle: ParticleSpec, basis: tuple[int, int]) -> nn.Module:
     """``cin -> [1x1x1] -> cout -> [depthwise kt x k x k, stride (st, s, s)] -> cout`` (ip-CSN)."""
     return nn.Sequential(
         _conv(cin, cout, (1, 1, 1), (1, 1, 1)),
@@ -97,27 +99,27 @@ def create_csn_ip_conv(*, cin: int, cout: int, kt: int, k: int, stride: tuple[in
     )
 
 
-def create_csn_ir_conv(*, cin: int, cout: int, kt: int, k: int, stride: tuple[int, int], depthwise: bool, particle: ParticleSpec) -> nn.Module:
+def create_csn_ir_conv(*, cin: int, cout: int, kt: int, k: int, stride: tuple[int, int], depthwise: bool, particle: ParticleSpec, basis: tuple[int, int]) -> nn.Module:
     """``cin -> [channel-wise kt x k x k, groups gcd(cin, cout)] -> cout`` (ir-CSN)."""
     return _conv(cin, cout, (kt, k, k), (stride[0], stride[1], stride[1]), channel_groups(cin, cout))
 
 
-def create_spatial_only_conv(*, cin: int, cout: int, kt: int, k: int, stride: tuple[int, int], depthwise: bool, particle: ParticleSpec) -> nn.Module:
+def create_spatial_only_conv(*, cin: int, cout: int, kt: int, k: int, stride: tuple[int, int], depthwise: bool, particle: ParticleSpec, basis: tuple[int, int]) -> nn.Module:
     """``cin -> [1 x k x k, stride (st, s, s)] -> cout``: frames never meet."""
     groups = channel_groups(cin, cout) if depthwise else 1
     return _conv(cin, cout, (1, k, k), (stride[0], stride[1], stride[1]), groups)
 
 
-def create_temporal_shift_conv(*, cin: int, cout: int, kt: int, k: int, stride: tuple[int, int], depthwise: bool, particle: ParticleSpec) -> nn.Module:
+def create_temporal_shift_conv(*, cin: int, cout: int, kt: int, k: int, stride: tuple[int, int], depthwise: bool, particle: ParticleSpec, basis: tuple[int, int]) -> nn.Module:
     """``cin -> shift (reach (kt-1)/2 frames) -> [1 x k x k, stride (st, s, s)] -> cout`` (TSM)."""
     reach = (kt - 1) // 2
     if 2 * reach > cin:
         reach = max(1, cin // 2)
     shift = TemporalShift(fold=shift_fold(cin, fraction=particle.shift_fraction, reach=reach), reach=reach)
-    return nn.Sequential(shift, create_spatial_only_conv(cin=cin, cout=cout, kt=1, k=k, stride=stride, depthwise=depthwise, particle=particle))
+    return nn.Sequential(shift, create_spatial_only_conv(cin=cin, cout=cout, kt=1, k=k, stride=stride, depthwise=depthwise, particle=particle, basis=basis))
 
 
-def create_p3d_b_conv(*, cin: int, cout: int, kt: int, k: int, stride: tuple[int, int], depthwise: bool, particle: ParticleSpec) -> nn.Module:
+def create_p3d_b_conv(*, cin: int, cout: int, kt: int, k: int, stride: tuple[int, int], depthwise: bool, particle: ParticleSpec, basis: tuple[int, int]) -> nn.Module:
     """P3D-B, two parallel branches of the same input, summed::
 
         cin -> [1 x k x k, stride (st, s, s)] -> cout --(+)--> cout
@@ -130,7 +132,7 @@ def create_p3d_b_conv(*, cin: int, cout: int, kt: int, k: int, stride: tuple[int
     return ParallelSum(spatial=_conv(cin, cout, (1, k, k), full_stride, groups), temporal=_conv(cin, cout, (kt, 1, 1), full_stride, groups))
 
 
-def create_depthwise_2plus1d_conv(*, cin: int, cout: int, kt: int, k: int, stride: tuple[int, int], depthwise: bool, particle: ParticleSpec) -> nn.Module:
+def create_depthwise_2plus1d_conv(*, cin: int, cout: int, kt: int, k: int, stride: tuple[int, int], depthwise: bool, particle: ParticleSpec, basis: tuple[int, int]) -> nn.Module:
     """MoViNet-style (2+1)D, channel-wise in both steps::
 
         cin -> [depthwise 1 x k x k, stride (1, s, s)] -> cin -> BN -> act
@@ -156,10 +158,16 @@ FACTORIZATION_BUILDERS: dict[str, ConvBuilder] = {
 }
 
 
-def create_particle_conv(*, particle: ParticleSpec, cin: int, cout: int, stride: tuple[int, int] = (1, 1), depthwise: bool = False) -> nn.Module:
-    """The particle's factorized spatiotemporal conv from ``cin`` to ``cout`` channels."""
+def create_particle_conv(
+    *, particle: ParticleSpec, cin: int, cout: int, stride: tuple[int, int] = (1, 1), depthwise: bool = False, basis: tuple[int, int] | None = None
+) -> nn.Module:
+    """The particle's factorized spatiotemporal conv from ``cin`` to ``cout`` channels.
+
+    ``basis`` is the (in, out) widths of the block's first particle conv (default: this conv's).
+    """
     builder = FACTORIZATION_BUILDERS[particle.factorization]
-    return builder(cin=cin, cout=cout, kt=particle.temporal_kernel, k=particle.spatial_kernel, stride=stride, depthwise=depthwise, particle=particle)
+    basis = (cin, cout) if basis is None else basis
+    return builder(cin=cin, cout=cout, kt=particle.temporal_kernel, k=particle.spatial_kernel, stride=stride, depthwise=depthwise, particle=particle, basis=basis)
 
 
 # ---------------------------------------------------------------- wirings
@@ -189,7 +197,7 @@ def create_plain_block(*, particle: ParticleSpec, cin: int, cout: int, stride: t
         create_particle_conv(particle=particle, cin=cin, cout=inner, stride=stride),
         nn.BatchNorm3d(inner),
         act(),
-        create_particle_conv(particle=particle, cin=inner, cout=cout),
+        create_particle_conv(particle=particle, cin=inner, cout=cout, basis=(cin, inner)),
         *_norm_se_act(cout, particle),
     )
     return ParticleBlock(branch=branch, shortcut=None, post=None)
@@ -207,7 +215,7 @@ def create_residual_block(*, particle: ParticleSpec, cin: int, cout: int, stride
         create_particle_conv(particle=particle, cin=cin, cout=inner, stride=stride),
         nn.BatchNorm3d(inner),
         act(),
-        create_particle_conv(particle=particle, cin=inner, cout=cout),
+        create_particle_conv(particle=particle, cin=inner, cout=cout, basis=(cin, inner)),
         *_norm_se_act(cout, particle, act=False),
     )
     return ParticleBlock(branch=branch, shortcut=_projection(cin, cout, stride), post=act())
@@ -299,18 +307,33 @@ def build_network(spec: NetworkSpec, *, seed: int | None = None) -> ParticleNet:
         return _create_network(spec)
 
 
-def _create_network(spec: NetworkSpec) -> ParticleNet:
-    p = spec.particle
+def create_stem(spec: NetworkSpec) -> nn.Module:
+    """One conv, or with ``stem_mid_channels`` the (2+1)D stem of R(2+1)D::
+
+        C -> [kt x k x k, stride (st, s, s)] -> stem_channels -> BN -> act
+        C -> [1 x k x k, stride (1, s, s)] -> mid -> BN -> act -> [kt x 1 x 1, stride (st, 1, 1)] -> stem_channels -> BN -> act
+    """
+    act = ACTIVATION_LAYERS[spec.stage_particles[0].activation]
     kt, ks = spec.stem_kernel
     st, ss = spec.stem_stride
-    stem = nn.Sequential(
-        _conv(spec.in_channels, spec.stem_channels, (kt, ks, ks), (st, ss, ss)),
+    if spec.stem_mid_channels == 0:
+        return nn.Sequential(_conv(spec.in_channels, spec.stem_channels, (kt, ks, ks), (st, ss, ss)), nn.BatchNorm3d(spec.stem_channels), act())
+    mid = spec.stem_mid_channels
+    return nn.Sequential(
+        _conv(spec.in_channels, mid, (1, ks, ks), (1, ss, ss)),
+        nn.BatchNorm3d(mid),
+        act(),
+        _conv(mid, spec.stem_channels, (kt, 1, 1), (st, 1, 1)),
         nn.BatchNorm3d(spec.stem_channels),
-        ACTIVATION_LAYERS[p.activation](),
+        act(),
     )
+
+
+def _create_network(spec: NetworkSpec) -> ParticleNet:
+    stem = create_stem(spec)
     stages = []
     cin = spec.stem_channels
-    for width, depth, t_stride, s_stride in zip(spec.widths, spec.depths, spec.temporal_strides, spec.spatial_strides):
+    for p, width, depth, t_stride, s_stride in zip(spec.stage_particles, spec.widths, spec.depths, spec.temporal_strides, spec.spatial_strides):
         blocks = []
         for i in range(depth):
             stride = (t_stride, s_stride) if i == 0 else (1, 1)

@@ -84,40 +84,41 @@ class _Tally:
 ConvCost = Callable[..., None]
 
 
-def _full_cost(tally: _Tally, *, cin: int, cout: int, kt: int, k: int, stride: tuple[int, int], depthwise: bool, particle: ParticleSpec) -> None:
+def _full_cost(tally: _Tally, *, cin: int, cout: int, kt: int, k: int, stride: tuple[int, int], depthwise: bool, particle: ParticleSpec, basis: tuple[int, int]) -> None:
     tally.conv(cin, cout, kt, k, stride[0], stride[1], channel_groups(cin, cout) if depthwise else 1)
 
 
-def _r2plus1d_cost(tally: _Tally, *, cin: int, cout: int, kt: int, k: int, stride: tuple[int, int], depthwise: bool, particle: ParticleSpec) -> None:
+def _r2plus1d_cost(tally: _Tally, *, cin: int, cout: int, kt: int, k: int, stride: tuple[int, int], depthwise: bool, particle: ParticleSpec, basis: tuple[int, int]) -> None:
     if depthwise:
         mid, g1, g2 = cin, cin, channel_groups(cin, cout)
     else:
-        mid, g1, g2 = r2plus1d_mid_width(cin, cout, temporal_kernel=kt, spatial_kernel=k), 1, 1
+        mid_in, mid_out = basis if particle.r2plus1d_mid == "block" else (cin, cout)
+        mid, g1, g2 = r2plus1d_mid_width(mid_in, mid_out, temporal_kernel=kt, spatial_kernel=k), 1, 1
     tally.conv(cin, mid, 1, k, 1, stride[1], g1)
     tally.norm(mid)
     tally.conv(mid, cout, kt, 1, stride[0], 1, g2)
 
 
-def _csn_ip_cost(tally: _Tally, *, cin: int, cout: int, kt: int, k: int, stride: tuple[int, int], depthwise: bool, particle: ParticleSpec) -> None:
+def _csn_ip_cost(tally: _Tally, *, cin: int, cout: int, kt: int, k: int, stride: tuple[int, int], depthwise: bool, particle: ParticleSpec, basis: tuple[int, int]) -> None:
     tally.conv(cin, cout, 1, 1, 1, 1)
     tally.conv(cout, cout, kt, k, stride[0], stride[1], cout)
 
 
-def _csn_ir_cost(tally: _Tally, *, cin: int, cout: int, kt: int, k: int, stride: tuple[int, int], depthwise: bool, particle: ParticleSpec) -> None:
+def _csn_ir_cost(tally: _Tally, *, cin: int, cout: int, kt: int, k: int, stride: tuple[int, int], depthwise: bool, particle: ParticleSpec, basis: tuple[int, int]) -> None:
     tally.conv(cin, cout, kt, k, stride[0], stride[1], channel_groups(cin, cout))
 
 
-def _spatial_only_cost(tally: _Tally, *, cin: int, cout: int, kt: int, k: int, stride: tuple[int, int], depthwise: bool, particle: ParticleSpec) -> None:
+def _spatial_only_cost(tally: _Tally, *, cin: int, cout: int, kt: int, k: int, stride: tuple[int, int], depthwise: bool, particle: ParticleSpec, basis: tuple[int, int]) -> None:
     tally.conv(cin, cout, 1, k, stride[0], stride[1], channel_groups(cin, cout) if depthwise else 1)
 
 
-def _p3d_b_cost(tally: _Tally, *, cin: int, cout: int, kt: int, k: int, stride: tuple[int, int], depthwise: bool, particle: ParticleSpec) -> None:
+def _p3d_b_cost(tally: _Tally, *, cin: int, cout: int, kt: int, k: int, stride: tuple[int, int], depthwise: bool, particle: ParticleSpec, basis: tuple[int, int]) -> None:
     groups = channel_groups(cin, cout) if depthwise else 1
     tally.conv(cin, cout, kt, 1, stride[0], stride[1], groups, move=False)
     tally.conv(cin, cout, 1, k, stride[0], stride[1], groups)
 
 
-def _depthwise_2plus1d_cost(tally: _Tally, *, cin: int, cout: int, kt: int, k: int, stride: tuple[int, int], depthwise: bool, particle: ParticleSpec) -> None:
+def _depthwise_2plus1d_cost(tally: _Tally, *, cin: int, cout: int, kt: int, k: int, stride: tuple[int, int], depthwise: bool, particle: ParticleSpec, basis: tuple[int, int]) -> None:
     tally.conv(cin, cin, 1, k, 1, stride[1], cin)
     tally.norm(cin)
     tally.conv(cin, cout, kt, 1, stride[0], 1, channel_groups(cin, cout))
@@ -135,10 +136,13 @@ FACTORIZATION_COSTS: dict[str, ConvCost] = {
 }
 
 
-def _particle_conv(tally: _Tally, particle: ParticleSpec, cin: int, cout: int, stride: tuple[int, int] = (1, 1), depthwise: bool = False) -> None:
+def _particle_conv(
+    tally: _Tally, particle: ParticleSpec, cin: int, cout: int, stride: tuple[int, int] = (1, 1), depthwise: bool = False, basis: tuple[int, int] | None = None
+) -> None:
     FACTORIZATION_COSTS[particle.factorization](
-        tally, cin=cin, cout=cout, kt=particle.temporal_kernel, k=particle.spatial_kernel, stride=stride, depthwise=depthwise, particle=particle
-    )
+        tally, cin=cin, cout=cout, kt=particle.temporal_kernel, k=particle.spatial_kernel, stride=stride, depthwise=depthwise, particle=particle,
+        basis=(cin, cout) if basis is None else basis,
+    )  # fmt: skip
 
 
 # ---------------------------------------------------------------- wirings
@@ -155,7 +159,7 @@ def _plain_cost(tally: _Tally, *, particle: ParticleSpec, cin: int, cout: int, s
     inner = inner_width(cout, expansion=particle.expansion, prune_ratio=particle.prune_ratio)
     _particle_conv(tally, particle, cin, inner, stride)
     tally.norm(inner)
-    _particle_conv(tally, particle, inner, cout)
+    _particle_conv(tally, particle, inner, cout, basis=(cin, inner))
     tally.norm(cout)
     if particle.squeeze_excite > 0:
         tally.squeeze_excite(cout, particle.squeeze_excite)
@@ -223,12 +227,16 @@ def cost(spec: NetworkSpec, input_shape: Sequence[int] | None = None) -> Cost:
     tally = _Tally(frames, height, width)
     kt, ks = spec.stem_kernel
     st, ss = spec.stem_stride
-    tally.conv(channels, spec.stem_channels, kt, ks, st, ss)
+    if spec.stem_mid_channels:
+        tally.conv(channels, spec.stem_mid_channels, 1, ks, 1, ss)
+        tally.norm(spec.stem_mid_channels)
+        tally.conv(spec.stem_mid_channels, spec.stem_channels, kt, 1, st, 1)
+    else:
+        tally.conv(channels, spec.stem_channels, kt, ks, st, ss)
     tally.norm(spec.stem_channels)
-    particle = spec.particle
-    block_cost = WIRING_COSTS[particle.wiring]
     cin = spec.stem_channels
-    for width_out, depth, t_stride, s_stride in zip(spec.widths, spec.depths, spec.temporal_strides, spec.spatial_strides):
+    for particle, width_out, depth, t_stride, s_stride in zip(spec.stage_particles, spec.widths, spec.depths, spec.temporal_strides, spec.spatial_strides):
+        block_cost = WIRING_COSTS[particle.wiring]
         for i in range(depth):
             block_cost(tally, particle=particle, cin=cin, cout=width_out, stride=(t_stride, s_stride) if i == 0 else (1, 1))
             cin = width_out

@@ -208,6 +208,8 @@ class SearchSpace:
                 values[name] = 1.0
             elif name == "shift_fraction" and factorization != "temporal_shift":
                 continue
+            elif name == "r2plus1d_mid" and factorization != "r2plus1d":
+                continue
             elif axis is not None:
                 pick(name)
         if "expansion" not in values:

@@ -37,6 +37,8 @@ NO_TEMPORAL_KERNEL = frozenset({"spatial_only"})
 # Wirings with a width ratio; for the others, expansion must stay 1.
 EXPANDING_WIRINGS = frozenset({"bottleneck", "inverted"})
 DEFAULT_EXPANSION = {"plain": 1.0, "residual": 1.0, "bottleneck": 0.25, "inverted": 4.0}
+# Where r2plus1d's mid width comes from: each conv's own widths (the R(2+1)D paper), or the block's first conv (torchvision).
+R2PLUS1D_MIDS: tuple[str, ...] = ("conv", "block")
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,7 @@ class ParticleSpec:
     activation: str = "relu"  # see ACTIVATIONS
     prune_ratio: float = 0.0  # fraction of inner channels removed, in [0, 0.9)
     shift_fraction: float = 0.25  # temporal_shift only: fraction of channels moved along time
+    r2plus1d_mid: str = "conv"  # r2plus1d only, see R2PLUS1D_MIDS: "block" sizes every conv's mid like the block's first (torchvision)
 
     def __post_init__(self) -> None:
         p = "ParticleSpec."
@@ -73,6 +76,9 @@ class ParticleSpec:
         _check_float(p + "squeeze_excite", self.squeeze_excite, low=0.0, high=1.0, high_open=True)
         _check_float(p + "prune_ratio", self.prune_ratio, low=0.0, high=0.9, high_open=True)
         _check_float(p + "shift_fraction", self.shift_fraction, low=0.0, high=1.0, high_open=False, low_open=True)
+        _check_choice(p + "r2plus1d_mid", self.r2plus1d_mid, R2PLUS1D_MIDS)
+        if self.r2plus1d_mid != "conv" and self.factorization != "r2plus1d":
+            raise SpecError(p + "r2plus1d_mid", "must be 'conv' unless factorization is 'r2plus1d'", self.r2plus1d_mid)
         for name in ("squeeze_excite", "prune_ratio", "shift_fraction"):
             object.__setattr__(self, name, float(getattr(self, name)))
 
@@ -108,16 +114,20 @@ def _as_int_tuple(name: str, value: Any, length: int | None = None) -> tuple[int
 class NetworkSpec:
     """A proxy network: a stem, stages of repeated particles, and a linear head.
 
+    ``particle`` is one particle shared by every stage, or a tuple of one per stage.
+
     ::
 
         clip (C, T, H, W)
-          -> stem conv (stem_kernel[0] x k x k, stride (1, s, s)) -> BN -> act
+          -> stem conv (stem_kernel[0] x k x k, stride stem_stride) -> BN -> act
+             or, with stem_mid_channels > 0, the (2+1)D stem of R(2+1)D:
+             1 x k x k (stride (1, s, s)) -> stem_mid_channels -> BN -> act -> kt x 1 x 1 (stride (st, 1, 1)) -> BN -> act
           -> stage i: depths[i] particles of width widths[i]; the first has
              stride (temporal_strides[i], spatial_strides[i], spatial_strides[i])
           -> global average pool -> dropout -> linear(num_classes)
     """
 
-    particle: ParticleSpec = field(default_factory=ParticleSpec)
+    particle: ParticleSpec | tuple[ParticleSpec, ...] = field(default_factory=ParticleSpec)  # shared, or one per stage
     widths: tuple[int, ...] = (16, 32, 64)  # output channels of each stage
     depths: tuple[int, ...] = (1, 1, 1)  # particles per stage
     temporal_strides: tuple[int, ...] = (1, 1, 1)  # temporal stride of each stage's first particle
@@ -125,6 +135,7 @@ class NetworkSpec:
     stem_channels: int = 16
     stem_kernel: tuple[int, int] = (1, 3)  # (temporal, spatial) kernel of the stem conv
     stem_stride: tuple[int, int] = (1, 2)  # (temporal, spatial) stride of the stem conv
+    stem_mid_channels: int = 0  # > 0: factorize the stem as R(2+1)D does, with this many mid channels; 0 = one conv
     clip: tuple[int, int, int] = (8, 32, 32)  # input frames T, height H, width W
     in_channels: int = 3
     num_classes: int = 6
@@ -134,11 +145,18 @@ class NetworkSpec:
         p = "NetworkSpec."
         if isinstance(self.particle, Mapping):
             object.__setattr__(self, "particle", ParticleSpec.from_dict(self.particle))
-        if not isinstance(self.particle, ParticleSpec):
-            raise SpecError(p + "particle", "must be a ParticleSpec", self.particle)
+        elif isinstance(self.particle, (list, tuple)):
+            particles = tuple(ParticleSpec.from_dict(q) if isinstance(q, Mapping) else q for q in self.particle)
+            if not particles or not all(isinstance(q, ParticleSpec) for q in particles):
+                raise SpecError(p + "particle", "must be a ParticleSpec or a list of one per stage", self.particle)
+            object.__setattr__(self, "particle", particles)
+        elif not isinstance(self.particle, ParticleSpec):
+            raise SpecError(p + "particle", "must be a ParticleSpec or a list of one per stage", self.particle)
         for name in ("widths", "depths", "temporal_strides", "spatial_strides"):
             object.__setattr__(self, name, _as_int_tuple(p + name, getattr(self, name)))
         stages = len(self.widths)
+        if isinstance(self.particle, tuple) and len(self.particle) != stages:
+            raise SpecError(p + "particle", f"must have one particle per stage ({stages}, as widths) when it is a list", len(self.particle))
         if not 1 <= stages <= 8:
             raise SpecError(p + "widths", "must list 1 to 8 stages", list(self.widths))
         for name in ("depths", "temporal_strides", "spatial_strides"):
@@ -161,6 +179,7 @@ class NetworkSpec:
         for i, n in enumerate(self.clip):
             _check_int(f"{p}clip[{i}]", n, low=1, high=4096)
         _check_int(p + "stem_channels", self.stem_channels, low=1, high=8192)
+        _check_int(p + "stem_mid_channels", self.stem_mid_channels, low=0, high=8192)
         _check_int(p + "in_channels", self.in_channels, low=1, high=64)
         _check_int(p + "num_classes", self.num_classes, low=2, high=100_000)
         _check_float(p + "dropout", self.dropout, low=0.0, high=1.0, high_open=True)
@@ -174,12 +193,21 @@ class NetworkSpec:
             raise SpecError(p + "clip", f"must be at least as high and wide as the total spatial stride ({s_total})", list(self.clip))
 
     @property
+    def stage_particles(self) -> tuple[ParticleSpec, ...]:
+        """The particle of each stage (the shared one repeated, or the per-stage ones)."""
+        if isinstance(self.particle, ParticleSpec):
+            return (self.particle,) * len(self.widths)
+        return self.particle
+
+    @property
     def input_shape(self) -> tuple[int, int, int, int]:
         """(C, T, H, W) of one clip."""
         return (self.in_channels, *self.clip)
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
+        if self.stem_mid_channels == 0:
+            del data["stem_mid_channels"]  # written only when used, so files stay as they were
         for key, value in data.items():
             if isinstance(value, tuple):
                 data[key] = list(value)
