@@ -82,7 +82,7 @@ def network_cost(spec: NetworkSpec) -> Cost:
 
     Computed by the analytic model ``particle_nas.space.cost`` from the spec
     alone (no module is built), which equals fvcore's count on the built
-    network (tests/space/test_cost.py checks that over random specs).
+    network (tests/space/test_analytic_cost.py checks that over random specs).
     """
     if not isinstance(spec, NetworkSpec):
         raise TypeError(f"network_cost expects a NetworkSpec, but got {type(spec).__name__}.")

@@ -135,7 +135,7 @@ def trials_table(study: optuna.Study) -> pd.DataFrame:
         columns["number"].append(trial.number)
         columns["state"].append(trial.state.name)
         for name in PARTICLE_FIELDS:
-            columns[name].append(particle.get(name))
+            columns[name].append(particle.get(name, getattr(defaults, name) if particle else None))  # fields newer than the trial: their default
         for name in ("flops", "params", "accuracy"):
             columns[name].append(attrs.get(name, from_values.get(name)))
         columns["epoch_accuracy"].append(_compact(attrs.get("epoch_accuracy")))

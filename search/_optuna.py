@@ -12,6 +12,7 @@ import optuna
 from optuna.trial import TrialState
 
 from particle_nas.space import Axis, NetworkSpec, ParticleSpec, SearchSpace
+from particle_nas.space import cost as analytic_cost
 
 from ._settings import SearchSettings
 from ._trial import DESCRIPTIVE_ATTRS, INTERRUPTED, Evaluator, fail_reason, objective_values, score_particle
@@ -138,6 +139,13 @@ def run_search(
         particle = space.sample(lambda axis: suggest(trial, axis))
         trial.set_user_attr("particle", particle.to_dict())
         trial.set_user_attr("network", network.replace(particle=particle).to_dict())
+        if settings.max_flops is not None or settings.max_params is not None:
+            cost = analytic_cost(network.replace(particle=particle))  # from the spec: nothing is built
+            refused = settings.over_budget(flops=cost.flops, params=cost.params)
+            if refused is not None:
+                for key, value in (("flops", cost.flops), ("params", cost.params), ("fail_reason", refused)):
+                    trial.set_user_attr(key, value)
+                raise optuna.TrialPruned(refused)
         source = known.get(particle)
         if source is not None:
             record = {k: v for k, v in source.user_attrs.items() if k not in DESCRIPTIVE_ATTRS}

@@ -21,6 +21,8 @@ class SearchSettings:
     objectives: tuple[str, ...] = ("accuracy", "flops")  # accuracy first, then costs to minimize
     population: int = 8  # nsga2 only: population size per generation
     export: str = "knee"  # pick rule for best.yaml (knee, max-accuracy, "flops<=2e7", ...)
+    max_flops: float | None = None  # budget: a candidate costing more multiply-adds is pruned before it is built; None = no limit
+    max_params: float | None = None  # budget: a candidate with more parameters is pruned before it is built; None = no limit
 
     def __post_init__(self) -> None:
         p = "search."
@@ -40,12 +42,22 @@ class SearchSettings:
             raise SpecError(p + "objectives", "must start with accuracy and add at least one of flops, params, without repeats", list(objectives))
         object.__setattr__(self, "objectives", objectives)
         check_int(p + "population", self.population, low=2, high=10_000)
+        for name in ("max_flops", "max_params"):
+            if getattr(self, name) is not None:
+                check_number(p + name, getattr(self, name), low=0.0, low_open=True)
         if not isinstance(self.export, str) or not self.export.strip():
             raise SpecError(p + "export", "must be a pick rule such as knee, max-accuracy or 'flops<=2e7'", self.export)
 
     @property
     def directions(self) -> list[str]:
         return [OBJECTIVES[name] for name in self.objectives]
+
+    def over_budget(self, *, flops: int, params: int) -> str | None:
+        """Why a candidate of this cost is refused (one line), or None when it fits the budget."""
+        for name, value, limit in (("flops", flops, self.max_flops), ("params", params, self.max_params)):
+            if limit is not None and value > limit:
+                return f"over budget: {name} {value:,} > search.max_{name} {limit:,.0f}"
+        return None
 
     def objective_records(self) -> list[dict[str, Any]]:
         return [{"name": name, "direction": OBJECTIVES[name]} for name in self.objectives]

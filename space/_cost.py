@@ -12,7 +12,7 @@ network (see ``particle_nas.evaluators.count_cost``):
   activations, pooling, additions and temporal shifts are free.
 
 Each factorization and wiring has a cost function in a registry next to the
-builder registry; ``tests/space/test_cost.py`` checks every one against fvcore.
+builder registry; ``tests/space/test_analytic_cost.py`` checks every one against fvcore.
 """
 
 from __future__ import annotations

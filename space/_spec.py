@@ -88,7 +88,7 @@ class ParticleSpec:
         return self.factorization not in NO_TEMPORAL_KERNEL and self.temporal_kernel > 1
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return _drop_defaults(dataclasses.asdict(self))
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ParticleSpec:
@@ -96,6 +96,17 @@ class ParticleSpec:
 
     def replace(self, **changes: Any) -> ParticleSpec:
         return dataclasses.replace(self, **changes)
+
+
+# Fields added after the first release: written only when set, so earlier files, studies and fingerprints stay as they were.
+_OMIT_WHEN_DEFAULT = {"r2plus1d_mid": "conv", "stem_mid_channels": 0}
+
+
+def _drop_defaults(data: dict[str, Any]) -> dict[str, Any]:
+    for key, default in _OMIT_WHEN_DEFAULT.items():
+        if key in data and data[key] == default:
+            del data[key]
+    return data
 
 
 def _as_int_tuple(name: str, value: Any, length: int | None = None) -> tuple[int, ...]:
@@ -205,9 +216,10 @@ class NetworkSpec:
         return (self.in_channels, *self.clip)
 
     def to_dict(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
-        if self.stem_mid_channels == 0:
-            del data["stem_mid_channels"]  # written only when used, so files stay as they were
+        data = _drop_defaults(dataclasses.asdict(self))
+        particles = data["particle"] if isinstance(data["particle"], tuple) else (data["particle"],)
+        for particle in particles:
+            _drop_defaults(particle)
         for key, value in data.items():
             if isinstance(value, tuple):
                 data[key] = list(value)

@@ -38,7 +38,9 @@ def particles(draw: st.DrawFn, wiring: str) -> ParticleSpec:
     else:
         kt = draw(st.sampled_from(KERNELS))
     expansion = draw(st.sampled_from([0.25, 0.5, 1.0, 1.5, 2.0, 4.0, DEFAULT_EXPANSION[wiring]])) if wiring in EXPANDING_WIRINGS else 1.0
+    mid = draw(st.sampled_from(["conv", "block"])) if factorization == "r2plus1d" else "conv"
     return ParticleSpec(
+        r2plus1d_mid=mid,
         factorization=factorization,
         wiring=wiring,
         temporal_kernel=kt,
@@ -59,8 +61,11 @@ def networks(draw: st.DrawFn, wiring: str) -> NetworkSpec:
     stem_stride = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
     t_min = stem_stride[0] * math.prod(t_strides)
     s_min = stem_stride[1] * math.prod(s_strides)
+    shared = draw(st.booleans())
+    particle = draw(particles(wiring)) if shared else tuple(draw(particles(wiring)) for _ in range(stages))
     return NetworkSpec(
-        particle=draw(particles(wiring)),
+        particle=particle,
+        stem_mid_channels=draw(st.sampled_from([0, 0, 1, 5])),
         widths=tuple(draw(stage_ints(1, 20))),
         depths=tuple(draw(stage_ints(1, 2))),
         temporal_strides=tuple(t_strides),
