@@ -11,7 +11,7 @@ from typing import Any, Mapping
 import optuna
 from optuna.trial import TrialState
 
-from particle_nas.space import Axis, NetworkSpec, ParticleSpec, SearchSpace
+from particle_nas.space import Axis, NetworkSpec, ParticleSpec, SearchSpace, particle_from_record, particle_to_record
 from particle_nas.space import cost as analytic_cost
 
 from ._settings import SearchSettings
@@ -127,17 +127,17 @@ def run_search(
     _fail_stale_trials(study)
     trials = study.get_trials(deepcopy=False)
     finished_before = sum(_is_finished(t) for t in trials)
-    known: dict[ParticleSpec, optuna.trial.FrozenTrial] = {}
+    known: dict[ParticleSpec | tuple[ParticleSpec, ...], optuna.trial.FrozenTrial] = {}
     for t in trials:
         if t.state == TrialState.COMPLETE and "particle" in t.user_attrs:
-            known.setdefault(ParticleSpec.from_dict(t.user_attrs["particle"]), t)
+            known.setdefault(particle_from_record(t.user_attrs["particle"]), t)
     remaining = max(0, settings.trials - finished_before)
     bar = tqdm(total=settings.trials, initial=finished_before, desc=name, unit="trial", disable=not progress, dynamic_ncols=True)
     counts = {"new": 0, "reused": 0}
 
     def objective(trial: optuna.Trial) -> tuple[float, ...]:
-        particle = space.sample(lambda axis: suggest(trial, axis))
-        trial.set_user_attr("particle", particle.to_dict())
+        particle = space.sample_network(lambda axis: suggest(trial, axis), stages=len(network.widths))
+        trial.set_user_attr("particle", particle_to_record(particle))
         trial.set_user_attr("network", network.replace(particle=particle).to_dict())
         if settings.max_flops is not None or settings.max_params is not None:
             cost = analytic_cost(network.replace(particle=particle))  # from the spec: nothing is built
@@ -153,7 +153,8 @@ def run_search(
             trial.set_user_attr("duplicate_of", source.number)
             counts["reused"] += 1
         else:
-            label = f"#{trial.number} {particle.factorization}/{particle.wiring}"
+            first = particle if isinstance(particle, ParticleSpec) else particle[0]
+            label = f"#{trial.number} {first.factorization}/{first.wiring}" + ("" if first is particle else " (per stage)")
             bar.set_postfix_str(f"{label} training", refresh=True)
 
             def on_epoch(epoch: int, accuracy: float) -> None:
@@ -172,7 +173,7 @@ def run_search(
     def after_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         if trial.state == TrialState.COMPLETE:
             counts["new"] += 1
-            particle = ParticleSpec.from_dict(trial.user_attrs["particle"])
+            particle = particle_from_record(trial.user_attrs["particle"])
             known.setdefault(particle, trial)
         elif _is_finished(trial):
             counts["new"] += 1

@@ -12,11 +12,11 @@ from ._build import (
     se_width,
 )
 from ._cost import FACTORIZATION_COSTS, WIRING_COSTS, Cost, cost
-from ._domain import AXES, Axis, SearchSpace
+from ._domain import AXES, STAGE_MODES, Axis, SearchSpace
 from ._checks import check_choice, check_int, check_number
 from ._errors import SpecError
 from ._layers import ParallelSum, ParticleBlock, ParticleNet, SqueezeExcite, TemporalShift
-from ._spec import ACTIVATIONS, FACTORIZATIONS, KERNELS, R2PLUS1D_MIDS, WIRINGS, NetworkSpec, ParticleSpec
+from ._spec import ACTIVATIONS, FACTORIZATIONS, KERNELS, R2PLUS1D_MIDS, WIRINGS, NetworkSpec, ParticleSpec, particle_from_record, particle_to_record
 
 __all__ = [
     "ACTIVATIONS",
@@ -33,6 +33,7 @@ __all__ = [
     "ParticleNet",
     "ParticleSpec",
     "R2PLUS1D_MIDS",
+    "STAGE_MODES",
     "SearchSpace",
     "SpecError",
     "SqueezeExcite",
@@ -48,6 +49,8 @@ __all__ = [
     "cost",
     "build_particle",
     "inner_width",
+    "particle_from_record",
+    "particle_to_record",
     "presets",
     "r2plus1d_mid_width",
     "round_width",

@@ -241,3 +241,18 @@ def _from_mapping(cls: type, data: Any, label: str) -> Any:
     if unknown:
         raise SpecError(f"{label}.{unknown[0]}", f"is not a field; known fields are {sorted(names)}", data[unknown[0]])
     return cls(**dict(data))
+
+
+def particle_to_record(particle: ParticleSpec | tuple[ParticleSpec, ...]) -> dict[str, Any] | list[dict[str, Any]]:
+    """A shared particle as its mapping, per-stage particles as a list of them (JSON / YAML-able)."""
+    if isinstance(particle, ParticleSpec):
+        return particle.to_dict()
+    return [p.to_dict() for p in particle]
+
+
+def particle_from_record(data: Any) -> ParticleSpec | tuple[ParticleSpec, ...]:
+    """The inverse of ``particle_to_record``: a mapping gives a ParticleSpec, a list a tuple of them."""
+    if isinstance(data, (list, tuple)):
+        return tuple(ParticleSpec.from_dict(item) for item in data)
+    return ParticleSpec.from_dict(data)
+
