@@ -308,14 +308,18 @@ def build_network(spec: NetworkSpec, *, seed: int | None = None) -> ParticleNet:
 
 
 def create_stem(spec: NetworkSpec) -> nn.Module:
-    """One conv, or with ``stem_mid_channels`` the (2+1)D stem of R(2+1)D::
+    """One conv, or with ``stem_mid_channels`` the (2+1)D stem of R(2+1)D, or with ``stem_depthwise_temporal`` X3D's::
 
         C -> [kt x k x k, stride (st, s, s)] -> stem_channels -> BN -> act
         C -> [1 x k x k, stride (1, s, s)] -> mid -> BN -> act -> [kt x 1 x 1, stride (st, 1, 1)] -> stem_channels -> BN -> act
+        C -> [1 x k x k, stride (1, s, s)] -> stem_channels -> [depthwise kt x 1 x 1, stride (st, 1, 1)] -> BN -> act
     """
     act = ACTIVATION_LAYERS[spec.stage_particles[0].activation]
     kt, ks = spec.stem_kernel
     st, ss = spec.stem_stride
+    c = spec.stem_channels
+    if spec.stem_depthwise_temporal:
+        return nn.Sequential(_conv(spec.in_channels, c, (1, ks, ks), (1, ss, ss)), _conv(c, c, (kt, 1, 1), (st, 1, 1), c), nn.BatchNorm3d(c), act())
     if spec.stem_mid_channels == 0:
         return nn.Sequential(_conv(spec.in_channels, spec.stem_channels, (kt, ks, ks), (st, ss, ss)), nn.BatchNorm3d(spec.stem_channels), act())
     mid = spec.stem_mid_channels
@@ -329,18 +333,33 @@ def create_stem(spec: NetworkSpec) -> nn.Module:
     )
 
 
+def create_head(spec: NetworkSpec, *, in_channels: int) -> nn.Module:
+    """``[1x1x1 conv -> BN -> act] -> global pool -> [1x1x1 conv -> act] -> dropout -> linear`` (brackets: X3D's head, when set)."""
+    act = ACTIVATION_LAYERS[spec.stage_particles[-1].activation]
+    layers: list[nn.Module] = []
+    cin = in_channels
+    if spec.head_pre_channels:
+        layers += [_conv(cin, spec.head_pre_channels, (1, 1, 1), (1, 1, 1)), nn.BatchNorm3d(spec.head_pre_channels), act()]
+        cin = spec.head_pre_channels
+    layers.append(nn.AdaptiveAvgPool3d(1))
+    if spec.head_post_channels:
+        layers += [_conv(cin, spec.head_post_channels, (1, 1, 1), (1, 1, 1)), act()]
+        cin = spec.head_post_channels
+    return nn.Sequential(*layers, nn.Flatten(1), nn.Dropout(spec.dropout), nn.Linear(cin, spec.num_classes))
+
+
 def _create_network(spec: NetworkSpec) -> ParticleNet:
     stem = create_stem(spec)
     stages = []
     cin = spec.stem_channels
-    for p, width, depth, t_stride, s_stride in zip(spec.stage_particles, spec.widths, spec.depths, spec.temporal_strides, spec.spatial_strides):
+    for s, (width, depth, t_stride, s_stride) in enumerate(zip(spec.widths, spec.depths, spec.temporal_strides, spec.spatial_strides)):
         blocks = []
         for i in range(depth):
             stride = (t_stride, s_stride) if i == 0 else (1, 1)
-            blocks.append(build_particle(p, in_channels=cin, out_channels=width, stride=stride))
+            blocks.append(build_particle(spec.block_particle(s, i), in_channels=cin, out_channels=width, stride=stride))
             cin = width
         stages.append(nn.Sequential(*blocks))
-    head = nn.Sequential(nn.AdaptiveAvgPool3d(1), nn.Flatten(1), nn.Dropout(spec.dropout), nn.Linear(cin, spec.num_classes))
+    head = create_head(spec, in_channels=cin)
     net = ParticleNet(stem=stem, stages=nn.Sequential(*stages), head=head)
     _init_weights(net)
     return net

@@ -227,7 +227,10 @@ def cost(spec: NetworkSpec, input_shape: Sequence[int] | None = None) -> Cost:
     tally = _Tally(frames, height, width)
     kt, ks = spec.stem_kernel
     st, ss = spec.stem_stride
-    if spec.stem_mid_channels:
+    if spec.stem_depthwise_temporal:
+        tally.conv(channels, spec.stem_channels, 1, ks, 1, ss)
+        tally.conv(spec.stem_channels, spec.stem_channels, kt, 1, st, 1, spec.stem_channels)
+    elif spec.stem_mid_channels:
         tally.conv(channels, spec.stem_mid_channels, 1, ks, 1, ss)
         tally.norm(spec.stem_mid_channels)
         tally.conv(spec.stem_mid_channels, spec.stem_channels, kt, 1, st, 1)
@@ -235,11 +238,19 @@ def cost(spec: NetworkSpec, input_shape: Sequence[int] | None = None) -> Cost:
         tally.conv(channels, spec.stem_channels, kt, ks, st, ss)
     tally.norm(spec.stem_channels)
     cin = spec.stem_channels
-    for particle, width_out, depth, t_stride, s_stride in zip(spec.stage_particles, spec.widths, spec.depths, spec.temporal_strides, spec.spatial_strides):
-        block_cost = WIRING_COSTS[particle.wiring]
+    for s, (width_out, depth, t_stride, s_stride) in enumerate(zip(spec.widths, spec.depths, spec.temporal_strides, spec.spatial_strides)):
         for i in range(depth):
-            block_cost(tally, particle=particle, cin=cin, cout=width_out, stride=(t_stride, s_stride) if i == 0 else (1, 1))
+            particle = spec.block_particle(s, i)
+            WIRING_COSTS[particle.wiring](tally, particle=particle, cin=cin, cout=width_out, stride=(t_stride, s_stride) if i == 0 else (1, 1))
             cin = width_out
+    if spec.head_pre_channels:
+        tally.conv(cin, spec.head_pre_channels, 1, 1, 1, 1)
+        tally.norm(spec.head_pre_channels)
+        cin = spec.head_pre_channels
+    if spec.head_post_channels:  # on the pooled (1, 1, 1) activation
+        tally.params += cin * spec.head_post_channels
+        tally.flops += cin * spec.head_post_channels
+        cin = spec.head_post_channels
     tally.params += cin * spec.num_classes + spec.num_classes
     tally.flops += cin * spec.num_classes
     return Cost(params=tally.params, flops=tally.flops)

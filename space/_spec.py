@@ -8,6 +8,7 @@ may assume a spec they receive is valid.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
@@ -99,7 +100,14 @@ class ParticleSpec:
 
 
 # Fields added after the first release: written only when set, so earlier files, studies and fingerprints stay as they were.
-_OMIT_WHEN_DEFAULT = {"r2plus1d_mid": "conv", "stem_mid_channels": 0}
+_OMIT_WHEN_DEFAULT = {
+    "r2plus1d_mid": "conv",
+    "stem_mid_channels": 0,
+    "stem_depthwise_temporal": False,
+    "se_every": 1,
+    "head_pre_channels": 0,
+    "head_post_channels": 0,
+}
 
 
 def _drop_defaults(data: dict[str, Any]) -> dict[str, Any]:
@@ -107,6 +115,11 @@ def _drop_defaults(data: dict[str, Any]) -> dict[str, Any]:
         if key in data and data[key] == default:
             del data[key]
     return data
+
+
+@functools.lru_cache(maxsize=1024)
+def _without_se(particle: ParticleSpec) -> ParticleSpec:
+    return particle.replace(squeeze_excite=0.0)
 
 
 def _as_int_tuple(name: str, value: Any, length: int | None = None) -> tuple[int, ...]:
@@ -133,9 +146,12 @@ class NetworkSpec:
           -> stem conv (stem_kernel[0] x k x k, stride stem_stride) -> BN -> act
              or, with stem_mid_channels > 0, the (2+1)D stem of R(2+1)D:
              1 x k x k (stride (1, s, s)) -> stem_mid_channels -> BN -> act -> kt x 1 x 1 (stride (st, 1, 1)) -> BN -> act
+             or, with stem_depthwise_temporal, X3D's: 1 x k x k (stride (1, s, s)) -> depthwise kt x 1 x 1 (stride (st, 1, 1)) -> BN -> act
           -> stage i: depths[i] particles of width widths[i]; the first has
              stride (temporal_strides[i], spatial_strides[i], spatial_strides[i])
-          -> global average pool -> dropout -> linear(num_classes)
+             (squeeze-excite only on every se_every-th block of a stage)
+          [-> 1x1x1 conv to head_pre_channels -> BN -> act]
+          -> global average pool [-> 1x1x1 conv to head_post_channels -> act] -> dropout -> linear(num_classes)
     """
 
     particle: ParticleSpec | tuple[ParticleSpec, ...] = field(default_factory=ParticleSpec)  # shared, or one per stage
@@ -147,6 +163,10 @@ class NetworkSpec:
     stem_kernel: tuple[int, int] = (1, 3)  # (temporal, spatial) kernel of the stem conv
     stem_stride: tuple[int, int] = (1, 2)  # (temporal, spatial) stride of the stem conv
     stem_mid_channels: int = 0  # > 0: factorize the stem as R(2+1)D does, with this many mid channels; 0 = one conv
+    stem_depthwise_temporal: bool = False  # split the stem as X3D does: 1 x k x k conv, then a depthwise kt x 1 x 1 conv
+    se_every: int = 1  # squeeze-excite (where the particle has it) on every n-th block of a stage, from the first; X3D: 2
+    head_pre_channels: int = 0  # > 0: a 1x1x1 conv -> BN -> act to this width before the pool (X3D: 432)
+    head_post_channels: int = 0  # > 0: a 1x1x1 conv -> act to this width after the pool, before the linear (X3D: 2048)
     clip: tuple[int, int, int] = (8, 32, 32)  # input frames T, height H, width W
     in_channels: int = 3
     num_classes: int = 6
@@ -191,6 +211,13 @@ class NetworkSpec:
             _check_int(f"{p}clip[{i}]", n, low=1, high=4096)
         _check_int(p + "stem_channels", self.stem_channels, low=1, high=8192)
         _check_int(p + "stem_mid_channels", self.stem_mid_channels, low=0, high=8192)
+        if not isinstance(self.stem_depthwise_temporal, bool):
+            raise SpecError(p + "stem_depthwise_temporal", "must be true or false", self.stem_depthwise_temporal)
+        if self.stem_depthwise_temporal and self.stem_mid_channels:
+            raise SpecError(p + "stem_mid_channels", "must be 0 when stem_depthwise_temporal is set (the stems are alternatives)", self.stem_mid_channels)
+        _check_int(p + "se_every", self.se_every, low=1, high=64)
+        _check_int(p + "head_pre_channels", self.head_pre_channels, low=0, high=8192)
+        _check_int(p + "head_post_channels", self.head_post_channels, low=0, high=8192)
         _check_int(p + "in_channels", self.in_channels, low=1, high=64)
         _check_int(p + "num_classes", self.num_classes, low=2, high=100_000)
         _check_float(p + "dropout", self.dropout, low=0.0, high=1.0, high_open=True)
@@ -202,6 +229,13 @@ class NetworkSpec:
             raise SpecError(p + "clip", f"must have at least as many frames as the total temporal stride ({t_total})", list(self.clip))
         if min(height, width) < s_total:
             raise SpecError(p + "clip", f"must be at least as high and wide as the total spatial stride ({s_total})", list(self.clip))
+
+    def block_particle(self, stage: int, block: int) -> ParticleSpec:
+        """The particle of block ``block`` of stage ``stage``: without squeeze-excite off the se_every rhythm."""
+        particle = self.stage_particles[stage]
+        if block % self.se_every and particle.squeeze_excite > 0:
+            return _without_se(particle)
+        return particle
 
     @property
     def stage_particles(self) -> tuple[ParticleSpec, ...]:

@@ -65,7 +65,10 @@ def networks(draw: st.DrawFn, wiring: str) -> NetworkSpec:
     particle = draw(particles(wiring)) if shared else tuple(draw(particles(wiring)) for _ in range(stages))
     return NetworkSpec(
         particle=particle,
-        stem_mid_channels=draw(st.sampled_from([0, 0, 1, 5])),
+        **draw(st.sampled_from([{}, {}, {"stem_mid_channels": 5}, {"stem_mid_channels": 1}, {"stem_depthwise_temporal": True}])),
+        se_every=draw(st.sampled_from([1, 1, 2, 3])),
+        head_pre_channels=draw(st.sampled_from([0, 0, 7])),
+        head_post_channels=draw(st.sampled_from([0, 0, 9])),
         widths=tuple(draw(stage_ints(1, 20))),
         depths=tuple(draw(stage_ints(1, 2))),
         temporal_strides=tuple(t_strides),
