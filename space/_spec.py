@@ -286,7 +286,7 @@ def particle_to_record(particle: ParticleSpec | tuple[ParticleSpec, ...]) -> dic
 
 def particle_from_record(data: Any) -> ParticleSpec | tuple[ParticleSpec, ...]:
     """The inverse of ``particle_to_record``: a mapping gives a ParticleSpec, a list a tuple of them."""
-    if isinstance(data, (list, tuple)):
+    if isinstance(data, (list, tuple)) and data and all(isinstance(item, Mapping) for item in data):
         return tuple(ParticleSpec.from_dict(item) for item in data)
-    return ParticleSpec.from_dict(data)
+    return ParticleSpec.from_dict(data)  # anything else but a mapping is refused there
 
