@@ -100,9 +100,10 @@ def cmd_cost(args: argparse.Namespace) -> int:
 
     network = _load_network_from_file(args.particle, args.clip, args.classes)
     cost = count_cost(build_network(network), input_shape=network.input_shape)
-    p = network.particle
     c, t, h, w = network.input_shape
-    print(f"particle: {p.factorization} / {p.wiring}, kernel {p.temporal_kernel}x{p.spatial_kernel}x{p.spatial_kernel}, prune {p.prune_ratio:g}")
+    for i, p in enumerate(network.stage_particles if isinstance(network.particle, tuple) else (network.particle,)):
+        label = f"stage {i}:" if isinstance(network.particle, tuple) else "particle:"
+        print(f"{label} {p.factorization} / {p.wiring}, kernel {p.temporal_kernel}x{p.spatial_kernel}x{p.spatial_kernel}, prune {p.prune_ratio:g}")
     print(f"network:  widths {list(network.widths)}, depths {list(network.depths)}, input {c}x{t}x{h}x{w}, {network.num_classes} classes")
     print(f"params:   {cost.params:,} ({human(cost.params)})")
     print(f"FLOPs:    {cost.flops:,} ({human(cost.flops)}) multiply-adds per clip (conv + linear, counted by fvcore)")
