@@ -12,34 +12,15 @@ import functools
 import logging
 import warnings
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from particle_nas.space import NetworkSpec, SpecError, build_network
+from particle_nas.space import Cost, NetworkSpec, SpecError
+from particle_nas.space import cost as analytic_cost
 
 # fvcore's operator names whose counts are multiply-adds of conv and linear layers.
 COUNTED_OPERATORS = frozenset({"conv", "linear", "addmm", "matmul", "bmm"})
-
-
-@dataclass(frozen=True)
-class Cost:
-    """What one clip costs: trainable parameters and conv + linear multiply-adds."""
-
-    params: int  # number of trainable parameters
-    flops: int  # multiply-adds of conv and linear layers, batch 1
-
-    def __post_init__(self) -> None:
-        for name in ("params", "flops"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise SpecError(f"Cost.{name}", "must be an integer >= 0", value)
-
-    @property
-    def mflops(self) -> float:
-        """Multiply-adds in millions."""
-        return self.flops / 1e6
 
 
 def _check_input_shape(input_shape: Sequence[int]) -> tuple[int, int, int, int]:
@@ -97,7 +78,12 @@ def count_cost(model: nn.Module, *, input_shape: Sequence[int]) -> Cost:
 
 @functools.lru_cache(maxsize=512)
 def network_cost(spec: NetworkSpec) -> Cost:
-    """Cost of the proxy network of ``spec`` on one clip of ``spec.input_shape`` (cached per spec)."""
+    """Cost of the proxy network of ``spec`` on one clip of ``spec.input_shape`` (cached per spec).
+
+    Computed by the analytic model ``particle_nas.space.cost`` from the spec
+    alone (no module is built), which equals fvcore's count on the built
+    network (tests/space/test_analytic_cost.py checks that over random specs).
+    """
     if not isinstance(spec, NetworkSpec):
         raise TypeError(f"network_cost expects a NetworkSpec, but got {type(spec).__name__}.")
-    return count_cost(build_network(spec, seed=0), input_shape=spec.input_shape)
+    return analytic_cost(spec)

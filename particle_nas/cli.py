@@ -148,9 +148,10 @@ def cmd_cost(args: argparse.Namespace) -> int:
 
     network = _load_network_from_file(args.particle, args.clip, args.classes)
     cost = count_cost(build_network(network), input_shape=network.input_shape)
-    p = network.particle
     c, t, h, w = network.input_shape
-    print(f"particle: {p.factorization} / {p.wiring}, kernel {p.temporal_kernel}x{p.spatial_kernel}x{p.spatial_kernel}, prune {p.prune_ratio:g}")
+    for i, p in enumerate(network.stage_particles if isinstance(network.particle, tuple) else (network.particle,)):
+        label = f"stage {i}:" if isinstance(network.particle, tuple) else "particle:"
+        print(f"{label} {p.factorization} / {p.wiring}, kernel {p.temporal_kernel}x{p.spatial_kernel}x{p.spatial_kernel}, prune {p.prune_ratio:g}")
     print(f"network:  widths {list(network.widths)}, depths {list(network.depths)}, input {c}x{t}x{h}x{w}, {network.num_classes} classes")
     print(f"params:   {cost.params:,} ({human(cost.params)})")
     print(f"FLOPs:    {cost.flops:,} ({human(cost.flops)}) multiply-adds per clip (conv + linear, counted by fvcore)")
@@ -207,6 +208,31 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_presets(args: argparse.Namespace) -> int:
+    from particle_nas.space import presets
+
+    if args.show:
+        import yaml
+
+        entry = presets.preset(args.show)
+        print(f"# {entry.name}: {entry.params:,} params, {entry.gflops} GFLOPs published ({entry.source})")
+        print(yaml.safe_dump({"network": entry.spec.to_dict()}, sort_keys=False), end="")
+        return 0
+    header = f"{'name':<14} {'input':<12} {'params (published)':>19} {'params (counted)':>17} {'GFLOPs (published)':>19} {'GFLOPs (counted)':>17} {'diff':>7}"
+    print(header)
+    for name in presets.names():
+        entry = presets.preset(name)
+        counted = entry.counted()
+        c, t, h, w = entry.spec.input_shape
+        diff = max(abs(counted.params / entry.params - 1), abs(counted.gflops / entry.gflops - 1))
+        print(
+            f"{name:<14} {f'{c}x{t}x{h}x{w}':<12} {entry.params:>19,} {counted.params:>17,} {entry.gflops:>19.3f} {counted.gflops:>17.3f} {diff:>7.2%}"
+        )
+    print("FLOPs: multiply-adds of conv and linear layers per clip, counted from the spec (equal to fvcore on the built module).")
+    print("Sources: particle-nas presets --show NAME")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from particle_nas import __version__
 
@@ -257,6 +283,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--pick", default="knee", help="pick rule for best.yaml")
     r.add_argument("--study", help="study name (default: the run directory's name)")
     r.set_defaults(func=cmd_report)
+
+    pr = sub.add_parser("presets", help="reference networks (R3D, MC3, R(2+1)D, ...): published vs counted params and FLOPs")
+    pr.add_argument("--show", metavar="NAME", help="print the preset's network spec as YAML, with its source")
+    pr.set_defaults(func=cmd_presets)
     return parser
 
 

@@ -22,7 +22,7 @@ SECTIONS: tuple[str, ...] = ("name", "seed", "output_dir", "search", "space", "n
 # Network fields that follow from the data, and so may not be set under network:.
 _DERIVED_NETWORK_FIELDS = {"clip": "data.clip", "num_classes": "data.num_classes", "in_channels": "data.channels", "particle": "space"}
 # Search fields that may change when a run is resumed.
-RESUMABLE_CHANGES: tuple[str, ...] = ("trials", "timeout", "export", "resources_per_trial")
+RESUMABLE_CHANGES: tuple[str, ...] = ("trials", "timeout", "export", "resources_per_trial", "max_flops", "max_params")
 _PREFIXES = {"NetworkSpec.": "network.", "TrainConfig.": "train.", "SyntheticConfig.": "data.", "ParticleSpec.": "space."}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 

@@ -28,7 +28,7 @@ from typing import Any, Mapping
 import numpy as np
 import yaml
 
-from particle_nas.space import NetworkSpec, ParticleSpec, SpecError, read_yaml
+from particle_nas.space import NetworkSpec, ParticleSpec, SpecError, particle_from_record, particle_to_record, read_yaml
 
 from ._files import atomic_write
 from ._table import PARTICLE_FIELDS
@@ -91,12 +91,15 @@ def particle_document(row: Mapping[str, Any], *, run: str, pick: str) -> dict[st
     """
     particle = _row_particle(row)
     network = _row_network(row)
+    stages = _plain(row.get("stage_particles"))
+    if isinstance(stages, str):  # a per-stage trial: its particles, one per stage
+        particle = json.loads(stages)
     if particle is None and network is not None and isinstance(network.get("particle"), dict):
         particle = network["particle"]
     if particle is None:
         raise ValueError(f"the row must carry a particle (its {', '.join(PARTICLE_FIELDS[:2])}, ... columns or a network), but got none for trial {_plain(row.get('number'))}.")
-    spec = ParticleSpec.from_dict(particle)
-    document: dict[str, Any] = {"particle": spec.to_dict()}
+    spec = particle_from_record(particle)
+    document: dict[str, Any] = {"particle": particle_to_record(spec)}
     if network is not None:
         network_dict = NetworkSpec.from_dict({**network, "particle": spec}).to_dict()
         network_dict["particle"] = document["particle"]  # shared: written once, as a YAML alias
@@ -179,9 +182,9 @@ def _relocated(err: SpecError, where: str, prefix: str) -> SpecError:
     return err.relocated(f"{where}: {field}")
 
 
-def _particle(where: str, data: Any, prefix: str) -> ParticleSpec:
+def _particle(where: str, data: Any, prefix: str) -> ParticleSpec | tuple[ParticleSpec, ...]:
     try:
-        return ParticleSpec.from_dict(data)
+        return particle_from_record(data)  # a list: one particle per stage
     except SpecError as err:
         raise _relocated(err, where, prefix) from None
 
@@ -237,7 +240,7 @@ def load_network(path: str | os.PathLike[str], *, default: NetworkSpec | None = 
     if "particle" in fields:
         own = _particle(where, fields.pop("particle"), "network.particle")
         if own != particle:
-            raise SpecError(f"{where}: network.particle", "must match the particle section (or be left out)", own.to_dict())
+            raise SpecError(f"{where}: network.particle", "must match the particle section (or be left out)", particle_to_record(own))
     try:
         return NetworkSpec.from_dict({**fields, "particle": particle})
     except SpecError as err:

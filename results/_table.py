@@ -27,6 +27,7 @@ COLUMNS: tuple[str, ...] = (
     "number",
     "state",
     *PARTICLE_FIELDS,
+    "stage_particles",  # per-stage searches: the particle of each stage as compact JSON (the field columns hold values all stages share)
     "flops",
     "params",
     "accuracy",
@@ -117,6 +118,8 @@ def _compact(values: Any) -> str | None:
 
 def _particle_of(attrs: dict[str, Any]) -> dict[str, Any]:
     particle = attrs.get("particle")
+    if isinstance(particle, list) and particle and all(isinstance(p, dict) for p in particle):  # per stage: what all share
+        return {k: v for k, v in particle[0].items() if all(p.get(k, v) == v and k in p for p in particle)}
     if not isinstance(particle, dict):
         network = attrs.get("network")
         particle = network.get("particle") if isinstance(network, dict) else None
@@ -153,8 +156,10 @@ def trials_table(study: optuna.Study) -> pd.DataFrame:
         network = attrs.get("network")
         columns["number"].append(trial.number)
         columns["state"].append(trial.state.name)
+        stages = attrs.get("particle") if isinstance(attrs.get("particle"), list) else None
         for name in PARTICLE_FIELDS:
-            columns[name].append(particle.get(name))
+            columns[name].append(particle.get(name, getattr(defaults, name) if particle and stages is None else None))  # fields newer than the trial: their default
+        columns["stage_particles"].append(json.dumps(stages, separators=(",", ":")) if stages is not None else None)
         for name in ("flops", "params", "accuracy"):
             columns[name].append(attrs.get(name, from_values.get(name)))
         columns["epoch_accuracy"].append(_compact(attrs.get("epoch_accuracy")))

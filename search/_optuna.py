@@ -13,7 +13,8 @@ from typing import Any, Mapping
 import optuna
 from optuna.trial import TrialState
 
-from particle_nas.space import Axis, NetworkSpec, ParticleSpec, SearchSpace, check_int
+from particle_nas.space import Axis, NetworkSpec, ParticleSpec, SearchSpace, check_int, particle_from_record, particle_to_record
+from particle_nas.space import cost as analytic_cost
 
 from ._settings import SearchSettings
 from ._storage import open_storage, resolve_storage, run_lock, sqlite_url, worker_alive, worker_id
@@ -185,12 +186,24 @@ class _Job:
     deadline: float | None  # time.time() after which no trial starts
 
 
-def _known_particles(trials: list[optuna.trial.FrozenTrial]) -> dict[ParticleSpec, optuna.trial.FrozenTrial]:
-    known: dict[ParticleSpec, optuna.trial.FrozenTrial] = {}
+def _known_particles(trials: list[optuna.trial.FrozenTrial]) -> dict[ParticleSpec | tuple[ParticleSpec, ...], optuna.trial.FrozenTrial]:
+    known: dict[ParticleSpec | tuple[ParticleSpec, ...], optuna.trial.FrozenTrial] = {}
     for t in trials:
         if t.state == TrialState.COMPLETE and "particle" in t.user_attrs:
-            known.setdefault(ParticleSpec.from_dict(t.user_attrs["particle"]), t)
+            known.setdefault(particle_from_record(t.user_attrs["particle"]), t)
     return known
+
+
+def _over_budget(job: _Job, particle: ParticleSpec | tuple[ParticleSpec, ...]) -> dict[str, Any] | None:
+    """The attributes of a refused trial when the spec's analytic cost breaks the FLOPs/params budget, else None."""
+    settings = job.settings
+    if settings.max_flops is None and settings.max_params is None:
+        return None
+    cost = analytic_cost(job.network.replace(particle=particle))  # from the spec: nothing is built
+    refused = settings.over_budget(flops=cost.flops, params=cost.params)
+    if refused is None:
+        return None
+    return {"flops": cost.flops, "params": cost.params, "fail_reason": refused}
 
 
 def _next_trial(study: optuna.Study, job: _Job) -> tuple[optuna.Trial | None, list[optuna.trial.FrozenTrial]]:
@@ -224,15 +237,24 @@ def _work(job: _Job, *, worker: int = 0, bar: Any = None) -> bool:
             return False
         known = _known_particles(trials)
         try:
-            particle = job.space.sample(lambda axis: suggest(trial, axis))
-            trial.set_user_attr("particle", particle.to_dict())
+            particle = job.space.sample_network(lambda axis: suggest(trial, axis), stages=len(job.network.widths))
+            trial.set_user_attr("particle", particle_to_record(particle))
             trial.set_user_attr("network", job.network.replace(particle=particle).to_dict())
+            refused = _over_budget(job, particle)
+            if refused is not None:  # pruned from the analytic cost: nothing is built or trained
+                for key, value in refused.items():
+                    trial.set_user_attr(key, value)
+                study.tell(trial, state=TrialState.PRUNED)
+                if bar is not None:
+                    bar.update(1)
+                continue
             source = known.get(particle)
             if source is not None:
                 record = {k: v for k, v in source.user_attrs.items() if k not in DESCRIPTIVE_ATTRS and k != "worker"}
                 trial.set_user_attr("duplicate_of", source.number)
             else:
-                label = f"#{trial.number} {particle.factorization}/{particle.wiring}"
+                first = particle if isinstance(particle, ParticleSpec) else particle[0]
+                label = f"#{trial.number} {first.factorization}/{first.wiring}" + ("" if first is particle else " (per stage)")
                 if bar is not None:
                     bar.set_postfix_str(f"{label} training", refresh=True)
 

@@ -29,7 +29,7 @@ from typing import Any, Mapping
 import optuna
 from optuna.trial import TrialState
 
-from particle_nas.space import NetworkSpec, ParticleSpec, SearchSpace
+from particle_nas.space import NetworkSpec, ParticleSpec, SearchSpace, particle_from_record, particle_to_record
 
 from ._optuna import SearchSummary, summarize, _fail_stale_trials, _is_finished, _known_particles, make_sampler, open_study, suggest
 from ._settings import OBJECTIVES, SearchSettings
@@ -57,11 +57,11 @@ class _DefineParticle:
     network: NetworkSpec
 
     def __call__(self, trial: Any) -> dict[str, str]:
-        particle = self.space.sample(lambda axis: suggest(trial, axis))
+        particle = self.space.sample_network(lambda axis: suggest(trial, axis), stages=len(self.network.widths))
         trial.set_user_attr("worker", worker_id())
-        trial.set_user_attr("particle", particle.to_dict())
+        trial.set_user_attr("particle", particle_to_record(particle))
         trial.set_user_attr("network", self.network.replace(particle=particle).to_dict())
-        config = {"particle": json.dumps(particle.to_dict())}
+        config = {"particle": json.dumps(particle_to_record(particle))}
         source = _known_particles(trial.study.get_trials(deepcopy=False)).get(particle)
         if source is not None:  # an identical particle was scored: the worker reports its record without training
             trial.set_user_attr("duplicate_of", source.number)
@@ -85,7 +85,7 @@ def _train_particle(config: dict[str, Any], job: _TrainJob) -> None:
         record = json.loads(config["reuse"])
         tune.report({"finished": True, "record": config["reuse"], "epoch": len(record.get("epoch_accuracy") or [1]), "val_accuracy": record["accuracy"]})
         return
-    particle = ParticleSpec.from_dict(json.loads(config["particle"]))
+    particle = particle_from_record(json.loads(config["particle"]))
 
     def on_epoch(epoch: int, accuracy: float) -> None:
         tune.report({"epoch": epoch, "val_accuracy": float(accuracy), "finished": False})

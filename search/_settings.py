@@ -25,6 +25,8 @@ class SearchSettings:
     resources_per_trial: dict | None = None  # ray only: {cpu: 1, gpu: 0} (fractions allowed); None = one CPU per trial
     early_stopping: str = "none"  # ray only: none | asha (stops trials on per-epoch validation accuracy)
     flops_budget: float | None = None  # progressive only: largest network FLOPs the expansion may reach
+    max_flops: float | None = None  # budget: a candidate costing more multiply-adds is pruned before it is built; None = no limit
+    max_params: float | None = None  # budget: a candidate with more parameters is pruned before it is built; None = no limit
 
     def __post_init__(self) -> None:
         p = "search."
@@ -60,12 +62,22 @@ class SearchSettings:
             if res.get("cpu", 1) == 0 and res.get("gpu", 0) == 0:
                 raise SpecError(p + "resources_per_trial", "must ask for some cpu or gpu", res)
             object.__setattr__(self, "resources_per_trial", {"cpu": float(res.get("cpu", 1)), "gpu": float(res.get("gpu", 0))})
+        for name in ("max_flops", "max_params"):
+            if getattr(self, name) is not None:
+                check_number(p + name, getattr(self, name), low=0.0, low_open=True)
         if not isinstance(self.export, str) or not self.export.strip():
             raise SpecError(p + "export", "must be a pick rule such as knee, max-accuracy or 'flops<=2e7'", self.export)
 
     @property
     def directions(self) -> list[str]:
         return [OBJECTIVES[name] for name in self.objectives]
+
+    def over_budget(self, *, flops: int, params: int) -> str | None:
+        """Why a candidate of this cost is refused (one line), or None when it fits the budget."""
+        for name, value, limit in (("flops", flops, self.max_flops), ("params", params, self.max_params)):
+            if limit is not None and value > limit:
+                return f"over budget: {name} {value:,} > search.max_{name} {limit:,.0f}"
+        return None
 
     def objective_records(self) -> list[dict[str, Any]]:
         return [{"name": name, "direction": OBJECTIVES[name]} for name in self.objectives]

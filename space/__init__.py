@@ -5,43 +5,58 @@ from ._build import (
     WIRING_BUILDERS,
     build_network,
     build_particle,
+    channel_groups,
     inner_width,
     r2plus1d_mid_width,
     round_width,
     se_width,
 )
-from ._domain import AXES, Axis, SearchSpace
+from ._cost import FACTORIZATION_COSTS, WIRING_COSTS, Cost, cost
+from ._domain import AXES, STAGE_MODES, Axis, SearchSpace
 from ._checks import check_choice, check_int, check_number
 from ._errors import SpecError
 from ._io import read_yaml
-from ._layers import ParticleBlock, ParticleNet, SqueezeExcite, TemporalShift
-from ._spec import ACTIVATIONS, FACTORIZATIONS, KERNELS, WIRINGS, NetworkSpec, ParticleSpec
+from ._layers import ParallelSum, ParticleBlock, ParticleNet, SqueezeExcite, TemporalShift
+from ._spec import ACTIVATIONS, FACTORIZATIONS, KERNELS, R2PLUS1D_MIDS, WIRINGS, NetworkSpec, ParticleSpec, particle_from_record, particle_to_record
 
 __all__ = [
     "ACTIVATIONS",
     "AXES",
     "Axis",
+    "Cost",
+    "FACTORIZATION_COSTS",
     "FACTORIZATIONS",
     "FACTORIZATION_BUILDERS",
     "KERNELS",
     "NetworkSpec",
+    "ParallelSum",
     "ParticleBlock",
     "ParticleNet",
     "ParticleSpec",
+    "R2PLUS1D_MIDS",
+    "STAGE_MODES",
     "SearchSpace",
     "SpecError",
     "SqueezeExcite",
     "TemporalShift",
     "WIRINGS",
     "WIRING_BUILDERS",
+    "WIRING_COSTS",
     "build_network",
     "check_choice",
     "check_int",
     "check_number",
+    "channel_groups",
+    "cost",
     "build_particle",
     "inner_width",
+    "particle_from_record",
+    "particle_to_record",
+    "presets",
     "r2plus1d_mid_width",
     "read_yaml",
     "round_width",
     "se_width",
 ]
+
+from . import presets  # noqa: E402  (the module of reference presets, after the names it uses)

@@ -12,7 +12,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from ._layers import ParticleBlock, ParticleNet, SqueezeExcite, TemporalShift
+from ._layers import ParallelSum, ParticleBlock, ParticleNet, SqueezeExcite, TemporalShift
 from ._spec import NetworkSpec, ParticleSpec
 
 ACTIVATION_LAYERS: dict[str, Callable[[], nn.Module]] = {
@@ -57,7 +57,7 @@ def _conv(cin: int, cout: int, kernel: tuple[int, int, int], stride: tuple[int, 
     return nn.Conv3d(cin, cout, kernel, stride=stride, padding=padding, groups=groups, bias=False)
 
 
-def _groups(cin: int, cout: int) -> int:
+def channel_groups(cin: int, cout: int) -> int:
     """Channel-wise grouping that works when widths differ: depthwise when they are equal."""
     return math.gcd(cin, cout)
 
@@ -65,22 +65,24 @@ def _groups(cin: int, cout: int) -> int:
 ConvBuilder = Callable[..., nn.Module]
 
 
-def create_full_conv(*, cin: int, cout: int, kt: int, k: int, stride: tuple[int, int], depthwise: bool, particle: ParticleSpec) -> nn.Module:
+def create_full_conv(*, cin: int, cout: int, kt: int, k: int, stride: tuple[int, int], depthwise: bool, particle: ParticleSpec, basis: tuple[int, int]) -> nn.Module:
     """``cin -> [kt x k x k, stride (st, s, s)] -> cout`` (C3D / R3D)."""
-    groups = _groups(cin, cout) if depthwise else 1
+    groups = channel_groups(cin, cout) if depthwise else 1
     return _conv(cin, cout, (kt, k, k), (stride[0], stride[1], stride[1]), groups)
 
 
-def create_r2plus1d_conv(*, cin: int, cout: int, kt: int, k: int, stride: tuple[int, int], depthwise: bool, particle: ParticleSpec) -> nn.Module:
+def create_r2plus1d_conv(*, cin: int, cout: int, kt: int, k: int, stride: tuple[int, int], depthwise: bool, particle: ParticleSpec, basis: tuple[int, int]) -> nn.Module:
     """``cin -> [1 x k x k, stride (1, s, s)] -> mid -> BN -> act -> [kt x 1 x 1, stride (st, 1, 1)] -> cout``.
 
-    ``mid`` follows R(2+1)D's parameter-matching rule; in depthwise mode both
-    convs are channel-wise and ``mid = cin``.
+    ``mid`` follows R(2+1)D's parameter-matching rule on ``(cin, cout)``, or on
+    ``basis`` (the block's first particle conv) when ``particle.r2plus1d_mid``
+    is "block"; in depthwise mode both convs are channel-wise and ``mid = cin``.
     """
     if depthwise:
-        mid, g1, g2 = cin, cin, _groups(cin, cout)
+        mid, g1, g2 = cin, cin, channel_groups(cin, cout)
     else:
-        mid, g1, g2 = r2plus1d_mid_width(cin, cout, temporal_kernel=kt, spatial_kernel=k), 1, 1
+        mid_in, mid_out = basis if particle.r2plus1d_mid == "block" else (cin, cout)
+        mid, g1, g2 = r2plus1d_mid_width(mid_in, mid_out, temporal_kernel=kt, spatial_kernel=k), 1, 1
     return nn.Sequential(
         _conv(cin, mid, (1, k, k), (1, stride[1], stride[1]), g1),
         nn.BatchNorm3d(mid),
@@ -89,7 +91,7 @@ def create_r2plus1d_conv(*, cin: int, cout: int, kt: int, k: int, stride: tuple[
     )
 
 
-def create_csn_ip_conv(*, cin: int, cout: int, kt: int, k: int, stride: tuple[int, int], depthwise: bool, particle: ParticleSpec) -> nn.Module:
+def create_csn_ip_conv(*, cin: int, cout: int, kt: int, k: int, stride: tuple[int, int], depthwise: bool, particle: ParticleSpec, basis: tuple[int, int]) -> nn.Module:
     """``cin -> [1x1x1] -> cout -> [depthwise kt x k x k, stride (st, s, s)] -> cout`` (ip-CSN)."""
     return nn.Sequential(
         _conv(cin, cout, (1, 1, 1), (1, 1, 1)),
@@ -97,24 +99,51 @@ def create_csn_ip_conv(*, cin: int, cout: int, kt: int, k: int, stride: tuple[in
     )
 
 
-def create_csn_ir_conv(*, cin: int, cout: int, kt: int, k: int, stride: tuple[int, int], depthwise: bool, particle: ParticleSpec) -> nn.Module:
+def create_csn_ir_conv(*, cin: int, cout: int, kt: int, k: int, stride: tuple[int, int], depthwise: bool, particle: ParticleSpec, basis: tuple[int, int]) -> nn.Module:
     """``cin -> [channel-wise kt x k x k, groups gcd(cin, cout)] -> cout`` (ir-CSN)."""
-    return _conv(cin, cout, (kt, k, k), (stride[0], stride[1], stride[1]), _groups(cin, cout))
+    return _conv(cin, cout, (kt, k, k), (stride[0], stride[1], stride[1]), channel_groups(cin, cout))
 
 
-def create_spatial_only_conv(*, cin: int, cout: int, kt: int, k: int, stride: tuple[int, int], depthwise: bool, particle: ParticleSpec) -> nn.Module:
+def create_spatial_only_conv(*, cin: int, cout: int, kt: int, k: int, stride: tuple[int, int], depthwise: bool, particle: ParticleSpec, basis: tuple[int, int]) -> nn.Module:
     """``cin -> [1 x k x k, stride (st, s, s)] -> cout``: frames never meet."""
-    groups = _groups(cin, cout) if depthwise else 1
+    groups = channel_groups(cin, cout) if depthwise else 1
     return _conv(cin, cout, (1, k, k), (stride[0], stride[1], stride[1]), groups)
 
 
-def create_temporal_shift_conv(*, cin: int, cout: int, kt: int, k: int, stride: tuple[int, int], depthwise: bool, particle: ParticleSpec) -> nn.Module:
+def create_temporal_shift_conv(*, cin: int, cout: int, kt: int, k: int, stride: tuple[int, int], depthwise: bool, particle: ParticleSpec, basis: tuple[int, int]) -> nn.Module:
     """``cin -> shift (reach (kt-1)/2 frames) -> [1 x k x k, stride (st, s, s)] -> cout`` (TSM)."""
     reach = (kt - 1) // 2
     if 2 * reach > cin:
         reach = max(1, cin // 2)
     shift = TemporalShift(fold=shift_fold(cin, fraction=particle.shift_fraction, reach=reach), reach=reach)
-    return nn.Sequential(shift, create_spatial_only_conv(cin=cin, cout=cout, kt=1, k=k, stride=stride, depthwise=depthwise, particle=particle))
+    return nn.Sequential(shift, create_spatial_only_conv(cin=cin, cout=cout, kt=1, k=k, stride=stride, depthwise=depthwise, particle=particle, basis=basis))
+
+
+def create_p3d_b_conv(*, cin: int, cout: int, kt: int, k: int, stride: tuple[int, int], depthwise: bool, particle: ParticleSpec, basis: tuple[int, int]) -> nn.Module:
+    """P3D-B, two parallel branches of the same input, summed::
+
+        cin -> [1 x k x k, stride (st, s, s)] -> cout --(+)--> cout
+        cin -> [kt x 1 x 1, stride (st, s, s)] -> cout --'
+
+    In depthwise mode both branches are channel-wise (groups gcd(cin, cout)).
+    """
+    groups = channel_groups(cin, cout) if depthwise else 1
+    full_stride = (stride[0], stride[1], stride[1])
+    return ParallelSum(spatial=_conv(cin, cout, (1, k, k), full_stride, groups), temporal=_conv(cin, cout, (kt, 1, 1), full_stride, groups))
+
+
+def create_depthwise_2plus1d_conv(*, cin: int, cout: int, kt: int, k: int, stride: tuple[int, int], depthwise: bool, particle: ParticleSpec, basis: tuple[int, int]) -> nn.Module:
+    """MoViNet-style (2+1)D, channel-wise in both steps::
+
+        cin -> [depthwise 1 x k x k, stride (1, s, s)] -> cin -> BN -> act
+            -> [channel-wise kt x 1 x 1, stride (st, 1, 1), groups gcd(cin, cout)] -> cout
+    """
+    return nn.Sequential(
+        _conv(cin, cin, (1, k, k), (1, stride[1], stride[1]), cin),
+        nn.BatchNorm3d(cin),
+        ACTIVATION_LAYERS[particle.activation](),
+        _conv(cin, cout, (kt, 1, 1), (stride[0], 1, 1), channel_groups(cin, cout)),
+    )
 
 
 FACTORIZATION_BUILDERS: dict[str, ConvBuilder] = {
@@ -124,13 +153,21 @@ FACTORIZATION_BUILDERS: dict[str, ConvBuilder] = {
     "csn_ir": create_csn_ir_conv,
     "spatial_only": create_spatial_only_conv,
     "temporal_shift": create_temporal_shift_conv,
+    "p3d_b": create_p3d_b_conv,
+    "depthwise_2plus1d": create_depthwise_2plus1d_conv,
 }
 
 
-def create_particle_conv(*, particle: ParticleSpec, cin: int, cout: int, stride: tuple[int, int] = (1, 1), depthwise: bool = False) -> nn.Module:
-    """The particle's factorized spatiotemporal conv from ``cin`` to ``cout`` channels."""
+def create_particle_conv(
+    *, particle: ParticleSpec, cin: int, cout: int, stride: tuple[int, int] = (1, 1), depthwise: bool = False, basis: tuple[int, int] | None = None
+) -> nn.Module:
+    """The particle's factorized spatiotemporal conv from ``cin`` to ``cout`` channels.
+
+    ``basis`` is the (in, out) widths of the block's first particle conv (default: this conv's).
+    """
     builder = FACTORIZATION_BUILDERS[particle.factorization]
-    return builder(cin=cin, cout=cout, kt=particle.temporal_kernel, k=particle.spatial_kernel, stride=stride, depthwise=depthwise, particle=particle)
+    basis = (cin, cout) if basis is None else basis
+    return builder(cin=cin, cout=cout, kt=particle.temporal_kernel, k=particle.spatial_kernel, stride=stride, depthwise=depthwise, particle=particle, basis=basis)
 
 
 # ---------------------------------------------------------------- wirings
@@ -160,7 +197,7 @@ def create_plain_block(*, particle: ParticleSpec, cin: int, cout: int, stride: t
         create_particle_conv(particle=particle, cin=cin, cout=inner, stride=stride),
         nn.BatchNorm3d(inner),
         act(),
-        create_particle_conv(particle=particle, cin=inner, cout=cout),
+        create_particle_conv(particle=particle, cin=inner, cout=cout, basis=(cin, inner)),
         *_norm_se_act(cout, particle),
     )
     return ParticleBlock(branch=branch, shortcut=None, post=None)
@@ -178,7 +215,7 @@ def create_residual_block(*, particle: ParticleSpec, cin: int, cout: int, stride
         create_particle_conv(particle=particle, cin=cin, cout=inner, stride=stride),
         nn.BatchNorm3d(inner),
         act(),
-        create_particle_conv(particle=particle, cin=inner, cout=cout),
+        create_particle_conv(particle=particle, cin=inner, cout=cout, basis=(cin, inner)),
         *_norm_se_act(cout, particle, act=False),
     )
     return ParticleBlock(branch=branch, shortcut=_projection(cin, cout, stride), post=act())
@@ -270,25 +307,59 @@ def build_network(spec: NetworkSpec, *, seed: int | None = None) -> ParticleNet:
         return _create_network(spec)
 
 
-def _create_network(spec: NetworkSpec) -> ParticleNet:
-    p = spec.particle
+def create_stem(spec: NetworkSpec) -> nn.Module:
+    """One conv, or with ``stem_mid_channels`` the (2+1)D stem of R(2+1)D, or with ``stem_depthwise_temporal`` X3D's::
+
+        C -> [kt x k x k, stride (st, s, s)] -> stem_channels -> BN -> act
+        C -> [1 x k x k, stride (1, s, s)] -> mid -> BN -> act -> [kt x 1 x 1, stride (st, 1, 1)] -> stem_channels -> BN -> act
+        C -> [1 x k x k, stride (1, s, s)] -> stem_channels -> [depthwise kt x 1 x 1, stride (st, 1, 1)] -> BN -> act
+    """
+    act = ACTIVATION_LAYERS[spec.stage_particles[0].activation]
     kt, ks = spec.stem_kernel
     st, ss = spec.stem_stride
-    stem = nn.Sequential(
-        _conv(spec.in_channels, spec.stem_channels, (kt, ks, ks), (st, ss, ss)),
+    c = spec.stem_channels
+    if spec.stem_depthwise_temporal:
+        return nn.Sequential(_conv(spec.in_channels, c, (1, ks, ks), (1, ss, ss)), _conv(c, c, (kt, 1, 1), (st, 1, 1), c), nn.BatchNorm3d(c), act())
+    if spec.stem_mid_channels == 0:
+        return nn.Sequential(_conv(spec.in_channels, spec.stem_channels, (kt, ks, ks), (st, ss, ss)), nn.BatchNorm3d(spec.stem_channels), act())
+    mid = spec.stem_mid_channels
+    return nn.Sequential(
+        _conv(spec.in_channels, mid, (1, ks, ks), (1, ss, ss)),
+        nn.BatchNorm3d(mid),
+        act(),
+        _conv(mid, spec.stem_channels, (kt, 1, 1), (st, 1, 1)),
         nn.BatchNorm3d(spec.stem_channels),
-        ACTIVATION_LAYERS[p.activation](),
+        act(),
     )
+
+
+def create_head(spec: NetworkSpec, *, in_channels: int) -> nn.Module:
+    """``[1x1x1 conv -> BN -> act] -> global pool -> [1x1x1 conv -> act] -> dropout -> linear`` (brackets: X3D's head, when set)."""
+    act = ACTIVATION_LAYERS[spec.stage_particles[-1].activation]
+    layers: list[nn.Module] = []
+    cin = in_channels
+    if spec.head_pre_channels:
+        layers += [_conv(cin, spec.head_pre_channels, (1, 1, 1), (1, 1, 1)), nn.BatchNorm3d(spec.head_pre_channels), act()]
+        cin = spec.head_pre_channels
+    layers.append(nn.AdaptiveAvgPool3d(1))
+    if spec.head_post_channels:
+        layers += [_conv(cin, spec.head_post_channels, (1, 1, 1), (1, 1, 1)), act()]
+        cin = spec.head_post_channels
+    return nn.Sequential(*layers, nn.Flatten(1), nn.Dropout(spec.dropout), nn.Linear(cin, spec.num_classes))
+
+
+def _create_network(spec: NetworkSpec) -> ParticleNet:
+    stem = create_stem(spec)
     stages = []
     cin = spec.stem_channels
-    for width, depth, t_stride, s_stride in zip(spec.widths, spec.depths, spec.temporal_strides, spec.spatial_strides):
+    for s, (width, depth, t_stride, s_stride) in enumerate(zip(spec.widths, spec.depths, spec.temporal_strides, spec.spatial_strides)):
         blocks = []
         for i in range(depth):
             stride = (t_stride, s_stride) if i == 0 else (1, 1)
-            blocks.append(build_particle(p, in_channels=cin, out_channels=width, stride=stride))
+            blocks.append(build_particle(spec.block_particle(s, i), in_channels=cin, out_channels=width, stride=stride))
             cin = width
         stages.append(nn.Sequential(*blocks))
-    head = nn.Sequential(nn.AdaptiveAvgPool3d(1), nn.Flatten(1), nn.Dropout(spec.dropout), nn.Linear(cin, spec.num_classes))
+    head = create_head(spec, in_channels=cin)
     net = ParticleNet(stem=stem, stages=nn.Sequential(*stages), head=head)
     _init_weights(net)
     return net

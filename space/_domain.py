@@ -130,21 +130,33 @@ def _check_value(name: str, value: Any) -> None:
         raise SpecError(f"space.{name}", "has a value of the wrong type", value) from None
 
 
+# space.stages: one particle shared by every stage, or one sampled per stage.
+STAGE_MODES: tuple[str, ...] = ("shared", "per_stage")
+
+
 @dataclass(frozen=True)
 class SearchSpace:
-    """Which values each ``ParticleSpec`` axis may take. Axes not listed keep the spec default."""
+    """Which values each ``ParticleSpec`` axis may take. Axes not listed keep the spec default.
+
+    With ``per_stage`` every stage of the network gets its own particle, drawn
+    from the same axes under per-stage names (``stage0.factorization``, ...).
+    """
 
     axes: tuple[Axis, ...]
+    per_stage: bool = False  # space.stages: per_stage
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> SearchSpace:
         data = {} if data is None else data
         if not isinstance(data, Mapping):
             raise SpecError("space", "must be a mapping from particle axis to values", data)
-        unknown = sorted(str(k) for k in data if k not in AXES)
+        unknown = sorted(str(k) for k in data if k not in AXES and k != "stages")
         if unknown:
-            raise SpecError(f"space.{unknown[0]}", f"is not a particle axis; axes are {list(AXES)}", data[unknown[0]])
-        space = cls(axes=tuple(_parse_axis(name, data[name]) for name in AXES if name in data))
+            raise SpecError(f"space.{unknown[0]}", f"is not a particle axis (or stages); axes are {list(AXES)}", data[unknown[0]])
+        stages = data.get("stages", "shared")
+        if stages not in STAGE_MODES:
+            raise SpecError("space.stages", f"must be one of {STAGE_MODES}", stages)
+        space = cls(axes=tuple(_parse_axis(name, data[name]) for name in AXES if name in data), per_stage=stages == "per_stage")
         space._check_combinations()
         return space
 
@@ -162,7 +174,10 @@ class SearchSpace:
                     _check_value(name, value)
 
     def to_dict(self) -> dict[str, Any]:
-        return {axis.name: axis.to_yaml() for axis in self.axes}
+        data = {axis.name: axis.to_yaml() for axis in self.axes}
+        if self.per_stage:
+            data["stages"] = "per_stage"  # written only when set, so shared spaces read as before
+        return data
 
     def axis(self, name: str) -> Axis | None:
         for axis in self.axes:
@@ -211,11 +226,24 @@ class SearchSpace:
                 values[name] = 1.0
             elif name == "shift_fraction" and factorization != "temporal_shift":
                 continue
+            elif name == "r2plus1d_mid" and factorization != "r2plus1d":
+                continue
             elif axis is not None:
                 pick(name)
         if "expansion" not in values:
             values["expansion"] = DEFAULT_EXPANSION[wiring]
         return ParticleSpec(**values)
+
+    def sample_network(self, choose: Callable[[Axis], Any], *, stages: int) -> ParticleSpec | tuple[ParticleSpec, ...]:
+        """The particle of a network of ``stages`` stages: one shared, or with ``per_stage`` one per stage.
+
+        Per-stage particles are sampled axis by axis as ``sample`` does, each axis
+        asked under a per-stage name (``stage1.temporal_kernel``), so engines see
+        distinct parameters for each stage.
+        """
+        if not self.per_stage:
+            return self.sample(choose)
+        return tuple(self.sample(lambda axis, i=i: choose(dataclasses.replace(axis, name=f"stage{i}.{axis.name}"))) for i in range(stages))
 
     def grid(self) -> Iterator[ParticleSpec]:
         """Every distinct particle of the space (ranges enumerated by their step)."""

@@ -23,12 +23,14 @@ class TemporalShift(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pieces = []
         c = 0
+        frames = x.shape[2]
         for d in range(1, self.reach + 1):
+            fill = min(d, frames)  # a clip shorter than the shift is all zeros
             ahead = x[:, c : c + self.fold, d:]  # frame t sees frame t + d
-            pieces.append(F.pad(ahead, (0, 0, 0, 0, 0, d)))
+            pieces.append(F.pad(ahead, (0, 0, 0, 0, 0, fill)))
             c += self.fold
-            behind = x[:, c : c + self.fold, : max(x.shape[2] - d, 0)]  # frame t sees frame t - d
-            pieces.append(F.pad(behind, (0, 0, 0, 0, d, 0)))
+            behind = x[:, c : c + self.fold, : frames - fill]  # frame t sees frame t - d
+            pieces.append(F.pad(behind, (0, 0, 0, 0, fill, 0)))
             c += self.fold
         pieces.append(x[:, c:])
         return torch.cat(pieces, dim=1)
@@ -50,6 +52,18 @@ class SqueezeExcite(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.gate(self.expand(self.act(self.reduce(self.pool(x)))))
+
+
+class ParallelSum(nn.Module):
+    """``spatial(x) + temporal(x)``: two branches of the same input, summed (P3D-B)."""
+
+    def __init__(self, *, spatial: nn.Module, temporal: nn.Module) -> None:
+        super().__init__()
+        self.spatial = spatial
+        self.temporal = temporal
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.spatial(x) + self.temporal(x)
 
 
 class ParticleBlock(nn.Module):

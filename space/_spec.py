@@ -8,6 +8,7 @@ may assume a spec they receive is valid.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
@@ -25,6 +26,8 @@ FACTORIZATIONS: tuple[str, ...] = (
     "csn_ir",  # interaction-reduced CSN: depthwise kt x k x k
     "spatial_only",  # 1 x k x k, no temporal mixing at all
     "temporal_shift",  # TSM: shift a fraction of channels along time, then 1 x k x k
+    "p3d_b",  # P3D-B: parallel 1 x k x k and kt x 1 x 1 branches, summed
+    "depthwise_2plus1d",  # MoViNet-style: depthwise 1 x k x k, then depthwise kt x 1 x 1
 )
 WIRINGS: tuple[str, ...] = ("plain", "residual", "bottleneck", "inverted")
 ACTIVATIONS: tuple[str, ...] = ("relu", "silu")
@@ -35,6 +38,8 @@ NO_TEMPORAL_KERNEL = frozenset({"spatial_only"})
 # Wirings with a width ratio; for the others, expansion must stay 1.
 EXPANDING_WIRINGS = frozenset({"bottleneck", "inverted"})
 DEFAULT_EXPANSION = {"plain": 1.0, "residual": 1.0, "bottleneck": 0.25, "inverted": 4.0}
+# Where r2plus1d's mid width comes from: each conv's own widths (the R(2+1)D paper), or the block's first conv (torchvision).
+R2PLUS1D_MIDS: tuple[str, ...] = ("conv", "block")
 
 
 @dataclass(frozen=True)
@@ -50,6 +55,7 @@ class ParticleSpec:
     activation: str = "relu"  # see ACTIVATIONS
     prune_ratio: float = 0.0  # fraction of inner channels removed, in [0, 0.9)
     shift_fraction: float = 0.25  # temporal_shift only: fraction of channels moved along time
+    r2plus1d_mid: str = "conv"  # r2plus1d only, see R2PLUS1D_MIDS: "block" sizes every conv's mid like the block's first (torchvision)
 
     def __post_init__(self) -> None:
         p = "ParticleSpec."
@@ -71,6 +77,9 @@ class ParticleSpec:
         _check_float(p + "squeeze_excite", self.squeeze_excite, low=0.0, high=1.0, high_open=True)
         _check_float(p + "prune_ratio", self.prune_ratio, low=0.0, high=0.9, high_open=True)
         _check_float(p + "shift_fraction", self.shift_fraction, low=0.0, high=1.0, high_open=False, low_open=True)
+        _check_choice(p + "r2plus1d_mid", self.r2plus1d_mid, R2PLUS1D_MIDS)
+        if self.r2plus1d_mid != "conv" and self.factorization != "r2plus1d":
+            raise SpecError(p + "r2plus1d_mid", "must be 'conv' unless factorization is 'r2plus1d'", self.r2plus1d_mid)
         for name in ("squeeze_excite", "prune_ratio", "shift_fraction"):
             object.__setattr__(self, name, float(getattr(self, name)))
 
@@ -80,7 +89,7 @@ class ParticleSpec:
         return self.factorization not in NO_TEMPORAL_KERNEL and self.temporal_kernel > 1
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return _drop_defaults(dataclasses.asdict(self))
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ParticleSpec:
@@ -88,6 +97,29 @@ class ParticleSpec:
 
     def replace(self, **changes: Any) -> ParticleSpec:
         return dataclasses.replace(self, **changes)
+
+
+# Fields added after the first release: written only when set, so earlier files, studies and fingerprints stay as they were.
+_OMIT_WHEN_DEFAULT = {
+    "r2plus1d_mid": "conv",
+    "stem_mid_channels": 0,
+    "stem_depthwise_temporal": False,
+    "se_every": 1,
+    "head_pre_channels": 0,
+    "head_post_channels": 0,
+}
+
+
+def _drop_defaults(data: dict[str, Any]) -> dict[str, Any]:
+    for key, default in _OMIT_WHEN_DEFAULT.items():
+        if key in data and data[key] == default:
+            del data[key]
+    return data
+
+
+@functools.lru_cache(maxsize=1024)
+def _without_se(particle: ParticleSpec) -> ParticleSpec:
+    return particle.replace(squeeze_excite=0.0)
 
 
 def _as_int_tuple(name: str, value: Any, length: int | None = None) -> tuple[int, ...]:
@@ -106,16 +138,23 @@ def _as_int_tuple(name: str, value: Any, length: int | None = None) -> tuple[int
 class NetworkSpec:
     """A proxy network: a stem, stages of repeated particles, and a linear head.
 
+    ``particle`` is one particle shared by every stage, or a tuple of one per stage.
+
     ::
 
         clip (C, T, H, W)
-          -> stem conv (stem_kernel[0] x k x k, stride (1, s, s)) -> BN -> act
+          -> stem conv (stem_kernel[0] x k x k, stride stem_stride) -> BN -> act
+             or, with stem_mid_channels > 0, the (2+1)D stem of R(2+1)D:
+             1 x k x k (stride (1, s, s)) -> stem_mid_channels -> BN -> act -> kt x 1 x 1 (stride (st, 1, 1)) -> BN -> act
+             or, with stem_depthwise_temporal, X3D's: 1 x k x k (stride (1, s, s)) -> depthwise kt x 1 x 1 (stride (st, 1, 1)) -> BN -> act
           -> stage i: depths[i] particles of width widths[i]; the first has
              stride (temporal_strides[i], spatial_strides[i], spatial_strides[i])
-          -> global average pool -> dropout -> linear(num_classes)
+             (squeeze-excite only on every se_every-th block of a stage)
+          [-> 1x1x1 conv to head_pre_channels -> BN -> act]
+          -> global average pool [-> 1x1x1 conv to head_post_channels -> act] -> dropout -> linear(num_classes)
     """
 
-    particle: ParticleSpec = field(default_factory=ParticleSpec)
+    particle: ParticleSpec | tuple[ParticleSpec, ...] = field(default_factory=ParticleSpec)  # shared, or one per stage
     widths: tuple[int, ...] = (16, 32, 64)  # output channels of each stage
     depths: tuple[int, ...] = (1, 1, 1)  # particles per stage
     temporal_strides: tuple[int, ...] = (1, 1, 1)  # temporal stride of each stage's first particle
@@ -123,6 +162,11 @@ class NetworkSpec:
     stem_channels: int = 16
     stem_kernel: tuple[int, int] = (1, 3)  # (temporal, spatial) kernel of the stem conv
     stem_stride: tuple[int, int] = (1, 2)  # (temporal, spatial) stride of the stem conv
+    stem_mid_channels: int = 0  # > 0: factorize the stem as R(2+1)D does, with this many mid channels; 0 = one conv
+    stem_depthwise_temporal: bool = False  # split the stem as X3D does: 1 x k x k conv, then a depthwise kt x 1 x 1 conv
+    se_every: int = 1  # squeeze-excite (where the particle has it) on every n-th block of a stage, from the first; X3D: 2
+    head_pre_channels: int = 0  # > 0: a 1x1x1 conv -> BN -> act to this width before the pool (X3D: 432)
+    head_post_channels: int = 0  # > 0: a 1x1x1 conv -> act to this width after the pool, before the linear (X3D: 2048)
     clip: tuple[int, int, int] = (8, 32, 32)  # input frames T, height H, width W
     in_channels: int = 3
     num_classes: int = 6
@@ -132,11 +176,18 @@ class NetworkSpec:
         p = "NetworkSpec."
         if isinstance(self.particle, Mapping):
             object.__setattr__(self, "particle", ParticleSpec.from_dict(self.particle))
-        if not isinstance(self.particle, ParticleSpec):
-            raise SpecError(p + "particle", "must be a ParticleSpec", self.particle)
+        elif isinstance(self.particle, (list, tuple)):
+            particles = tuple(ParticleSpec.from_dict(q) if isinstance(q, Mapping) else q for q in self.particle)
+            if not particles or not all(isinstance(q, ParticleSpec) for q in particles):
+                raise SpecError(p + "particle", "must be a ParticleSpec or a list of one per stage", self.particle)
+            object.__setattr__(self, "particle", particles)
+        elif not isinstance(self.particle, ParticleSpec):
+            raise SpecError(p + "particle", "must be a ParticleSpec or a list of one per stage", self.particle)
         for name in ("widths", "depths", "temporal_strides", "spatial_strides"):
             object.__setattr__(self, name, _as_int_tuple(p + name, getattr(self, name)))
         stages = len(self.widths)
+        if isinstance(self.particle, tuple) and len(self.particle) != stages:
+            raise SpecError(p + "particle", f"must have one particle per stage ({stages}, as widths) when it is a list", len(self.particle))
         if not 1 <= stages <= 8:
             raise SpecError(p + "widths", "must list 1 to 8 stages", list(self.widths))
         for name in ("depths", "temporal_strides", "spatial_strides"):
@@ -159,6 +210,14 @@ class NetworkSpec:
         for i, n in enumerate(self.clip):
             _check_int(f"{p}clip[{i}]", n, low=1, high=4096)
         _check_int(p + "stem_channels", self.stem_channels, low=1, high=8192)
+        _check_int(p + "stem_mid_channels", self.stem_mid_channels, low=0, high=8192)
+        if not isinstance(self.stem_depthwise_temporal, bool):
+            raise SpecError(p + "stem_depthwise_temporal", "must be true or false", self.stem_depthwise_temporal)
+        if self.stem_depthwise_temporal and self.stem_mid_channels:
+            raise SpecError(p + "stem_mid_channels", "must be 0 when stem_depthwise_temporal is set (the stems are alternatives)", self.stem_mid_channels)
+        _check_int(p + "se_every", self.se_every, low=1, high=64)
+        _check_int(p + "head_pre_channels", self.head_pre_channels, low=0, high=8192)
+        _check_int(p + "head_post_channels", self.head_post_channels, low=0, high=8192)
         _check_int(p + "in_channels", self.in_channels, low=1, high=64)
         _check_int(p + "num_classes", self.num_classes, low=2, high=100_000)
         _check_float(p + "dropout", self.dropout, low=0.0, high=1.0, high_open=True)
@@ -171,13 +230,30 @@ class NetworkSpec:
         if min(height, width) < s_total:
             raise SpecError(p + "clip", f"must be at least as high and wide as the total spatial stride ({s_total})", list(self.clip))
 
+    def block_particle(self, stage: int, block: int) -> ParticleSpec:
+        """The particle of block ``block`` of stage ``stage``: without squeeze-excite off the se_every rhythm."""
+        particle = self.stage_particles[stage]
+        if block % self.se_every and particle.squeeze_excite > 0:
+            return _without_se(particle)
+        return particle
+
+    @property
+    def stage_particles(self) -> tuple[ParticleSpec, ...]:
+        """The particle of each stage (the shared one repeated, or the per-stage ones)."""
+        if isinstance(self.particle, ParticleSpec):
+            return (self.particle,) * len(self.widths)
+        return self.particle
+
     @property
     def input_shape(self) -> tuple[int, int, int, int]:
         """(C, T, H, W) of one clip."""
         return (self.in_channels, *self.clip)
 
     def to_dict(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
+        data = _drop_defaults(dataclasses.asdict(self))
+        particles = data["particle"] if isinstance(data["particle"], tuple) else (data["particle"],)
+        for particle in particles:
+            _drop_defaults(particle)
         for key, value in data.items():
             if isinstance(value, tuple):
                 data[key] = list(value)
@@ -199,3 +275,18 @@ def _from_mapping(cls: type, data: Any, label: str) -> Any:
     if unknown:
         raise SpecError(f"{label}.{unknown[0]}", f"is not a field; known fields are {sorted(names)}", data[unknown[0]])
     return cls(**dict(data))
+
+
+def particle_to_record(particle: ParticleSpec | tuple[ParticleSpec, ...]) -> dict[str, Any] | list[dict[str, Any]]:
+    """A shared particle as its mapping, per-stage particles as a list of them (JSON / YAML-able)."""
+    if isinstance(particle, ParticleSpec):
+        return particle.to_dict()
+    return [p.to_dict() for p in particle]
+
+
+def particle_from_record(data: Any) -> ParticleSpec | tuple[ParticleSpec, ...]:
+    """The inverse of ``particle_to_record``: a mapping gives a ParticleSpec, a list a tuple of them."""
+    if isinstance(data, (list, tuple)) and data and all(isinstance(item, Mapping) for item in data):
+        return tuple(ParticleSpec.from_dict(item) for item in data)
+    return ParticleSpec.from_dict(data)  # anything else but a mapping is refused there
+

@@ -144,3 +144,32 @@ def test_resume_with_a_different_config_is_refused(tmp_path):
     _run(tmp_path, FakeEvaluator(), 2, fingerprint={"space": 1})
     with pytest.raises(ValueError, match=r"made from a different config \(changed: space\)"):
         _run(tmp_path, FakeEvaluator(), 3, fingerprint={"space": 2})
+
+
+def test_budget_prunes_candidates_before_they_are_built(tmp_path):
+    from particle_nas.space import cost
+
+    costs = sorted({cost(NETWORK.replace(particle=p)).flops for p in SPACE.grid()})
+    limit = costs[len(costs) // 2]
+    evaluator = FakeEvaluator()
+    summary = run_search(
+        run_dir=tmp_path / "run", name="run", space=SPACE, network=NETWORK, evaluator=evaluator,
+        settings=SearchSettings(trials=12, sampler="random", max_flops=limit), seed=0,
+        fingerprint={"seed": 0}, config={"seed": 0}, progress=False,
+    )  # fmt: skip
+    study = _load(tmp_path)
+    pruned = [t for t in study.trials if t.state == TrialState.PRUNED]
+    complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    assert summary.finished == 12 and pruned and complete
+    assert evaluator.calls == sum("duplicate_of" not in t.user_attrs for t in complete)  # refused ones never reach it
+    for t in pruned:
+        assert t.user_attrs["flops"] > limit and t.user_attrs["fail_reason"].startswith("over budget: flops ")
+    for t in complete:
+        assert cost(NETWORK.replace(particle=SPACE.sample(lambda a, t=t: t.params[a.name]))).flops <= limit
+
+
+def test_budget_settings_validate():
+    with pytest.raises(ValueError, match=r"search.max_params must be > 0.0, but got 0."):
+        SearchSettings(max_params=0)
+    assert SearchSettings(max_flops=10).over_budget(flops=11, params=0) == "over budget: flops 11 > search.max_flops 10"
+    assert SearchSettings(max_flops=10).over_budget(flops=10, params=10**9) is None

@@ -1,0 +1,256 @@
+"""The analytic cost model: parameters and multiply-adds of a spec's network, without building it.
+
+Pure integer arithmetic over the spec, layer for layer as ``_build`` lays the
+network out, sharing its width rules (``inner_width``, ``r2plus1d_mid_width``,
+``se_width``, ``channel_groups``). It counts what fvcore counts on the built
+network (see ``particle_nas.evaluators.count_cost``):
+
+- params: every trainable tensor: conv weights (no bias), batch-norm scale and
+  shift, squeeze-excite convs with their biases, the linear head with its bias;
+- FLOPs: multiply-adds of conv and linear layers for one clip: a conv costs
+  ``weights x output positions``, the head ``in x out``. Batch norm,
+  activations, pooling, additions and temporal shifts are free.
+
+Each factorization and wiring has a cost function in a registry next to the
+builder registry; ``tests/space/test_analytic_cost.py`` checks every one against fvcore.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Callable
+
+from ._build import channel_groups, inner_width, r2plus1d_mid_width, se_width
+from ._errors import SpecError
+from ._spec import NetworkSpec, ParticleSpec
+
+
+@dataclass(frozen=True)
+class Cost:
+    """What one clip costs: trainable parameters and conv + linear multiply-adds."""
+
+    params: int  # number of trainable parameters
+    flops: int  # multiply-adds of conv and linear layers, batch 1
+
+    def __post_init__(self) -> None:
+        for name in ("params", "flops"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise SpecError(f"Cost.{name}", "must be an integer >= 0", value)
+
+    @property
+    def mflops(self) -> float:
+        """Multiply-adds in millions."""
+        return self.flops / 1e6
+
+    @property
+    def gflops(self) -> float:
+        """Multiply-adds in billions."""
+        return self.flops / 1e9
+
+
+class _Tally:
+    """Running params and FLOPs, and the (T, H, W) of the activation flowing through."""
+
+    __slots__ = ("params", "flops", "t", "h", "w")
+
+    def __init__(self, t: int, h: int, w: int) -> None:
+        self.params = 0
+        self.flops = 0
+        self.t, self.h, self.w = t, h, w
+
+    def conv(self, cin: int, cout: int, kt: int, k: int, st: int, ss: int, groups: int = 1, *, move: bool = True) -> None:
+        """A bias-free ``kt x k x k`` conv padded by ``kernel // 2``, strided ``(st, ss, ss)``."""
+        t, h, w = (self.t - 1) // st + 1, (self.h - 1) // ss + 1, (self.w - 1) // ss + 1
+        weights = cout * (cin // groups) * kt * k * k
+        self.params += weights
+        self.flops += weights * t * h * w
+        if move:
+            self.t, self.h, self.w = t, h, w
+
+    def norm(self, channels: int) -> None:
+        self.params += 2 * channels
+
+    def squeeze_excite(self, channels: int, ratio: float) -> None:
+        """Two 1x1x1 convs with bias on the pooled (1, 1, 1) activation."""
+        squeezed = se_width(channels, ratio=ratio)
+        self.params += 2 * channels * squeezed + squeezed + channels
+        self.flops += 2 * channels * squeezed
+
+
+# ---------------------------------------------------------------- factorized convs
+# Each mirrors the builder of the same name in ``_build.FACTORIZATION_BUILDERS``.
+ConvCost = Callable[..., None]
+
+
+def _full_cost(tally: _Tally, *, cin: int, cout: int, kt: int, k: int, stride: tuple[int, int], depthwise: bool, particle: ParticleSpec, basis: tuple[int, int]) -> None:
+    tally.conv(cin, cout, kt, k, stride[0], stride[1], channel_groups(cin, cout) if depthwise else 1)
+
+
+def _r2plus1d_cost(tally: _Tally, *, cin: int, cout: int, kt: int, k: int, stride: tuple[int, int], depthwise: bool, particle: ParticleSpec, basis: tuple[int, int]) -> None:
+    if depthwise:
+        mid, g1, g2 = cin, cin, channel_groups(cin, cout)
+    else:
+        mid_in, mid_out = basis if particle.r2plus1d_mid == "block" else (cin, cout)
+        mid, g1, g2 = r2plus1d_mid_width(mid_in, mid_out, temporal_kernel=kt, spatial_kernel=k), 1, 1
+    tally.conv(cin, mid, 1, k, 1, stride[1], g1)
+    tally.norm(mid)
+    tally.conv(mid, cout, kt, 1, stride[0], 1, g2)
+
+
+def _csn_ip_cost(tally: _Tally, *, cin: int, cout: int, kt: int, k: int, stride: tuple[int, int], depthwise: bool, particle: ParticleSpec, basis: tuple[int, int]) -> None:
+    tally.conv(cin, cout, 1, 1, 1, 1)
+    tally.conv(cout, cout, kt, k, stride[0], stride[1], cout)
+
+
+def _csn_ir_cost(tally: _Tally, *, cin: int, cout: int, kt: int, k: int, stride: tuple[int, int], depthwise: bool, particle: ParticleSpec, basis: tuple[int, int]) -> None:
+    tally.conv(cin, cout, kt, k, stride[0], stride[1], channel_groups(cin, cout))
+
+
+def _spatial_only_cost(tally: _Tally, *, cin: int, cout: int, kt: int, k: int, stride: tuple[int, int], depthwise: bool, particle: ParticleSpec, basis: tuple[int, int]) -> None:
+    tally.conv(cin, cout, 1, k, stride[0], stride[1], channel_groups(cin, cout) if depthwise else 1)
+
+
+def _p3d_b_cost(tally: _Tally, *, cin: int, cout: int, kt: int, k: int, stride: tuple[int, int], depthwise: bool, particle: ParticleSpec, basis: tuple[int, int]) -> None:
+    groups = channel_groups(cin, cout) if depthwise else 1
+    tally.conv(cin, cout, kt, 1, stride[0], stride[1], groups, move=False)
+    tally.conv(cin, cout, 1, k, stride[0], stride[1], groups)
+
+
+def _depthwise_2plus1d_cost(tally: _Tally, *, cin: int, cout: int, kt: int, k: int, stride: tuple[int, int], depthwise: bool, particle: ParticleSpec, basis: tuple[int, int]) -> None:
+    tally.conv(cin, cin, 1, k, 1, stride[1], cin)
+    tally.norm(cin)
+    tally.conv(cin, cout, kt, 1, stride[0], 1, channel_groups(cin, cout))
+
+
+FACTORIZATION_COSTS: dict[str, ConvCost] = {
+    "full": _full_cost,
+    "r2plus1d": _r2plus1d_cost,
+    "csn_ip": _csn_ip_cost,
+    "csn_ir": _csn_ir_cost,
+    "spatial_only": _spatial_only_cost,
+    "temporal_shift": _spatial_only_cost,  # the shift itself is free
+    "p3d_b": _p3d_b_cost,
+    "depthwise_2plus1d": _depthwise_2plus1d_cost,
+}
+
+
+def _particle_conv(
+    tally: _Tally, particle: ParticleSpec, cin: int, cout: int, stride: tuple[int, int] = (1, 1), depthwise: bool = False, basis: tuple[int, int] | None = None
+) -> None:
+    FACTORIZATION_COSTS[particle.factorization](
+        tally, cin=cin, cout=cout, kt=particle.temporal_kernel, k=particle.spatial_kernel, stride=stride, depthwise=depthwise, particle=particle,
+        basis=(cin, cout) if basis is None else basis,
+    )  # fmt: skip
+
+
+# ---------------------------------------------------------------- wirings
+def _projection(tally: _Tally, cin: int, cout: int, stride: tuple[int, int]) -> None:
+    """The shortcut's 1x1x1 conv + BN; called after the branch, whose output size it shares."""
+    if cin == cout and stride == (1, 1):
+        return
+    weights = cout * cin
+    tally.params += weights + 2 * cout
+    tally.flops += weights * tally.t * tally.h * tally.w  # same output size as the branch
+
+
+def _plain_cost(tally: _Tally, *, particle: ParticleSpec, cin: int, cout: int, stride: tuple[int, int]) -> None:
+    inner = inner_width(cout, expansion=particle.expansion, prune_ratio=particle.prune_ratio)
+    _particle_conv(tally, particle, cin, inner, stride)
+    tally.norm(inner)
+    _particle_conv(tally, particle, inner, cout, basis=(cin, inner))
+    tally.norm(cout)
+    if particle.squeeze_excite > 0:
+        tally.squeeze_excite(cout, particle.squeeze_excite)
+
+
+def _residual_cost(tally: _Tally, *, particle: ParticleSpec, cin: int, cout: int, stride: tuple[int, int]) -> None:
+    _plain_cost(tally, particle=particle, cin=cin, cout=cout, stride=stride)
+    _projection(tally, cin, cout, stride)
+
+
+def _bottleneck_cost(tally: _Tally, *, particle: ParticleSpec, cin: int, cout: int, stride: tuple[int, int]) -> None:
+    inner = inner_width(cout, expansion=particle.expansion, prune_ratio=particle.prune_ratio)
+    tally.conv(cin, inner, 1, 1, 1, 1)
+    tally.norm(inner)
+    _particle_conv(tally, particle, inner, inner, stride)
+    tally.norm(inner)
+    if particle.squeeze_excite > 0:
+        tally.squeeze_excite(inner, particle.squeeze_excite)
+    tally.conv(inner, cout, 1, 1, 1, 1)
+    tally.norm(cout)
+    _projection(tally, cin, cout, stride)
+
+
+def _inverted_cost(tally: _Tally, *, particle: ParticleSpec, cin: int, cout: int, stride: tuple[int, int]) -> None:
+    inner = inner_width(cin, expansion=particle.expansion, prune_ratio=particle.prune_ratio)
+    tally.conv(cin, inner, 1, 1, 1, 1)
+    tally.norm(inner)
+    _particle_conv(tally, particle, inner, inner, stride, depthwise=True)
+    tally.norm(inner)
+    if particle.squeeze_excite > 0:
+        tally.squeeze_excite(inner, particle.squeeze_excite)
+    tally.conv(inner, cout, 1, 1, 1, 1)
+    tally.norm(cout)
+
+
+WIRING_COSTS: dict[str, Callable[..., None]] = {
+    "plain": _plain_cost,
+    "residual": _residual_cost,
+    "bottleneck": _bottleneck_cost,
+    "inverted": _inverted_cost,
+}
+
+
+# ---------------------------------------------------------------- network
+def _clip_of(spec: NetworkSpec, input_shape: Sequence[int] | None) -> tuple[int, int, int, int]:
+    if input_shape is None:
+        return spec.input_shape
+    shape = tuple(input_shape) if isinstance(input_shape, Sequence) and not isinstance(input_shape, str) else ()
+    if len(shape) == 3:
+        shape = (spec.in_channels, *shape)
+    if len(shape) != 4 or any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in shape):
+        raise SpecError("cost.input_shape", "must be (T, H, W) or (C, T, H, W) positive integers of one clip", input_shape)
+    return shape  # type: ignore[return-value]
+
+
+def cost(spec: NetworkSpec, input_shape: Sequence[int] | None = None) -> Cost:
+    """Params and conv + linear multiply-adds of ``build_network(spec)`` on one clip, from the spec alone.
+
+    ``input_shape`` is (T, H, W) or (C, T, H, W); by default ``spec.input_shape``.
+    Equal to fvcore's count on the built network (``evaluators.count_cost``).
+    """
+    if not isinstance(spec, NetworkSpec):
+        raise TypeError(f"cost expects a NetworkSpec, but got {type(spec).__name__}.")
+    channels, frames, height, width = _clip_of(spec, input_shape)
+    tally = _Tally(frames, height, width)
+    kt, ks = spec.stem_kernel
+    st, ss = spec.stem_stride
+    if spec.stem_depthwise_temporal:
+        tally.conv(channels, spec.stem_channels, 1, ks, 1, ss)
+        tally.conv(spec.stem_channels, spec.stem_channels, kt, 1, st, 1, spec.stem_channels)
+    elif spec.stem_mid_channels:
+        tally.conv(channels, spec.stem_mid_channels, 1, ks, 1, ss)
+        tally.norm(spec.stem_mid_channels)
+        tally.conv(spec.stem_mid_channels, spec.stem_channels, kt, 1, st, 1)
+    else:
+        tally.conv(channels, spec.stem_channels, kt, ks, st, ss)
+    tally.norm(spec.stem_channels)
+    cin = spec.stem_channels
+    for s, (width_out, depth, t_stride, s_stride) in enumerate(zip(spec.widths, spec.depths, spec.temporal_strides, spec.spatial_strides)):
+        for i in range(depth):
+            particle = spec.block_particle(s, i)
+            WIRING_COSTS[particle.wiring](tally, particle=particle, cin=cin, cout=width_out, stride=(t_stride, s_stride) if i == 0 else (1, 1))
+            cin = width_out
+    if spec.head_pre_channels:
+        tally.conv(cin, spec.head_pre_channels, 1, 1, 1, 1)
+        tally.norm(spec.head_pre_channels)
+        cin = spec.head_pre_channels
+    if spec.head_post_channels:  # on the pooled (1, 1, 1) activation
+        tally.params += cin * spec.head_post_channels
+        tally.flops += cin * spec.head_post_channels
+        cin = spec.head_post_channels
+    tally.params += cin * spec.num_classes + spec.num_classes
+    tally.flops += cin * spec.num_classes
+    return Cost(params=tally.params, flops=tally.flops)

@@ -1,0 +1,27 @@
+from __future__ import annotations
+
+import yaml
+
+from particle_nas.cli import main
+from particle_nas.space import NetworkSpec, presets
+
+
+def test_presets_table_lists_published_and_counted(capsys) -> None:
+    assert main(["presets"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    rows = {line.split()[0]: line.split() for line in lines[1:] if line.split() and line.split()[0] in presets.names()}
+    assert set(rows) == set(presets.names())
+    r3d = rows["r3d_18"]
+    assert r3d[1] == "3x16x112x112" and r3d[2] == r3d[3] == "33,371,472" and r3d[4] == "40.700" and r3d[5] == "40.697"
+
+
+def test_presets_show_prints_a_loadable_spec(capsys) -> None:
+    assert main(["presets", "--show", "mc3_18"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("# mc3_18: 11,695,440 params") and "torchvision" in out.splitlines()[0]
+    assert NetworkSpec.from_dict(yaml.safe_load(out)["network"]) == presets.get("mc3_18")
+
+
+def test_unknown_preset_is_one_line(capsys) -> None:
+    assert main(["presets", "--show", "c3d"]) == 2
+    assert capsys.readouterr().err == "particle-nas: error: preset must be one of " + str(list(presets.names())) + ", but got 'c3d'.\n"

@@ -1,0 +1,142 @@
+"""The analytic cost model equals fvcore's count on the built network, for any spec."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from particle_nas.evaluators import count_cost
+from particle_nas.space import (
+    ACTIVATIONS,
+    FACTORIZATION_BUILDERS,
+    FACTORIZATION_COSTS,
+    FACTORIZATIONS,
+    KERNELS,
+    WIRING_BUILDERS,
+    WIRING_COSTS,
+    WIRINGS,
+    Cost,
+    NetworkSpec,
+    ParticleSpec,
+    SpecError,
+    build_network,
+    cost,
+)
+from particle_nas.space._spec import DEFAULT_EXPANSION, EXPANDING_WIRINGS
+
+
+@st.composite
+def particles(draw: st.DrawFn, wiring: str) -> ParticleSpec:
+    factorization = draw(st.sampled_from(FACTORIZATIONS))
+    if factorization == "spatial_only":
+        kt = 1
+    elif factorization == "temporal_shift":
+        kt = draw(st.sampled_from([k for k in KERNELS if k >= 3]))
+    else:
+        kt = draw(st.sampled_from(KERNELS))
+    expansion = draw(st.sampled_from([0.25, 0.5, 1.0, 1.5, 2.0, 4.0, DEFAULT_EXPANSION[wiring]])) if wiring in EXPANDING_WIRINGS else 1.0
+    mid = draw(st.sampled_from(["conv", "block"])) if factorization == "r2plus1d" else "conv"
+    return ParticleSpec(
+        r2plus1d_mid=mid,
+        factorization=factorization,
+        wiring=wiring,
+        temporal_kernel=kt,
+        spatial_kernel=draw(st.sampled_from(KERNELS)),
+        expansion=expansion,
+        squeeze_excite=draw(st.sampled_from([0.0, 0.0, 0.0625, 0.25, 0.5])),
+        activation=draw(st.sampled_from(ACTIVATIONS)),
+        prune_ratio=draw(st.sampled_from([0.0, 0.0, 0.1, 0.25, 0.5, 0.75, 0.85])),
+        shift_fraction=draw(st.sampled_from([0.125, 0.25, 0.5, 1.0])),
+    )
+
+
+@st.composite
+def networks(draw: st.DrawFn, wiring: str) -> NetworkSpec:
+    stages = draw(st.integers(1, 3))
+    stage_ints = lambda low, high: st.lists(st.integers(low, high), min_size=stages, max_size=stages)  # noqa: E731
+    t_strides, s_strides = draw(stage_ints(1, 2)), draw(stage_ints(1, 3))
+    stem_stride = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    t_min = stem_stride[0] * math.prod(t_strides)
+    s_min = stem_stride[1] * math.prod(s_strides)
+    shared = draw(st.booleans())
+    particle = draw(particles(wiring)) if shared else tuple(draw(particles(wiring)) for _ in range(stages))
+    return NetworkSpec(
+        particle=particle,
+        **draw(st.sampled_from([{}, {}, {"stem_mid_channels": 5}, {"stem_mid_channels": 1}, {"stem_depthwise_temporal": True}])),
+        se_every=draw(st.sampled_from([1, 1, 2, 3])),
+        head_pre_channels=draw(st.sampled_from([0, 0, 7])),
+        head_post_channels=draw(st.sampled_from([0, 0, 9])),
+        widths=tuple(draw(stage_ints(1, 20))),
+        depths=tuple(draw(stage_ints(1, 2))),
+        temporal_strides=tuple(t_strides),
+        spatial_strides=tuple(s_strides),
+        stem_channels=draw(st.integers(1, 16)),
+        stem_kernel=(draw(st.sampled_from(KERNELS)), draw(st.sampled_from(KERNELS))),
+        stem_stride=stem_stride,
+        clip=(draw(st.integers(t_min, t_min + 5)), draw(st.integers(s_min, s_min + 9)), draw(st.integers(s_min, s_min + 9))),
+        in_channels=draw(st.integers(1, 4)),
+        num_classes=draw(st.integers(2, 10)),
+    )
+
+
+# 4 wirings x 50 examples = 200 random specs, split so that each test stays well under a minute.
+@pytest.mark.slow
+@pytest.mark.parametrize("wiring", WIRINGS)
+@settings(max_examples=50, deadline=None, derandomize=True)
+@given(data=st.data())
+def test_analytic_cost_equals_fvcore(wiring: str, data: st.DataObject) -> None:
+    spec = data.draw(networks(wiring))
+    assert cost(spec) == count_cost(build_network(spec, seed=0), input_shape=spec.input_shape)
+
+
+@pytest.mark.parametrize("factorization", FACTORIZATIONS)
+@pytest.mark.parametrize("wiring", WIRINGS)
+def test_every_factorization_and_wiring_is_costed(factorization: str, wiring: str) -> None:
+    kt = 1 if factorization == "spatial_only" else 3
+    particle = ParticleSpec(factorization=factorization, wiring=wiring, temporal_kernel=kt, squeeze_excite=0.25, prune_ratio=0.25)
+    spec = NetworkSpec(particle=particle, widths=(8, 12), depths=(1, 2), temporal_strides=(1, 2), spatial_strides=(1, 2), clip=(5, 15, 15))
+    assert cost(spec) == count_cost(build_network(spec), input_shape=spec.input_shape)
+
+
+def test_registries_cover_the_builders() -> None:
+    assert set(FACTORIZATION_COSTS) == set(FACTORIZATION_BUILDERS) == set(FACTORIZATIONS)
+    assert set(WIRING_COSTS) == set(WIRING_BUILDERS) == set(WIRINGS)
+
+
+def test_cost_at_another_input_size() -> None:
+    spec = NetworkSpec()
+    bigger = spec.replace(clip=(16, 64, 64))
+    assert cost(spec, (16, 64, 64)) == cost(spec, (3, 16, 64, 64)) == cost(bigger)
+    assert cost(spec, (16, 64, 64)) == count_cost(build_network(spec), input_shape=(3, 16, 64, 64))
+    assert cost(spec) == cost(spec, spec.input_shape)
+    assert cost(spec).params == cost(bigger).params and cost(spec).flops < cost(bigger).flops
+
+
+def test_hand_computed_cost() -> None:
+    """A single-stage plain full-conv network, by hand."""
+    spec = NetworkSpec(
+        particle=ParticleSpec(factorization="full", wiring="plain"), widths=(4,), depths=(1,), temporal_strides=(1,), spatial_strides=(2,),
+        stem_channels=2, stem_kernel=(1, 3), stem_stride=(1, 1), clip=(2, 4, 4), in_channels=1, num_classes=3,
+    )  # fmt: skip
+    stem = 2 * 1 * 9  # weights; output 2 x 4 x 4
+    conv1 = 4 * 2 * 27  # stride 2 -> output 2 x 2 x 2
+    conv2 = 4 * 4 * 27
+    head = 4 * 3
+    assert cost(spec) == Cost(
+        params=stem + 2 * 2 + conv1 + 2 * 4 + conv2 + 2 * 4 + head + 3,
+        flops=stem * 32 + conv1 * 8 + conv2 * 8 + head,
+    )
+
+
+@pytest.mark.parametrize("shape", [(3, 8), (3, 0, 8, 8), (8, 8.0, 8), "388"])
+def test_cost_rejects_bad_input_shape(shape: object) -> None:
+    with pytest.raises(SpecError, match=r"cost.input_shape must be \(T, H, W\) or \(C, T, H, W\)"):
+        cost(NetworkSpec(), shape)  # type: ignore[arg-type]
+
+
+def test_cost_rejects_non_spec() -> None:
+    with pytest.raises(TypeError, match="cost expects a NetworkSpec"):
+        cost(ParticleSpec())  # type: ignore[arg-type]
