@@ -29,7 +29,7 @@ from ._dashboard import (
 )
 from ._files import atomic_write
 from ._pareto import pareto_front
-from ._plots import AXIS_TITLES, LOG_AXES, _plotly, human, pareto_figure
+from ._plots import AXIS_TITLES, _plotly, human, pareto_figure
 
 if TYPE_CHECKING:
     import optuna

@@ -160,6 +160,7 @@ def open_study(
     if stored is None:
         study.set_user_attr("fingerprint", fingerprint)
         study.set_user_attr("objectives", settings.objective_records())
+        study.set_metric_names(list(settings.objectives))  # optuna-dashboard labels the objectives with these
         study.set_user_attr("seed", seed)
         study.set_user_attr("config", json.loads(json.dumps(config)))
     elif stored != fingerprint:

@@ -27,7 +27,6 @@ import math
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-import optuna
 from optuna.trial import TrialState
 
 from particle_nas.evaluators import count_cost
@@ -35,7 +34,7 @@ from particle_nas.space import NetworkSpec, ParticleSpec, SearchSpace, build_net
 
 from ._optuna import SearchSummary, summarize, _fail_stale_trials, _is_finished, open_study
 from ._settings import SearchSettings
-from ._storage import open_storage, resolve_storage, run_lock, worker_id
+from ._storage import resolve_storage, run_lock, worker_id
 from ._trial import Evaluator, fail_reason, objective_values, score_particle
 
 AXES: tuple[str, ...] = ("temporal_kernel", "width", "depth", "clip_length", "resolution")

@@ -27,9 +27,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import optuna
-from optuna.trial import TrialState
 
-from particle_nas.space import NetworkSpec, ParticleSpec, SearchSpace, particle_from_record, particle_to_record
+from particle_nas.space import NetworkSpec, SearchSpace, particle_from_record, particle_to_record
 
 from ._optuna import SearchSummary, summarize, _fail_stale_trials, _is_finished, _known_particles, make_sampler, open_study, suggest
 from ._settings import OBJECTIVES, SearchSettings

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import optuna
@@ -71,7 +69,7 @@ def test_cost_and_export(tiny_run):
     assert done.returncode == 0, done.stderr
     assert "params:" in done.stdout and "FLOPs:" in done.stdout
     for rule in ("knee", "max-accuracy", "min-flops", "flops<=1e12"):
-        done = run_cli("export", "runs/tiny", "--pick", rule, "-o", f"pick.yaml", cwd=root)
+        done = run_cli("export", "runs/tiny", "--pick", rule, "-o", "pick.yaml", cwd=root)
         assert done.returncode == 0, done.stderr
         assert load_particle(root / "pick.yaml")
 

@@ -4,7 +4,6 @@ import logging
 import warnings
 
 import pytest
-import torch
 from torch import nn
 
 from particle_nas.evaluators import Cost, count_cost, count_parameters, network_cost
