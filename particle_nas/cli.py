@@ -46,7 +46,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     _quiet_libraries()
     run_dir = config.run_dir
     print(f"particle-nas: search {config.name!r}: {config.search.trials} trials, sampler {config.search.sampler}, seed {config.seed} -> {run_dir}/", file=sys.stderr)
-    evaluator = ProxyEvaluator(data=config.data, train=config.train, cache_dir=run_dir)
+    evaluator = ProxyEvaluator(data=config.data, train=config.train, cache_dir=run_dir, evaluators=config.evaluators)
     summary = run_search(
         run_dir=run_dir,
         name=config.name,

@@ -15,16 +15,16 @@ from typing import Any, Mapping
 
 import yaml
 
-from particle_nas.evaluators import SyntheticConfig, TrainConfig
+from particle_nas.evaluators import EvaluatorSettings, SyntheticConfig, TrainConfig
 from particle_nas.search import SearchSettings
 from particle_nas.space import NetworkSpec, SearchSpace, SpecError
 
-SECTIONS: tuple[str, ...] = ("name", "seed", "output_dir", "search", "space", "network", "data", "train")
+SECTIONS: tuple[str, ...] = ("name", "seed", "output_dir", "search", "space", "network", "data", "train", "evaluators")
 # Network fields that follow from the data, and so may not be set under network:.
 _DERIVED_NETWORK_FIELDS = {"clip": "data.clip", "num_classes": "data.num_classes", "in_channels": "data.channels", "particle": "space"}
 # Search fields that may change when a run is resumed.
 RESUMABLE_CHANGES: tuple[str, ...] = ("trials", "timeout", "export")
-_PREFIXES = {"NetworkSpec.": "network.", "TrainConfig.": "train.", "SyntheticConfig.": "data.", "ParticleSpec.": "space."}
+_PREFIXES = {"NetworkSpec.": "network.", "TrainConfig.": "train.", "SyntheticConfig.": "data.", "ParticleSpec.": "space.", "EvaluatorSettings.": "evaluators."}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
@@ -46,6 +46,7 @@ class RunConfig:
     train: TrainConfig
     raw: dict  # the document as read (with command-line overrides applied)
     source: str = "<config>"
+    evaluators: EvaluatorSettings = dataclasses.field(default_factory=EvaluatorSettings)  # which scores each trial gets
 
     @property
     def run_dir(self) -> Path:
@@ -60,6 +61,7 @@ class RunConfig:
             "network": self.network.to_dict(),
             "data": _to_plain(self.data),
             "train": _to_plain(self.train),
+            **({"evaluators": _to_plain(self.evaluators)} if self.evaluators != EvaluatorSettings() else {}),
         }
 
 
@@ -168,6 +170,14 @@ def _parse(raw: Any, *, source: str, overrides: Mapping[str, Any]) -> RunConfig:
             raise SpecError(f"network.{key}", f"is set by {owner}, not under network", network_values[key])
     network_values.update(clip=tuple(data.clip), num_classes=data.num_classes, in_channels=data.channels)
     network = _build(NetworkSpec, network_values, "network")
+    evaluators = _build(EvaluatorSettings, _section(raw, "evaluators"), "evaluators")
+    outputs = evaluators.outputs
+    for i, name in enumerate(search.objectives):
+        if name not in outputs:
+            raise SpecError(f"search.objectives[{i}]", f"is not reported by the enabled evaluators (they report {list(outputs)}; enable it under evaluators:)", name)
+    for i, constraint in enumerate(search.parsed_constraints):
+        if constraint.name not in outputs:
+            raise SpecError(f"search.constraints[{i}]", f"is on a number the enabled evaluators do not report (they report {list(outputs)})", search.constraints[i])
     return RunConfig(
         name=name,
         output_dir=Path(output_dir),
@@ -179,4 +189,5 @@ def _parse(raw: Any, *, source: str, overrides: Mapping[str, Any]) -> RunConfig:
         train=train,
         raw=raw,
         source=source,
+        evaluators=evaluators,
     )

@@ -6,7 +6,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import optuna
 from optuna.trial import TrialState
@@ -37,11 +37,24 @@ def storage_url(run_dir: Path) -> str:
     return f"sqlite:///{(Path(run_dir) / 'study.db').resolve()}"
 
 
+def constraints_func(count: int) -> Callable[[optuna.trial.FrozenTrial], list[float]]:
+    """Optuna's constraints_func: the ``count`` violations the objective stored on the trial (<= 0 is feasible)."""
+
+    def values(trial: optuna.trial.FrozenTrial) -> list[float]:
+        stored = trial.user_attrs.get("constraints")
+        if stored is None:  # stopped before it was measured: count it as infeasible
+            return [1.0] * count
+        return [float(v) for v in stored]
+
+    return values
+
+
 def make_sampler(settings: SearchSettings, *, seed: int) -> optuna.samplers.BaseSampler:
+    constraints = constraints_func(len(settings.constraints)) if settings.constraints else None
     if settings.sampler == "nsga2":
-        return optuna.samplers.NSGAIISampler(population_size=settings.population, seed=seed)
+        return optuna.samplers.NSGAIISampler(population_size=settings.population, seed=seed, constraints_func=constraints)
     if settings.sampler == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=max(4, settings.population))
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=max(4, settings.population), constraints_func=constraints)
     return optuna.samplers.RandomSampler(seed=seed)
 
 
@@ -142,6 +155,7 @@ def run_search(
         if source is not None:
             record = {k: v for k, v in source.user_attrs.items() if k not in DESCRIPTIVE_ATTRS}
             values = objective_values(record, settings.objectives)
+            violations = settings.constraint_values(record)
             trial.set_user_attr("duplicate_of", source.number)
             counts["reused"] += 1
         else:
@@ -154,11 +168,15 @@ def run_search(
             try:
                 _, record = score_particle(particle, network=network, evaluator=evaluator, seed=seed, on_epoch=on_epoch)
                 values = objective_values(record, settings.objectives)
+                violations = settings.constraint_values(record)
             except BaseException as err:  # recorded on the trial; Optuna fails it and the search goes on
                 trial.set_user_attr("fail_reason", fail_reason(err))
                 raise
         for key, value in record.items():
             trial.set_user_attr(key, value)
+        if settings.constraints:
+            trial.set_user_attr("constraints", violations)
+            trial.set_user_attr("feasible", all(v <= 0 for v in violations))
         return values
 
     def after_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
