@@ -172,9 +172,9 @@ def _parse(raw: Any, *, source: str, overrides: Mapping[str, Any]) -> RunConfig:
     network = _build(NetworkSpec, network_values, "network")
     evaluators = _build(EvaluatorSettings, _section(raw, "evaluators"), "evaluators")
     outputs = evaluators.outputs
-    for i, name in enumerate(search.objectives):
-        if name not in outputs:
-            raise SpecError(f"search.objectives[{i}]", f"is not reported by the enabled evaluators (they report {list(outputs)}; enable it under evaluators:)", name)
+    for i, objective in enumerate(search.objectives):
+        if objective not in outputs:
+            raise SpecError(f"search.objectives[{i}]", f"is not reported by the enabled evaluators (they report {list(outputs)}; enable it under evaluators:)", objective)
     for i, constraint in enumerate(search.parsed_constraints):
         if constraint.name not in outputs:
             raise SpecError(f"search.constraints[{i}]", f"is on a number the enabled evaluators do not report (they report {list(outputs)})", search.constraints[i])

@@ -6,7 +6,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 import optuna
 from optuna.trial import TrialState
@@ -37,24 +37,11 @@ def storage_url(run_dir: Path) -> str:
     return f"sqlite:///{(Path(run_dir) / 'study.db').resolve()}"
 
 
-def constraints_func(count: int) -> Callable[[optuna.trial.FrozenTrial], list[float]]:
-    """Optuna's constraints_func: the ``count`` violations the objective stored on the trial (<= 0 is feasible)."""
-
-    def values(trial: optuna.trial.FrozenTrial) -> list[float]:
-        stored = trial.user_attrs.get("constraints")
-        if stored is None:  # stopped before it was measured: count it as infeasible
-            return [1.0] * count
-        return [float(v) for v in stored]
-
-    return values
-
-
 def make_sampler(settings: SearchSettings, *, seed: int) -> optuna.samplers.BaseSampler:
-    constraints = constraints_func(len(settings.constraints)) if settings.constraints else None
     if settings.sampler == "nsga2":
-        return optuna.samplers.NSGAIISampler(population_size=settings.population, seed=seed, constraints_func=constraints)
+        return optuna.samplers.NSGAIISampler(population_size=settings.population, seed=seed)
     if settings.sampler == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=max(4, settings.population), constraints_func=constraints)
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=max(4, settings.population))
     return optuna.samplers.RandomSampler(seed=seed)
 
 
@@ -174,7 +161,9 @@ def run_search(
                 raise
         for key, value in record.items():
             trial.set_user_attr(key, value)
-        if settings.constraints:
+        if settings.constraints:  # Optuna's samplers and best_trials read these (<= 0 is feasible)
+            for constraint, violation in zip(settings.parsed_constraints, violations):
+                trial.set_constraint(str(constraint), violation)
             trial.set_user_attr("constraints", violations)
             trial.set_user_attr("feasible", all(v <= 0 for v in violations))
         return values
