@@ -17,6 +17,7 @@ from ._data import (
 )
 from ._evaluate import Evaluation, EvaluatorSettings, ProxyEvaluator, training_seed
 from ._metrics import METRIC_DIRECTIONS, METRICS, ZERO_COST, GradNorm, Latency, Metric, Naswot, Snip, Synflow, make_metric
+from ._video import VIDEO_EXTENSIONS, VideoFolderConfig, VideoTask, decode_clip, list_videos, load_video_task
 from ._train import OPTIMIZERS, SCHEDULES, TrainConfig, TrainingDiverged, TrainResult, evaluate_accuracy, lr_factor, train_proxy
 
 __all__ = [
@@ -35,7 +36,13 @@ __all__ = [
     "Naswot",
     "Snip",
     "Synflow",
+    "VIDEO_EXTENSIONS",
+    "VideoFolderConfig",
+    "VideoTask",
     "ZERO_COST",
+    "decode_clip",
+    "list_videos",
+    "load_video_task",
     "make_metric",
     "OPTIMIZERS",
     "ProxyEvaluator",

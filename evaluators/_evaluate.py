@@ -17,6 +17,7 @@ from ._cost import network_cost
 from ._data import SyntheticConfig, SyntheticTask, load_or_make_synthetic_task
 from ._metrics import ZERO_COST, Latency, make_metric
 from ._train import EpochCallback, TrainConfig, _num_threads, train_proxy
+from ._video import VideoFolderConfig, VideoTask, load_video_task
 
 _TRAIN_OUTPUTS = ("accuracy", "epoch_accuracy", "train_loss", "duration_s")
 
@@ -103,14 +104,14 @@ class ProxyEvaluator:
     see the same batches in the same order.
     """
 
-    data: SyntheticConfig = field(default_factory=SyntheticConfig)
+    data: SyntheticConfig | VideoFolderConfig = field(default_factory=SyntheticConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
-    cache_dir: Path | None = None  # where the synthetic task is kept on disk; None = memory only
+    cache_dir: Path | None = None  # where the task's clips are kept on disk; None = memory only
     evaluators: EvaluatorSettings = field(default_factory=EvaluatorSettings)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.data, SyntheticConfig):
-            raise SpecError("ProxyEvaluator.data", "must be a SyntheticConfig", self.data)
+        if not isinstance(self.data, (SyntheticConfig, VideoFolderConfig)):
+            raise SpecError("ProxyEvaluator.data", "must be a SyntheticConfig or a VideoFolderConfig", self.data)
         if not isinstance(self.train, TrainConfig):
             raise SpecError("ProxyEvaluator.train", "must be a TrainConfig", self.train)
         if not isinstance(self.evaluators, EvaluatorSettings):
@@ -118,8 +119,10 @@ class ProxyEvaluator:
         if self.cache_dir is not None:
             object.__setattr__(self, "cache_dir", Path(self.cache_dir))
 
-    def task(self) -> SyntheticTask:
-        """The synthetic task (generated once per process, or loaded from ``cache_dir``)."""
+    def task(self) -> SyntheticTask | VideoTask:
+        """The task (generated or decoded once per process, or loaded from ``cache_dir``)."""
+        if isinstance(self.data, VideoFolderConfig):
+            return load_video_task(self.data, cache_dir=self.cache_dir)
         return load_or_make_synthetic_task(self.data, cache_dir=self.cache_dir)
 
     def network_spec(self, **changes: Any) -> NetworkSpec:
@@ -162,7 +165,7 @@ class ProxyEvaluator:
             metrics=metrics,
         )
 
-    def measure(self, model: torch.nn.Module, task: SyntheticTask, *, seed: int) -> dict[str, float]:
+    def measure(self, model: torch.nn.Module, task: SyntheticTask | VideoTask, *, seed: int) -> dict[str, float]:
         """Latency and zero-cost scores of an untrained ``model`` (left unchanged), as enabled in ``evaluators``.
 
         The zero-cost proxies all see the same batch of training clips, drawn with ``seed``,

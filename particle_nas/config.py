@@ -15,16 +15,18 @@ from typing import Any, Mapping
 
 import yaml
 
-from particle_nas.evaluators import EvaluatorSettings, SyntheticConfig, TrainConfig
+from particle_nas.evaluators import EvaluatorSettings, SyntheticConfig, TrainConfig, VideoFolderConfig
 from particle_nas.search import SearchSettings
 from particle_nas.space import NetworkSpec, SearchSpace, SpecError
 
 SECTIONS: tuple[str, ...] = ("name", "seed", "output_dir", "search", "space", "network", "data", "train", "evaluators")
+# data.kind -> the config class of that kind of task.
+DATA_KINDS: dict[str, type] = {"synthetic": SyntheticConfig, "video_folder": VideoFolderConfig}
 # Network fields that follow from the data, and so may not be set under network:.
 _DERIVED_NETWORK_FIELDS = {"clip": "data.clip", "num_classes": "data.num_classes", "in_channels": "data.channels", "particle": "space"}
 # Search fields that may change when a run is resumed.
 RESUMABLE_CHANGES: tuple[str, ...] = ("trials", "timeout", "export")
-_PREFIXES = {"NetworkSpec.": "network.", "TrainConfig.": "train.", "SyntheticConfig.": "data.", "ParticleSpec.": "space.", "EvaluatorSettings.": "evaluators."}
+_PREFIXES = {"NetworkSpec.": "network.", "TrainConfig.": "train.", "SyntheticConfig.": "data.", "ParticleSpec.": "space.", "EvaluatorSettings.": "evaluators.", "VideoFolderConfig.": "data."}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
@@ -42,7 +44,7 @@ class RunConfig:
     search: SearchSettings
     space: SearchSpace
     network: NetworkSpec  # the proxy network; its particle is replaced by each trial's
-    data: SyntheticConfig
+    data: SyntheticConfig | VideoFolderConfig  # data.kind: synthetic (default) or video_folder
     train: TrainConfig
     raw: dict  # the document as read (with command-line overrides applied)
     source: str = "<config>"
@@ -160,7 +162,10 @@ def _parse(raw: Any, *, source: str, overrides: Mapping[str, Any]) -> RunConfig:
     space = SearchSpace.from_dict(raw.get("space"))
     data_values = _section(raw, "data")
     data_values.setdefault("seed", seed)
-    data = _build(SyntheticConfig, data_values, "data")
+    kind = data_values.pop("kind", "synthetic")
+    if kind not in DATA_KINDS:
+        raise SpecError("data.kind", f"must be one of {tuple(DATA_KINDS)}", kind)
+    data = _build(DATA_KINDS[kind], data_values, "data")
     train_values = _section(raw, "train")
     train_values.setdefault("seed", seed)
     train = _build(TrainConfig, train_values, "train")
