@@ -29,7 +29,7 @@ def test_shapes_and_dtypes(tiny_data: SyntheticConfig) -> None:
     assert task.train.clips.dtype == torch.uint8
     assert task.train.labels.dtype == torch.int64
     assert task.input_shape == (3, 4, 8, 8) and task.num_classes == 4
-    assert task.class_names == ("right", "left", "down", "up")
+    assert task.class_names == ("right", "left", "speed_up", "slow_down")
     x, y = task.train.batch(torch.tensor([0, 5, 7]))
     assert x.shape == (3, 3, 4, 8, 8) and x.dtype == torch.float32 and y.tolist() == task.train.labels[[0, 5, 7]].tolist()
     assert -1.0 <= x.min() and x.max() <= 1.0
@@ -171,7 +171,7 @@ def test_temporal_particle_beats_spatial_only_on_a_tiny_task(tiny_spec) -> None:
 
 def test_class_names_are_pairs() -> None:
     assert len(CLASS_NAMES) % 2 == 0 and len(set(CLASS_NAMES)) == len(CLASS_NAMES)
-    assert CLASS_NAMES[:6] == ("right", "left", "down", "up", "speed_up", "slow_down")
+    assert CLASS_NAMES[:8] == ("right", "left", "speed_up", "slow_down", "clockwise", "counterclockwise", "a_then_b", "b_then_a")
 
 
 def test_disk_cache_round_trip(tmp_path, tiny_data: SyntheticConfig) -> None:
