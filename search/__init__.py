@@ -2,10 +2,11 @@
 
 from ._optuna import SearchSummary, make_sampler, open_study, run_search, storage_url, suggest
 from ._trial import INTERRUPTED, Evaluator, evaluation_record, objective_values, score_particle
-from ._settings import BACKENDS, OBJECTIVES, SAMPLERS, SearchSettings
+from ._settings import BACKENDS, OBJECTIVES, SAMPLERS, Constraint, SearchSettings
 
 __all__ = [
     "BACKENDS",
+    "Constraint",
     "Evaluator",
     "INTERRUPTED",
     "OBJECTIVES",
