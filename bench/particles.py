@@ -10,7 +10,6 @@ Prints one line per particle: validation top-1 after each epoch, FLOPs and train
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import time
 
 import torch
