@@ -4,6 +4,7 @@ from ._cost import COUNTED_OPERATORS, Cost, count_cost, count_parameters, networ
 from ._data import (
     CLASS_NAMES,
     CLASS_PAIRS,
+    TIME_REVERSED_KINDS,
     ClipSet,
     SyntheticConfig,
     SyntheticTask,
@@ -14,7 +15,9 @@ from ._data import (
     make_synthetic_task,
     normalize,
 )
-from ._evaluate import Evaluation, ProxyEvaluator, training_seed
+from ._evaluate import Evaluation, EvaluatorSettings, ProxyEvaluator, training_seed
+from ._metrics import METRIC_DIRECTIONS, METRICS, ZERO_COST, GradNorm, Latency, Metric, Naswot, Snip, Synflow, make_metric
+from ._video import VIDEO_EXTENSIONS, VideoFolderConfig, VideoTask, decode_clip, list_videos, load_video_task
 from ._train import OPTIMIZERS, SCHEDULES, TrainConfig, TrainingDiverged, TrainResult, evaluate_accuracy, lr_factor, train_proxy
 
 __all__ = [
@@ -24,11 +27,29 @@ __all__ = [
     "ClipSet",
     "Cost",
     "Evaluation",
+    "EvaluatorSettings",
+    "GradNorm",
+    "Latency",
+    "METRICS",
+    "METRIC_DIRECTIONS",
+    "Metric",
+    "Naswot",
+    "Snip",
+    "Synflow",
+    "VIDEO_EXTENSIONS",
+    "VideoFolderConfig",
+    "VideoTask",
+    "ZERO_COST",
+    "decode_clip",
+    "list_videos",
+    "load_video_task",
+    "make_metric",
     "OPTIMIZERS",
     "ProxyEvaluator",
     "SCHEDULES",
     "SyntheticConfig",
     "SyntheticTask",
+    "TIME_REVERSED_KINDS",
     "TrainConfig",
     "TrainResult",
     "TrainingDiverged",

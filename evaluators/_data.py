@@ -1,19 +1,24 @@
 """A synthetic video classification task whose classes can only be told apart by temporal order.
 
-Classes come in pairs that are time reversals of each other (moving right /
-left, growing / shrinking, orbiting clockwise / counter-clockwise, ...). Each
-trajectory is sampled around a random centre,
+Classes come in pairs. In most pairs one class is the time reversal of the
+other (moving right / left, speeding up / slowing down, spinning clockwise /
+counter-clockwise, A flashes before B / B before A, growing / shrinking); in
+the periodic / one-shot pair, an object oscillating back and forth over a
+segment and one sweeping once over it visit the same positions. Either way
+the unordered set of frames of a clip is distributed alike for both classes
+of a pair: a network that never mixes frames and averages over time is at
+chance within every pair (about 1/2 at best), while one that sees the order
+of frames can separate them.
 
-    value(t) = centre + direction * rate * (t - (T - 1) / 2),
-
-so reversing a clip of one class in time gives a clip of its partner with the
-same probability. The unordered set of frames therefore carries no
-information about which class of a pair a clip belongs to: a network that
-never mixes frames and averages over time is at chance within every pair,
-while a network that sees the order of frames can reach near 100%.
+Nuisances make it hard without changing that symmetry: a smooth random
+texture behind the objects, distractor objects drifting in random
+directions, camera jitter (every frame shifted by a small random offset,
+background and objects alike), lower object contrast and Gaussian pixel
+noise. ``difficulty`` in [0, 1] scales all of them together.
 
 Everything is generated in a vectorized way in torch from a seeded generator
-(one loop over classes, none over clips); clips are stored as uint8.
+(one loop over classes and chunks of clips, none over clips or frames);
+clips are stored as uint8.
 """
 
 from __future__ import annotations
@@ -32,47 +37,63 @@ import torch
 from particle_nas.space import SpecError, check_int, check_number
 
 # Bump when the generator changes, so on-disk caches of the old data are not reused.
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 
-# (class, its time reversal, kind, parameter). The first num_classes / 2 pairs are used.
+# (class, its partner, kind, parameter). The first num_classes / 2 pairs are used.
+# The partner of every kind but "periodic" is the class played backwards in time.
 CLASS_PAIRS: tuple[tuple[str, str, str, tuple[float, float]], ...] = (
     ("right", "left", "move", (1.0, 0.0)),
+    ("speed_up", "slow_down", "accelerate", (0.0, 0.0)),
+    ("clockwise", "counterclockwise", "spin", (0.0, 0.0)),
+    ("a_then_b", "b_then_a", "events", (0.0, 0.0)),
+    ("periodic", "one_shot", "periodic", (0.0, 0.0)),
     ("down", "up", "move", (0.0, 1.0)),
     ("grow", "shrink", "scale", (0.0, 0.0)),
-    ("clockwise", "counterclockwise", "orbit", (0.0, 0.0)),
-    ("brighten", "dim", "fade", (0.0, 0.0)),
-    ("down_right", "up_left", "move", (math.sqrt(0.5), math.sqrt(0.5))),
-    ("down_left", "up_right", "move", (-math.sqrt(0.5), math.sqrt(0.5))),
 )
 CLASS_NAMES: tuple[str, ...] = tuple(name for pair in CLASS_PAIRS for name in pair[:2])
+TIME_REVERSED_KINDS: frozenset[str] = frozenset({"move", "accelerate", "spin", "events", "scale"})
 
 # Ranges of the per-clip random variables, as fractions of the frame size min(H, W)
 # where they are lengths. Not part of the config: the config's job is size and difficulty.
 _CENTRE = (0.3, 0.7)  # object centre (mid-clip), each axis
 _SIZE = (0.07, 0.12)  # blob sigma (square half-side is 1.5 sigma) at mid-clip
-_PATH = (0.3, 0.5)  # distance moved over the whole clip ("move")
+_PATH = (0.3, 0.5)  # distance moved over the whole clip ("move", "accelerate", "periodic"); shrinks with difficulty
 _GROWTH = (math.log(2.0), math.log(3.5))  # log size ratio from first to last frame ("scale")
-_RADIUS = (0.15, 0.25)  # orbit radius ("orbit")
-_SWEEP = (0.5 * math.pi, 1.0 * math.pi)  # angle swept over the clip ("orbit")
-_FADE = (0.6, 0.9)  # object opacity change over the clip, around 0.55 ("fade")
-_BACKGROUND = (0.0, 0.4)  # background level
-# Object colour minus background, per channel. Always brighter: mixing in dark-on-light clips
-# (inverted polarity) kept 3-epoch proxy trainings of every particle below 40%.
-_CONTRAST = (0.35, 0.6)
-_SQUARE = 0.5  # probability that the object is a soft-edged square rather than a blob
-_CHUNK = 256  # clips rendered at once
+_SPIN = (0.5 * math.pi, 1.0 * math.pi)  # angle a bar turns over the clip ("spin")
+_BAR = (0.16, 0.24)  # bar half-length ("spin"); its half-width is a quarter of it
+_EVENT_GAP = (0.25, 0.45)  # time between the two flashes, as a fraction of the clip ("events")
+_EVENT_WIDTH = 0.12  # std of a flash in time, as a fraction of the clip
+_BACKGROUND = (0.15, 0.45)  # background level
+_CONTRAST = (0.35, 0.6)  # object colour minus background, per channel, at difficulty 0 (always brighter)
+_SQUARE = 0.5  # probability that an object is a soft-edged square rather than a blob
+_TEXTURE_CELLS = 5  # the background texture is bilinear noise on a grid of this many cells per side
+_CHUNK_VOLUME = 1 << 23  # floats of video rendered at once (bounds the working memory)
+
+
+def _nuisance(difficulty: float) -> dict[str, float]:
+    """How strong each nuisance is at ``difficulty`` (0 = clean shapes on flat backgrounds, 1 = hardest)."""
+    d = difficulty
+    return {
+        "noise": 0.03 + 0.12 * d,  # pixel noise std
+        "texture": 0.35 * d,  # background texture amplitude (peak)
+        "distractors": round(3 * d),  # at most this many distractors per clip (uniform 0..max)
+        "jitter": 0.04 * d,  # camera jitter std per frame, fraction of min(H, W)
+        "contrast": 1.0 - 0.45 * d,  # object contrast factor
+        "path": 1.0 - 0.35 * d,  # motion extent factor
+    }
 
 
 @dataclass(frozen=True)
 class SyntheticConfig:
     """Size, difficulty and seed of the synthetic task. Equal configs give bit-identical data."""
 
-    num_classes: int = 6  # even: pairs of time-reversed classes, at most len(CLASS_NAMES)
-    train_size: int = 768  # training clips, split evenly over classes
-    val_size: int = 384  # validation clips, split evenly over classes
+    num_classes: int = 8  # even: pairs of classes told apart only by temporal order, at most len(CLASS_NAMES)
+    train_size: int = 1024  # training clips, split evenly over classes
+    val_size: int = 512  # validation clips, split evenly over classes
     clip: tuple[int, int, int] = (8, 32, 32)  # frames T, height H, width W
     channels: int = 3
-    noise: float = 0.2  # std of the Gaussian pixel noise, on the [0, 1] intensity scale
+    difficulty: float = 0.25  # 0..1: texture, distractors, camera jitter, contrast, motion extent and noise together
+    noise: float | None = None  # std of the Gaussian pixel noise on the [0, 1] scale; None = set by difficulty
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -90,8 +111,11 @@ class SyntheticConfig:
         check_int(p + "clip[1]", clip[1], low=8, high=1024)
         check_int(p + "clip[2]", clip[2], low=8, high=1024)
         check_int(p + "channels", self.channels, low=1, high=64)
-        check_number(p + "noise", self.noise, low=0.0, high=1.0)
-        object.__setattr__(self, "noise", float(self.noise))
+        check_number(p + "difficulty", self.difficulty, low=0.0, high=1.0)
+        object.__setattr__(self, "difficulty", float(self.difficulty))
+        if self.noise is not None:
+            check_number(p + "noise", self.noise, low=0.0, high=1.0)
+            object.__setattr__(self, "noise", float(self.noise))
         check_int(p + "seed", self.seed, low=0)
 
     @property
@@ -102,6 +126,11 @@ class SyntheticConfig:
     @property
     def class_names(self) -> tuple[str, ...]:
         return CLASS_NAMES[: self.num_classes]
+
+    @property
+    def pixel_noise(self) -> float:
+        """The noise std in effect (``noise``, or the difficulty's default)."""
+        return self.noise if self.noise is not None else _nuisance(self.difficulty)["noise"]
 
     def to_dict(self) -> dict[str, object]:
         data = dataclasses.asdict(self)
@@ -190,93 +219,243 @@ def _balanced_labels(n: int, num_classes: int, gen: torch.Generator) -> torch.Te
     return labels[torch.randperm(n, generator=gen)]
 
 
+def _unit(n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random directions: cos and sin of a uniform angle, each (n, 1)."""
+    angle = torch.rand((n, 1), generator=gen) * (2.0 * math.pi)
+    return torch.cos(angle), torch.sin(angle)
+
+
 def generate_clips(config: SyntheticConfig, *, size: int, seed: int) -> ClipSet:
     """``size`` clips of ``config`` drawn from a generator seeded with ``seed``.
 
-    Each clip: a soft blob or soft-edged square of a random colour, brighter
-    than its random uniform background, following its class's trajectory, plus
-    Gaussian pixel noise. The kind of change (move / scale / orbit / fade)
-    is shared by both classes of a pair; only its direction in time differs.
+    Each clip: a textured background, a main object (soft blob, soft-edged
+    square, or a bar for "spin"; two objects for "events") following its
+    class's trajectory, distractor objects drifting at constant velocity in
+    random directions, camera jitter, and Gaussian pixel noise. Objects add
+    their colour difference to the background (light adds up where they
+    overlap). Every per-clip variable is drawn from ``seed`` in a fixed
+    order, one class and chunk at a time. Pixel noise is read from one
+    seeded bank of Gaussian samples at a random offset per chunk, which
+    keeps generation fast at large sizes.
     """
     gen = torch.Generator().manual_seed(seed)
     frames, height, width = config.clip
     channels, extent = config.channels, float(min(height, width))
+    nuisance = _nuisance(config.difficulty)
     labels = _balanced_labels(size, config.num_classes, gen)
-
-    # Per-clip random variables, all drawn up front in a fixed order.
-    v = {
-        "centre_x": _uniform(size, _CENTRE, gen) * (width - 1),
-        "centre_y": _uniform(size, _CENTRE, gen) * (height - 1),
-        "sigma": _uniform(size, _SIZE, gen) * extent,
-        "path": _uniform(size, _PATH, gen) * extent,
-        "growth": _uniform(size, _GROWTH, gen),
-        "radius": _uniform(size, _RADIUS, gen) * extent,
-        "phase": _uniform(size, (0.0, 2.0 * math.pi), gen),
-        "sweep": _uniform(size, _SWEEP, gen),
-        "fade": _uniform(size, _FADE, gen),
-    }
-    square = torch.rand(size, generator=gen) < _SQUARE
-    background = _uniform(size, _BACKGROUND, gen)
-    colour = (background[:, None] + _uniform(size, _CONTRAST, gen, channels)).clamp_(max=1.0)
-
     # Time relative to mid-clip, scaled so that the whole clip spans [-1/2, 1/2].
     t = (torch.arange(frames, dtype=torch.float32) - (frames - 1) / 2) / (frames - 1)
-    ys = torch.arange(height, dtype=torch.float32).view(1, 1, height, 1)
-    xs = torch.arange(width, dtype=torch.float32).view(1, 1, 1, width)
+    grid = (torch.arange(height, dtype=torch.float32), torch.arange(width, dtype=torch.float32))
+    volume = channels * frames * height * width
+    chunk = max(1, min(size, _CHUNK_VOLUME // volume))
+    noise = config.pixel_noise
+    bank = torch.randn(2 * chunk * volume, generator=gen).mul_(255.0 * noise) if noise > 0 else None
     clips = torch.empty((size, channels, frames, height, width), dtype=torch.uint8)
-
-    # One class at a time, in chunks that bound the float working memory (no loop over clips).
+    buffer = torch.empty(chunk * volume)  # reused: fresh large allocations cost page faults on every chunk
+    out = torch.empty(chunk * volume, dtype=torch.uint8)
     for label in range(config.num_classes):
-        _, _, kind, direction = CLASS_PAIRS[label // 2]
-        signed_t = t if label % 2 == 0 else -t  # the second class of a pair runs backwards in time
-        for idx in (labels == label).nonzero().squeeze(1).split(_CHUNK):
+        for idx in (labels == label).nonzero().squeeze(1).split(chunk):
             n = idx.numel()
-            px, py, sigma, opacity = _trajectory(kind, direction, signed_t, {k: x[idx, None] for k, x in v.items()})
-            alpha = opacity[..., None, None] * _render(xs, ys, px, py, sigma, square[idx])  # (n, T, H, W)
-            bg = background[idx].view(n, 1, 1, 1, 1)
-            fg = colour[idx].view(n, channels, 1, 1, 1)
-            video = bg + (fg - bg) * alpha[:, None]
-            if config.noise > 0:
-                video += config.noise * torch.randn(video.shape, generator=gen)
-            clips[idx] = video.clamp_(0.0, 1.0).mul_(255.0).round_().to(torch.uint8)
+            video = buffer[: n * volume].view(n, channels, frames, height, width)
+            _render_chunk(video, label, t, grid, extent, nuisance, gen)  # on the 0..255 scale, + 0.5
+            if bank is not None:
+                offset = int(torch.randint(0, bank.numel() - n * volume + 1, (1,), generator=gen))
+                video += bank[offset : offset + n * volume].view_as(video)
+            video.clamp_(0.0, 255.0)
+            clips[idx] = out[: n * volume].view_as(video).copy_(video)  # truncation of x + 0.5: rounding
     return ClipSet(clips=clips, labels=labels)
 
 
-def _trajectory(
-    kind: str, direction: tuple[float, float], t: torch.Tensor, v: dict[str, torch.Tensor]
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Object x, y, size and opacity, each (n, T), for clips of one class; ``v`` holds (n, 1) per-clip variables."""
-    n, frames = v["centre_x"].shape[0], t.shape[0]
-    px = v["centre_x"].expand(n, frames)
-    py = v["centre_y"].expand(n, frames)
-    sigma = v["sigma"].expand(n, frames)
-    opacity = torch.ones((n, frames))
+# A layer: (left, right, colour). Separable: left (n, T, H, k), right (n, T, k, W), coverage = left @ right;
+# not separable: left is the coverage (n, T, H, W) and right is None. colour: (n, C, k) or (n, C) difference
+# from the background.
+Layer = tuple[torch.Tensor, "torch.Tensor | None", torch.Tensor]
+
+
+def _render_chunk(
+    video: torch.Tensor,
+    label: int,
+    t: torch.Tensor,
+    grid: tuple[torch.Tensor, torch.Tensor],
+    extent: float,
+    nuisance: dict[str, float],
+    gen: torch.Generator,
+) -> None:
+    """Fill ``video`` (n, C, T, H, W) with clips of class ``label`` before noise, as 255 * intensity + 0.5.
+
+    Background texture and objects are all separable in x and y, so the whole
+    clip is one batched matrix product per frame and channel, (H x K) @ (K x W),
+    with K the number of texture cells per side plus the number of objects.
+    """
+    _, _, kind, direction = CLASS_PAIRS[label // 2]
+    second = label % 2 == 1
+    n, channels, frames, height, width = video.shape
+    ys, xs = grid
+
+    # Camera jitter: one offset per clip and frame, applied to the background and every object.
+    jitter_x = torch.randn((n, frames), generator=gen) * (nuisance["jitter"] * extent)
+    jitter_y = torch.randn((n, frames), generator=gen) * (nuisance["jitter"] * extent)
+
+    # Background: a flat level plus smooth bilinear noise, seen through the jittered camera.
+    level = _uniform(n, _BACKGROUND, gen)
+    layers: list[Layer] = []
+    if nuisance["texture"] > 0:
+        cells = torch.rand((n, channels, _TEXTURE_CELLS, _TEXTURE_CELLS), generator=gen).mul_(2.0).sub_(1.0)
+        cells = (0.6 * cells[:, :1] + 0.4 * cells).mul_(nuisance["texture"])  # mostly grey
+        layers.append(_texture(cells, xs, ys, jitter_x, jitter_y, extent))
+
+    contrast = (_CONTRAST[0] * nuisance["contrast"], _CONTRAST[1] * nuisance["contrast"])
+
+    def colour() -> torch.Tensor:
+        """Colour minus background level of one object per clip, (n, C)."""
+        return (level[:, None] + _uniform(n, contrast, gen, channels)).clamp_(max=1.0).sub_(level[:, None])
+
+    layers += _main_layers(kind, direction, second, n, t, xs, ys, extent, nuisance["path"], jitter_x, jitter_y, colour, gen)
+    # Distractors: 0..max per clip, drifting in random directions (their reversal is as likely).
+    most = int(nuisance["distractors"])
+    count = torch.randint(0, most + 1, (n, 1), generator=gen) if most else None
+    for k in range(most):
+        cx = _uniform(n, (0.15, 0.85), gen, 1) * (width - 1)
+        cy = _uniform(n, (0.15, 0.85), gen, 1) * (height - 1)
+        ux, uy = _unit(n, gen)
+        path = _uniform(n, _PATH, gen, 1) * extent * nuisance["path"]
+        sigma = _uniform(n, _SIZE, gen, 1).mul_(extent * 0.8).expand(n, frames)
+        square = torch.rand(n, generator=gen) < _SQUARE
+        px = cx + ux * path * t - jitter_x
+        py = cy + uy * path * t - jitter_y
+        fy, fx = _shape(xs, ys, px, py, sigma, square)
+        layers.append((fy, fx, colour() * (count > k)))
+
+    # Sum of all separable layers: left (n, C, T, H, K) @ right (n, C, T, K, W), scaled to 0..255.
+    lefts, rights = [], []
+    for left, right, fg in layers:
+        if right is None:
+            continue
+        fg = fg if fg.dim() == 3 else fg[:, :, None]  # (n, C, k) or (n, C, 1)
+        if fg.shape[2] == 1:  # one colour per layer: scale the left factor per channel
+            lefts.append(left[:, None] * fg[:, :, None, None, :] * 255.0)
+            rights.append(right[:, None].expand(n, channels, *right.shape[1:]))
+        else:  # texture: the per-channel part is already in the right factor
+            lefts.append(left[:, None].expand(n, channels, *left.shape[1:]) * 255.0)
+            rights.append(right)
+    video.copy_((level * 255.0 + 0.5).view(n, 1, 1, 1, 1).expand_as(video))
+    if lefts:
+        left = torch.cat(lefts, dim=-1).reshape(n * channels * frames, height, -1)
+        right = torch.cat(rights, dim=-2).reshape(n * channels * frames, -1, width)
+        video.view(n * channels * frames, height, width).baddbmm_(left, right)
+    for coverage, right, fg in layers:  # the rest (a turning bar) is added directly
+        if right is None:
+            video.addcmul_(coverage[:, None], (fg * 255.0).view(n, channels, 1, 1, 1))
+
+
+def _texture(cells: torch.Tensor, xs: torch.Tensor, ys: torch.Tensor, jx: torch.Tensor, jy: torch.Tensor, extent: float) -> Layer:
+    """Bilinear interpolation of ``cells`` (n, C, g, g) over the frame, frame t shifted by (jx, jy)[:, t] pixels.
+
+    Bilinear interpolation is separable: texture = wy (H x g) @ cells (g x g) @ wx (g x W), with hat weights.
+    Returned as the layer (wy, cells @ wx, 1): left (n, T, H, g), right (n, C, T, g, W).
+    """
+    g = cells.shape[-1]
+    height, width = ys.numel(), xs.numel()
+    # Grid coordinates in [0.1, 0.9] * (g - 1) plus jitter, so the shifted view stays inside the texture.
+    u = ((xs / max(width - 1, 1) * 0.8 + 0.1) * (g - 1)).view(1, 1, width) + (jx * (0.8 * (g - 1) / extent))[..., None]
+    v = ((ys / max(height - 1, 1) * 0.8 + 0.1) * (g - 1)).view(1, 1, height) + (jy * (0.8 * (g - 1) / extent))[..., None]
+    nodes = torch.arange(g, dtype=torch.float32)
+    wx = (1.0 - (u.clamp(0, g - 1)[..., None, :] - nodes.view(1, 1, g, 1)).abs()).clamp_(min=0.0)  # (n, T, g, W)
+    wy = (1.0 - (v.clamp(0, g - 1)[..., :, None] - nodes.view(1, 1, 1, g)).abs()).clamp_(min=0.0)  # (n, T, H, g)
+    right = torch.einsum("ncij,ntjw->nctiw", cells, wx)  # (n, C, T, g, W)
+    return wy, right, torch.ones(cells.shape[:2] + (g,))
+
+
+def _shape(xs: torch.Tensor, ys: torch.Tensor, px: torch.Tensor, py: torch.Tensor, sigma: torch.Tensor, square: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Separable coverage of a Gaussian blob or soft-edged square at (px, py) (n, T) of size sigma (n, T).
+
+    Returns (fy (n, T, H, 1), fx (n, T, 1, W)): the coverage is fy @ fx, values in [0, 1].
+    """
+    dx = xs.view(1, 1, -1) - px[..., None]  # (n, T, W)
+    dy = ys.view(1, 1, -1) - py[..., None]  # (n, T, H)
+    s = sigma[..., None]
+    sq = square.view(-1, 1, 1)
+    fx = torch.where(sq, torch.sigmoid((1.5 * s - dx.abs()) / 0.5), torch.exp(-0.5 * (dx / s) ** 2))
+    fy = torch.where(sq, torch.sigmoid((1.5 * s - dy.abs()) / 0.5), torch.exp(-0.5 * (dy / s) ** 2))
+    return fy[..., None], fx[..., None, :]
+
+
+def _bar(xs: torch.Tensor, ys: torch.Tensor, px: torch.Tensor, py: torch.Tensor, angle: torch.Tensor, half: torch.Tensor) -> torch.Tensor:
+    """Coverage (n, T, H, W) of a soft bar centred at (px, py), turned by ``angle`` (n, T), half-length ``half`` (n, 1)."""
+    dx = xs.view(1, 1, 1, -1) - px[..., None, None]
+    dy = ys.view(1, 1, -1, 1) - py[..., None, None]
+    c, s = torch.cos(angle)[..., None, None], torch.sin(angle)[..., None, None]
+    along = dx * c + dy * s
+    across = dy * c - dx * s
+    h = half.view(-1, 1, 1, 1)
+    return torch.sigmoid((h - along.abs()) / 0.5) * torch.sigmoid((0.25 * h - across.abs()) / 0.5)
+
+
+def _triangle(phase: torch.Tensor) -> torch.Tensor:
+    """A triangle wave in [-1/2, 1/2] with period 1."""
+    return (phase - torch.floor(phase) - 0.5).abs().mul_(2.0).sub_(0.5)
+
+
+def _main_layers(
+    kind: str,
+    direction: tuple[float, float],
+    second: bool,
+    n: int,
+    t: torch.Tensor,
+    xs: torch.Tensor,
+    ys: torch.Tensor,
+    extent: float,
+    path_factor: float,
+    jitter_x: torch.Tensor,
+    jitter_y: torch.Tensor,
+    colour,
+    gen: torch.Generator,
+) -> list[Layer]:
+    """The class-defining object(s) of ``n`` clips of one class."""
+    height, width = ys.numel(), xs.numel()
+    frames = t.shape[0]
+    st = -t if second and kind in TIME_REVERSED_KINDS else t  # the partner class runs backwards in time
+    cx = _uniform(n, _CENTRE, gen, 1) * (width - 1)
+    cy = _uniform(n, _CENTRE, gen, 1) * (height - 1)
+    sigma = (_uniform(n, _SIZE, gen, 1) * extent).expand(n, frames)
+    path = _uniform(n, _PATH, gen, 1) * extent * path_factor
+    square = torch.rand(n, generator=gen) < _SQUARE
+    fg = colour()
+    px, py = cx.expand(n, frames), cy.expand(n, frames)
     if kind == "move":
         dx, dy = direction
-        px = px + dx * v["path"] * t
-        py = py + dy * v["path"] * t
+        px, py = cx + dx * path * st, cy + dy * path * st
+    elif kind == "accelerate":  # from rest, speeding up along a random direction; reversed: slowing to a stop
+        ux, uy = _unit(n, gen)
+        u = (st + 0.5) ** 2 - 1.0 / 3.0
+        px, py = cx + ux * path * u, cy + uy * path * u
+    elif kind == "periodic":  # the same segment, swept once (random way) or back and forth twice
+        ux, uy = _unit(n, gen)
+        if second:
+            u = st * torch.where(torch.rand((n, 1), generator=gen) < 0.5, 1.0, -1.0)
+        else:
+            u = _triangle(2.0 * (st + 0.5) + torch.rand((n, 1), generator=gen))
+        px, py = cx + ux * path * u, cy + uy * path * u
     elif kind == "scale":
-        sigma = sigma * torch.exp(v["growth"] * t)
-    elif kind == "orbit":  # increasing angle is clockwise on screen (y points down)
-        angle = v["phase"] + v["sweep"] * t
-        px = px + v["radius"] * torch.cos(angle)
-        py = py + v["radius"] * torch.sin(angle)
-    elif kind == "fade":
-        opacity = 0.55 + v["fade"] * t
+        sigma = sigma * torch.exp(_uniform(n, _GROWTH, gen, 1) * st)
+    elif kind == "spin":  # increasing angle turns clockwise on screen (y points down)
+        angle = _uniform(n, (0.0, math.pi), gen, 1) + _uniform(n, _SPIN, gen, 1) * st
+        half = _uniform(n, _BAR, gen, 1) * extent
+        return [(_bar(xs, ys, px - jitter_x, py - jitter_y, angle, half), None, fg)]
+    elif kind == "events":  # object A flashes, then object B (a square, in another colour), gap apart
+        gap = _uniform(n, _EVENT_GAP, gen, 1)
+        bx = _uniform(n, _CENTRE, gen, 1) * (width - 1)
+        by = _uniform(n, _CENTRE, gen, 1) * (height - 1)
+        flash_a = torch.exp(-0.5 * ((st + gap / 2) / _EVENT_WIDTH) ** 2)
+        flash_b = torch.exp(-0.5 * ((st - gap / 2) / _EVENT_WIDTH) ** 2)
+        blob = torch.zeros(n, dtype=torch.bool)
+        ay, ax = _shape(xs, ys, px - jitter_x, py - jitter_y, sigma, blob)
+        by_, bx_ = _shape(xs, ys, bx.expand(n, frames) - jitter_x, by.expand(n, frames) - jitter_y, sigma, ~blob)
+        return [(ay * flash_a[..., None, None], ax, fg), (by_ * flash_b[..., None, None], bx_, colour())]
     else:  # pragma: no cover - CLASS_PAIRS is fixed
         raise AssertionError(f"unknown trajectory kind {kind!r}")
-    return px, py, sigma, opacity
-
-
-def _render(xs: torch.Tensor, ys: torch.Tensor, px: torch.Tensor, py: torch.Tensor, sigma: torch.Tensor, square: torch.Tensor) -> torch.Tensor:
-    """Coverage in [0, 1], shape (n, T, H, W), of a Gaussian blob or a soft-edged square at (px, py) of size sigma."""
-    ddx = xs - px[..., None, None]
-    ddy = ys - py[..., None, None]
-    s = sigma[..., None, None]
-    blob = torch.exp(-(ddx * ddx + ddy * ddy) / (2.0 * s * s))
-    half = 1.5 * s
-    box = torch.sigmoid((half - ddx.abs()) / 0.5) * torch.sigmoid((half - ddy.abs()) / 0.5)
-    return torch.where(square.view(-1, 1, 1, 1), box, blob)
+    fy, fx = _shape(xs, ys, px - jitter_x, py - jitter_y, sigma, square)
+    return [(fy, fx, fg)]
 
 
 # ---------------------------------------------------------------- caching

@@ -4,32 +4,87 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from particle_nas.space import NetworkSpec, SpecError, build_network
+import torch
+
+from particle_nas.space import NetworkSpec, SpecError, build_network, check_int
 
 from ._cost import network_cost
 from ._data import SyntheticConfig, SyntheticTask, load_or_make_synthetic_task
-from ._train import EpochCallback, TrainConfig, train_proxy
+from ._metrics import ZERO_COST, Latency, make_metric
+from ._train import EpochCallback, TrainConfig, _num_threads, train_proxy
+from ._video import VideoFolderConfig, VideoTask, load_video_task
+
+_TRAIN_OUTPUTS = ("accuracy", "epoch_accuracy", "train_loss", "duration_s")
+
+
+@dataclass(frozen=True)
+class EvaluatorSettings:
+    """Which evaluators score each candidate (a search config's ``evaluators:`` section).
+
+    FLOPs and parameters are always counted. Outputs: ``train`` gives accuracy,
+    epoch_accuracy, train_loss, duration_s; ``latency`` gives latency_ms; each
+    name in ``zero_cost`` gives a score of that name.
+    """
+
+    train: bool = True  # proxy training on the task
+    latency: bool = False  # median batch-1 forward time on the current device
+    zero_cost: tuple[str, ...] = ()  # any of ZERO_COST: synflow, grad_norm, snip, naswot
+    zero_cost_batch: int = 32  # training clips the zero-cost proxies see (one seeded batch)
+    latency_warmup: int = 3  # untimed forward passes first
+    latency_repeats: int = 15  # timed passes; the median is reported
+
+    def __post_init__(self) -> None:
+        p = "EvaluatorSettings."
+        for name in ("train", "latency"):
+            if not isinstance(getattr(self, name), bool):
+                raise SpecError(p + name, "must be true or false", getattr(self, name))
+        names = self.zero_cost
+        if isinstance(names, str):
+            names = (names,)
+        if not isinstance(names, (list, tuple)) or any(n not in ZERO_COST for n in names) or len(set(names)) != len(names):
+            raise SpecError(p + "zero_cost", f"must be a list of distinct names from {list(ZERO_COST)}", self.zero_cost)
+        object.__setattr__(self, "zero_cost", tuple(names))
+        check_int(p + "zero_cost_batch", self.zero_cost_batch, low=2, high=4096)
+        check_int(p + "latency_warmup", self.latency_warmup, low=0, high=10_000)
+        check_int(p + "latency_repeats", self.latency_repeats, low=1, high=10_000)
+
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        """Names of the numbers an evaluation reports with these settings."""
+        names = ["flops", "params"]
+        if self.train:
+            names += _TRAIN_OUTPUTS
+        if self.latency:
+            names.append("latency_ms")
+        return (*names, *self.zero_cost)
 
 
 @dataclass(frozen=True)
 class Evaluation:
-    """What a proxy evaluation of one spec measured."""
+    """What a proxy evaluation of one spec measured (training fields are None when training is off)."""
 
-    accuracy: float  # validation top-1 after the last epoch
-    epoch_accuracy: tuple[float, ...]  # validation top-1 after each epoch
-    train_loss: tuple[float, ...]  # mean training loss of each epoch
+    accuracy: float | None  # validation top-1 after the last epoch
+    epoch_accuracy: tuple[float, ...] | None  # validation top-1 after each epoch
+    train_loss: tuple[float, ...] | None  # mean training loss of each epoch
     flops: int  # conv + linear multiply-adds of one clip
     params: int  # trainable parameters
-    duration_s: float  # wall time of training and validation
+    duration_s: float | None  # wall time of training and validation
+    metrics: Mapping[str, float] = field(default_factory=dict)  # latency_ms and zero-cost scores, by name
 
     def to_dict(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
-        data["epoch_accuracy"] = list(self.epoch_accuracy)
-        data["train_loss"] = list(self.train_loss)
+        """Flat: every measured number by name (fields that were not measured are left out)."""
+        data: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name == "metrics" or value is None:
+                continue
+            data[f.name] = list(value) if isinstance(value, tuple) else value
+        data.update(self.metrics)
         return data
 
 
@@ -61,20 +116,25 @@ class ProxyEvaluator:
     see the same batches in the same order.
     """
 
-    data: SyntheticConfig = field(default_factory=SyntheticConfig)
+    data: SyntheticConfig | VideoFolderConfig = field(default_factory=SyntheticConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
-    cache_dir: Path | None = None  # where the synthetic task is kept on disk; None = memory only
+    cache_dir: Path | None = None  # where the task's clips are kept on disk; None = memory only
+    evaluators: EvaluatorSettings = field(default_factory=EvaluatorSettings)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.data, SyntheticConfig):
-            raise SpecError("ProxyEvaluator.data", "must be a SyntheticConfig", self.data)
+        if not isinstance(self.data, (SyntheticConfig, VideoFolderConfig)):
+            raise SpecError("ProxyEvaluator.data", "must be a SyntheticConfig or a VideoFolderConfig", self.data)
         if not isinstance(self.train, TrainConfig):
             raise SpecError("ProxyEvaluator.train", "must be a TrainConfig", self.train)
+        if not isinstance(self.evaluators, EvaluatorSettings):
+            raise SpecError("ProxyEvaluator.evaluators", "must be an EvaluatorSettings", self.evaluators)
         if self.cache_dir is not None:
             object.__setattr__(self, "cache_dir", Path(self.cache_dir))
 
-    def task(self) -> SyntheticTask:
-        """The synthetic task (generated once per process, or loaded from ``cache_dir``)."""
+    def task(self) -> SyntheticTask | VideoTask:
+        """The task (generated or decoded once per process, or loaded from ``cache_dir``)."""
+        if isinstance(self.data, VideoFolderConfig):
+            return load_video_task(self.data, cache_dir=self.cache_dir)
         return load_or_make_synthetic_task(self.data, cache_dir=self.cache_dir)
 
     def network_spec(self, **changes: Any) -> NetworkSpec:
@@ -106,6 +166,9 @@ class ProxyEvaluator:
         task = self.task()
         model = build_network(spec, seed=seed)
         config = dataclasses.replace(self.train, seed=training_seed(base=self.train.seed, seed=seed))
+        metrics = self.measure(model, task, seed=config.seed)
+        if not self.evaluators.train:
+            return Evaluation(accuracy=None, epoch_accuracy=None, train_loss=None, flops=cost.flops, params=cost.params, duration_s=None, metrics=metrics)
         result = train_proxy(model, task, config=config, on_epoch=on_epoch)
         if weights_path is not None:
             save_weights(model, weights_path)
@@ -116,4 +179,28 @@ class ProxyEvaluator:
             flops=cost.flops,
             params=cost.params,
             duration_s=result.duration_s,
+            metrics=metrics,
         )
+
+    def measure(self, model: torch.nn.Module, task: SyntheticTask | VideoTask, *, seed: int) -> dict[str, float]:
+        """Latency and zero-cost scores of an untrained ``model`` (left unchanged), as enabled in ``evaluators``.
+
+        The zero-cost proxies all see the same batch of training clips, drawn with ``seed``,
+        and run inside a forked RNG state seeded with it; threads follow ``train.threads``.
+        """
+        settings = self.evaluators
+        if not settings.zero_cost and not settings.latency:
+            return {}
+        device = next(model.parameters()).device
+        order = torch.randperm(len(task.train), generator=torch.Generator().manual_seed(seed))
+        x, y = task.train.batch(order[: settings.zero_cost_batch])
+        batch = (x.to(device), y.to(device))
+        metrics: dict[str, float] = {}
+        with _num_threads(self.train.threads):
+            for name in settings.zero_cost:
+                with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+                    torch.manual_seed(seed)
+                    metrics[name] = make_metric(name).measure(model, batch)
+            if settings.latency:
+                metrics["latency_ms"] = Latency(warmup=settings.latency_warmup, repeats=settings.latency_repeats).measure(model, batch)
+        return metrics

@@ -17,6 +17,7 @@ from particle_nas.space import SpecError, check_choice, check_int, check_number
 from ._data import ClipSet, SyntheticTask
 
 OPTIMIZERS: tuple[str, ...] = ("sgd", "adamw")
+MEMORY_FORMATS: dict[str, torch.memory_format] = {"contiguous": torch.contiguous_format, "channels_last_3d": torch.channels_last_3d}
 SCHEDULES: tuple[str, ...] = ("cosine", "constant")
 
 EpochCallback = Callable[[int, float], None]
@@ -38,6 +39,7 @@ class TrainConfig:
     eval_batch_size: int = 128
     seed: int = 0  # shuffling order and dropout
     threads: int | None = None  # torch.set_num_threads during training (restored afterwards); None = leave as is
+    memory_format: str = "contiguous"  # see MEMORY_FORMATS: layout of the model's weights and of each batch
 
     def __post_init__(self) -> None:
         p = "TrainConfig."
@@ -56,6 +58,7 @@ class TrainConfig:
         if self.warmup_epochs >= self.epochs:
             raise SpecError(p + "warmup_epochs", f"must be < epochs ({self.epochs})", self.warmup_epochs)
         check_int(p + "seed", self.seed, low=0)
+        check_choice(p + "memory_format", self.memory_format, tuple(MEMORY_FORMATS))
         if self.threads is not None:
             check_int(p + "threads", self.threads, low=1)
 
@@ -171,6 +174,9 @@ def train_proxy(
     with _num_threads(config.threads), torch.random.fork_rng(devices=rng_devices):
         torch.manual_seed(config.seed)
         shuffle = torch.Generator().manual_seed(config.seed)
+        memory_format = MEMORY_FORMATS[config.memory_format]
+        if config.memory_format != "contiguous":
+            model.to(memory_format=memory_format)
         optimizer = _optimizer(model, config)
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer,
@@ -183,7 +189,7 @@ def train_proxy(
             loss_sum = torch.zeros((), device=device)
             for step in range(steps_per_epoch):
                 x, y = train.batch(order[step * batch_size : (step + 1) * batch_size])
-                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+                x, y = x.to(device, non_blocking=True, memory_format=memory_format), y.to(device, non_blocking=True)
                 loss = F.cross_entropy(model(x), y, label_smoothing=smoothing)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()

@@ -81,7 +81,7 @@ def _search(config, *, run_dir: Path, workers: int | None, storage: str | None, 
     _quiet_libraries()
     print(f"particle-nas: search {config.name!r}: {config.search.trials} trials, sampler {config.search.sampler}, backend {config.search.backend}, seed {config.seed} -> {run_dir}/", file=sys.stderr)
     log_to_file(Path(run_dir) / "search.log")
-    evaluator = ProxyEvaluator(data=config.data, train=config.train, cache_dir=Path(run_dir).resolve())
+    evaluator = ProxyEvaluator(data=config.data, train=config.train, cache_dir=Path(run_dir).resolve(), evaluators=config.evaluators)
     common = dict(
         run_dir=run_dir,
         name=config.name,

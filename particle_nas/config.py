@@ -14,16 +14,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from particle_nas.evaluators import SyntheticConfig, TrainConfig
+from particle_nas.evaluators import EvaluatorSettings, SyntheticConfig, TrainConfig, VideoFolderConfig
 from particle_nas.search import SearchSettings
 from particle_nas.space import NetworkSpec, SearchSpace, SpecError, read_yaml
 
-SECTIONS: tuple[str, ...] = ("name", "seed", "output_dir", "search", "space", "network", "data", "train")
+SECTIONS: tuple[str, ...] = ("name", "seed", "output_dir", "search", "space", "network", "data", "train", "evaluators")
+# data.kind -> the config class of that kind of task.
+DATA_KINDS: dict[str, type] = {"synthetic": SyntheticConfig, "video_folder": VideoFolderConfig}
 # Network fields that follow from the data, and so may not be set under network:.
 _DERIVED_NETWORK_FIELDS = {"clip": "data.clip", "num_classes": "data.num_classes", "in_channels": "data.channels", "particle": "space"}
 # Search fields that may change when a run is resumed.
 RESUMABLE_CHANGES: tuple[str, ...] = ("trials", "timeout", "export", "resources_per_trial", "max_flops", "max_params")
-_PREFIXES = {"NetworkSpec.": "network.", "TrainConfig.": "train.", "SyntheticConfig.": "data.", "ParticleSpec.": "space."}
+_PREFIXES = {"NetworkSpec.": "network.", "TrainConfig.": "train.", "SyntheticConfig.": "data.", "ParticleSpec.": "space.", "EvaluatorSettings.": "evaluators.", "VideoFolderConfig.": "data."}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
@@ -41,10 +43,11 @@ class RunConfig:
     search: SearchSettings
     space: SearchSpace
     network: NetworkSpec  # the proxy network; its particle is replaced by each trial's
-    data: SyntheticConfig
+    data: SyntheticConfig | VideoFolderConfig  # data.kind: synthetic (default) or video_folder
     train: TrainConfig
     raw: dict  # the document as read (with command-line overrides applied)
     source: str = "<config>"
+    evaluators: EvaluatorSettings = dataclasses.field(default_factory=EvaluatorSettings)  # which scores each trial gets
 
     @property
     def run_dir(self) -> Path:
@@ -59,6 +62,7 @@ class RunConfig:
             "network": self.network.to_dict(),
             "data": _to_plain(self.data),
             "train": _to_plain(self.train),
+            **({"evaluators": _to_plain(self.evaluators)} if self.evaluators != EvaluatorSettings() else {}),
         }
 
 
@@ -147,7 +151,10 @@ def _parse(raw: Any, *, source: str, overrides: Mapping[str, Any]) -> RunConfig:
     space = SearchSpace.from_dict(raw.get("space"))
     data_values = _section(raw, "data")
     data_values.setdefault("seed", seed)
-    data = _build(SyntheticConfig, data_values, "data")
+    kind = data_values.pop("kind", "synthetic")
+    if kind not in DATA_KINDS:
+        raise SpecError("data.kind", f"must be one of {tuple(DATA_KINDS)}", kind)
+    data = _build(DATA_KINDS[kind], data_values, "data")
     train_values = _section(raw, "train")
     train_values.setdefault("seed", seed)
     train = _build(TrainConfig, train_values, "train")
@@ -157,6 +164,14 @@ def _parse(raw: Any, *, source: str, overrides: Mapping[str, Any]) -> RunConfig:
             raise SpecError(f"network.{key}", f"is set by {owner}, not under network", network_values[key])
     network_values.update(clip=tuple(data.clip), num_classes=data.num_classes, in_channels=data.channels)
     network = _build(NetworkSpec, network_values, "network")
+    evaluators = _build(EvaluatorSettings, _section(raw, "evaluators"), "evaluators")
+    outputs = evaluators.outputs
+    for i, objective in enumerate(search.objectives):
+        if objective not in outputs:
+            raise SpecError(f"search.objectives[{i}]", f"is not reported by the enabled evaluators (they report {list(outputs)}; enable it under evaluators:)", objective)
+    for i, constraint in enumerate(search.parsed_constraints):
+        if constraint.name not in outputs:
+            raise SpecError(f"search.constraints[{i}]", f"is on a number the enabled evaluators do not report (they report {list(outputs)})", search.constraints[i])
     return RunConfig(
         name=name,
         output_dir=Path(output_dir),
@@ -168,4 +183,5 @@ def _parse(raw: Any, *, source: str, overrides: Mapping[str, Any]) -> RunConfig:
         train=train,
         raw=raw,
         source=source,
+        evaluators=evaluators,
     )

@@ -289,6 +289,8 @@ def pick(df: pd.DataFrame, rule: str) -> pd.Series:
     if missing:
         raise ValueError(f"the table must have columns {needed}, but got {list(df.columns)}.")
     complete = complete[complete["accuracy"].notna() & complete["flops"].notna()]
+    if "feasible" in complete.columns and complete["feasible"].any():  # trials breaking the search's constraints are not picked
+        complete = complete[complete["feasible"].astype(bool)]
     if complete.empty:
         raise ValueError(f"no complete trial to pick from with {rule!r}; the table has {len(df)} trials and none is COMPLETE with accuracy and flops.")
     keep = np.ones(len(complete), dtype=bool)

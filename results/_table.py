@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     import optuna
 
 PARTICLE_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(ParticleSpec))
+# Numbers the optional evaluators report (latency, zero-cost proxies); NA when not measured.
+METRIC_COLUMNS: tuple[str, ...] = ("latency_ms", "synflow", "grad_norm", "snip", "naswot")
 # Column order of trials_table. "network" (last) is NetworkSpec.to_dict() as compact JSON.
 COLUMNS: tuple[str, ...] = (
     "number",
@@ -33,11 +35,13 @@ COLUMNS: tuple[str, ...] = (
     "accuracy",
     "epoch_accuracy",
     "duration_s",
+    *METRIC_COLUMNS,
     "datetime_start",
     "datetime_complete",
     "fail_reason",
     "duplicate_of",
     "pareto",
+    "feasible",
     "network",
 )
 STUDY_FILE = "study.db"
@@ -131,10 +135,12 @@ def trials_table(study: optuna.Study) -> pd.DataFrame:
 
     Columns (``COLUMNS``): number, state (e.g. "COMPLETE"), every
     ``ParticleSpec`` field, flops, params, accuracy, epoch_accuracy (space
-    separated, 4 decimals), duration_s, datetime_start, datetime_complete,
-    fail_reason, duplicate_of, pareto, network. ``pareto`` marks the
-    non-dominated COMPLETE trials under all the study's objectives and
-    directions (the same set as ``study.best_trials``). ``network`` is the
+    separated, 4 decimals), duration_s, the optional evaluators' numbers
+    (``METRIC_COLUMNS``: latency_ms and zero-cost scores), datetime_start,
+    datetime_complete, fail_reason, duplicate_of, pareto, feasible, network.
+    ``feasible`` is False for trials that break the search's constraints;
+    ``pareto`` marks the non-dominated feasible COMPLETE trials under all the
+    study's objectives and directions (the same set as ``study.best_trials``). ``network`` is the
     trial's ``NetworkSpec.to_dict()`` as compact JSON, so a row alone can be
     exported (``particle_document``). Missing values are NA. accuracy, flops
     and params come from the trial's user_attrs, or else from its values when
@@ -164,14 +170,21 @@ def trials_table(study: optuna.Study) -> pd.DataFrame:
             columns[name].append(attrs.get(name, from_values.get(name)))
         columns["epoch_accuracy"].append(_compact(attrs.get("epoch_accuracy")))
         columns["duration_s"].append(attrs.get("duration_s"))
+        for name in METRIC_COLUMNS:
+            columns[name].append(attrs.get(name))
         columns["datetime_start"].append(trial.datetime_start)
         columns["datetime_complete"].append(trial.datetime_complete)
         columns["fail_reason"].append(attrs.get("fail_reason"))
         columns["duplicate_of"].append(attrs.get("duplicate_of"))
         columns["pareto"].append(False)
+        columns["feasible"].append(bool(attrs.get("feasible", True)))
         columns["network"].append(json.dumps(network, separators=(",", ":")) if isinstance(network, dict) else None)
 
-    complete = [i for i, t in enumerate(trials) if t.state == TrialState.COMPLETE and t.values is not None and len(t.values) == len(directions)]
+    complete = [
+        i
+        for i, t in enumerate(trials)
+        if t.state == TrialState.COMPLETE and t.values is not None and len(t.values) == len(directions) and columns["feasible"][i]
+    ]
     if complete:
         values = np.array([trials[i].values for i in complete], dtype=float)
         finite = ~np.isnan(values).any(axis=1)
@@ -191,11 +204,11 @@ def trials_table(study: optuna.Study) -> pd.DataFrame:
 def _dtype(name: str, defaults: ParticleSpec) -> Any:
     if name in ("number", "flops", "params", "duplicate_of"):
         return "Int64"
-    if name in ("accuracy", "duration_s"):
+    if name in ("accuracy", "duration_s", *METRIC_COLUMNS):
         return "float64"
     if name in ("datetime_start", "datetime_complete"):
         return "datetime64[us]"
-    if name == "pareto":
+    if name in ("pareto", "feasible"):
         return bool
     if name in PARTICLE_FIELDS:
         kind = type(getattr(defaults, name))

@@ -4,10 +4,11 @@ from ._optuna import SearchSummary, log_to_file, make_sampler, open_study, run_s
 from ._ray import run_ray_search
 from ._storage import STUDY_DB, STUDY_JOURNAL, open_storage, read_run_file, resolve_storage, write_run_file
 from ._trial import INTERRUPTED, Evaluator, evaluation_record, objective_values, score_particle
-from ._settings import EARLY_STOPPING, BACKENDS, OBJECTIVES, SAMPLERS, SearchSettings
+from ._settings import BACKENDS, EARLY_STOPPING, OBJECTIVES, SAMPLERS, Constraint, SearchSettings
 
 __all__ = [
     "BACKENDS",
+    "Constraint",
     "EARLY_STOPPING",
     "Evaluator",
     "INTERRUPTED",

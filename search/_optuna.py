@@ -207,6 +207,16 @@ def _over_budget(job: _Job, particle: ParticleSpec | tuple[ParticleSpec, ...]) -
     return {"flops": cost.flops, "params": cost.params, "fail_reason": refused}
 
 
+def _set_constraints(trial: optuna.Trial, settings: SearchSettings, violations: list[float]) -> None:
+    """Record constraint violations where Optuna's samplers and ``best_trials`` read them (<= 0 is feasible)."""
+    if not settings.constraints:
+        return
+    for constraint, violation in zip(settings.parsed_constraints, violations):
+        trial.set_constraint(str(constraint), violation)
+    trial.set_user_attr("constraints", violations)
+    trial.set_user_attr("feasible", all(v <= 0 for v in violations))
+
+
 def _next_trial(study: optuna.Study, job: _Job) -> tuple[optuna.Trial | None, list[optuna.trial.FrozenTrial]]:
     """Under the run lock: fail stale trials, then ask for a trial unless finished + running trials reach the target.
 
@@ -268,6 +278,7 @@ def _work(job: _Job, *, worker: int = 0, bar: Any = None) -> bool:
                 if weights.is_file():  # a duplicate copies this record, so it points at the same file
                     record["weights"] = weights.relative_to(job.run_dir).as_posix()
             values = objective_values(record, job.settings.objectives)
+            violations = job.settings.constraint_values(record)
         except BaseException as err:  # recorded on the trial; the search goes on unless it was Ctrl-C
             reason = fail_reason(err)
             trial.set_user_attr("fail_reason", reason)
@@ -284,6 +295,7 @@ def _work(job: _Job, *, worker: int = 0, bar: Any = None) -> bool:
             continue
         for key, value in record.items():
             trial.set_user_attr(key, value)
+        _set_constraints(trial, job.settings, violations)
         study.tell(trial, values)
         if bar is not None:
             bar.update(1)

@@ -1,11 +1,47 @@
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from particle_nas.space import SpecError, check_choice, check_int, check_number
 
-OBJECTIVES: dict[str, str] = {"accuracy": "maximize", "flops": "minimize", "params": "minimize"}
+OBJECTIVES: dict[str, str] = {
+    "accuracy": "maximize",
+    "flops": "minimize",
+    "params": "minimize",
+    "latency_ms": "minimize",  # needs evaluators.latency
+    "synflow": "maximize",  # zero-cost scores: need evaluators.zero_cost
+    "grad_norm": "maximize",
+    "snip": "maximize",
+    "naswot": "maximize",
+}
+_CONSTRAINT = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(<=|>=)\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$")
+
+
+class Constraint(NamedTuple):
+    """``name <= bound`` or ``name >= bound`` on a number the evaluator reports."""
+
+    name: str
+    op: str  # "<=" or ">="
+    bound: float
+
+    @classmethod
+    def parse(cls, text: Any, *, field: str = "search.constraints") -> Constraint:
+        match = _CONSTRAINT.match(text) if isinstance(text, str) else None
+        if match is None or match.group(1) not in OBJECTIVES or not math.isfinite(float(match.group(3))):
+            raise SpecError(field, f"must be 'NAME <= NUMBER' or 'NAME >= NUMBER' with NAME one of {list(OBJECTIVES)}", text)
+        return cls(match.group(1), match.group(2), float(match.group(3)))
+
+    def violation(self, value: float) -> float:
+        """Optuna's convention: <= 0 when the constraint holds, else by how much it is broken."""
+        return float(value) - self.bound if self.op == "<=" else self.bound - float(value)
+
+    def __str__(self) -> str:
+        return f"{self.name} {self.op} {self.bound:g}"
+
+
 SAMPLERS: tuple[str, ...] = ("nsga2", "tpe", "random", "progressive")
 BACKENDS: tuple[str, ...] = ("optuna", "ray")
 EARLY_STOPPING: tuple[str, ...] = ("none", "asha")
@@ -27,6 +63,7 @@ class SearchSettings:
     flops_budget: float | None = None  # progressive only: largest network FLOPs the expansion may reach
     max_flops: float | None = None  # budget: a candidate costing more multiply-adds is pruned before it is built; None = no limit
     max_params: float | None = None  # budget: a candidate with more parameters is pruned before it is built; None = no limit
+    constraints: tuple[str, ...] = ()  # e.g. ["flops <= 2e9", "latency_ms <= 30"]: trials breaking one are infeasible
 
     def __post_init__(self) -> None:
         p = "search."
@@ -45,6 +82,14 @@ class SearchSettings:
         if len(set(objectives)) != len(objectives) or len(objectives) < 2 or objectives[0] != "accuracy":
             raise SpecError(p + "objectives", "must start with accuracy and add at least one of flops, params, without repeats", list(objectives))
         object.__setattr__(self, "objectives", objectives)
+        constraints = self.constraints
+        if isinstance(constraints, str):
+            constraints = (constraints,)
+        if not isinstance(constraints, (list, tuple)):
+            raise SpecError(p + "constraints", "must be a list such as ['flops <= 2e9', 'latency_ms <= 30']", self.constraints)
+        for i, text in enumerate(constraints):
+            Constraint.parse(text, field=f"{p}constraints[{i}]")
+        object.__setattr__(self, "constraints", tuple(constraints))
         check_int(p + "population", self.population, low=2, high=10_000)
         if self.flops_budget is not None:
             check_number(p + "flops_budget", self.flops_budget, low=0.0, low_open=True)
@@ -67,6 +112,26 @@ class SearchSettings:
                 check_number(p + name, getattr(self, name), low=0.0, low_open=True)
         if not isinstance(self.export, str) or not self.export.strip():
             raise SpecError(p + "export", "must be a pick rule such as knee, max-accuracy or 'flops<=2e7'", self.export)
+
+    @property
+    def parsed_constraints(self) -> tuple[Constraint, ...]:
+        return tuple(Constraint.parse(text) for text in self.constraints)
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        """Every reported number the search needs: the objectives, then the constrained ones."""
+        names = list(self.objectives)
+        names += [c.name for c in self.parsed_constraints if c.name not in names]
+        return tuple(names)
+
+    def constraint_values(self, record: dict[str, Any]) -> list[float]:
+        """Violations (<= 0 is feasible) of every constraint for an evaluation record."""
+        values = []
+        for c in self.parsed_constraints:
+            if c.name not in record:
+                raise ValueError(f"the evaluator must report every constrained number, but {c.name!r} is missing (it reported {sorted(record)}).")
+            values.append(c.violation(record[c.name]))
+        return values
 
     @property
     def directions(self) -> list[str]:

@@ -12,7 +12,7 @@ from particle_nas.space import NetworkSpec, ParticleSpec
 
 INTERRUPTED = "interrupted"  # fail_reason prefix of trials whose process stopped mid-trial
 # User attributes that describe a trial rather than measure it.
-DESCRIPTIVE_ATTRS = frozenset({"particle", "network", "duplicate_of", "fail_reason"})
+DESCRIPTIVE_ATTRS = frozenset({"particle", "network", "duplicate_of", "fail_reason", "constraints", "feasible"})
 
 
 class Evaluator(Protocol):

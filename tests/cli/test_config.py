@@ -51,6 +51,14 @@ def test_fingerprint_ignores_what_may_change_on_resume():
         (_with("search", sampler="grid"), "cfg.yaml: search.sampler must be one of ('nsga2', 'tpe', 'random', 'progressive'), but got 'grid'."),
         (_with("search", objectives=["flops"]), "cfg.yaml: search.objectives must start with accuracy"),
         (_with("train", epochs=0), "cfg.yaml: train.epochs must be"),
+        (_with("search", objectives=["accuracy", "latency_ms"]), "cfg.yaml: search.objectives[1] is not reported by the enabled evaluators"),
+        (_with("search", constraints=["naswot >= 100"]), "cfg.yaml: search.constraints[0] is on a number the enabled evaluators do not report"),
+        (_with("search", constraints=["flops << 1"]), "cfg.yaml: search.constraints[0] must be 'NAME <= NUMBER' or 'NAME >= NUMBER'"),
+        (_with("evaluators", zero_cost=["jacov"]), "cfg.yaml: evaluators.zero_cost must be a list of distinct names from"),
+        (_with("evaluators", latency_repeats=0), "cfg.yaml: evaluators.latency_repeats must be in [1, 10000], but got 0."),
+        (_with("data", difficulty=2), "cfg.yaml: data.difficulty must be in [0.0, 1.0], but got 2."),
+        (_with("data", kind="webcam"), "cfg.yaml: data.kind must be one of ('synthetic', 'video_folder'), but got 'webcam'."),
+        ({**BASE, "data": {"kind": "video_folder", "root": "/nonexistent"}}, "cfg.yaml: data.root must be a folder with one sub-folder of videos per class"),
         ({**BASE, "seed": -1}, "cfg.yaml: seed must be an integer in [0, 2**32), but got -1."),
         ({**BASE, "name": "../escape"}, "cfg.yaml: name must be 1-128 letters"),
         ({**BASE, "searhc": {}}, "cfg.yaml: searhc is not a section; sections are"),
@@ -75,3 +83,22 @@ def test_yaml_syntax_error_names_line(tmp_path):
 def test_missing_file(tmp_path):
     with pytest.raises(ConfigError, match="no such config file"):
         load_config(tmp_path / "nope.yaml")
+
+
+def test_evaluators_section_feeds_objectives_and_constraints():
+    doc = _with("evaluators", latency=True, zero_cost=["synflow", "naswot"])
+    doc["search"] = {**doc.get("search", {}), "objectives": ["accuracy", "latency_ms", "synflow"], "constraints": ["flops <= 2e9", "latency_ms <= 30"]}
+    config = parse_config(doc, source="cfg.yaml")
+    assert config.evaluators.latency and config.evaluators.zero_cost == ("synflow", "naswot")
+    assert config.search.directions == ["maximize", "minimize", "maximize"]
+    assert config.fingerprint()["evaluators"]["zero_cost"] == ["synflow", "naswot"]
+    assert "evaluators" not in parse_config(BASE, source="cfg.yaml").fingerprint()  # runs made before the section resume
+
+
+def test_video_folder_data_sets_the_network_input(tmp_path):
+    for cls in ("a", "b", "c"):
+        (tmp_path / cls).mkdir()
+    doc = {**BASE, "data": {"kind": "video_folder", "root": str(tmp_path), "clip": [4, 16, 16]}}
+    config = parse_config(doc, source="cfg.yaml")
+    assert config.data.class_names == ("a", "b", "c") and config.network.num_classes == 3 and config.data.seed == config.seed
+    assert config.fingerprint()["data"]["root"] == str(tmp_path)

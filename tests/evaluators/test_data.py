@@ -5,6 +5,8 @@ import torch
 
 from particle_nas.evaluators import (
     CLASS_NAMES,
+    CLASS_PAIRS,
+    TIME_REVERSED_KINDS,
     ClipSet,
     SyntheticConfig,
     cache_path,
@@ -25,7 +27,7 @@ def test_shapes_and_dtypes(tiny_data: SyntheticConfig) -> None:
     assert task.train.clips.dtype == torch.uint8
     assert task.train.labels.dtype == torch.int64
     assert task.input_shape == (3, 4, 8, 8) and task.num_classes == 4
-    assert task.class_names == ("right", "left", "down", "up")
+    assert task.class_names == ("right", "left", "speed_up", "slow_down")
     x, y = task.train.batch(torch.tensor([0, 5, 7]))
     assert x.shape == (3, 3, 4, 8, 8) and x.dtype == torch.float32 and y.tolist() == task.train.labels[[0, 5, 7]].tolist()
     assert -1.0 <= x.min() and x.max() <= 1.0
@@ -69,7 +71,10 @@ def test_classes_are_balanced(num_classes: int, size: int) -> None:
 
 
 def _frame_features(clips: torch.Tensor) -> torch.Tensor:
-    """Per clip and frame: object mass, and the object's centroid x, y (object = brightness above the background). (N, T, 3)"""
+    """Per clip and frame: object mass, centroid x, y, and orientation (xx - yy, 2 xy moments). (N, T, 5)
+
+    The object is brightness above the clip's median (the background, on flat backgrounds).
+    """
     gray = clips.float().mean(dim=1)  # (N, T, H, W)
     background = gray.flatten(1).median(dim=1).values.view(-1, 1, 1, 1)
     mass = (gray - background).clamp(min=0)
@@ -78,21 +83,32 @@ def _frame_features(clips: torch.Tensor) -> torch.Tensor:
     xs = torch.arange(gray.shape[3], dtype=torch.float32).view(1, 1, 1, -1)
     x = (mass * xs).sum(dim=(2, 3)) / total
     y = (mass * ys).sum(dim=(2, 3)) / total
-    return torch.stack([total / 1000.0, x, y], dim=-1)
+    dx, dy = xs - x[..., None, None], ys - y[..., None, None]
+    a = (mass * (dx * dx - dy * dy)).sum(dim=(2, 3)) / total
+    b = (mass * 2 * dx * dy).sum(dim=(2, 3)) / total
+    return torch.stack([total / 1000.0, x, y, a, b], dim=-1)
+
+
+def _turning(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    u, v = u - u.mean(dim=1, keepdim=True), v - v.mean(dim=1, keepdim=True)
+    return (u[:, :-1] * v[:, 1:] - v[:, :-1] * u[:, 1:]).sum(dim=1)  # > 0: clockwise on screen
 
 
 def _time_odd(f: torch.Tensor) -> torch.Tensor:
-    """Statistics that change sign when a clip is reversed: slopes of the features, and the turning of the centroid. (N, 4)"""
+    """Statistics that change sign when a clip is reversed: slopes of the features, turning of the centroid and the orientation."""
     t = torch.arange(f.shape[1], dtype=torch.float32)
     slopes = ((t - t.mean()).view(1, -1, 1) * f).sum(dim=1)
-    x, y = (f[..., 1:] - f[..., 1:].mean(dim=1, keepdim=True)).unbind(dim=-1)
-    turning = (x[:, :-1] * y[:, 1:] - y[:, :-1] * x[:, 1:]).sum(dim=1)  # > 0: clockwise on screen
-    return torch.cat([slopes, turning[:, None]], dim=1)
+    return torch.cat([slopes, _turning(f[..., 1], f[..., 2])[:, None], _turning(f[..., 3], f[..., 4])[:, None]], dim=1)
 
 
 def _time_even(f: torch.Tensor) -> torch.Tensor:
-    """Statistics of the unordered set of frames: per-feature mean, spread and extremes over time. (N, 12)"""
+    """Statistics of the unordered set of frames: per-feature mean, spread and extremes over time."""
     return torch.cat([f.mean(dim=1), f.std(dim=1), f.min(dim=1).values, f.max(dim=1).values], dim=1)
+
+
+def _path_length(f: torch.Tensor) -> torch.Tensor:
+    """Distance the centroid travels, frame to frame (order-dependent, not a sign flip under reversal). (N, 1)"""
+    return (f[:, 1:, 1:3] - f[:, :-1, 1:3]).norm(dim=-1).sum(dim=1, keepdim=True)
 
 
 def _z(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -103,10 +119,11 @@ def _z(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 @pytest.fixture(scope="module")
 def pair_clips() -> ClipSet:
-    return generate_clips(SyntheticConfig(num_classes=10, clip=(8, 20, 20), noise=0.0), size=1600, seed=5)
+    """Clean clips (difficulty 0, no noise) of every class, so the statistics see the objects alone."""
+    return generate_clips(SyntheticConfig(num_classes=len(CLASS_NAMES), clip=(12, 24, 24), difficulty=0.0, noise=0.0), size=300 * len(CLASS_NAMES), seed=5)
 
 
-@pytest.mark.parametrize("pair", range(5), ids=lambda p: CLASS_NAMES[2 * p])
+@pytest.mark.parametrize("pair", [i for i, p in enumerate(CLASS_PAIRS) if p[2] in TIME_REVERSED_KINDS], ids=lambda p: CLASS_NAMES[2 * p])
 def test_classes_of_a_pair_are_time_reversals(pair_clips: ClipSet, pair: int) -> None:
     """A clip of class 2p played backwards is distributed as a clip of class 2p+1."""
     a = _frame_features(pair_clips.clips[pair_clips.labels == 2 * pair])
@@ -115,15 +132,33 @@ def test_classes_of_a_pair_are_time_reversals(pair_clips: ClipSet, pair: int) ->
     assert _z(a.flip(1).flatten(1), b.flatten(1)).abs().max() < 5
     # ... and the unordered frame sets are alike: an order-blind model has nothing to go on.
     assert _z(_time_even(a), _time_even(b)).abs().max() < 5
-    # Forwards, the order tells them apart by far.
+    # Forwards, the order tells them apart.
     odd_a, odd_b = _time_odd(a), _time_odd(b)
     assert _z(odd_a, -odd_b).abs().max() < 5
-    assert _z(odd_a, odd_b).abs().max() > 30
+    assert _z(odd_a, odd_b).abs().max() > 10
+
+
+def test_periodic_and_one_shot_visit_the_same_places(pair_clips: ClipSet) -> None:
+    pair = [p[2] for p in CLASS_PAIRS].index("periodic")
+    a = _frame_features(pair_clips.clips[pair_clips.labels == 2 * pair])
+    b = _frame_features(pair_clips.clips[pair_clips.labels == 2 * pair + 1])
+    assert _z(_time_even(a), _time_even(b)).abs().max() < 5  # same frames, unordered ...
+    assert _z(_path_length(a), _path_length(b)).item() > 10  # ... but back and forth travels farther
+
+
+def test_difficulty_adds_clutter() -> None:
+    """Harder settings put more structure in the background (texture, distractors) and noise."""
+
+    def spread(difficulty: float) -> float:
+        clips = generate_clips(SyntheticConfig(num_classes=4, clip=(4, 16, 16), difficulty=difficulty), size=64, seed=0).clips.float()
+        return (clips - clips.flatten(1).median(dim=1).values.view(-1, 1, 1, 1, 1)).abs().mean().item()
+
+    assert spread(0.0) < spread(0.5) < spread(1.0)
 
 
 def test_class_names_are_pairs() -> None:
     assert len(CLASS_NAMES) % 2 == 0 and len(set(CLASS_NAMES)) == len(CLASS_NAMES)
-    assert CLASS_NAMES[:6] == ("right", "left", "down", "up", "grow", "shrink")
+    assert CLASS_NAMES[:8] == ("right", "left", "speed_up", "slow_down", "clockwise", "counterclockwise", "a_then_b", "b_then_a")
 
 
 def test_disk_cache_round_trip(tmp_path, tiny_data: SyntheticConfig) -> None:
@@ -152,8 +187,8 @@ def test_disk_cache_replaces_a_bad_file(tmp_path, tiny_data: SyntheticConfig) ->
 
 def test_digest_depends_on_every_field() -> None:
     base = SyntheticConfig()
-    variants = [base.__class__(**{**base.to_dict(), **change}) for change in ({"seed": 1}, {"noise": 0.3}, {"clip": [8, 16, 16]}, {"train_size": 60})]
-    assert len({base.digest(), *(v.digest() for v in variants)}) == 5
+    variants = [base.__class__(**{**base.to_dict(), **change}) for change in ({"seed": 1}, {"noise": 0.3}, {"clip": [8, 16, 16]}, {"train_size": 60}, {"difficulty": 0.1})]
+    assert len({base.digest(), *(v.digest() for v in variants)}) == 6
 
 
 @pytest.mark.parametrize(
@@ -161,10 +196,11 @@ def test_digest_depends_on_every_field() -> None:
     [
         ({"num_classes": 5}, "SyntheticConfig.num_classes must be even (classes come in time-reversed pairs), but got 5."),
         ({"num_classes": 16}, "SyntheticConfig.num_classes must be in [2, 14], but got 16."),
-        ({"train_size": 4}, "SyntheticConfig.train_size must be >= 6, but got 4."),
+        ({"num_classes": 6, "train_size": 4}, "SyntheticConfig.train_size must be >= 6, but got 4."),
         ({"clip": (1, 32, 32)}, "SyntheticConfig.clip[0] must be in [2, 1024], but got 1."),
         ({"clip": (8, 32)}, "SyntheticConfig.clip must be three integers (T, H, W), but got (8, 32)."),
         ({"noise": -0.1}, "SyntheticConfig.noise must be in [0.0, 1.0], but got -0.1."),
+        ({"difficulty": 1.5}, "SyntheticConfig.difficulty must be in [0.0, 1.0], but got 1.5."),
         ({"seed": True}, "SyntheticConfig.seed must be an integer, but got True."),
     ],
 )

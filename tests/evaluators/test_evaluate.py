@@ -45,7 +45,7 @@ def test_network_spec_matches_the_task(evaluator: ProxyEvaluator) -> None:
     spec = evaluator.network_spec(widths=(8, 8), depths=(1, 1), temporal_strides=(1, 1), spatial_strides=(1, 2))
     assert (spec.clip, spec.num_classes, spec.in_channels) == ((4, 8, 8), 4, 3)
     evaluator.check_spec(spec)
-    assert ProxyEvaluator().network_spec() == NetworkSpec()
+    assert ProxyEvaluator().network_spec() == NetworkSpec(num_classes=SyntheticConfig().num_classes)
 
 
 def test_evaluator_validates(evaluator: ProxyEvaluator, tiny_spec) -> None:

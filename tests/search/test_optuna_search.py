@@ -173,3 +173,39 @@ def test_budget_settings_validate():
         SearchSettings(max_params=0)
     assert SearchSettings(max_flops=10).over_budget(flops=11, params=0) == "over budget: flops 11 > search.max_flops 10"
     assert SearchSettings(max_flops=10).over_budget(flops=10, params=10**9) is None
+
+
+def test_constraints_mark_infeasible_trials_and_keep_them_off_the_front(tmp_path):
+    from particle_nas.results import open_run, trials_table
+
+    settings = SearchSettings(trials=12, sampler="nsga2", population=4, constraints=("flops <= 3.5e6",))
+    run_search(
+        run_dir=tmp_path / "run", name="run", space=SPACE, network=NETWORK, evaluator=FakeEvaluator(), settings=settings,
+        seed=0, fingerprint={"seed": 0}, config={"seed": 0}, progress=False,
+    )
+    complete = [t for t in _load(tmp_path).trials if t.state == TrialState.COMPLETE]
+    for trial in complete:
+        assert trial.user_attrs["constraints"] == [trial.user_attrs["flops"] - 3.5e6]
+        assert trial.user_attrs["feasible"] == (trial.user_attrs["flops"] <= 3.5e6)
+    assert {t.user_attrs["feasible"] for t in complete} == {True, False}
+    df = trials_table(open_run(tmp_path / "run"))
+    assert df["pareto"].any() and not (df["pareto"] & ~df["feasible"]).any()
+    assert set(df.loc[df["pareto"], "number"]) == {t.number for t in _load(tmp_path).best_trials}
+
+
+@pytest.mark.parametrize(
+    ("constraints", "message"),
+    [
+        (["flops < 2e9"], "search.constraints[0] must be 'NAME <= NUMBER' or 'NAME >= NUMBER'"),
+        (["speed <= 3"], "search.constraints[0] must be 'NAME <= NUMBER' or 'NAME >= NUMBER'"),
+        ("latency_ms <= 30", None),
+    ],
+)
+def test_constraint_parsing(constraints, message):
+    if message is None:
+        settings = SearchSettings(constraints=constraints)
+        assert settings.constraints == ("latency_ms <= 30",) and settings.parsed_constraints[0].violation(40) == 10
+        assert settings.metrics == ("accuracy", "flops", "latency_ms")
+        return
+    with pytest.raises(ValueError, match="^" + message.replace("[", r"\[").replace("]", r"\]")):
+        SearchSettings(constraints=constraints)

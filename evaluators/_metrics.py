@@ -1,0 +1,170 @@
+"""Scores of a built network that need no training: latency and zero-cost proxies.
+
+Every metric has the same small interface (``Metric``): a name, whether more
+is better, and ``measure(model, batch)`` returning one float. The model is
+an untrained network fresh from ``build_network``; metrics that change it
+(synflow rewrites the weights) work on a copy. ``METRICS`` is the registry.
+
+Zero-cost proxies (scores at initialization that are meant to rank
+architectures like training would):
+
+- ``synflow`` (Tanaka et al. 2020; Abdelfattah et al. 2021): weights made
+  positive, an all-ones input, R = sum of the outputs; score = sum over conv
+  and linear weights of |w * dR/dw|. Computed in float64, batch norm in eval
+  mode, so it depends on the architecture only.
+- ``grad_norm``: sum over conv and linear weights of the L2 norm of the
+  cross-entropy gradient on one batch.
+- ``snip`` (Lee et al. 2019): sum of |w * dL/dw| over conv and linear weights.
+- ``naswot`` (Mellor et al. 2021): log-determinant of the kernel
+  K[i, j] = (number of ReLU/SiLU units where clips i and j agree on being active)
+  over one batch; networks that separate inputs into different linear regions score higher.
+
+Latency (``latency_ms``): median wall time of a batch-1 forward pass in eval
+mode under no_grad on the model's device, after warm-up passes.
+"""
+
+from __future__ import annotations
+
+import copy
+import statistics
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from particle_nas.space import SpecError, check_int
+
+_WEIGHTED = (nn.Conv3d, nn.Conv2d, nn.Linear)
+
+
+class Metric(ABC):
+    """One score of an untrained network: ``measure(model, batch) -> float``."""
+
+    name: str = ""
+    direction: str = "maximize"  # or "minimize": which way is better when used as an objective
+
+    @abstractmethod
+    def measure(self, model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> float:
+        """Score ``model`` (left as it was) using ``batch`` = (clips (N, C, T, H, W) float, labels (N,))."""
+
+
+def _weights(model: nn.Module) -> list[torch.Tensor]:
+    return [m.weight for m in model.modules() if isinstance(m, _WEIGHTED) and m.weight is not None and m.weight.requires_grad]
+
+
+def _loss_gradients(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(weight, dL/dweight) for every conv and linear weight, cross-entropy on ``batch``, in train mode, on a copy."""
+    model = copy.deepcopy(model).train()
+    x, y = batch
+    weights = _weights(model)
+    loss = F.cross_entropy(model(x), y)
+    grads = torch.autograd.grad(loss, weights, allow_unused=True)
+    return [(w.detach(), g if g is not None else torch.zeros_like(w)) for w, g in zip(weights, grads)]
+
+
+class Synflow(Metric):
+    name = "synflow"
+
+    def measure(self, model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> float:
+        net = copy.deepcopy(model).double().eval()
+        with torch.no_grad():
+            for p in net.parameters():
+                p.abs_()
+            for buf_name, buf in net.named_buffers():
+                if buf_name.endswith("running_mean"):
+                    buf.zero_()
+                elif buf_name.endswith("running_var"):
+                    buf.fill_(1.0)
+        weights = _weights(net)
+        x = torch.ones((1, *batch[0].shape[1:]), dtype=torch.float64, device=batch[0].device)
+        grads = torch.autograd.grad(net(x).sum(), weights, allow_unused=True)
+        return sum(float((w.detach() * g).abs().sum()) for w, g in zip(weights, grads) if g is not None)
+
+
+class GradNorm(Metric):
+    name = "grad_norm"
+
+    def measure(self, model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> float:
+        return sum(float(g.norm()) for _, g in _loss_gradients(model, batch))
+
+
+class Snip(Metric):
+    name = "snip"
+
+    def measure(self, model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> float:
+        return sum(float((w * g).abs().sum()) for w, g in _loss_gradients(model, batch))
+
+
+class Naswot(Metric):
+    name = "naswot"
+
+    def measure(self, model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> float:
+        net = copy.deepcopy(model).train()
+        x = batch[0]
+        n = x.shape[0]
+        kernel = torch.zeros((n, n), dtype=torch.float64, device=x.device)
+
+        def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
+            # ReLU and SiLU are positive exactly where their input is (and in-place ones overwrite it).
+            code = (output.detach().reshape(n, -1) > 0).to(torch.float64)
+            kernel.add_(code @ code.T).add_((1.0 - code) @ (1.0 - code).T)
+
+        handles = [m.register_forward_hook(hook) for m in net.modules() if isinstance(m, (nn.ReLU, nn.SiLU))]
+        try:
+            with torch.no_grad():
+                net(x)
+        finally:
+            for h in handles:
+                h.remove()
+        sign, logdet = torch.linalg.slogdet(kernel)
+        return float(logdet) if sign > 0 else float("-inf")
+
+
+@dataclass(frozen=True)
+class Latency(Metric):
+    """Median batch-1 forward time in milliseconds, after ``warmup`` passes, over ``repeats`` timed passes."""
+
+    warmup: int = 3
+    repeats: int = 15
+    name = "latency_ms"
+    direction = "minimize"
+
+    def __post_init__(self) -> None:
+        check_int("evaluators.latency_warmup", self.warmup, low=0)
+        check_int("evaluators.latency_repeats", self.repeats, low=1)
+
+    def measure(self, model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> float:
+        x = batch[0][:1]
+        was_training = model.training
+        model.eval()
+        cuda = x.device.type == "cuda"
+        times = []
+        try:
+            with torch.no_grad():
+                for i in range(self.warmup + self.repeats):
+                    if cuda:
+                        torch.cuda.synchronize(x.device)
+                    start = time.perf_counter()
+                    model(x)
+                    if cuda:
+                        torch.cuda.synchronize(x.device)
+                    if i >= self.warmup:
+                        times.append(time.perf_counter() - start)
+        finally:
+            model.train(was_training)
+        return 1000.0 * statistics.median(times)
+
+
+ZERO_COST: tuple[str, ...] = ("synflow", "grad_norm", "snip", "naswot")
+METRICS: dict[str, type[Metric]] = {"synflow": Synflow, "grad_norm": GradNorm, "snip": Snip, "naswot": Naswot, "latency_ms": Latency}
+METRIC_DIRECTIONS: dict[str, str] = {name: cls.direction for name, cls in METRICS.items()}
+
+
+def make_metric(name: str, **options: int) -> Metric:
+    """The metric registered as ``name`` (see METRICS); ``options`` go to its constructor (latency only)."""
+    if name not in METRICS:
+        raise SpecError("metric", f"must be one of {tuple(METRICS)}", name)
+    return METRICS[name](**options)
