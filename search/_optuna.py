@@ -120,7 +120,7 @@ def _is_finished(trial: optuna.trial.FrozenTrial) -> bool:
     return trial.state == TrialState.FAIL and not str(trial.user_attrs.get("fail_reason", "")).startswith(INTERRUPTED)
 
 
-def _fail_stale_trials(study: optuna.Study) -> int:
+def _fail_stale_trials(study: optuna.Study, *, mine: bool = False) -> int:
     """Mark trials left RUNNING by a worker that is gone (SIGKILL, power loss) as failed-interrupted.
 
     Every trial records the ``worker`` (host, pid, process start) that runs it;
@@ -128,12 +128,14 @@ def _fail_stale_trials(study: optuna.Study) -> int:
     or when it names no worker at all (it was asked for and its process died
     before recording itself, which happens under the run lock). Trials of live
     workers, and of workers on other hosts, are left alone, so several workers
-    can share one study. Call under ``run_lock``.
+    can share one study. ``mine`` also fails the trials of this process (when
+    it knows none of them still runs). Call under ``run_lock``.
     """
+    me = worker_id()
     stale = [
         t
         for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING))
-        if "worker" not in t.user_attrs or worker_alive(t.user_attrs["worker"]) is False
+        if "worker" not in t.user_attrs or worker_alive(t.user_attrs["worker"]) is False or (mine and t.user_attrs["worker"] == me)
     ]
     storage = study._storage  # Optuna has no public call to fail a trial it did not start.
     for trial in stale:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -118,6 +119,14 @@ def _searcher_class():
             ot_trial = self._ot_trials.get(trial_id)
             if ot_trial is None or trial_id in self._completed_trials:
                 return super().on_trial_complete(trial_id, result=result, error=error)
+            try:
+                return self._complete(trial_id, ot_trial, result, error)
+            except optuna.exceptions.UpdateFinishedTrialError:  # a restored searcher replaying a trial told before the crash
+                self._completed_trials.add(trial_id)
+                self._epochs.pop(trial_id, None)
+                return None
+
+        def _complete(self, trial_id: str, ot_trial: Any, result: dict | None, error: bool) -> None:
             epochs = self._epochs.pop(trial_id, [])
             if result and not result.get("finished") and "val_accuracy" in result and len(epochs) < int(result.get("epoch", 0)):
                 epochs.append(float(result["val_accuracy"]))  # the report on which the scheduler stopped it
@@ -208,9 +217,14 @@ def run_ray_search(
     try:
         last = read_run_file(run_dir).get("ray_experiment")
         if last and tune.Tuner.can_restore(str(experiments / last)):
-            tune.Tuner.restore(str(experiments / last), trainable=trainable, resume_unfinished=True, resume_errored=False, restart_errored=False).fit()
-        with run_lock(run_dir):  # left RUNNING by a driver that died after the experiment's last checkpoint
-            _fail_stale_trials(study)
+            try:
+                tune.Tuner.restore(str(experiments / last), trainable=trainable, resume_unfinished=True, resume_errored=False, restart_errored=False).fit()
+            except (KeyboardInterrupt, ValueError):
+                raise
+            except Exception as err:  # the study still holds every told trial: go on from it with a fresh experiment
+                print(f"particle-nas: restoring Tune experiment {last} failed ({type(err).__name__}); continuing from the study", file=sys.stderr)
+        with run_lock(run_dir):  # left RUNNING by a driver that died, or asked by the restored run and never told
+            _fail_stale_trials(study, mine=True)
         finished = sum(_is_finished(t) for t in study.get_trials(deepcopy=False))
         remaining = settings.trials - finished
         if remaining > 0:
@@ -247,4 +261,6 @@ def run_ray_search(
         interrupted = True
     finally:
         ray.shutdown()
+        with run_lock(run_dir):  # asked by this driver but never told (a Tune error): nothing runs them any more
+            _fail_stale_trials(study, mine=True)
     return summarize(name=name, location=location, before=before, settings=settings, interrupted=interrupted, elapsed=time.monotonic() - started)
