@@ -55,13 +55,14 @@ class _DefineParticle:
 
     space: SearchSpace
     network: NetworkSpec
+    run_dir: Path  # trained weights go to run_dir/weights (on the node that trains: share the run directory on a cluster)
 
     def __call__(self, trial: Any) -> dict[str, str]:
         particle = self.space.sample_network(lambda axis: suggest(trial, axis), stages=len(self.network.widths))
         trial.set_user_attr("worker", worker_id())
         trial.set_user_attr("particle", particle_to_record(particle))
         trial.set_user_attr("network", self.network.replace(particle=particle).to_dict())
-        config = {"particle": json.dumps(particle_to_record(particle))}
+        config = {"particle": json.dumps(particle_to_record(particle)), "run_dir": str(self.run_dir), "weights": f"weights/trial-{trial.number:05d}.safetensors"}
         source = _known_particles(trial.study.get_trials(deepcopy=False)).get(particle)
         if source is not None:  # an identical particle was scored: the worker reports its record without training
             trial.set_user_attr("duplicate_of", source.number)
@@ -91,7 +92,10 @@ def _train_particle(config: dict[str, Any], job: _TrainJob) -> None:
         tune.report({"epoch": epoch, "val_accuracy": float(accuracy), "finished": False})
 
     try:
-        _, record = score_particle(particle, network=job.network, evaluator=job.evaluator, seed=job.seed, on_epoch=on_epoch)
+        weights = Path(config["run_dir"]) / config["weights"]
+        _, record = score_particle(particle, network=job.network, evaluator=job.evaluator, seed=job.seed, on_epoch=on_epoch, weights_path=weights)
+        if weights.is_file():  # as the local engine records it
+            record["weights"] = config["weights"]
         objective_values(record, job.objectives)
     except Exception as err:
         tune.report({"finished": False, "fail_reason": fail_reason(err)})
@@ -231,7 +235,7 @@ def run_ray_search(
             experiment = f"tune-{len(list(experiments.glob('tune-*'))) if experiments.is_dir() else 0}"
             write_run_file(run_dir, ray_experiment=experiment)
             searcher = _searcher_class()(
-                space=_DefineParticle(space=space, network=network),
+                space=_DefineParticle(space=space, network=network, run_dir=run_dir),
                 metric=list(settings.objectives),
                 mode=["max" if OBJECTIVES[o] == "maximize" else "min" for o in settings.objectives],
                 sampler=make_sampler(settings, seed=seed),
