@@ -276,3 +276,15 @@ def _scalar(value: Any) -> Any:
     if isinstance(value, np.bool_):
         return bool(value)
     return value
+
+
+def failed_trials(df: pd.DataFrame) -> list[dict[str, Any]]:
+    """Trials that did not complete (failed, pruned, still running), with the reason recorded for each."""
+    rows = df[df["state"] != "COMPLETE"]
+    out = []
+    for _, row in rows.iterrows():
+        particle = " / ".join(str(row[c]) for c in ("factorization", "wiring") if c in row and not _missing(row[c]))
+        reason = row.get("fail_reason")
+        out.append({"number": int(row["number"]), "state": str(row["state"]), "particle": particle, "reason": "" if _missing(reason) else str(reason)})
+    return out
+

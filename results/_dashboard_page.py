@@ -19,6 +19,7 @@ from ._dashboard import (
     HypervolumeHistory,
     Importance,
     complete_rows,
+    failed_trials,
     cost_axes,
     dashboard_table,
     hypervolume_history,
@@ -156,6 +157,14 @@ def _cell(value: Any, column: str) -> str:
     return f'<td data-sort="{sort}">{html.escape(text)}</td>'
 
 
+def failed_table(failed: list[dict[str, Any]]) -> str:
+    """The trials that did not complete, with their recorded reason, as a sortable HTML table."""
+    columns = ("number", "state", "particle", "reason")
+    head = "".join(f'<th data-col="{i}" title="click to sort">{c}</th>' for i, c in enumerate(columns))
+    body = "".join(f'<tr data-trial="{f["number"]}">' + "".join(_cell(f[c], c) for c in columns) + "</tr>" for f in failed)
+    return f'<table id="failed" class="sortable"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
 def members_table(members: list[dict[str, Any]]) -> str:
     """The Pareto members as a sortable HTML table (click a header), each with its YAML in a fold-out."""
     # Columns every member leaves empty, and particle fields all members share, are left out (the YAML has them).
@@ -263,6 +272,13 @@ def dashboard_html(study: optuna.Study, *, run: str) -> str:
         f"Click a header to sort; open YAML for the particle file <code>particle-nas export {html.escape(run)} --pick ...</code> writes.</p>"
         f"{members_table(members)}</section>"
     )
+    failed = failed_trials(df)
+    if failed:
+        sections.append(
+            f'<section class="wide"><h2>trials that did not complete ({len(failed)})</h2>'
+            f'<p class="note">Failed, pruned or still running, with the reason recorded on each (tracebacks are in search.log).</p>'
+            f"{failed_table(failed)}</section>"
+        )
     knee = "" if front.knee is None else f"; knee: trial {int(df.loc[front.knee, 'number'])} (accuracy {float(df.loc[front.knee, 'accuracy']):.4f}, {human(df.loc[front.knee, 'flops'], 'FLOPs')})"
     states = ", ".join(f"{n} {s.lower()}" for s, n in df["state"].value_counts().items())
     presets = int(rows["preset"].notna().sum())

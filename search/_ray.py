@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import optuna
+from optuna.trial import TrialState
 
 from particle_nas.space import NetworkSpec, SearchSpace, particle_from_record, particle_to_record
 
@@ -110,10 +111,22 @@ def _searcher_class():
     class ParticleOptunaSearch(OptunaSearch):
         """OptunaSearch that records each trial's particle and evaluation record, and tells stopped trials as PRUNED."""
 
-        def __init__(self, *args: Any, objectives: tuple[str, ...], **kwargs: Any) -> None:
+        def __init__(self, *args: Any, objectives: tuple[str, ...], target: int | None = None, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self._objectives = tuple(objectives)
             self._epochs: dict[str, list[float]] = {}
+            self._target = target  # trials the study should hold; kept in the searcher's checkpoint for Tuner.restore
+
+        def suggest(self, trial_id: str) -> Any:
+            # A restored experiment would otherwise sample up to its original num_samples, on top of the
+            # trials that finished since: stop asking once finished + running trials reach the target.
+            if self._target is not None and getattr(self, "_ot_study", None) is not None:
+                trials = self._ot_study.get_trials(deepcopy=False)
+                if sum(_is_finished(t) or t.state == TrialState.RUNNING for t in trials) >= self._target:
+                    from ray.tune.search import Searcher
+
+                    return Searcher.FINISHED
+            return super().suggest(trial_id)
 
         def on_trial_result(self, trial_id: str, result: dict) -> None:
             if "val_accuracy" in result and not result.get("finished"):
@@ -242,6 +255,7 @@ def run_ray_search(
                 study_name=name,
                 storage=_optuna_storage(location),
                 objectives=settings.objectives,
+                target=settings.trials,
             )
             scheduler = None
             if settings.early_stopping == "asha":

@@ -59,4 +59,4 @@ def test_sigkilled_ray_search_resumes_with_tuner_restore(tmp_path, monkeypatch):
     assert {n: after[n] for n in before} == before  # every trial completed before the kill, unchanged
     assert not [t for t in trials if t.state == TrialState.RUNNING]
     finished = [t for t in trials if t.state == TrialState.COMPLETE or not str(t.user_attrs.get("fail_reason", "")).startswith("interrupted")]
-    assert len(finished) == 5
+    assert len(finished) == 5, [(t.number, t.state.name, t.user_attrs.get("fail_reason")) for t in trials]

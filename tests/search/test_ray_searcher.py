@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+from pathlib import Path
+
 import optuna
 import pytest
 from optuna.trial import TrialState
@@ -20,7 +22,7 @@ NETWORK = NetworkSpec(widths=(8, 16), depths=(1, 1), temporal_strides=(1, 1), sp
 def _searcher():
     storage = optuna.storages.InMemoryStorage()
     searcher = _searcher_class()(
-        space=_DefineParticle(space=SPACE, network=NETWORK),
+        space=_DefineParticle(space=SPACE, network=NETWORK, run_dir=Path("runs/unused")),  # the searcher only names weight paths; nothing is written
         metric=["accuracy", "flops"],
         mode=["max", "min"],
         sampler=optuna.samplers.RandomSampler(seed=0),
