@@ -14,6 +14,7 @@ from ._data import (
     make_synthetic_task,
     normalize,
 )
+from ._prune import prune_network, prunes, unpruned_spec
 from ._evaluate import Evaluation, ProxyEvaluator, training_seed
 from ._train import OPTIMIZERS, SCHEDULES, TrainConfig, TrainingDiverged, TrainResult, evaluate_accuracy, lr_factor, train_proxy
 
@@ -43,6 +44,9 @@ __all__ = [
     "make_synthetic_task",
     "network_cost",
     "normalize",
+    "prune_network",
+    "prunes",
     "train_proxy",
     "training_seed",
+    "unpruned_spec",
 ]

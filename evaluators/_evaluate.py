@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,8 @@ from particle_nas.space import NetworkSpec, SpecError, build_network
 
 from ._cost import network_cost
 from ._data import SyntheticConfig, SyntheticTask, load_or_make_synthetic_task
-from ._train import EpochCallback, TrainConfig, train_proxy
+from ._prune import prune_network, prunes, unpruned_spec
+from ._train import EpochCallback, TrainConfig, evaluate_accuracy, train_proxy
 
 
 @dataclass(frozen=True)
@@ -24,7 +26,8 @@ class Evaluation:
     train_loss: tuple[float, ...]  # mean training loss of each epoch
     flops: int  # conv + linear multiply-adds of one clip
     params: int  # trainable parameters
-    duration_s: float  # wall time of training and validation
+    duration_s: float  # wall time of training and validation (and pruning and fine-tuning)
+    accuracy_before_prune: float | None = None  # specs that prune: validation top-1 of the unpruned network before pruning; else None
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -83,20 +86,49 @@ class ProxyEvaluator:
                 raise SpecError(f"NetworkSpec.{name}", f"must match the synthetic task's {want!r} (SyntheticConfig)", got)
 
     def evaluate(self, spec: NetworkSpec, *, seed: int, on_epoch: EpochCallback | None = None) -> Evaluation:
-        """Count ``spec``'s cost, build it with ``seed`` and train it; see ``train_proxy`` for ``on_epoch``."""
+        """Count ``spec``'s cost, build it with ``seed`` and train it; see ``train_proxy`` for ``on_epoch``.
+
+        When ``spec`` prunes (``prune_ratio`` > 0), the unpruned network is
+        trained (``on_epoch`` sees those epochs), its accuracy kept as
+        ``accuracy_before_prune``, its lowest-L1 inner channels removed by
+        ``prune_network`` and the result fine-tuned for ``train.finetune_epochs``;
+        ``accuracy``, ``epoch_accuracy`` and ``train_loss`` then end with the
+        fine-tuning epochs (or the pruned network's accuracy, without them).
+        """
         self.check_spec(spec)
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise SpecError("ProxyEvaluator.evaluate.seed", "must be an integer >= 0", seed)
         cost = network_cost(spec)
         task = self.task()
-        model = build_network(spec, seed=seed)
         config = dataclasses.replace(self.train, seed=training_seed(base=self.train.seed, seed=seed))
-        result = train_proxy(model, task, config=config, on_epoch=on_epoch)
+        if not prunes(spec):
+            model = build_network(spec, seed=seed)
+            result = train_proxy(model, task, config=config, on_epoch=on_epoch)
+            return Evaluation(
+                accuracy=result.accuracy,
+                epoch_accuracy=result.epoch_accuracy,
+                train_loss=result.train_loss,
+                flops=cost.flops,
+                params=cost.params,
+                duration_s=result.duration_s,
+            )
+        start = time.perf_counter()
+        dense = build_network(unpruned_spec(spec), seed=seed)
+        result = train_proxy(dense, task, config=config, on_epoch=on_epoch)
+        model = prune_network(dense, spec)
+        epoch_accuracy, train_loss = result.epoch_accuracy, result.train_loss
+        if config.finetune_epochs:
+            finetune = dataclasses.replace(config, epochs=config.finetune_epochs, warmup_epochs=0.0)
+            tuned = train_proxy(model, task, config=finetune)
+            accuracy, epoch_accuracy, train_loss = tuned.accuracy, epoch_accuracy + tuned.epoch_accuracy, train_loss + tuned.train_loss
+        else:
+            accuracy = evaluate_accuracy(model, task.val, batch_size=config.eval_batch_size)
         return Evaluation(
-            accuracy=result.accuracy,
-            epoch_accuracy=result.epoch_accuracy,
-            train_loss=result.train_loss,
+            accuracy=accuracy,
+            epoch_accuracy=epoch_accuracy,
+            train_loss=train_loss,
             flops=cost.flops,
             params=cost.params,
-            duration_s=result.duration_s,
+            duration_s=time.perf_counter() - start,
+            accuracy_before_prune=result.accuracy,
         )

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
-from particle_nas.space import NetworkSpec, ParticleNet, SpecError, TemporalShift, build_network
+from particle_nas.space import NetworkSpec, ParticleNet, SpecError, TemporalShift, build_network, effective_prune_ratio
 
 _INSTALL_HINT = "structured pruning needs torch-pruning: pip install 'particle-nas[prune]' (or pip install torch-pruning)"
 
@@ -62,7 +62,7 @@ def prune_network(model: ParticleNet, spec: NetworkSpec) -> ParticleNet:
     if not isinstance(spec, NetworkSpec):
         raise TypeError(f"prune_network expects a NetworkSpec, but got {type(spec).__name__}.")
     tp = _torch_pruning()
-    target = build_network(spec)
+    target = build_network(spec, seed=0)  # its weights are all replaced; the seed keeps the global RNG untouched
     sources = _channel_sources(model)
     target_modules = dict(target.named_modules())
     if not set(sources) <= set(target_modules):
@@ -90,6 +90,18 @@ def prune_network(model: ParticleNet, spec: NetworkSpec) -> ParticleNet:
     if wanted != got:
         bad = sorted(k for k in wanted.keys() | got.keys() if wanted.get(k) != got.get(k))
         raise RuntimeError(f"pruned network does not have the shape of build_network(spec): {bad[:5]}")
-    target.load_state_dict(model.state_dict())
+    target.to(device).load_state_dict(model.state_dict())
     target.train(was_training)
     return target
+
+
+def unpruned_spec(spec: NetworkSpec) -> NetworkSpec:
+    """``spec`` with every particle's ``prune_ratio`` set to 0: the network that is trained, then pruned."""
+    if isinstance(spec.particle, tuple):
+        return spec.replace(particle=tuple(p.replace(prune_ratio=0.0) for p in spec.particle))
+    return spec.replace(particle=spec.particle.replace(prune_ratio=0.0))
+
+
+def prunes(spec: NetworkSpec) -> bool:
+    """Whether pruning removes any channel from ``spec``'s network (some particle's effective prune ratio > 0)."""
+    return any(effective_prune_ratio(p) > 0 for p in spec.stage_particles)

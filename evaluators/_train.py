@@ -38,6 +38,7 @@ class TrainConfig:
     eval_batch_size: int = 128
     seed: int = 0  # shuffling order and dropout
     threads: int | None = None  # torch.set_num_threads during training (restored afterwards); None = leave as is
+    finetune_epochs: int = 1  # specs with prune_ratio > 0: epochs of fine-tuning after structured pruning (0 = none)
 
     def __post_init__(self) -> None:
         p = "TrainConfig."
@@ -56,6 +57,7 @@ class TrainConfig:
         if self.warmup_epochs >= self.epochs:
             raise SpecError(p + "warmup_epochs", f"must be < epochs ({self.epochs})", self.warmup_epochs)
         check_int(p + "seed", self.seed, low=0)
+        check_int(p + "finetune_epochs", self.finetune_epochs, low=0)
         if self.threads is not None:
             check_int(p + "threads", self.threads, low=1)
 
