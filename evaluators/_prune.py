@@ -20,7 +20,7 @@ from torch import nn
 
 from particle_nas.space import NetworkSpec, ParticleNet, SpecError, TemporalShift, build_network, effective_prune_ratio
 
-_INSTALL_HINT = "structured pruning needs torch-pruning: pip install 'particle-nas[prune]' (or pip install torch-pruning)"
+_INSTALL_HINT = "structured pruning needs torch-pruning, a dependency of particle-nas: pip install 'torch-pruning>=1.6.1,<2'"
 
 
 def _torch_pruning():
@@ -54,10 +54,13 @@ def _identity(x: torch.Tensor) -> torch.Tensor:
 
 
 def prune_network(model: ParticleNet, spec: NetworkSpec) -> ParticleNet:
-    """``model`` (``build_network(spec.replace(prune_ratio=0))``'s shape, trained) pruned to ``spec``'s shape.
+    """``model`` (shaped like ``build_network(unpruned_spec(spec))``, trained) pruned to ``spec``'s shape.
 
     Returns a network built by ``build_network(spec)`` holding the surviving
-    trained weights; ``model`` itself is pruned in place on the way.
+    trained weights (so its non-tensor settings, such as a TemporalShift's
+    fold, are the pruned spec's), on ``model``'s device; ``model`` itself is
+    pruned in place on the way. Raises ValueError when ``model`` does not have
+    the unpruned layout of ``spec``.
     """
     if not isinstance(spec, NetworkSpec):
         raise TypeError(f"prune_network expects a NetworkSpec, but got {type(spec).__name__}.")
@@ -76,7 +79,7 @@ def prune_network(model: ParticleNet, spec: NetworkSpec) -> ParticleNet:
     importance = tp.importance.GroupMagnitudeImportance(p=1)
     for name, conv in sources.items():
         remove = conv.out_channels - target_modules[name].out_channels
-        if remove <= 0:  # already pruned as part of an earlier group (parallel branch), or not an inner layer
+        if remove <= 0:  # not an inner layer, or already pruned with an earlier group (a parallel branch)
             continue
         group = graph.get_pruning_group(conv, tp.prune_conv_out_channels, idxs=list(range(conv.out_channels)))
         scores = importance(group)
