@@ -17,6 +17,7 @@ from ._data import (
 )
 from ._evaluate import Evaluation, EvaluatorSettings, ProxyEvaluator, training_seed
 from ._metrics import METRIC_DIRECTIONS, METRICS, ZERO_COST, GradNorm, Latency, Metric, Naswot, Snip, Synflow, make_metric
+from ._prune import prune_network, prunes, unpruned_spec
 from ._video import VIDEO_EXTENSIONS, VideoFolderConfig, VideoTask, decode_clip, list_videos, load_video_task
 from ._train import OPTIMIZERS, SCHEDULES, TrainConfig, TrainingDiverged, TrainResult, evaluate_accuracy, lr_factor, train_proxy
 
@@ -64,6 +65,9 @@ __all__ = [
     "make_synthetic_task",
     "network_cost",
     "normalize",
+    "prune_network",
+    "prunes",
     "train_proxy",
     "training_seed",
+    "unpruned_spec",
 ]

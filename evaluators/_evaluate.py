@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +17,8 @@ from particle_nas.space import NetworkSpec, SpecError, build_network, check_int
 from ._cost import network_cost
 from ._data import SyntheticConfig, SyntheticTask, load_or_make_synthetic_task
 from ._metrics import ZERO_COST, Latency, make_metric
-from ._train import EpochCallback, TrainConfig, _num_threads, train_proxy
+from ._prune import prune_network, prunes, unpruned_spec
+from ._train import EpochCallback, TrainConfig, _num_threads, evaluate_accuracy, train_proxy
 from ._video import VideoFolderConfig, VideoTask, load_video_task
 
 _TRAIN_OUTPUTS = ("accuracy", "epoch_accuracy", "train_loss", "duration_s")
@@ -75,6 +77,7 @@ class Evaluation:
     params: int  # trainable parameters
     duration_s: float | None  # wall time of training and validation
     metrics: Mapping[str, float] = field(default_factory=dict)  # latency_ms and zero-cost scores, by name
+    accuracy_before_prune: float | None = None  # specs that prune: validation top-1 of the unpruned network before pruning
 
     def to_dict(self) -> dict[str, Any]:
         """Flat: every measured number by name (fields that were not measured are left out)."""
@@ -157,29 +160,52 @@ class ProxyEvaluator:
     def evaluate(self, spec: NetworkSpec, *, seed: int, on_epoch: EpochCallback | None = None, weights_path: Path | None = None) -> Evaluation:
         """Count ``spec``'s cost, build it with ``seed`` and train it; see ``train_proxy`` for ``on_epoch``.
 
-        With ``weights_path``, the trained ``state_dict`` is saved there (safetensors).
+        When ``spec`` prunes (``prune_ratio`` > 0), the unpruned network is
+        trained (``on_epoch`` sees those epochs), its accuracy kept as
+        ``accuracy_before_prune``, its lowest-L1 inner channels removed by
+        ``prune_network`` and the result fine-tuned for ``train.finetune_epochs``;
+        ``accuracy``, ``epoch_accuracy`` and ``train_loss`` then end with the
+        fine-tuning epochs (or the pruned network's accuracy, without them).
+        Latency and zero-cost scores are measured on the (pruned) architecture
+        of ``spec`` before training. With ``weights_path``, the final trained
+        ``state_dict`` is saved there (safetensors).
         """
         self.check_spec(spec)
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise SpecError("ProxyEvaluator.evaluate.seed", "must be an integer >= 0", seed)
         cost = network_cost(spec)
         task = self.task()
-        model = build_network(spec, seed=seed)
         config = dataclasses.replace(self.train, seed=training_seed(base=self.train.seed, seed=seed))
+        pruning = prunes(spec)
+        model = build_network(spec, seed=seed)
         metrics = self.measure(model, task, seed=config.seed)
         if not self.evaluators.train:
             return Evaluation(accuracy=None, epoch_accuracy=None, train_loss=None, flops=cost.flops, params=cost.params, duration_s=None, metrics=metrics)
+        start = time.perf_counter()
+        if pruning:
+            model = build_network(unpruned_spec(spec), seed=seed)
         result = train_proxy(model, task, config=config, on_epoch=on_epoch)
+        accuracy, epoch_accuracy, train_loss, before = result.accuracy, result.epoch_accuracy, result.train_loss, None
+        if pruning:
+            before = result.accuracy
+            model = prune_network(model, spec)
+            if config.finetune_epochs:
+                finetune = dataclasses.replace(config, epochs=config.finetune_epochs, warmup_epochs=0.0)
+                tuned = train_proxy(model, task, config=finetune)
+                accuracy, epoch_accuracy, train_loss = tuned.accuracy, epoch_accuracy + tuned.epoch_accuracy, train_loss + tuned.train_loss
+            else:
+                accuracy = evaluate_accuracy(model, task.val, batch_size=config.eval_batch_size)
         if weights_path is not None:
             save_weights(model, weights_path)
         return Evaluation(
-            accuracy=result.accuracy,
-            epoch_accuracy=result.epoch_accuracy,
-            train_loss=result.train_loss,
+            accuracy=accuracy,
+            epoch_accuracy=epoch_accuracy,
+            train_loss=train_loss,
             flops=cost.flops,
             params=cost.params,
-            duration_s=result.duration_s,
+            duration_s=time.perf_counter() - start if pruning else result.duration_s,
             metrics=metrics,
+            accuracy_before_prune=before,
         )
 
     def measure(self, model: torch.nn.Module, task: SyntheticTask | VideoTask, *, seed: int) -> dict[str, float]:

@@ -40,6 +40,7 @@ class TrainConfig:
     seed: int = 0  # shuffling order and dropout
     threads: int | None = None  # torch.set_num_threads during training (restored afterwards); None = leave as is
     memory_format: str = "contiguous"  # see MEMORY_FORMATS: layout of the model's weights and of each batch
+    finetune_epochs: int = 1  # specs with prune_ratio > 0: epochs of fine-tuning after structured pruning (0 = none)
 
     def __post_init__(self) -> None:
         p = "TrainConfig."
@@ -59,6 +60,7 @@ class TrainConfig:
             raise SpecError(p + "warmup_epochs", f"must be < epochs ({self.epochs})", self.warmup_epochs)
         check_int(p + "seed", self.seed, low=0)
         check_choice(p + "memory_format", self.memory_format, tuple(MEMORY_FORMATS))
+        check_int(p + "finetune_epochs", self.finetune_epochs, low=0)
         if self.threads is not None:
             check_int(p + "threads", self.threads, low=1)
 

@@ -33,6 +33,7 @@ COLUMNS: tuple[str, ...] = (
     "flops",
     "params",
     "accuracy",
+    "accuracy_before_prune",  # trials whose spec prunes: validation top-1 of the unpruned network before pruning
     "epoch_accuracy",
     "duration_s",
     *METRIC_COLUMNS,
@@ -134,7 +135,8 @@ def trials_table(study: optuna.Study) -> pd.DataFrame:
     """One row per trial of ``study`` (every state), ordered by trial number.
 
     Columns (``COLUMNS``): number, state (e.g. "COMPLETE"), every
-    ``ParticleSpec`` field, flops, params, accuracy, epoch_accuracy (space
+    ``ParticleSpec`` field, flops, params, accuracy, accuracy_before_prune
+    (NA unless the spec prunes), epoch_accuracy (space
     separated, 4 decimals), duration_s, the optional evaluators' numbers
     (``METRIC_COLUMNS``: latency_ms and zero-cost scores), datetime_start,
     datetime_complete, fail_reason, duplicate_of, pareto, feasible, network.
@@ -168,6 +170,7 @@ def trials_table(study: optuna.Study) -> pd.DataFrame:
         columns["stage_particles"].append(json.dumps(stages, separators=(",", ":")) if stages is not None else None)
         for name in ("flops", "params", "accuracy"):
             columns[name].append(attrs.get(name, from_values.get(name)))
+        columns["accuracy_before_prune"].append(attrs.get("accuracy_before_prune"))
         columns["epoch_accuracy"].append(_compact(attrs.get("epoch_accuracy")))
         columns["duration_s"].append(attrs.get("duration_s"))
         for name in METRIC_COLUMNS:
@@ -204,7 +207,7 @@ def trials_table(study: optuna.Study) -> pd.DataFrame:
 def _dtype(name: str, defaults: ParticleSpec) -> Any:
     if name in ("number", "flops", "params", "duplicate_of"):
         return "Int64"
-    if name in ("accuracy", "duration_s", *METRIC_COLUMNS):
+    if name in ("accuracy", "accuracy_before_prune", "duration_s", *METRIC_COLUMNS):
         return "float64"
     if name in ("datetime_start", "datetime_complete"):
         return "datetime64[us]"

@@ -30,15 +30,59 @@ def round_width(width: float, *, divisor: int = 8, min_width: int = 8) -> int:
     return int(rounded)
 
 
+def dense_inner_width(base: int, *, expansion: float) -> int:
+    """Inner channels of an unpruned particle: ``base * expansion`` rounded (at least 1)."""
+    return max(1, int(base * expansion + 0.5))
+
+
+def pruned_width(channels: int, *, prune_ratio: float) -> int:
+    """Channels left when structured pruning removes ``prune_ratio`` of ``channels`` (at least 1 stays)."""
+    return max(1, int(channels * (1.0 - prune_ratio) + 0.5))
+
+
+# Factorizations whose channel-wise conv ties every inner channel of a plain/residual block to an output channel.
+CHANNELWISE_TIED = frozenset({"csn_ir", "depthwise_2plus1d"})
+
+
+def effective_prune_ratio(particle: ParticleSpec) -> float:
+    """The fraction of inner channels pruning removes from ``particle``.
+
+    The pruned network is the unpruned one minus this fraction of each inner
+    width (channels off the residual stream). In plain and residual blocks of
+    csn_ir and depthwise_2plus1d, the second conv is channel-wise from the
+    inner channels onto the block's output, so no inner channel can be removed
+    without removing an output channel: pruning leaves those blocks whole.
+    """
+    if particle.factorization in CHANNELWISE_TIED and particle.wiring in ("plain", "residual"):
+        return 0.0
+    return particle.prune_ratio
+
+
 def inner_width(base: int, *, expansion: float, prune_ratio: float) -> int:
-    """Inner channels of a particle: ``base * expansion``, minus the pruned fraction (at least 1)."""
-    return max(1, int(base * expansion * (1.0 - prune_ratio) + 0.5))
+    """Inner channels of a particle: the unpruned width minus the pruned fraction (at least 1)."""
+    return pruned_width(dense_inner_width(base, expansion=expansion), prune_ratio=prune_ratio)
 
 
 def r2plus1d_mid_width(in_channels: int, out_channels: int, *, temporal_kernel: int, spatial_kernel: int) -> int:
     """R(2+1)D's rule: mid channels that give the (2+1)D pair the parameters of the full kt x k x k conv."""
     kt, k = temporal_kernel, spatial_kernel
     return max(1, (kt * k * k * in_channels * out_channels) // (k * k * in_channels + kt * out_channels))
+
+
+def r2plus1d_widths(
+    *, cin: int, cout: int, kt: int, k: int, depthwise: bool, particle: ParticleSpec, dense: tuple[int, int], basis: tuple[int, int]
+) -> tuple[int, int, int]:
+    """``(mid, groups of the spatial conv, groups of the temporal conv)`` of an r2plus1d conv from ``cin`` to ``cout``.
+
+    ``dense`` and ``basis`` are the unpruned widths of this conv and of the
+    block's first conv; the mid width follows R(2+1)D's rule on them, minus the
+    pruned fraction (mid channels are inner channels).
+    """
+    if depthwise:
+        return cin, cin, channel_groups(cin, cout)
+    mid_in, mid_out = basis if particle.r2plus1d_mid == "block" else dense
+    mid = r2plus1d_mid_width(mid_in, mid_out, temporal_kernel=kt, spatial_kernel=k)
+    return pruned_width(mid, prune_ratio=effective_prune_ratio(particle)), 1, 1
 
 
 def se_width(channels: int, *, ratio: float) -> int:
@@ -65,24 +109,21 @@ def channel_groups(cin: int, cout: int) -> int:
 ConvBuilder = Callable[..., nn.Module]
 
 
-def create_full_conv(*, cin: int, cout: int, kt: int, k: int, stride: tuple[int, int], depthwise: bool, particle: ParticleSpec, basis: tuple[int, int]) -> nn.Module:
+def create_full_conv(*, cin: int, cout: int, kt: int, k: int, stride: tuple[int, int], depthwise: bool, particle: ParticleSpec, basis: tuple[int, int], dense: tuple[int, int]) -> nn.Module:
     """``cin -> [kt x k x k, stride (st, s, s)] -> cout`` (C3D / R3D)."""
     groups = channel_groups(cin, cout) if depthwise else 1
     return _conv(cin, cout, (kt, k, k), (stride[0], stride[1], stride[1]), groups)
 
 
-def create_r2plus1d_conv(*, cin: int, cout: int, kt: int, k: int, stride: tuple[int, int], depthwise: bool, particle: ParticleSpec, basis: tuple[int, int]) -> nn.Module:
+def create_r2plus1d_conv(*, cin: int, cout: int, kt: int, k: int, stride: tuple[int, int], depthwise: bool, particle: ParticleSpec, basis: tuple[int, int], dense: tuple[int, int]) -> nn.Module:
     """``cin -> [1 x k x k, stride (1, s, s)] -> mid -> BN -> act -> [kt x 1 x 1, stride (st, 1, 1)] -> cout``.
 
-    ``mid`` follows R(2+1)D's parameter-matching rule on ``(cin, cout)``, or on
-    ``basis`` (the block's first particle conv) when ``particle.r2plus1d_mid``
-    is "block"; in depthwise mode both convs are channel-wise and ``mid = cin``.
+    ``mid`` follows R(2+1)D's parameter-matching rule on the unpruned ``(cin, cout)``,
+    or on ``basis`` (the block's first particle conv) when ``particle.r2plus1d_mid``
+    is "block", minus the pruned fraction; in depthwise mode both convs are
+    channel-wise and ``mid = cin`` (see ``r2plus1d_widths``).
     """
-    if depthwise:
-        mid, g1, g2 = cin, cin, channel_groups(cin, cout)
-    else:
-        mid_in, mid_out = basis if particle.r2plus1d_mid == "block" else (cin, cout)
-        mid, g1, g2 = r2plus1d_mid_width(mid_in, mid_out, temporal_kernel=kt, spatial_kernel=k), 1, 1
+    mid, g1, g2 = r2plus1d_widths(cin=cin, cout=cout, kt=kt, k=k, depthwise=depthwise, particle=particle, dense=dense, basis=basis)
     return nn.Sequential(
         _conv(cin, mid, (1, k, k), (1, stride[1], stride[1]), g1),
         nn.BatchNorm3d(mid),
@@ -91,7 +132,7 @@ def create_r2plus1d_conv(*, cin: int, cout: int, kt: int, k: int, stride: tuple[
     )
 
 
-def create_csn_ip_conv(*, cin: int, cout: int, kt: int, k: int, stride: tuple[int, int], depthwise: bool, particle: ParticleSpec, basis: tuple[int, int]) -> nn.Module:
+def create_csn_ip_conv(*, cin: int, cout: int, kt: int, k: int, stride: tuple[int, int], depthwise: bool, particle: ParticleSpec, basis: tuple[int, int], dense: tuple[int, int]) -> nn.Module:
     """``cin -> [1x1x1] -> cout -> [depthwise kt x k x k, stride (st, s, s)] -> cout`` (ip-CSN)."""
     return nn.Sequential(
         _conv(cin, cout, (1, 1, 1), (1, 1, 1)),
@@ -99,27 +140,27 @@ def create_csn_ip_conv(*, cin: int, cout: int, kt: int, k: int, stride: tuple[in
     )
 
 
-def create_csn_ir_conv(*, cin: int, cout: int, kt: int, k: int, stride: tuple[int, int], depthwise: bool, particle: ParticleSpec, basis: tuple[int, int]) -> nn.Module:
+def create_csn_ir_conv(*, cin: int, cout: int, kt: int, k: int, stride: tuple[int, int], depthwise: bool, particle: ParticleSpec, basis: tuple[int, int], dense: tuple[int, int]) -> nn.Module:
     """``cin -> [channel-wise kt x k x k, groups gcd(cin, cout)] -> cout`` (ir-CSN)."""
     return _conv(cin, cout, (kt, k, k), (stride[0], stride[1], stride[1]), channel_groups(cin, cout))
 
 
-def create_spatial_only_conv(*, cin: int, cout: int, kt: int, k: int, stride: tuple[int, int], depthwise: bool, particle: ParticleSpec, basis: tuple[int, int]) -> nn.Module:
+def create_spatial_only_conv(*, cin: int, cout: int, kt: int, k: int, stride: tuple[int, int], depthwise: bool, particle: ParticleSpec, basis: tuple[int, int], dense: tuple[int, int]) -> nn.Module:
     """``cin -> [1 x k x k, stride (st, s, s)] -> cout``: frames never meet."""
     groups = channel_groups(cin, cout) if depthwise else 1
     return _conv(cin, cout, (1, k, k), (stride[0], stride[1], stride[1]), groups)
 
 
-def create_temporal_shift_conv(*, cin: int, cout: int, kt: int, k: int, stride: tuple[int, int], depthwise: bool, particle: ParticleSpec, basis: tuple[int, int]) -> nn.Module:
+def create_temporal_shift_conv(*, cin: int, cout: int, kt: int, k: int, stride: tuple[int, int], depthwise: bool, particle: ParticleSpec, basis: tuple[int, int], dense: tuple[int, int]) -> nn.Module:
     """``cin -> shift (reach (kt-1)/2 frames) -> [1 x k x k, stride (st, s, s)] -> cout`` (TSM)."""
     reach = (kt - 1) // 2
     if 2 * reach > cin:
         reach = max(1, cin // 2)
     shift = TemporalShift(fold=shift_fold(cin, fraction=particle.shift_fraction, reach=reach), reach=reach)
-    return nn.Sequential(shift, create_spatial_only_conv(cin=cin, cout=cout, kt=1, k=k, stride=stride, depthwise=depthwise, particle=particle, basis=basis))
+    return nn.Sequential(shift, create_spatial_only_conv(cin=cin, cout=cout, kt=1, k=k, stride=stride, depthwise=depthwise, particle=particle, basis=basis, dense=dense))
 
 
-def create_p3d_b_conv(*, cin: int, cout: int, kt: int, k: int, stride: tuple[int, int], depthwise: bool, particle: ParticleSpec, basis: tuple[int, int]) -> nn.Module:
+def create_p3d_b_conv(*, cin: int, cout: int, kt: int, k: int, stride: tuple[int, int], depthwise: bool, particle: ParticleSpec, basis: tuple[int, int], dense: tuple[int, int]) -> nn.Module:
     """P3D-B, two parallel branches of the same input, summed::
 
         cin -> [1 x k x k, stride (st, s, s)] -> cout --(+)--> cout
@@ -132,7 +173,7 @@ def create_p3d_b_conv(*, cin: int, cout: int, kt: int, k: int, stride: tuple[int
     return ParallelSum(spatial=_conv(cin, cout, (1, k, k), full_stride, groups), temporal=_conv(cin, cout, (kt, 1, 1), full_stride, groups))
 
 
-def create_depthwise_2plus1d_conv(*, cin: int, cout: int, kt: int, k: int, stride: tuple[int, int], depthwise: bool, particle: ParticleSpec, basis: tuple[int, int]) -> nn.Module:
+def create_depthwise_2plus1d_conv(*, cin: int, cout: int, kt: int, k: int, stride: tuple[int, int], depthwise: bool, particle: ParticleSpec, basis: tuple[int, int], dense: tuple[int, int]) -> nn.Module:
     """MoViNet-style (2+1)D, channel-wise in both steps::
 
         cin -> [depthwise 1 x k x k, stride (1, s, s)] -> cin -> BN -> act
@@ -159,22 +200,35 @@ FACTORIZATION_BUILDERS: dict[str, ConvBuilder] = {
 
 
 def create_particle_conv(
-    *, particle: ParticleSpec, cin: int, cout: int, stride: tuple[int, int] = (1, 1), depthwise: bool = False, basis: tuple[int, int] | None = None
+    *,
+    particle: ParticleSpec,
+    cin: int,
+    cout: int,
+    stride: tuple[int, int] = (1, 1),
+    depthwise: bool = False,
+    basis: tuple[int, int] | None = None,
+    dense: tuple[int, int] | None = None,
 ) -> nn.Module:
     """The particle's factorized spatiotemporal conv from ``cin`` to ``cout`` channels.
 
-    ``basis`` is the (in, out) widths of the block's first particle conv (default: this conv's).
+    ``dense`` is this conv's (in, out) widths before pruning (default: ``(cin, cout)``);
+    ``basis`` the unpruned (in, out) widths of the block's first particle conv (default: ``dense``).
     """
     builder = FACTORIZATION_BUILDERS[particle.factorization]
-    basis = (cin, cout) if basis is None else basis
-    return builder(cin=cin, cout=cout, kt=particle.temporal_kernel, k=particle.spatial_kernel, stride=stride, depthwise=depthwise, particle=particle, basis=basis)
+    dense = (cin, cout) if dense is None else dense
+    basis = dense if basis is None else basis
+    return builder(
+        cin=cin, cout=cout, kt=particle.temporal_kernel, k=particle.spatial_kernel, stride=stride, depthwise=depthwise, particle=particle, basis=basis, dense=dense
+    )
 
 
 # ---------------------------------------------------------------- wirings
-def _norm_se_act(channels: int, particle: ParticleSpec, *, act: bool = True) -> list[nn.Module]:
+def _norm_se_act(channels: int, particle: ParticleSpec, *, act: bool = True, dense: int | None = None) -> list[nn.Module]:
+    """BN [-> SE] [-> act] on ``channels``; the SE bottleneck is sized on the unpruned width ``dense`` and not pruned."""
     layers: list[nn.Module] = [nn.BatchNorm3d(channels)]
     if particle.squeeze_excite > 0:
-        layers.append(SqueezeExcite(channels=channels, squeezed=se_width(channels, ratio=particle.squeeze_excite)))
+        squeezed = se_width(channels if dense is None else dense, ratio=particle.squeeze_excite)
+        layers.append(SqueezeExcite(channels=channels, squeezed=squeezed))
     if act:
         layers.append(ACTIVATION_LAYERS[particle.activation]())
     return layers
@@ -191,13 +245,14 @@ def create_plain_block(*, particle: ParticleSpec, cin: int, cout: int, stride: t
 
         x -> conv(cin->inner, stride) -> BN -> act -> conv(inner->cout) -> BN [-> SE] -> act
     """
-    inner = inner_width(cout, expansion=particle.expansion, prune_ratio=particle.prune_ratio)
+    dense = dense_inner_width(cout, expansion=particle.expansion)
+    inner = pruned_width(dense, prune_ratio=effective_prune_ratio(particle))
     act = ACTIVATION_LAYERS[particle.activation]
     branch = nn.Sequential(
-        create_particle_conv(particle=particle, cin=cin, cout=inner, stride=stride),
+        create_particle_conv(particle=particle, cin=cin, cout=inner, stride=stride, dense=(cin, dense)),
         nn.BatchNorm3d(inner),
         act(),
-        create_particle_conv(particle=particle, cin=inner, cout=cout, basis=(cin, inner)),
+        create_particle_conv(particle=particle, cin=inner, cout=cout, basis=(cin, dense), dense=(dense, cout)),
         *_norm_se_act(cout, particle),
     )
     return ParticleBlock(branch=branch, shortcut=None, post=None)
@@ -209,13 +264,14 @@ def create_residual_block(*, particle: ParticleSpec, cin: int, cout: int, stride
         x -> conv(cin->inner, stride) -> BN -> act -> conv(inner->cout) -> BN [-> SE] --(+)--> act
         x -> identity, or 1x1x1 conv(stride) -> BN when shape changes ---------------'
     """
-    inner = inner_width(cout, expansion=particle.expansion, prune_ratio=particle.prune_ratio)
+    dense = dense_inner_width(cout, expansion=particle.expansion)
+    inner = pruned_width(dense, prune_ratio=effective_prune_ratio(particle))
     act = ACTIVATION_LAYERS[particle.activation]
     branch = nn.Sequential(
-        create_particle_conv(particle=particle, cin=cin, cout=inner, stride=stride),
+        create_particle_conv(particle=particle, cin=cin, cout=inner, stride=stride, dense=(cin, dense)),
         nn.BatchNorm3d(inner),
         act(),
-        create_particle_conv(particle=particle, cin=inner, cout=cout, basis=(cin, inner)),
+        create_particle_conv(particle=particle, cin=inner, cout=cout, basis=(cin, dense), dense=(dense, cout)),
         *_norm_se_act(cout, particle, act=False),
     )
     return ParticleBlock(branch=branch, shortcut=_projection(cin, cout, stride), post=act())
@@ -228,14 +284,15 @@ def create_bottleneck_block(*, particle: ParticleSpec, cin: int, cout: int, stri
           -> 1x1x1(inner->cout) -> BN --(+)--> act
         x -> identity, or 1x1x1 conv(stride) -> BN ----'
     """
-    inner = inner_width(cout, expansion=particle.expansion, prune_ratio=particle.prune_ratio)
+    dense = dense_inner_width(cout, expansion=particle.expansion)
+    inner = pruned_width(dense, prune_ratio=effective_prune_ratio(particle))
     act = ACTIVATION_LAYERS[particle.activation]
     branch = nn.Sequential(
         _conv(cin, inner, (1, 1, 1), (1, 1, 1)),
         nn.BatchNorm3d(inner),
         act(),
-        create_particle_conv(particle=particle, cin=inner, cout=inner, stride=stride),
-        *_norm_se_act(inner, particle),
+        create_particle_conv(particle=particle, cin=inner, cout=inner, stride=stride, dense=(dense, dense)),
+        *_norm_se_act(inner, particle, dense=dense),
         _conv(inner, cout, (1, 1, 1), (1, 1, 1)),
         nn.BatchNorm3d(cout),
     )
@@ -249,14 +306,15 @@ def create_inverted_block(*, particle: ParticleSpec, cin: int, cout: int, stride
           -> 1x1x1(inner->cout) -> BN (linear) --(+)-->
         x -> identity, only when cin == cout and stride is 1 -'
     """
-    inner = inner_width(cin, expansion=particle.expansion, prune_ratio=particle.prune_ratio)
+    dense = dense_inner_width(cin, expansion=particle.expansion)
+    inner = pruned_width(dense, prune_ratio=effective_prune_ratio(particle))
     act = ACTIVATION_LAYERS[particle.activation]
     branch = nn.Sequential(
         _conv(cin, inner, (1, 1, 1), (1, 1, 1)),
         nn.BatchNorm3d(inner),
         act(),
-        create_particle_conv(particle=particle, cin=inner, cout=inner, stride=stride, depthwise=True),
-        *_norm_se_act(inner, particle),
+        create_particle_conv(particle=particle, cin=inner, cout=inner, stride=stride, depthwise=True, dense=(dense, dense)),
+        *_norm_se_act(inner, particle, dense=dense),
         _conv(inner, cout, (1, 1, 1), (1, 1, 1)),
         nn.BatchNorm3d(cout),
     )

@@ -1,8 +1,8 @@
 """The analytic cost model: parameters and multiply-adds of a spec's network, without building it.
 
 Pure integer arithmetic over the spec, layer for layer as ``_build`` lays the
-network out, sharing its width rules (``inner_width``, ``r2plus1d_mid_width``,
-``se_width``, ``channel_groups``). It counts what fvcore counts on the built
+network out, sharing its width rules (``dense_inner_width``, ``pruned_width``,
+``effective_prune_ratio``, ``r2plus1d_widths``, ``se_width``, ``channel_groups``). It counts what fvcore counts on the built
 network (see ``particle_nas.evaluators.count_cost``):
 
 - params: every trainable tensor: conv weights (no bias), batch-norm scale and
@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Callable
 
-from ._build import channel_groups, inner_width, r2plus1d_mid_width, se_width
+from ._build import channel_groups, dense_inner_width, effective_prune_ratio, pruned_width, r2plus1d_widths, se_width
 from ._errors import SpecError
 from ._spec import NetworkSpec, ParticleSpec
 
@@ -72,9 +72,9 @@ class _Tally:
     def norm(self, channels: int) -> None:
         self.params += 2 * channels
 
-    def squeeze_excite(self, channels: int, ratio: float) -> None:
-        """Two 1x1x1 convs with bias on the pooled (1, 1, 1) activation."""
-        squeezed = se_width(channels, ratio=ratio)
+    def squeeze_excite(self, channels: int, ratio: float, dense: int | None = None) -> None:
+        """Two 1x1x1 convs with bias on the pooled (1, 1, 1) activation, sized on the unpruned width ``dense``."""
+        squeezed = se_width(channels if dense is None else dense, ratio=ratio)
         self.params += 2 * channels * squeezed + squeezed + channels
         self.flops += 2 * channels * squeezed
 
@@ -84,41 +84,37 @@ class _Tally:
 ConvCost = Callable[..., None]
 
 
-def _full_cost(tally: _Tally, *, cin: int, cout: int, kt: int, k: int, stride: tuple[int, int], depthwise: bool, particle: ParticleSpec, basis: tuple[int, int]) -> None:
+def _full_cost(tally: _Tally, *, cin: int, cout: int, kt: int, k: int, stride: tuple[int, int], depthwise: bool, particle: ParticleSpec, basis: tuple[int, int], dense: tuple[int, int]) -> None:
     tally.conv(cin, cout, kt, k, stride[0], stride[1], channel_groups(cin, cout) if depthwise else 1)
 
 
-def _r2plus1d_cost(tally: _Tally, *, cin: int, cout: int, kt: int, k: int, stride: tuple[int, int], depthwise: bool, particle: ParticleSpec, basis: tuple[int, int]) -> None:
-    if depthwise:
-        mid, g1, g2 = cin, cin, channel_groups(cin, cout)
-    else:
-        mid_in, mid_out = basis if particle.r2plus1d_mid == "block" else (cin, cout)
-        mid, g1, g2 = r2plus1d_mid_width(mid_in, mid_out, temporal_kernel=kt, spatial_kernel=k), 1, 1
+def _r2plus1d_cost(tally: _Tally, *, cin: int, cout: int, kt: int, k: int, stride: tuple[int, int], depthwise: bool, particle: ParticleSpec, basis: tuple[int, int], dense: tuple[int, int]) -> None:
+    mid, g1, g2 = r2plus1d_widths(cin=cin, cout=cout, kt=kt, k=k, depthwise=depthwise, particle=particle, dense=dense, basis=basis)
     tally.conv(cin, mid, 1, k, 1, stride[1], g1)
     tally.norm(mid)
     tally.conv(mid, cout, kt, 1, stride[0], 1, g2)
 
 
-def _csn_ip_cost(tally: _Tally, *, cin: int, cout: int, kt: int, k: int, stride: tuple[int, int], depthwise: bool, particle: ParticleSpec, basis: tuple[int, int]) -> None:
+def _csn_ip_cost(tally: _Tally, *, cin: int, cout: int, kt: int, k: int, stride: tuple[int, int], depthwise: bool, particle: ParticleSpec, basis: tuple[int, int], dense: tuple[int, int]) -> None:
     tally.conv(cin, cout, 1, 1, 1, 1)
     tally.conv(cout, cout, kt, k, stride[0], stride[1], cout)
 
 
-def _csn_ir_cost(tally: _Tally, *, cin: int, cout: int, kt: int, k: int, stride: tuple[int, int], depthwise: bool, particle: ParticleSpec, basis: tuple[int, int]) -> None:
+def _csn_ir_cost(tally: _Tally, *, cin: int, cout: int, kt: int, k: int, stride: tuple[int, int], depthwise: bool, particle: ParticleSpec, basis: tuple[int, int], dense: tuple[int, int]) -> None:
     tally.conv(cin, cout, kt, k, stride[0], stride[1], channel_groups(cin, cout))
 
 
-def _spatial_only_cost(tally: _Tally, *, cin: int, cout: int, kt: int, k: int, stride: tuple[int, int], depthwise: bool, particle: ParticleSpec, basis: tuple[int, int]) -> None:
+def _spatial_only_cost(tally: _Tally, *, cin: int, cout: int, kt: int, k: int, stride: tuple[int, int], depthwise: bool, particle: ParticleSpec, basis: tuple[int, int], dense: tuple[int, int]) -> None:
     tally.conv(cin, cout, 1, k, stride[0], stride[1], channel_groups(cin, cout) if depthwise else 1)
 
 
-def _p3d_b_cost(tally: _Tally, *, cin: int, cout: int, kt: int, k: int, stride: tuple[int, int], depthwise: bool, particle: ParticleSpec, basis: tuple[int, int]) -> None:
+def _p3d_b_cost(tally: _Tally, *, cin: int, cout: int, kt: int, k: int, stride: tuple[int, int], depthwise: bool, particle: ParticleSpec, basis: tuple[int, int], dense: tuple[int, int]) -> None:
     groups = channel_groups(cin, cout) if depthwise else 1
     tally.conv(cin, cout, kt, 1, stride[0], stride[1], groups, move=False)
     tally.conv(cin, cout, 1, k, stride[0], stride[1], groups)
 
 
-def _depthwise_2plus1d_cost(tally: _Tally, *, cin: int, cout: int, kt: int, k: int, stride: tuple[int, int], depthwise: bool, particle: ParticleSpec, basis: tuple[int, int]) -> None:
+def _depthwise_2plus1d_cost(tally: _Tally, *, cin: int, cout: int, kt: int, k: int, stride: tuple[int, int], depthwise: bool, particle: ParticleSpec, basis: tuple[int, int], dense: tuple[int, int]) -> None:
     tally.conv(cin, cin, 1, k, 1, stride[1], cin)
     tally.norm(cin)
     tally.conv(cin, cout, kt, 1, stride[0], 1, channel_groups(cin, cout))
@@ -137,11 +133,13 @@ FACTORIZATION_COSTS: dict[str, ConvCost] = {
 
 
 def _particle_conv(
-    tally: _Tally, particle: ParticleSpec, cin: int, cout: int, stride: tuple[int, int] = (1, 1), depthwise: bool = False, basis: tuple[int, int] | None = None
+    tally: _Tally, particle: ParticleSpec, cin: int, cout: int, stride: tuple[int, int] = (1, 1), depthwise: bool = False,
+    basis: tuple[int, int] | None = None, dense: tuple[int, int] | None = None,
 ) -> None:
+    dense = (cin, cout) if dense is None else dense
     FACTORIZATION_COSTS[particle.factorization](
         tally, cin=cin, cout=cout, kt=particle.temporal_kernel, k=particle.spatial_kernel, stride=stride, depthwise=depthwise, particle=particle,
-        basis=(cin, cout) if basis is None else basis,
+        basis=dense if basis is None else basis, dense=dense,
     )  # fmt: skip
 
 
@@ -156,10 +154,11 @@ def _projection(tally: _Tally, cin: int, cout: int, stride: tuple[int, int]) -> 
 
 
 def _plain_cost(tally: _Tally, *, particle: ParticleSpec, cin: int, cout: int, stride: tuple[int, int]) -> None:
-    inner = inner_width(cout, expansion=particle.expansion, prune_ratio=particle.prune_ratio)
-    _particle_conv(tally, particle, cin, inner, stride)
+    dense = dense_inner_width(cout, expansion=particle.expansion)
+    inner = pruned_width(dense, prune_ratio=effective_prune_ratio(particle))
+    _particle_conv(tally, particle, cin, inner, stride, dense=(cin, dense))
     tally.norm(inner)
-    _particle_conv(tally, particle, inner, cout, basis=(cin, inner))
+    _particle_conv(tally, particle, inner, cout, basis=(cin, dense), dense=(dense, cout))
     tally.norm(cout)
     if particle.squeeze_excite > 0:
         tally.squeeze_excite(cout, particle.squeeze_excite)
@@ -171,26 +170,28 @@ def _residual_cost(tally: _Tally, *, particle: ParticleSpec, cin: int, cout: int
 
 
 def _bottleneck_cost(tally: _Tally, *, particle: ParticleSpec, cin: int, cout: int, stride: tuple[int, int]) -> None:
-    inner = inner_width(cout, expansion=particle.expansion, prune_ratio=particle.prune_ratio)
+    dense = dense_inner_width(cout, expansion=particle.expansion)
+    inner = pruned_width(dense, prune_ratio=effective_prune_ratio(particle))
     tally.conv(cin, inner, 1, 1, 1, 1)
     tally.norm(inner)
-    _particle_conv(tally, particle, inner, inner, stride)
+    _particle_conv(tally, particle, inner, inner, stride, dense=(dense, dense))
     tally.norm(inner)
     if particle.squeeze_excite > 0:
-        tally.squeeze_excite(inner, particle.squeeze_excite)
+        tally.squeeze_excite(inner, particle.squeeze_excite, dense)
     tally.conv(inner, cout, 1, 1, 1, 1)
     tally.norm(cout)
     _projection(tally, cin, cout, stride)
 
 
 def _inverted_cost(tally: _Tally, *, particle: ParticleSpec, cin: int, cout: int, stride: tuple[int, int]) -> None:
-    inner = inner_width(cin, expansion=particle.expansion, prune_ratio=particle.prune_ratio)
+    dense = dense_inner_width(cin, expansion=particle.expansion)
+    inner = pruned_width(dense, prune_ratio=effective_prune_ratio(particle))
     tally.conv(cin, inner, 1, 1, 1, 1)
     tally.norm(inner)
-    _particle_conv(tally, particle, inner, inner, stride, depthwise=True)
+    _particle_conv(tally, particle, inner, inner, stride, depthwise=True, dense=(dense, dense))
     tally.norm(inner)
     if particle.squeeze_excite > 0:
-        tally.squeeze_excite(inner, particle.squeeze_excite)
+        tally.squeeze_excite(inner, particle.squeeze_excite, dense)
     tally.conv(inner, cout, 1, 1, 1, 1)
     tally.norm(cout)
 

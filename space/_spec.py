@@ -53,7 +53,7 @@ class ParticleSpec:
     expansion: float | None = None  # inner width / output width (bottleneck) or / input width (inverted); None = wiring default
     squeeze_excite: float = 0.0  # SE bottleneck ratio of the inner width; 0 = no SE
     activation: str = "relu"  # see ACTIVATIONS
-    prune_ratio: float = 0.0  # fraction of inner channels removed, in [0, 0.9)
+    prune_ratio: float = 0.0  # fraction of inner channels removed by structured pruning, in [0, 0.9); see space.effective_prune_ratio
     shift_fraction: float = 0.25  # temporal_shift only: fraction of channels moved along time
     r2plus1d_mid: str = "conv"  # r2plus1d only, see R2PLUS1D_MIDS: "block" sizes every conv's mid like the block's first (torchvision)
 

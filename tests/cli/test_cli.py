@@ -37,6 +37,8 @@ def test_search_writes_the_run_outputs(tiny_run):
     assert len(table) == 3 and set(table["state"]) == {"COMPLETE"}
     for column in ("factorization", "wiring", "temporal_kernel", "prune_ratio", "flops", "params", "accuracy", "duration_s", "state"):
         assert column in table.columns
+    tied = table["factorization"].isin(["csn_ir", "depthwise_2plus1d"]) & (table["wiring"] == "residual")  # nothing to prune there
+    assert table["accuracy_before_prune"].notna().tolist() == ((table["prune_ratio"] > 0) & ~tied).tolist()
     study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{run / 'study.db'}")
     assert len(study.trials) == 3
     assert "3/3 trials finished" in done.stdout
