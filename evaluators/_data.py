@@ -31,6 +31,7 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -176,13 +177,10 @@ def normalize(clips: torch.Tensor) -> torch.Tensor:
     return clips.to(torch.float32).mul_(1.0 / 127.5).sub_(1.0)
 
 
-@dataclass(frozen=True, eq=False)
-class SyntheticTask:
-    """Train and validation clips of one ``SyntheticConfig``."""
+class TaskShape:
+    """What every task (synthetic or video) tells about its clips, read from its ``config``."""
 
-    config: SyntheticConfig
-    train: ClipSet
-    val: ClipSet
+    config: Any
 
     @property
     def num_classes(self) -> int:
@@ -199,6 +197,15 @@ class SyntheticTask:
     @property
     def class_names(self) -> tuple[str, ...]:
         return self.config.class_names
+
+
+@dataclass(frozen=True, eq=False)
+class SyntheticTask(TaskShape):
+    """Train and validation clips of one ``SyntheticConfig``."""
+
+    config: SyntheticConfig
+    train: ClipSet
+    val: ClipSet
 
 
 # ---------------------------------------------------------------- generation

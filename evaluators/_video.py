@@ -33,7 +33,7 @@ import torch
 
 from particle_nas.space import SpecError, check_int, check_number
 
-from ._data import ClipSet
+from ._data import ClipSet, TaskShape
 
 VIDEO_EXTENSIONS: tuple[str, ...] = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".mpg", ".mpeg", ".m4v")
 CACHE_VERSION = 1
@@ -101,29 +101,13 @@ class VideoFolderConfig:
 
 
 @dataclass(frozen=True, eq=False)
-class VideoTask:
+class VideoTask(TaskShape):
     """Train and validation clips of a video folder (the same interface as ``SyntheticTask``)."""
 
     config: VideoFolderConfig
     train: ClipSet
     val: ClipSet
     skipped: tuple[str, ...]  # files that could not be decoded, relative to root
-
-    @property
-    def num_classes(self) -> int:
-        return self.config.num_classes
-
-    @property
-    def clip(self) -> tuple[int, int, int]:
-        return self.config.clip
-
-    @property
-    def input_shape(self) -> tuple[int, int, int, int]:
-        return self.config.input_shape
-
-    @property
-    def class_names(self) -> tuple[str, ...]:
-        return self.config.class_names
 
 
 # ---------------------------------------------------------------- listing and splitting
