@@ -84,6 +84,9 @@ def _nuisance(difficulty: float) -> dict[str, float]:
     }
 
 
+MAX_CLIPS = 1_000_000  # clips per split: more would not fit in memory as uint8 anyway
+
+
 @dataclass(frozen=True)
 class SyntheticConfig:
     """Size, difficulty and seed of the synthetic task. Equal configs give bit-identical data."""
@@ -102,8 +105,8 @@ class SyntheticConfig:
         check_int(p + "num_classes", self.num_classes, low=2, high=len(CLASS_NAMES))
         if self.num_classes % 2:
             raise SpecError(p + "num_classes", "must be even (classes come in time-reversed pairs)", self.num_classes)
-        check_int(p + "train_size", self.train_size, low=self.num_classes)
-        check_int(p + "val_size", self.val_size, low=self.num_classes)
+        check_int(p + "train_size", self.train_size, low=self.num_classes, high=MAX_CLIPS)
+        check_int(p + "val_size", self.val_size, low=self.num_classes, high=MAX_CLIPS)
         clip = tuple(self.clip) if isinstance(self.clip, (tuple, list)) else self.clip
         if not isinstance(clip, tuple) or len(clip) != 3 or any(isinstance(n, bool) or not isinstance(n, int) for n in clip):
             raise SpecError(p + "clip", "must be three integers (T, H, W)", self.clip)
@@ -117,7 +120,7 @@ class SyntheticConfig:
         if self.noise is not None:
             check_number(p + "noise", self.noise, low=0.0, high=1.0)
             object.__setattr__(self, "noise", float(self.noise))
-        check_int(p + "seed", self.seed, low=0)
+        check_int(p + "seed", self.seed, low=0, high=2**32 - 1)
 
     @property
     def input_shape(self) -> tuple[int, int, int, int]:

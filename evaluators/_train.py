@@ -44,9 +44,9 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         p = "TrainConfig."
-        check_int(p + "epochs", self.epochs, low=1)
-        check_int(p + "batch_size", self.batch_size, low=2)
-        check_int(p + "eval_batch_size", self.eval_batch_size, low=1)
+        check_int(p + "epochs", self.epochs, low=1, high=10_000)
+        check_int(p + "batch_size", self.batch_size, low=2, high=65_536)
+        check_int(p + "eval_batch_size", self.eval_batch_size, low=1, high=65_536)
         check_choice(p + "optimizer", self.optimizer, OPTIMIZERS)
         check_choice(p + "schedule", self.schedule, SCHEDULES)
         check_number(p + "lr", self.lr, low=0.0, low_open=True)
@@ -58,11 +58,11 @@ class TrainConfig:
             object.__setattr__(self, name, float(getattr(self, name)))
         if self.warmup_epochs >= self.epochs:
             raise SpecError(p + "warmup_epochs", f"must be < epochs ({self.epochs})", self.warmup_epochs)
-        check_int(p + "seed", self.seed, low=0)
+        check_int(p + "seed", self.seed, low=0, high=2**63 - 1)
         check_choice(p + "memory_format", self.memory_format, tuple(MEMORY_FORMATS))
-        check_int(p + "finetune_epochs", self.finetune_epochs, low=0)
+        check_int(p + "finetune_epochs", self.finetune_epochs, low=0, high=10_000)
         if self.threads is not None:
-            check_int(p + "threads", self.threads, low=1)
+            check_int(p + "threads", self.threads, low=1, high=1024)
 
 
 @dataclass(frozen=True)

@@ -76,7 +76,7 @@ class VideoFolderConfig:
         check_int(p + "split", self.split, low=1, high=3)
         check_number(p + "val_fraction", self.val_fraction, low=0.0, high=1.0, low_open=True, high_open=True)
         object.__setattr__(self, "val_fraction", float(self.val_fraction))
-        check_int(p + "seed", self.seed, low=0)
+        check_int(p + "seed", self.seed, low=0, high=2**32 - 1)
         classes = tuple(sorted(d.name for d in Path(self.root).iterdir() if d.is_dir() and not d.name.startswith(".")))
         if len(classes) < 2:
             raise SpecError(p + "root", "must hold at least two class sub-folders", self.root)

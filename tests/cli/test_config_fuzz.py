@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -92,3 +93,22 @@ def test_unsafe_yaml_tags_are_refused(tmp_path):
 
 def test_the_valid_base_is_valid():
     assert _check(yaml.safe_load(yaml.safe_dump(VALID))) is not None
+
+
+HUGE = 2**70
+
+
+@pytest.mark.parametrize(
+    ("section", "key"),
+    [("data", "train_size"), ("data", "val_size"), ("train", "epochs"), ("train", "batch_size"), ("train", "eval_batch_size"),
+     ("train", "threads"), ("train", "finetune_epochs"), ("search", "trials"), ("search", "population"), ("seed", None)],
+)
+def test_huge_numbers_are_refused_before_anything_runs(section, key):
+    """A number that would make the run hang or exhaust memory is one clear line, not a stuck search."""
+    doc = {k: (dict(v) if isinstance(v, dict) else v) for k, v in VALID.items()}
+    if key is None:
+        doc[section] = HUGE
+    else:
+        doc[section] = {**doc.get(section, {}), key: HUGE}
+    with pytest.raises(ConfigError, match=r"^fuzz.yaml: .* must be .*, but got 1180591620717411303424\.$"):
+        parse_config(doc, source="fuzz.yaml")

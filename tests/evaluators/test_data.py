@@ -196,7 +196,7 @@ def test_digest_depends_on_every_field() -> None:
     [
         ({"num_classes": 5}, "SyntheticConfig.num_classes must be even (classes come in time-reversed pairs), but got 5."),
         ({"num_classes": 16}, "SyntheticConfig.num_classes must be in [2, 14], but got 16."),
-        ({"num_classes": 6, "train_size": 4}, "SyntheticConfig.train_size must be >= 6, but got 4."),
+        ({"num_classes": 6, "train_size": 4}, "SyntheticConfig.train_size must be in [6, 1000000], but got 4."),
         ({"clip": (1, 32, 32)}, "SyntheticConfig.clip[0] must be in [2, 1024], but got 1."),
         ({"clip": (8, 32)}, "SyntheticConfig.clip must be three integers (T, H, W), but got (8, 32)."),
         ({"noise": -0.1}, "SyntheticConfig.noise must be in [0.0, 1.0], but got -0.1."),

@@ -80,8 +80,8 @@ def test_lr_schedule() -> None:
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"epochs": 0}, "TrainConfig.epochs must be >= 1, but got 0."),
-        ({"batch_size": 1}, "TrainConfig.batch_size must be >= 2, but got 1."),
+        ({"epochs": 0}, "TrainConfig.epochs must be in [1, 10000], but got 0."),
+        ({"batch_size": 1}, "TrainConfig.batch_size must be in [2, 65536], but got 1."),
         ({"optimizer": "adam"}, "TrainConfig.optimizer must be one of ('sgd', 'adamw'), but got 'adam'."),
         ({"lr": 0.0}, "TrainConfig.lr must be > 0.0, but got 0.0."),
         ({"lr": float("nan")}, "TrainConfig.lr must be a finite number, but got nan."),
@@ -89,7 +89,7 @@ def test_lr_schedule() -> None:
         ({"label_smoothing": -0.1}, "TrainConfig.label_smoothing must be in [0.0, 1.0), but got -0.1."),
         ({"schedule": "step"}, "TrainConfig.schedule must be one of ('cosine', 'constant'), but got 'step'."),
         ({"warmup_epochs": 3}, "TrainConfig.warmup_epochs must be < epochs (3), but got 3.0."),
-        ({"threads": 0}, "TrainConfig.threads must be >= 1, but got 0."),
+        ({"threads": 0}, "TrainConfig.threads must be in [1, 1024], but got 0."),
     ],
 )
 def test_config_validation(changes: dict, message: str) -> None:
