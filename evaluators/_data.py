@@ -35,7 +35,7 @@ from typing import Any
 
 import torch
 
-from particle_nas.space import SpecError, check_int, check_number
+from particle_nas.space import SpecError, check_clip, check_int, check_number
 
 # Bump when the generator changes, so on-disk caches of the old data are not reused.
 GENERATOR_VERSION = 2
@@ -107,13 +107,7 @@ class SyntheticConfig:
             raise SpecError(p + "num_classes", "must be even (classes come in time-reversed pairs)", self.num_classes)
         check_int(p + "train_size", self.train_size, low=self.num_classes, high=MAX_CLIPS)
         check_int(p + "val_size", self.val_size, low=self.num_classes, high=MAX_CLIPS)
-        clip = tuple(self.clip) if isinstance(self.clip, (tuple, list)) else self.clip
-        if not isinstance(clip, tuple) or len(clip) != 3 or any(isinstance(n, bool) or not isinstance(n, int) for n in clip):
-            raise SpecError(p + "clip", "must be three integers (T, H, W)", self.clip)
-        object.__setattr__(self, "clip", clip)
-        check_int(p + "clip[0]", clip[0], low=2, high=1024)
-        check_int(p + "clip[1]", clip[1], low=8, high=1024)
-        check_int(p + "clip[2]", clip[2], low=8, high=1024)
+        object.__setattr__(self, "clip", check_clip(p + "clip", self.clip, min_frames=2))
         check_int(p + "channels", self.channels, low=1, high=64)
         check_number(p + "difficulty", self.difficulty, low=0.0, high=1.0)
         object.__setattr__(self, "difficulty", float(self.difficulty))

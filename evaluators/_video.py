@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from particle_nas.space import SpecError, check_int, check_number
+from particle_nas.space import SpecError, check_clip, check_int, check_number
 
 from ._data import ClipSet, TaskShape
 
@@ -58,13 +58,7 @@ class VideoFolderConfig:
         if not isinstance(self.root, (str, os.PathLike)) or not Path(self.root).is_dir():
             raise SpecError(p + "root", "must be a folder with one sub-folder of videos per class", self.root)
         object.__setattr__(self, "root", str(self.root))
-        clip = tuple(self.clip) if isinstance(self.clip, (tuple, list)) else self.clip
-        if not isinstance(clip, tuple) or len(clip) != 3 or any(isinstance(n, bool) or not isinstance(n, int) for n in clip):
-            raise SpecError(p + "clip", "must be three integers (T, H, W)", self.clip)
-        object.__setattr__(self, "clip", clip)
-        check_int(p + "clip[0]", clip[0], low=1, high=1024)
-        check_int(p + "clip[1]", clip[1], low=8, high=1024)
-        check_int(p + "clip[2]", clip[2], low=8, high=1024)
+        object.__setattr__(self, "clip", check_clip(p + "clip", self.clip, min_frames=1))
         if (self.train_list is None) != (self.val_list is None):
             raise SpecError(p + "val_list" if self.val_list is None else p + "train_list", "must be given together with the other list", self.val_list or self.train_list)
         for name in ("train_list", "val_list"):

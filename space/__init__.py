@@ -16,7 +16,7 @@ from ._build import (
 )
 from ._cost import FACTORIZATION_COSTS, WIRING_COSTS, Cost, cost
 from ._domain import AXES, STAGE_MODES, Axis, SearchSpace
-from ._checks import check_choice, check_int, check_number
+from ._checks import check_choice, check_clip, check_int, check_number
 from ._errors import SpecError
 from ._io import read_yaml
 from ._layers import ParallelSum, ParticleBlock, ParticleNet, SqueezeExcite, TemporalShift
@@ -47,6 +47,7 @@ __all__ = [
     "WIRING_COSTS",
     "build_network",
     "check_choice",
+    "check_clip",
     "check_int",
     "check_number",
     "channel_groups",

@@ -32,3 +32,14 @@ def check_number(name: str, value: Any, *, low: float, high: float = math.inf, l
 def check_choice(name: str, value: Any, choices: tuple) -> None:
     if isinstance(value, bool) or value not in choices:
         raise SpecError(name, f"must be one of {choices}", value)
+
+
+def check_clip(name: str, value: Any, *, min_frames: int) -> tuple[int, int, int]:
+    """A clip size (T, H, W) as a tuple of three integers: T in [min_frames, 1024], H and W in [8, 1024]."""
+    clip = tuple(value) if isinstance(value, (tuple, list)) else value
+    if not isinstance(clip, tuple) or len(clip) != 3 or any(isinstance(n, bool) or not isinstance(n, int) for n in clip):
+        raise SpecError(name, "must be three integers (T, H, W)", value)
+    check_int(f"{name}[0]", clip[0], low=min_frames, high=1024)
+    check_int(f"{name}[1]", clip[1], low=8, high=1024)
+    check_int(f"{name}[2]", clip[2], low=8, high=1024)
+    return clip
