@@ -215,10 +215,12 @@ def cmd_presets(args: argparse.Namespace) -> int:
         import yaml
 
         entry = presets.preset(args.show)
-        print(f"# {entry.name}: {entry.params:,} params, {entry.gflops} GFLOPs published ({entry.source})")
+        print(f"# {entry.name}: {entry.params:,} params, {entry.gflops} GFLOPs at {'x'.join(map(str, entry.flops_clip))} published ({entry.source})")
+        if entry.note:
+            print(f"# {entry.note}")
         print(yaml.safe_dump({"network": entry.spec.to_dict()}, sort_keys=False), end="")
         return 0
-    header = f"{'name':<14} {'input':<12} {'params (published)':>19} {'params (counted)':>17} {'GFLOPs (published)':>19} {'GFLOPs (counted)':>17} {'diff':>7}"
+    header = f"{'name':<14} {'input':<12} {'params (published)':>19} {'params (counted)':>17} {'GFLOPs (published)':>19} {'GFLOPs (counted)':>17} {'diff':>7}  FLOPs at"
     print(header)
     for name in presets.names():
         entry = presets.preset(name)
@@ -227,8 +229,10 @@ def cmd_presets(args: argparse.Namespace) -> int:
         diff = max(abs(counted.params / entry.params - 1), abs(counted.gflops / entry.gflops - 1))
         print(
             f"{name:<14} {f'{c}x{t}x{h}x{w}':<12} {entry.params:>19,} {counted.params:>17,} {entry.gflops:>19.3f} {counted.gflops:>17.3f} {diff:>7.2%}"
+            f"  {'x'.join(map(str, entry.flops_clip))}"
         )
-    print("FLOPs: multiply-adds of conv and linear layers per clip, counted from the spec (equal to fvcore on the built module).")
+    print("FLOPs: multiply-adds of conv and linear layers per clip, counted from the spec (equal to fvcore on the built module),")
+    print("at the input the figure was published for ('FLOPs at'; VMZ counted at 8/7 of its crops, see --show).")
     print("Sources: particle-nas presets --show NAME")
     return 0
 

@@ -20,7 +20,7 @@ from ._checks import check_choice, check_clip, check_int, check_number
 from ._errors import SpecError
 from ._io import read_yaml
 from ._layers import ParallelSum, ParticleBlock, ParticleNet, SqueezeExcite, TemporalShift
-from ._spec import ACTIVATIONS, FACTORIZATIONS, KERNELS, R2PLUS1D_MIDS, WIRINGS, NetworkSpec, ParticleSpec, particle_from_record, particle_to_record
+from ._spec import ACTIVATIONS, FACTORIZATIONS, KERNELS, POOLS, R2PLUS1D_MIDS, WIRINGS, NetworkSpec, ParticleSpec, particle_from_record, particle_to_record
 
 __all__ = [
     "ACTIVATIONS",
@@ -35,6 +35,7 @@ __all__ = [
     "ParallelSum",
     "ParticleBlock",
     "ParticleNet",
+    "POOLS",
     "ParticleSpec",
     "R2PLUS1D_MIDS",
     "STAGE_MODES",

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from ._layers import ParallelSum, ParticleBlock, ParticleNet, SqueezeExcite, TemporalShift
-from ._spec import NetworkSpec, ParticleSpec
+from ._spec import POOLS, NetworkSpec, ParticleSpec
 
 ACTIVATION_LAYERS: dict[str, Callable[[], nn.Module]] = {
     "relu": lambda: nn.ReLU(inplace=True),
@@ -52,8 +52,11 @@ def effective_prune_ratio(particle: ParticleSpec) -> float:
     csn_ir and depthwise_2plus1d, the second conv is channel-wise from the
     inner channels onto the block's output, so no inner channel can be removed
     without removing an output channel: pruning leaves those blocks whole.
+    A ``single`` block has no inner channels at all.
     """
     if particle.factorization in CHANNELWISE_TIED and particle.wiring in ("plain", "residual"):
+        return 0.0
+    if particle.wiring == "single":  # its one conv writes the block's output: no inner channels
         return 0.0
     return particle.prune_ratio
 
@@ -133,9 +136,10 @@ def create_r2plus1d_conv(*, cin: int, cout: int, kt: int, k: int, stride: tuple[
 
 
 def create_csn_ip_conv(*, cin: int, cout: int, kt: int, k: int, stride: tuple[int, int], depthwise: bool, particle: ParticleSpec, basis: tuple[int, int], dense: tuple[int, int]) -> nn.Module:
-    """``cin -> [1x1x1] -> cout -> [depthwise kt x k x k, stride (st, s, s)] -> cout`` (ip-CSN)."""
+    """``cin -> [1x1x1] -> cout -> BN -> [depthwise kt x k x k, stride (st, s, s)] -> cout`` (ip-CSN, as VMZ: no act between)."""
     return nn.Sequential(
         _conv(cin, cout, (1, 1, 1), (1, 1, 1)),
+        nn.BatchNorm3d(cout),
         _conv(cout, cout, (kt, k, k), (stride[0], stride[1], stride[1]), cout),
     )
 
@@ -322,11 +326,21 @@ def create_inverted_block(*, particle: ParticleSpec, cin: int, cout: int, stride
     return ParticleBlock(branch=branch, shortcut=shortcut, post=None)
 
 
+def create_single_block(*, particle: ParticleSpec, cin: int, cout: int, stride: tuple[int, int]) -> nn.Module:
+    """One particle conv, no skip (a C3D / VGG layer)::
+
+        x -> conv(cin->cout, stride) -> BN [-> SE] -> act
+    """
+    branch = nn.Sequential(create_particle_conv(particle=particle, cin=cin, cout=cout, stride=stride), *_norm_se_act(cout, particle))
+    return ParticleBlock(branch=branch, shortcut=None, post=None)
+
+
 WIRING_BUILDERS: dict[str, Callable[..., nn.Module]] = {
     "plain": create_plain_block,
     "residual": create_residual_block,
     "bottleneck": create_bottleneck_block,
     "inverted": create_inverted_block,
+    "single": create_single_block,
 }
 
 
@@ -365,8 +379,18 @@ def build_network(spec: NetworkSpec, *, seed: int | None = None) -> ParticleNet:
         return _create_network(spec)
 
 
+def create_pool(name: str) -> list[nn.Module]:
+    """The max pool ``name`` of ``POOLS`` as a one-layer list, or no layer for "none"."""
+    spec = POOLS[name]
+    if spec is None:
+        return []
+    kernel, stride, padding = spec
+    return [nn.MaxPool3d(kernel, stride=stride, padding=padding)]
+
+
 def create_stem(spec: NetworkSpec) -> nn.Module:
-    """One conv, or with ``stem_mid_channels`` the (2+1)D stem of R(2+1)D, or with ``stem_depthwise_temporal`` X3D's::
+    """One conv, or with ``stem_mid_channels`` the (2+1)D stem of R(2+1)D, or with ``stem_depthwise_temporal`` X3D's,
+    then ``stem_pool`` when set::
 
         C -> [kt x k x k, stride (st, s, s)] -> stem_channels -> BN -> act
         C -> [1 x k x k, stride (1, s, s)] -> mid -> BN -> act -> [kt x 1 x 1, stride (st, 1, 1)] -> stem_channels -> BN -> act
@@ -376,47 +400,68 @@ def create_stem(spec: NetworkSpec) -> nn.Module:
     kt, ks = spec.stem_kernel
     st, ss = spec.stem_stride
     c = spec.stem_channels
+    pool = create_pool(spec.stem_pool)
     if spec.stem_depthwise_temporal:
-        return nn.Sequential(_conv(spec.in_channels, c, (1, ks, ks), (1, ss, ss)), _conv(c, c, (kt, 1, 1), (st, 1, 1), c), nn.BatchNorm3d(c), act())
+        return nn.Sequential(_conv(spec.in_channels, c, (1, ks, ks), (1, ss, ss)), _conv(c, c, (kt, 1, 1), (st, 1, 1), c), nn.BatchNorm3d(c), act(), *pool)
     if spec.stem_mid_channels == 0:
-        return nn.Sequential(_conv(spec.in_channels, spec.stem_channels, (kt, ks, ks), (st, ss, ss)), nn.BatchNorm3d(spec.stem_channels), act())
+        return nn.Sequential(_conv(spec.in_channels, c, (kt, ks, ks), (st, ss, ss)), nn.BatchNorm3d(c), act(), *pool)
     mid = spec.stem_mid_channels
     return nn.Sequential(
         _conv(spec.in_channels, mid, (1, ks, ks), (1, ss, ss)),
         nn.BatchNorm3d(mid),
         act(),
-        _conv(mid, spec.stem_channels, (kt, 1, 1), (st, 1, 1)),
-        nn.BatchNorm3d(spec.stem_channels),
+        _conv(mid, c, (kt, 1, 1), (st, 1, 1)),
+        nn.BatchNorm3d(c),
         act(),
+        *pool,
     )
 
 
+def head_in_features(spec: NetworkSpec, channels: int, clip: tuple[int, int, int] | None = None) -> int:
+    """Features the head's first linear layer takes: ``channels``, or with ``head_flatten`` channels x T x H x W of the last feature map."""
+    return channels * math.prod(spec.feature_shape(clip)) if spec.head_flatten else channels
+
+
 def create_head(spec: NetworkSpec, *, in_channels: int) -> nn.Module:
-    """``[1x1x1 conv -> BN -> act] -> global pool -> [1x1x1 conv -> act] -> dropout -> linear`` (brackets: X3D's head, when set)."""
+    """The classifier (brackets: parts that are set)::
+
+        [1x1x1 conv -> BN -> act (X3D)] -> global pool [-> 1x1x1 conv -> act (X3D)] -> flatten
+                                        or, with head_flatten, flatten the whole map (C3D)
+          -> [linear -> act -> dropout, per head_fc (C3D's fc6, fc7)] or dropout -> linear(num_classes)
+    """
     act = ACTIVATION_LAYERS[spec.stage_particles[-1].activation]
     layers: list[nn.Module] = []
     cin = in_channels
     if spec.head_pre_channels:
         layers += [_conv(cin, spec.head_pre_channels, (1, 1, 1), (1, 1, 1)), nn.BatchNorm3d(spec.head_pre_channels), act()]
         cin = spec.head_pre_channels
-    layers.append(nn.AdaptiveAvgPool3d(1))
+    if not spec.head_flatten:
+        layers.append(nn.AdaptiveAvgPool3d(1))
     if spec.head_post_channels:
         layers += [_conv(cin, spec.head_post_channels, (1, 1, 1), (1, 1, 1)), act()]
         cin = spec.head_post_channels
-    return nn.Sequential(*layers, nn.Flatten(1), nn.Dropout(spec.dropout), nn.Linear(cin, spec.num_classes))
+    layers.append(nn.Flatten(1))
+    cin = head_in_features(spec, cin)
+    for width in spec.head_fc:
+        layers += [nn.Linear(cin, width), act(), nn.Dropout(spec.dropout)]
+        cin = width
+    if not spec.head_fc:
+        layers.append(nn.Dropout(spec.dropout))
+    return nn.Sequential(*layers, nn.Linear(cin, spec.num_classes))
 
 
 def _create_network(spec: NetworkSpec) -> ParticleNet:
     stem = create_stem(spec)
     stages = []
     cin = spec.stem_channels
+    pools = spec.stage_pools or ("none",) * len(spec.widths)
     for s, (width, depth, t_stride, s_stride) in enumerate(zip(spec.widths, spec.depths, spec.temporal_strides, spec.spatial_strides)):
         blocks = []
         for i in range(depth):
             stride = (t_stride, s_stride) if i == 0 else (1, 1)
             blocks.append(build_particle(spec.block_particle(s, i), in_channels=cin, out_channels=width, stride=stride))
             cin = width
-        stages.append(nn.Sequential(*blocks))
+        stages.append(nn.Sequential(*blocks, *create_pool(pools[s])))
     head = create_head(spec, in_channels=cin)
     net = ParticleNet(stem=stem, stages=nn.Sequential(*stages), head=head)
     _init_weights(net)

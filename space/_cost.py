@@ -21,9 +21,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Callable
 
-from ._build import channel_groups, dense_inner_width, effective_prune_ratio, pruned_width, r2plus1d_widths, se_width
+from ._build import channel_groups, dense_inner_width, effective_prune_ratio, head_in_features, pruned_width, r2plus1d_widths, se_width
 from ._errors import SpecError
-from ._spec import NetworkSpec, ParticleSpec
+from ._spec import NetworkSpec, ParticleSpec, pool_shape
 
 
 @dataclass(frozen=True)
@@ -72,6 +72,15 @@ class _Tally:
     def norm(self, channels: int) -> None:
         self.params += 2 * channels
 
+    def pool(self, name: str) -> None:
+        """Max pool ``name`` (see ``POOLS``): free, but it shrinks what follows."""
+        self.t, self.h, self.w = pool_shape(name, (self.t, self.h, self.w))
+
+    def linear(self, cin: int, cout: int) -> None:
+        """A linear layer with bias on a flat vector."""
+        self.params += cin * cout + cout
+        self.flops += cin * cout
+
     def squeeze_excite(self, channels: int, ratio: float, dense: int | None = None) -> None:
         """Two 1x1x1 convs with bias on the pooled (1, 1, 1) activation, sized on the unpruned width ``dense``."""
         squeezed = se_width(channels if dense is None else dense, ratio=ratio)
@@ -97,6 +106,7 @@ def _r2plus1d_cost(tally: _Tally, *, cin: int, cout: int, kt: int, k: int, strid
 
 def _csn_ip_cost(tally: _Tally, *, cin: int, cout: int, kt: int, k: int, stride: tuple[int, int], depthwise: bool, particle: ParticleSpec, basis: tuple[int, int], dense: tuple[int, int]) -> None:
     tally.conv(cin, cout, 1, 1, 1, 1)
+    tally.norm(cout)
     tally.conv(cout, cout, kt, k, stride[0], stride[1], cout)
 
 
@@ -196,11 +206,19 @@ def _inverted_cost(tally: _Tally, *, particle: ParticleSpec, cin: int, cout: int
     tally.norm(cout)
 
 
+def _single_cost(tally: _Tally, *, particle: ParticleSpec, cin: int, cout: int, stride: tuple[int, int]) -> None:
+    _particle_conv(tally, particle, cin, cout, stride)
+    tally.norm(cout)
+    if particle.squeeze_excite > 0:
+        tally.squeeze_excite(cout, particle.squeeze_excite)
+
+
 WIRING_COSTS: dict[str, Callable[..., None]] = {
     "plain": _plain_cost,
     "residual": _residual_cost,
     "bottleneck": _bottleneck_cost,
     "inverted": _inverted_cost,
+    "single": _single_cost,
 }
 
 
@@ -238,12 +256,15 @@ def cost(spec: NetworkSpec, input_shape: Sequence[int] | None = None) -> Cost:
     else:
         tally.conv(channels, spec.stem_channels, kt, ks, st, ss)
     tally.norm(spec.stem_channels)
+    tally.pool(spec.stem_pool)
     cin = spec.stem_channels
+    pools = spec.stage_pools or ("none",) * len(spec.widths)
     for s, (width_out, depth, t_stride, s_stride) in enumerate(zip(spec.widths, spec.depths, spec.temporal_strides, spec.spatial_strides)):
         for i in range(depth):
             particle = spec.block_particle(s, i)
             WIRING_COSTS[particle.wiring](tally, particle=particle, cin=cin, cout=width_out, stride=(t_stride, s_stride) if i == 0 else (1, 1))
             cin = width_out
+        tally.pool(pools[s])
     if spec.head_pre_channels:
         tally.conv(cin, spec.head_pre_channels, 1, 1, 1, 1)
         tally.norm(spec.head_pre_channels)
@@ -252,6 +273,16 @@ def cost(spec: NetworkSpec, input_shape: Sequence[int] | None = None) -> Cost:
         tally.params += cin * spec.head_post_channels
         tally.flops += cin * spec.head_post_channels
         cin = spec.head_post_channels
-    tally.params += cin * spec.num_classes + spec.num_classes
-    tally.flops += cin * spec.num_classes
+    if spec.head_flatten:
+        if min(tally.t, tally.h, tally.w) < 1 or (tally.t, tally.h, tally.w) != spec.feature_shape():
+            raise SpecError(
+                "cost.input_shape",
+                f"must give the flattened head the feature map of the spec's clip {list(spec.clip)} ({list(spec.feature_shape())}, head_flatten)",
+                list(input_shape or ()),
+            )
+        cin = head_in_features(spec, cin)
+    for width_out in spec.head_fc:
+        tally.linear(cin, width_out)
+        cin = width_out
+    tally.linear(cin, spec.num_classes)
     return Cost(params=tally.params, flops=tally.flops)

@@ -29,7 +29,7 @@ FACTORIZATIONS: tuple[str, ...] = (
     "p3d_b",  # P3D-B: parallel 1 x k x k and kt x 1 x 1 branches, summed
     "depthwise_2plus1d",  # MoViNet-style: depthwise 1 x k x k, then depthwise kt x 1 x 1
 )
-WIRINGS: tuple[str, ...] = ("plain", "residual", "bottleneck", "inverted")
+WIRINGS: tuple[str, ...] = ("plain", "residual", "bottleneck", "inverted", "single")
 ACTIVATIONS: tuple[str, ...] = ("relu", "silu")
 KERNELS: tuple[int, ...] = (1, 3, 5, 7)
 
@@ -37,7 +37,14 @@ KERNELS: tuple[int, ...] = (1, 3, 5, 7)
 NO_TEMPORAL_KERNEL = frozenset({"spatial_only"})
 # Wirings with a width ratio; for the others, expansion must stay 1.
 EXPANDING_WIRINGS = frozenset({"bottleneck", "inverted"})
-DEFAULT_EXPANSION = {"plain": 1.0, "residual": 1.0, "bottleneck": 0.25, "inverted": 4.0}
+DEFAULT_EXPANSION = {"plain": 1.0, "residual": 1.0, "bottleneck": 0.25, "inverted": 4.0, "single": 1.0}
+# Max pools a network may place after its stem or after a stage: name -> (kernel, stride, padding), each (T, H, W).
+POOLS: dict[str, tuple[tuple[int, int, int], tuple[int, int, int], tuple[int, int, int]] | None] = {
+    "none": None,
+    "max1x3x3": ((1, 3, 3), (1, 2, 2), (0, 1, 1)),  # ResNet-50+ stem pool (CSN, R(2+1)D-152 in VMZ)
+    "max1x2x2": ((1, 2, 2), (1, 2, 2), (0, 0, 0)),  # C3D pool1
+    "max2x2x2": ((2, 2, 2), (2, 2, 2), (0, 0, 0)),  # C3D pool2 .. pool5
+}
 # Where r2plus1d's mid width comes from: each conv's own widths (the R(2+1)D paper), or the block's first conv (torchvision).
 R2PLUS1D_MIDS: tuple[str, ...] = ("conv", "block")
 
@@ -107,6 +114,10 @@ _OMIT_WHEN_DEFAULT = {
     "se_every": 1,
     "head_pre_channels": 0,
     "head_post_channels": 0,
+    "stem_pool": "none",
+    "stage_pools": (),
+    "head_flatten": False,
+    "head_fc": (),
 }
 
 
@@ -143,15 +154,17 @@ class NetworkSpec:
     ::
 
         clip (C, T, H, W)
-          -> stem conv (stem_kernel[0] x k x k, stride stem_stride) -> BN -> act
+          -> stem conv (stem_kernel[0] x k x k, stride stem_stride) -> BN -> act [-> stem_pool]
              or, with stem_mid_channels > 0, the (2+1)D stem of R(2+1)D:
              1 x k x k (stride (1, s, s)) -> stem_mid_channels -> BN -> act -> kt x 1 x 1 (stride (st, 1, 1)) -> BN -> act
              or, with stem_depthwise_temporal, X3D's: 1 x k x k (stride (1, s, s)) -> depthwise kt x 1 x 1 (stride (st, 1, 1)) -> BN -> act
           -> stage i: depths[i] particles of width widths[i]; the first has
              stride (temporal_strides[i], spatial_strides[i], spatial_strides[i])
-             (squeeze-excite only on every se_every-th block of a stage)
+             (squeeze-excite only on every se_every-th block of a stage) [-> stage_pools[i]]
           [-> 1x1x1 conv to head_pre_channels -> BN -> act]
-          -> global average pool [-> 1x1x1 conv to head_post_channels -> act] -> dropout -> linear(num_classes)
+          -> global average pool [-> 1x1x1 conv to head_post_channels -> act]
+             or, with head_flatten, the whole (C, T, H, W) feature map flattened (C3D)
+          -> [linear(head_fc[j]) -> act -> dropout for each j] (or dropout alone when head_fc is empty) -> linear(num_classes)
     """
 
     particle: ParticleSpec | tuple[ParticleSpec, ...] = field(default_factory=ParticleSpec)  # shared, or one per stage
@@ -167,6 +180,10 @@ class NetworkSpec:
     se_every: int = 1  # squeeze-excite (where the particle has it) on every n-th block of a stage, from the first; X3D: 2
     head_pre_channels: int = 0  # > 0: a 1x1x1 conv -> BN -> act to this width before the pool (X3D: 432)
     head_post_channels: int = 0  # > 0: a 1x1x1 conv -> act to this width after the pool, before the linear (X3D: 2048)
+    stem_pool: str = "none"  # see POOLS: a max pool after the stem ("max1x3x3": CSN's; "max1x2x2": C3D's pool1)
+    stage_pools: tuple[str, ...] = ()  # empty, or one POOLS name per stage: a max pool after that stage (C3D: "max2x2x2")
+    head_flatten: bool = False  # flatten the last feature map into the linear layers instead of pooling it globally (C3D)
+    head_fc: tuple[int, ...] = ()  # hidden fully connected layers before the classifier, each linear -> act -> dropout (C3D: 4096, 4096)
     clip: tuple[int, int, int] = (8, 32, 32)  # input frames T, height H, width W
     in_channels: int = 3
     num_classes: int = 6
@@ -183,7 +200,7 @@ class NetworkSpec:
             object.__setattr__(self, "particle", particles)
         elif not isinstance(self.particle, ParticleSpec):
             raise SpecError(p + "particle", "must be a ParticleSpec or a list of one per stage", self.particle)
-        for name in ("widths", "depths", "temporal_strides", "spatial_strides"):
+        for name in ("widths", "depths", "temporal_strides", "spatial_strides", "head_fc"):
             object.__setattr__(self, name, _as_int_tuple(p + name, getattr(self, name)))
         stages = len(self.widths)
         if isinstance(self.particle, tuple) and len(self.particle) != stages:
@@ -218,6 +235,20 @@ class NetworkSpec:
         _check_int(p + "se_every", self.se_every, low=1, high=64)
         _check_int(p + "head_pre_channels", self.head_pre_channels, low=0, high=8192)
         _check_int(p + "head_post_channels", self.head_post_channels, low=0, high=8192)
+        _check_choice(p + "stem_pool", self.stem_pool, tuple(POOLS))
+        if isinstance(self.stage_pools, (str, bytes)) or not hasattr(self.stage_pools, "__iter__"):
+            raise SpecError(p + "stage_pools", f"must be a list of pool names, one per stage ({stages}, as widths), or empty", self.stage_pools)
+        object.__setattr__(self, "stage_pools", tuple(self.stage_pools))
+        if self.stage_pools and len(self.stage_pools) != stages:
+            raise SpecError(p + "stage_pools", f"must have one entry per stage ({stages}, as widths), or none", list(self.stage_pools))
+        for i, pool in enumerate(self.stage_pools):
+            _check_choice(f"{p}stage_pools[{i}]", pool, tuple(POOLS))
+        if not isinstance(self.head_flatten, bool):
+            raise SpecError(p + "head_flatten", "must be true or false", self.head_flatten)
+        if self.head_flatten and self.head_post_channels:
+            raise SpecError(p + "head_post_channels", "must be 0 when head_flatten is set (it works on the globally pooled features)", self.head_post_channels)
+        for i, width in enumerate(self.head_fc):
+            _check_int(f"{p}head_fc[{i}]", width, low=1, high=65_536)
         _check_int(p + "in_channels", self.in_channels, low=1, high=64)
         _check_int(p + "num_classes", self.num_classes, low=2, high=100_000)
         _check_float(p + "dropout", self.dropout, low=0.0, high=1.0, high_open=True)
@@ -229,6 +260,8 @@ class NetworkSpec:
             raise SpecError(p + "clip", f"must have at least as many frames as the total temporal stride ({t_total})", list(self.clip))
         if min(height, width) < s_total:
             raise SpecError(p + "clip", f"must be at least as high and wide as the total spatial stride ({s_total})", list(self.clip))
+        if min(self.feature_shape()) < 1:  # the pools shrink it further
+            raise SpecError(p + "clip", "must be large enough for every stride and pool to leave at least one frame and pixel", list(self.clip))
 
     def block_particle(self, stage: int, block: int) -> ParticleSpec:
         """The particle of block ``block`` of stage ``stage``: without squeeze-excite off the se_every rhythm."""
@@ -236,6 +269,16 @@ class NetworkSpec:
         if block % self.se_every and particle.squeeze_excite > 0:
             return _without_se(particle)
         return particle
+
+    def feature_shape(self, clip: tuple[int, int, int] | None = None) -> tuple[int, int, int]:
+        """(T, H, W) of the last stage's output (after its pool) for ``clip`` (default: the spec's); a size may come out < 1."""
+        t, h, w = self.clip if clip is None else clip
+        t, h, w = _strided(t, self.stem_stride[0]), _strided(h, self.stem_stride[1]), _strided(w, self.stem_stride[1])
+        t, h, w = pool_shape(self.stem_pool, (t, h, w))
+        pools = self.stage_pools or ("none",) * len(self.widths)
+        for st, ss, pool in zip(self.temporal_strides, self.spatial_strides, pools):
+            t, h, w = pool_shape(pool, (_strided(t, st), _strided(h, ss), _strided(w, ss)))
+        return t, h, w
 
     @property
     def stage_particles(self) -> tuple[ParticleSpec, ...]:
@@ -265,6 +308,20 @@ class NetworkSpec:
 
     def replace(self, **changes: Any) -> NetworkSpec:
         return dataclasses.replace(self, **changes)
+
+
+def _strided(n: int, stride: int) -> int:
+    """Output size of a conv padded by kernel // 2 (odd kernel) with ``stride``."""
+    return (n - 1) // stride + 1 if n >= 1 else n
+
+
+def pool_shape(pool: str, shape: tuple[int, int, int]) -> tuple[int, int, int]:
+    """(T, H, W) after max pool ``pool`` (see POOLS; floor mode, as torch's MaxPool3d)."""
+    spec = POOLS[pool]
+    if spec is None:
+        return shape
+    kernel, stride, padding = spec
+    return tuple((n + 2 * p - k) // s + 1 for n, k, s, p in zip(shape, kernel, stride, padding))  # type: ignore[return-value]
 
 
 def _from_mapping(cls: type, data: Any, label: str) -> Any:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -25,7 +26,7 @@ from particle_nas.space import (
     build_network,
     cost,
 )
-from particle_nas.space._spec import DEFAULT_EXPANSION, EXPANDING_WIRINGS
+from particle_nas.space._spec import DEFAULT_EXPANSION, EXPANDING_WIRINGS, POOLS
 
 
 @st.composite
@@ -59,8 +60,12 @@ def networks(draw: st.DrawFn, wiring: str) -> NetworkSpec:
     stage_ints = lambda low, high: st.lists(st.integers(low, high), min_size=stages, max_size=stages)  # noqa: E731
     t_strides, s_strides = draw(stage_ints(1, 2)), draw(stage_ints(1, 3))
     stem_stride = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
-    t_min = stem_stride[0] * math.prod(t_strides)
-    s_min = stem_stride[1] * math.prod(s_strides)
+    stem_pool = draw(st.sampled_from(["none", "none", *POOLS]))
+    stage_pools = draw(st.sampled_from([(), (), tuple(draw(st.sampled_from(list(POOLS))) for _ in range(stages))]))
+    pool_strides = [POOLS[p][1] for p in (stem_pool, *stage_pools) if POOLS[p] is not None]
+    t_min = stem_stride[0] * math.prod(t_strides) * math.prod(s[0] for s in pool_strides)
+    s_min = stem_stride[1] * math.prod(s_strides) * math.prod(s[1] for s in pool_strides)
+    head_flatten = draw(st.booleans())
     shared = draw(st.booleans())
     particle = draw(particles(wiring)) if shared else tuple(draw(particles(wiring)) for _ in range(stages))
     return NetworkSpec(
@@ -68,7 +73,11 @@ def networks(draw: st.DrawFn, wiring: str) -> NetworkSpec:
         **draw(st.sampled_from([{}, {}, {"stem_mid_channels": 5}, {"stem_mid_channels": 1}, {"stem_depthwise_temporal": True}])),
         se_every=draw(st.sampled_from([1, 1, 2, 3])),
         head_pre_channels=draw(st.sampled_from([0, 0, 7])),
-        head_post_channels=draw(st.sampled_from([0, 0, 9])),
+        head_post_channels=0 if head_flatten else draw(st.sampled_from([0, 0, 9])),
+        stem_pool=stem_pool,
+        stage_pools=stage_pools,
+        head_flatten=head_flatten,
+        head_fc=draw(st.sampled_from([(), (), (6,), (5, 3)])),
         widths=tuple(draw(stage_ints(1, 20))),
         depths=tuple(draw(stage_ints(1, 2))),
         temporal_strides=tuple(t_strides),
@@ -82,7 +91,7 @@ def networks(draw: st.DrawFn, wiring: str) -> NetworkSpec:
     )
 
 
-# 4 wirings x 50 examples = 200 random specs, split so that each test stays well under a minute.
+# 5 wirings x 50 examples = 250 random specs, split so that each test stays well under a minute.
 @pytest.mark.slow
 @pytest.mark.parametrize("wiring", WIRINGS)
 @settings(max_examples=50, deadline=None, derandomize=True)
@@ -135,6 +144,24 @@ def test_hand_computed_cost() -> None:
 def test_cost_rejects_bad_input_shape(shape: object) -> None:
     with pytest.raises(SpecError, match=r"cost.input_shape must be \(T, H, W\) or \(C, T, H, W\)"):
         cost(NetworkSpec(), shape)  # type: ignore[arg-type]
+
+
+def test_flattened_head_is_costed_only_at_its_clip() -> None:
+    spec = NetworkSpec(head_flatten=True, head_fc=(10,), clip=(4, 16, 16))
+    assert spec.feature_shape() == (4, 2, 2)  # stem stride 2, stages (1, 2, 2)
+    assert cost(spec) == count_cost(build_network(spec), input_shape=spec.input_shape)
+    with pytest.raises(SpecError, match=r"cost.input_shape must give the flattened head the feature map of the spec's clip \[4, 16, 16\]"):
+        cost(spec, (4, 32, 32))
+
+
+def test_pools_shrink_the_feature_map() -> None:
+    spec = NetworkSpec(stem_pool="max1x3x3", stage_pools=("max2x2x2", "none", "max1x2x2"), clip=(8, 64, 64))
+    # H: 64 -> stem stride 2: 32 -> max1x3x3: 16 -> max2x2x2: 8 -> stride 2: 4 -> stride 2: 2 -> max1x2x2: 1; T: 8 -> 4 (max2x2x2)
+    assert spec.feature_shape() == (4, 1, 1)
+    model = build_network(spec, seed=0)
+    features = model.stages(model.stem(torch.zeros(1, *spec.input_shape)))
+    assert tuple(features.shape[2:]) == spec.feature_shape()
+    assert cost(spec).flops < cost(spec.replace(stem_pool="none", stage_pools=())).flops
 
 
 def test_cost_rejects_non_spec() -> None:

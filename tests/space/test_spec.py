@@ -66,6 +66,13 @@ def test_unknown_field_is_named():
         ({"stem_kernel": (2, 3)}, "NetworkSpec.stem_kernel[0] must be one of (1, 3, 5, 7)"),
         ({"num_classes": 1}, "NetworkSpec.num_classes must be in [2, 100000]"),
         ({"widths": "wide"}, "NetworkSpec.widths must be a list of integers"),
+        ({"stem_pool": "avg3"}, "NetworkSpec.stem_pool must be one of ('none', 'max1x3x3', 'max1x2x2', 'max2x2x2'), but got 'avg3'"),
+        ({"stage_pools": ("max2x2x2",)}, "NetworkSpec.stage_pools must have one entry per stage (3, as widths), or none"),
+        ({"stage_pools": ("none", "none", "max3")}, "NetworkSpec.stage_pools[2] must be one of"),
+        ({"stage_pools": "max2x2x2"}, "NetworkSpec.stage_pools must be a list of pool names"),
+        ({"head_flatten": True, "head_post_channels": 8}, "NetworkSpec.head_post_channels must be 0 when head_flatten is set"),
+        ({"head_fc": (16, 0)}, "NetworkSpec.head_fc[1] must be in [1, 65536]"),
+        ({"clip": (1, 8, 8), "stage_pools": ("none", "none", "max2x2x2")}, "must be large enough for every stride and pool"),
     ],
 )
 def test_impossible_networks_are_rejected(changes, fragment):
