@@ -35,13 +35,17 @@ def test_diverging_trials_fail_with_their_reason_and_the_run_says_so(tmp_path):
 
 
 def test_ctrl_c_stops_cleanly_and_the_run_resumes(tmp_path):
-    config = _config(tmp_path, search={"sampler": "random", "trials": 6}, train={"epochs": 2, "batch_size": 16})
+    # Trials long enough (a few seconds each) that the poll below sees one running: with TINY's 48 clips a whole
+    # search can finish between two polls on an idle machine, and the test then waited for a state that never came.
+    config = _config(tmp_path, search={"sampler": "random", "trials": 6}, train={"epochs": 3, "batch_size": 16}, data={**TINY["data"], "train_size": 384})
     run = tmp_path / "runs" / "tiny"
     proc = subprocess.Popen([sys.executable, "-m", "particle_nas", "search", str(config), "--no-progress"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     storage = f"sqlite:///{run / 'study.db'}"
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:  # wait until at least one trial is complete and another is running
         time.sleep(0.5)
+        if proc.poll() is not None:
+            raise AssertionError(f"the search ended (exit {proc.returncode}) before a second trial was seen running: {proc.stderr.read()[-500:]}")
         if not (run / "study.db").exists():
             continue
         try:
