@@ -1,6 +1,6 @@
 """Proxy fidelity: does the short proxy budget rank particles like a 5x longer one? And the zero-cost proxies?
 
-    python bench/fidelity.py                                   # 20 particles, 3 vs 15 epochs, default task
+    python bench/fidelity.py --workers 2 --threads 1           # 20 particles, 3 vs 15 epochs, default task, 2 at a time
     python bench/fidelity.py --particles 8 --short-epochs 1 --long-factor 5 --train-size 512 --val-size 256
 
 Samples distinct particles from the quickstart search space (seeded), builds
@@ -14,9 +14,12 @@ each zero-cost score and the long accuracies. ``--csv`` writes the table.
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import csv
+import dataclasses
 import itertools
 import math
+import multiprocessing
 import time
 
 from particle_nas.evaluators import ZERO_COST, EvaluatorSettings, ProxyEvaluator, SyntheticConfig, TrainConfig
@@ -70,6 +73,24 @@ def sample_particles(count: int, seed: int):
     return particles
 
 
+def _evaluators(args: argparse.Namespace) -> tuple[ProxyEvaluator, ProxyEvaluator]:
+    data = SyntheticConfig(num_classes=args.num_classes, train_size=args.train_size, val_size=args.val_size, difficulty=args.difficulty, seed=args.seed)
+    train = TrainConfig(epochs=args.short_epochs, seed=args.seed, threads=args.threads)
+    short = ProxyEvaluator(data=data, train=train, evaluators=EvaluatorSettings(zero_cost=tuple(args.zero_cost)))
+    long = ProxyEvaluator(data=data, train=dataclasses.replace(train, epochs=args.short_epochs * args.long_factor))
+    return short, long
+
+
+def _score(args: argparse.Namespace, particle) -> dict:
+    """One particle: zero-cost scores and the short budget, then the long budget from the same initial weights."""
+    short, long = _evaluators(args)
+    spec = short.network_spec(particle=particle, **NETWORK)
+    s = short.evaluate(spec, seed=args.seed).to_dict()
+    lo = long.evaluate(spec, seed=args.seed).to_dict()
+    name = f"{particle.factorization}/{particle.wiring}/kt{particle.temporal_kernel}/e{particle.expansion:g}/se{particle.squeeze_excite:g}/{particle.activation}/p{particle.prune_ratio:g}"
+    return {"particle": name, "flops": s["flops"], "short": s["accuracy"], "long": lo["accuracy"], **{z: s[z] for z in args.zero_cost}}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--particles", type=int, default=20)
@@ -81,40 +102,44 @@ def main() -> None:
     parser.add_argument("--val-size", type=int, default=SyntheticConfig.val_size)
     parser.add_argument("--zero-cost", nargs="*", default=list(ZERO_COST), choices=list(ZERO_COST))
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--csv", default=None, help="write the per-particle table here")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads per particle (default: torch's)")
+    parser.add_argument("--workers", type=int, default=1, help="particles scored at once, each in its own process (use --threads 1)")
+    parser.add_argument("--csv", default=None, help="write the per-particle table here, a row as each particle finishes")
     args = parser.parse_args()
 
-    data = SyntheticConfig(num_classes=args.num_classes, train_size=args.train_size, val_size=args.val_size, difficulty=args.difficulty, seed=args.seed)
-    short = ProxyEvaluator(
-        data=data,
-        train=TrainConfig(epochs=args.short_epochs, seed=args.seed, threads=args.threads),
-        evaluators=EvaluatorSettings(zero_cost=tuple(args.zero_cost)),
-    )
-    long = ProxyEvaluator(data=data, train=TrainConfig(epochs=args.short_epochs * args.long_factor, seed=args.seed, threads=args.threads))
+    short, _ = _evaluators(args)
     particles = sample_particles(args.particles, args.seed)
-    print(f"{len(particles)} particles, short {args.short_epochs} epoch(s) vs long {args.short_epochs * args.long_factor}, data {data}", flush=True)
-    rows = []
+    print(
+        f"{len(particles)} particles, short {args.short_epochs} epoch(s) vs long {args.short_epochs * args.long_factor}, "
+        f"{args.workers} worker(s), train {short.train}, data {short.data}",
+        flush=True,
+    )
+    fields = ["index", "particle", "flops", "short", "long", *args.zero_cost]
+    out = open(args.csv, "w", newline="") if args.csv else None
+    writer = csv.DictWriter(out, fieldnames=fields) if out else None
+    if writer:
+        writer.writeheader()
+    rows: dict[int, dict] = {}
     start = time.perf_counter()
-    for i, particle in enumerate(particles):
-        spec = short.network_spec(particle=particle, **NETWORK)
-        s = short.evaluate(spec, seed=args.seed).to_dict()
-        lo = long.evaluate(spec, seed=args.seed).to_dict()
-        row = {"particle": f"{particle.factorization}/{particle.wiring}/kt{particle.temporal_kernel}/e{particle.expansion:g}/se{particle.squeeze_excite:g}/{particle.activation}/p{particle.prune_ratio:g}",
-               "flops": s["flops"], "short": s["accuracy"], "long": lo["accuracy"], **{name: s[name] for name in args.zero_cost}}
-        rows.append(row)
-        scores = " ".join(f"{name} {row[name]:.4g}" for name in args.zero_cost)
-        print(f"[{i + 1}/{len(particles)} {time.perf_counter() - start:6.0f} s] {row['particle']:48s} short {row['short']:.3f} long {row['long']:.3f} {scores}", flush=True)
-    if args.csv:
-        with open(args.csv, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
-    long_acc = [r["long"] for r in rows]
-    print(f"Kendall tau (short {args.short_epochs} ep vs long {args.short_epochs * args.long_factor} ep): {kendall_tau([r['short'] for r in rows], long_acc):.3f}")
+    with concurrent.futures.ProcessPoolExecutor(max_workers=args.workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {pool.submit(_score, args, particle): i for i, particle in enumerate(particles)}
+        for future in concurrent.futures.as_completed(futures):
+            i = futures[future]
+            row = rows[i] = {"index": i, **future.result()}
+            if writer:
+                writer.writerow(row)
+                out.flush()
+            scores = " ".join(f"{z} {row[z]:.4g}" for z in args.zero_cost)
+            print(f"[{len(rows)}/{len(particles)} {time.perf_counter() - start:6.0f} s] #{i:<3d} {row['particle']:48s} short {row['short']:.3f} long {row['long']:.3f} {scores}", flush=True)
+    if out:
+        out.close()
+    ordered = [rows[i] for i in sorted(rows)]
+    long_acc = [r["long"] for r in ordered]
+    print(f"Kendall tau (short {args.short_epochs} ep vs long {args.short_epochs * args.long_factor} ep): {kendall_tau([r['short'] for r in ordered], long_acc):.3f}")
     for name in args.zero_cost:
-        print(f"Kendall tau ({name} vs long): {kendall_tau([r[name] for r in rows], long_acc):.3f}")
-    print(f"Kendall tau (flops vs long): {kendall_tau([float(r['flops']) for r in rows], long_acc):.3f}")
+        print(f"Kendall tau ({name} vs long): {kendall_tau([r[name] for r in ordered], long_acc):.3f}")
+    print(f"Kendall tau (flops vs long): {kendall_tau([float(r['flops']) for r in ordered], long_acc):.3f}")
+    print(f"{time.perf_counter() - start:.0f} s in all")
 
 
 if __name__ == "__main__":

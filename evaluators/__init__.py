@@ -19,7 +19,7 @@ from ._evaluate import Evaluation, EvaluatorSettings, ProxyEvaluator, training_s
 from ._metrics import METRIC_DIRECTIONS, METRICS, ZERO_COST, GradNorm, Latency, Metric, Naswot, Snip, Synflow, make_metric
 from ._prune import prune_network, prunes, unpruned_spec
 from ._video import VIDEO_EXTENSIONS, VideoFolderConfig, VideoTask, decode_clip, list_videos, load_video_task
-from ._train import OPTIMIZERS, SCHEDULES, TrainConfig, TrainingDiverged, TrainResult, evaluate_accuracy, lr_factor, train_proxy
+from ._train import MEMORY_FORMATS, OPTIMIZERS, SCHEDULES, TrainConfig, TrainingDiverged, TrainResult, evaluate_accuracy, lr_factor, memory_format_for, train_proxy
 
 __all__ = [
     "CLASS_NAMES",
@@ -70,4 +70,6 @@ __all__ = [
     "train_proxy",
     "training_seed",
     "unpruned_spec",
+    "MEMORY_FORMATS",
+    "memory_format_for",
 ]

@@ -14,6 +14,7 @@ from particle_nas.evaluators import (
     evaluate_accuracy,
     lr_factor,
     make_synthetic_task,
+    memory_format_for,
     train_proxy,
 )
 from particle_nas.space import ParticleSpec, SpecError, build_network
@@ -124,3 +125,14 @@ def test_channels_last_3d_trains_the_same_network(tiny_data, tiny_spec) -> None:
     assert results["channels_last_3d"].train_loss[0] == pytest.approx(results["contiguous"].train_loss[0], rel=1e-3)
     with pytest.raises(ValueError, match=r"^TrainConfig.memory_format must be one of"):
         TrainConfig(memory_format="nhwc")
+
+
+def test_auto_layout_is_channels_last_3d_on_the_cpu(tiny_data, tiny_spec) -> None:
+    assert TrainConfig().memory_format == "auto"
+    assert memory_format_for("auto", torch.device("cpu")) == torch.channels_last_3d
+    assert memory_format_for("auto", torch.device("cuda")) == torch.contiguous_format
+    assert memory_format_for("contiguous", torch.device("cpu")) == torch.contiguous_format
+    model = build_network(tiny_spec(), seed=0)
+    train_proxy(model, make_synthetic_task(tiny_data), config=TrainConfig(epochs=1, threads=1))
+    conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv3d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last_3d)
