@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from particle_nas.space import SpecError, check_choice, check_int, check_number
+from particle_nas.space import SpecError, TemporalShift, check_choice, check_int, check_number
 
 from ._data import ClipSet, SyntheticTask
 
@@ -102,18 +102,21 @@ def _num_threads(threads: int | None) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def memory_format_for(name: str, device: torch.device) -> torch.memory_format:
-    """The layout ``name`` stands for on ``device``.
+def memory_format_for(name: str, device: torch.device, model: nn.Module | None = None) -> torch.memory_format:
+    """The layout ``name`` stands for on ``device`` (for ``model``).
 
     "auto" is channels_last_3d on the CPU, where ``bench/trainer_speed.py --factorization all``
-    measured it faster for every factorization (up to 2.7x for the depthwise ones, within noise
-    for spatial_only and temporal_shift), and contiguous elsewhere (not measured there). The
-    choice depends only on the device, so a config trains the same way every time.
+    measured it faster for every factorization (2.3-2.5x for the depthwise ones) but
+    temporal_shift, whose channel slicing it slows (4-14%): a model with a TemporalShift stays
+    contiguous. Elsewhere (not measured there) auto is contiguous. The choice depends only on the
+    device and the model's layers, so a config trains the same way every time.
     """
     chosen = MEMORY_FORMATS[name]
     if chosen is not None:
         return chosen
-    return torch.channels_last_3d if device.type == "cpu" else torch.contiguous_format
+    if device.type != "cpu" or (model is not None and any(isinstance(m, TemporalShift) for m in model.modules())):
+        return torch.contiguous_format
+    return torch.channels_last_3d
 
 
 def _optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
@@ -191,7 +194,7 @@ def train_proxy(
     with _num_threads(config.threads), torch.random.fork_rng(devices=rng_devices):
         torch.manual_seed(config.seed)
         shuffle = torch.Generator().manual_seed(config.seed)
-        memory_format = memory_format_for(config.memory_format, device)
+        memory_format = memory_format_for(config.memory_format, device, model)
         if memory_format != torch.contiguous_format:
             model.to(memory_format=memory_format)
         optimizer = _optimizer(model, config)

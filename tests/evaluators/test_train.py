@@ -132,6 +132,9 @@ def test_auto_layout_is_channels_last_3d_on_the_cpu(tiny_data, tiny_spec) -> Non
     assert memory_format_for("auto", torch.device("cpu")) == torch.channels_last_3d
     assert memory_format_for("auto", torch.device("cuda")) == torch.contiguous_format
     assert memory_format_for("contiguous", torch.device("cpu")) == torch.contiguous_format
+    shifting = build_network(tiny_spec(ParticleSpec(factorization="temporal_shift", wiring="residual")), seed=0)
+    assert memory_format_for("auto", torch.device("cpu"), shifting) == torch.contiguous_format  # measured slower there
+    assert memory_format_for("channels_last_3d", torch.device("cpu"), shifting) == torch.channels_last_3d
     model = build_network(tiny_spec(), seed=0)
     train_proxy(model, make_synthetic_task(tiny_data), config=TrainConfig(epochs=1, threads=1))
     conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv3d))
