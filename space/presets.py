@@ -155,54 +155,55 @@ for _size, _depths, _clip, _params, _gflops in (
 # 38.5 at its listed crop. So each preset's network is the one its authors ran (spec.clip, the crop) and its FLOPs are
 # counted where VMZ counted them (count_clip).
 _VMZ_ZOO = "https://github.com/facebookresearch/VMZ/blob/main/tutorials/model_zoo.md"
-_VMZ_CLIP_NOTE = (
-    "VMZ's GFLOPs column counts at 8/7 of the listed {crop} crop ({count}: the short side the crops come from); "
-    "every fully convolutional model in its table fits that rule to 0.1%"
-)
+
+
+def _vmz_resized(name: str, spec: NetworkSpec, *, params: int, gflops: float, source: str) -> Preset:
+    """A fully convolutional VMZ model: its FLOPs counted at 8/7 of the crop ``spec.clip`` (see above)."""
+    t, h, w = spec.clip
+    count = (t, h * 8 // 7, w * 8 // 7)
+    crop, counted = "x".join(map(str, spec.clip)), "x".join(map(str, count))
+    note = f"VMZ's GFLOPs column counts at 8/7 of the listed {crop} crop ({counted}: the short side the crops come from); every fully convolutional model in its table fits that rule to 0.1%"
+    return Preset(name=name, spec=spec, params=params, gflops=gflops, count_clip=count, source=source, note=note)
+
+
 _RESNET152 = dict(widths=(256, 512, 1024, 2048), depths=(3, 8, 36, 3), temporal_strides=(1, 2, 2, 2), spatial_strides=(1, 2, 2, 2), num_classes=400)
 # CSN (Tran et al., ICCV 2019): ResNet-152 bottlenecks (inner = width / 4) whose 3x3x3 is depthwise (ir) or a 1x1x1 + BN +
 # depthwise (ip), strided in time and space in stages 2-4; stem 3x7x7 stride (1, 2, 2) + 1x3x3 max pool stride 2.
-for _kind, _params, _gflops in (("ir", 29_703_568, 96.7), ("ip", 33_016_592, 108.8)):
-    _name = f"{_kind}_csn_152"
-    PRESETS[_name] = Preset(
-        name=_name,
-        spec=NetworkSpec(
+# Params: the exact count of VMZ's released weights as MMAction2 converted them (VMZ's table rounds them).
+for _kind, _params, _rounded, _gflops in (("ir", 29_703_568, "29.6", 96.7), ("ip", 33_016_592, "32.8", 108.8)):
+    PRESETS[f"{_kind}_csn_152"] = _vmz_resized(
+        f"{_kind}_csn_152",
+        NetworkSpec(
             particle=ParticleSpec(factorization=f"csn_{_kind}", wiring="bottleneck", expansion=0.25),
             stem_channels=64, stem_kernel=(3, 7), stem_stride=(1, 2), stem_pool="max1x3x3", clip=(32, 224, 224), **_RESNET152,
         ),  # fmt: skip
         params=_params,
         gflops=_gflops,
-        count_clip=(32, 256, 256),
         source=(
             f"GFLOPs: VMZ model zoo, {_kind}-CSN-152 (32x224x224 crops, {_gflops} GFLOPs), {_VMZ_ZOO}; params: the exact count of "
             f"VMZ's released {_kind}-CSN-152 weights as converted by MMAction2 (configs/recognition/csn/metafile.yml: {_params:,}; "
-            f"VMZ's table rounds it to {'29.6' if _kind == 'ir' else '32.8'}M)"
+            f"VMZ's table rounds it to {_rounded}M)"
         ),
-        note=_VMZ_CLIP_NOTE.format(crop="32x224x224", count="32x256x256"),
     )
 # VMZ's R(2+1)D-34 (basic blocks 3-4-6-3, the paper's per-conv mid rule, R(2+1)D stem, no pool; IG-65M / Kinetics) and
 # R(2+1)D-152 (bottlenecks 3-8-36-3 with a (2+1)D middle conv; its published FLOPs fit the network without the stem pool).
 _R2PLUS1D_VMZ = dict(stem_channels=64, stem_kernel=(3, 7), stem_stride=(1, 2), stem_mid_channels=45)
-PRESETS["r2plus1d_34"] = Preset(
-    name="r2plus1d_34",
-    spec=NetworkSpec(
+PRESETS["r2plus1d_34"] = _vmz_resized(
+    "r2plus1d_34",
+    NetworkSpec(
         particle=ParticleSpec(factorization="r2plus1d", wiring="residual"), temporal_strides=(1, 2, 2, 2),
         **{**_VIDEO_RESNET, **_R2PLUS1D_VMZ, "depths": (3, 4, 6, 3), "clip": (8, 112, 112)},
     ),  # fmt: skip
     params=63_600_000,
     gflops=49.8,
-    count_clip=(8, 128, 128),
     source=f"VMZ model zoo, R(2+1)D-34 8x112x112 (IG-65M, fine-tuned on Kinetics): 49.8 GFLOPs, 63.6M params, {_VMZ_ZOO}",
-    note=_VMZ_CLIP_NOTE.format(crop="8x112x112", count="8x128x128"),
 )
-PRESETS["r2plus1d_152"] = Preset(
-    name="r2plus1d_152",
-    spec=NetworkSpec(particle=ParticleSpec(factorization="r2plus1d", wiring="bottleneck", expansion=0.25), clip=(32, 112, 112), **_R2PLUS1D_VMZ, **_RESNET152),
+PRESETS["r2plus1d_152"] = _vmz_resized(
+    "r2plus1d_152",
+    NetworkSpec(particle=ParticleSpec(factorization="r2plus1d", wiring="bottleneck", expansion=0.25), clip=(32, 112, 112), **_R2PLUS1D_VMZ, **_RESNET152),
     params=118_000_000,
     gflops=329.1,
-    count_clip=(32, 128, 128),
     source=f"VMZ model zoo, R(2+1)D-152 32x112x112: 329.1 GFLOPs, 118.0M params, {_VMZ_ZOO}",
-    note=_VMZ_CLIP_NOTE.format(crop="32x112x112", count="32x128x128"),
 )
 # C3D (Tran et al., ICCV 2015) as VMZ builds it (lib/models/c3d_model.py): eight 3x3x3 convs, each + BN + ReLU, in five
 # groups of 1, 1, 2, 2, 2 (64, 128, 256, 512, 512 channels), each group followed by a max pool (1x2x2 after the first,
