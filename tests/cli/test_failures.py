@@ -39,7 +39,12 @@ def test_ctrl_c_stops_cleanly_and_the_run_resumes(tmp_path):
     # search can finish between two polls on an idle machine, and the test then waited for a state that never came.
     config = _config(tmp_path, search={"sampler": "random", "trials": 6}, train={"epochs": 3, "batch_size": 16}, data={**TINY["data"], "train_size": 384})
     run = tmp_path / "runs" / "tiny"
-    proc = subprocess.Popen([sys.executable, "-m", "particle_nas", "search", str(config), "--no-progress"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # The search gets SIGINT's default disposition, as under a terminal: a runner started in the background (nohup ... &)
+    # hands its children SIGINT ignored, and Python then never raises KeyboardInterrupt, so the signal did nothing.
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "particle_nas", "search", str(config), "--no-progress"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )  # fmt: skip
     storage = f"sqlite:///{run / 'study.db'}"
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:  # wait until at least one trial is complete and another is running
