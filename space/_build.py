@@ -417,9 +417,9 @@ def create_stem(spec: NetworkSpec) -> nn.Module:
     )
 
 
-def head_in_features(spec: NetworkSpec, channels: int, clip: tuple[int, int, int] | None = None) -> int:
+def head_in_features(spec: NetworkSpec, channels: int) -> int:
     """Features the head's first linear layer takes: ``channels``, or with ``head_flatten`` channels x T x H x W of the last feature map."""
-    return channels * math.prod(spec.feature_shape(clip)) if spec.head_flatten else channels
+    return channels * math.prod(spec.feature_shape()) if spec.head_flatten else channels
 
 
 def create_head(spec: NetworkSpec, *, in_channels: int) -> nn.Module:
@@ -454,14 +454,13 @@ def _create_network(spec: NetworkSpec) -> ParticleNet:
     stem = create_stem(spec)
     stages = []
     cin = spec.stem_channels
-    pools = spec.stage_pools or ("none",) * len(spec.widths)
-    for s, (width, depth, t_stride, s_stride) in enumerate(zip(spec.widths, spec.depths, spec.temporal_strides, spec.spatial_strides)):
+    for s, (width, depth, t_stride, s_stride, pool) in enumerate(zip(spec.widths, spec.depths, spec.temporal_strides, spec.spatial_strides, spec.stage_pool_names)):
         blocks = []
         for i in range(depth):
             stride = (t_stride, s_stride) if i == 0 else (1, 1)
             blocks.append(build_particle(spec.block_particle(s, i), in_channels=cin, out_channels=width, stride=stride))
             cin = width
-        stages.append(nn.Sequential(*blocks, *create_pool(pools[s])))
+        stages.append(nn.Sequential(*blocks, *create_pool(pool)))
     head = create_head(spec, in_channels=cin)
     net = ParticleNet(stem=stem, stages=nn.Sequential(*stages), head=head)
     _init_weights(net)

@@ -258,13 +258,12 @@ def cost(spec: NetworkSpec, input_shape: Sequence[int] | None = None) -> Cost:
     tally.norm(spec.stem_channels)
     tally.pool(spec.stem_pool)
     cin = spec.stem_channels
-    pools = spec.stage_pools or ("none",) * len(spec.widths)
-    for s, (width_out, depth, t_stride, s_stride) in enumerate(zip(spec.widths, spec.depths, spec.temporal_strides, spec.spatial_strides)):
+    for s, (width_out, depth, t_stride, s_stride, pool) in enumerate(zip(spec.widths, spec.depths, spec.temporal_strides, spec.spatial_strides, spec.stage_pool_names)):
         for i in range(depth):
             particle = spec.block_particle(s, i)
             WIRING_COSTS[particle.wiring](tally, particle=particle, cin=cin, cout=width_out, stride=(t_stride, s_stride) if i == 0 else (1, 1))
             cin = width_out
-        tally.pool(pools[s])
+        tally.pool(pool)
     if spec.head_pre_channels:
         tally.conv(cin, spec.head_pre_channels, 1, 1, 1, 1)
         tally.norm(spec.head_pre_channels)
@@ -274,10 +273,11 @@ def cost(spec: NetworkSpec, input_shape: Sequence[int] | None = None) -> Cost:
         tally.flops += cin * spec.head_post_channels
         cin = spec.head_post_channels
     if spec.head_flatten:
-        if min(tally.t, tally.h, tally.w) < 1 or (tally.t, tally.h, tally.w) != spec.feature_shape():
+        expected = spec.feature_shape()  # at least 1 x 1 x 1: the spec checks its clip
+        if (tally.t, tally.h, tally.w) != expected:
             raise SpecError(
                 "cost.input_shape",
-                f"must give the flattened head the feature map of the spec's clip {list(spec.clip)} ({list(spec.feature_shape())}, head_flatten)",
+                f"must give the flattened head the feature map of the spec's clip {list(spec.clip)} ({list(expected)}, head_flatten)",
                 list(input_shape or ()),
             )
         cin = head_in_features(spec, cin)

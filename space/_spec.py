@@ -275,10 +275,14 @@ class NetworkSpec:
         t, h, w = self.clip if clip is None else clip
         t, h, w = _strided(t, self.stem_stride[0]), _strided(h, self.stem_stride[1]), _strided(w, self.stem_stride[1])
         t, h, w = pool_shape(self.stem_pool, (t, h, w))
-        pools = self.stage_pools or ("none",) * len(self.widths)
-        for st, ss, pool in zip(self.temporal_strides, self.spatial_strides, pools):
+        for st, ss, pool in zip(self.temporal_strides, self.spatial_strides, self.stage_pool_names):
             t, h, w = pool_shape(pool, (_strided(t, st), _strided(h, ss), _strided(w, ss)))
         return t, h, w
+
+    @property
+    def stage_pool_names(self) -> tuple[str, ...]:
+        """The pool after each stage (``stage_pools``, or "none" for every stage when it is empty)."""
+        return self.stage_pools or ("none",) * len(self.widths)
 
     @property
     def stage_particles(self) -> tuple[ParticleSpec, ...]:
