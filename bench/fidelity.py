@@ -1,6 +1,6 @@
 """Proxy fidelity: does the short proxy budget rank particles like a 5x longer one? And the zero-cost proxies?
 
-    python bench/fidelity.py --workers 2 --threads 1           # 20 particles, 3 vs 15 epochs, default task, 2 at a time
+    python bench/fidelity.py --workers 2 --threads 1           # 20 particles, 5 vs 25 epochs (the default budget), 2 at a time
     python bench/fidelity.py --particles 8 --short-epochs 1 --long-factor 5 --train-size 512 --val-size 256
 
 Samples distinct particles from the quickstart search space (seeded), builds

@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 
 from particle_nas.config import ConfigError, load_config, parse_config
+from particle_nas.evaluators import TrainConfig
 
 BASE = {
     "name": "t",
@@ -23,6 +24,7 @@ def test_example_configs_load():
     config = load_config("examples/quickstart.yaml")
     assert config.name == "quickstart" and config.search.trials == 20
     assert config.network.clip == config.data.clip and config.network.num_classes == config.data.num_classes
+    assert config.train.epochs == TrainConfig.epochs  # the quickstart trains the budget bench/fidelity.py measured
 
 
 def test_overrides_win_and_seed_flows_to_data_and_training():

@@ -89,7 +89,7 @@ def test_lr_schedule() -> None:
         ({"momentum": 1.0}, "TrainConfig.momentum must be in [0.0, 1.0), but got 1.0."),
         ({"label_smoothing": -0.1}, "TrainConfig.label_smoothing must be in [0.0, 1.0), but got -0.1."),
         ({"schedule": "step"}, "TrainConfig.schedule must be one of ('cosine', 'constant'), but got 'step'."),
-        ({"warmup_epochs": 3}, "TrainConfig.warmup_epochs must be < epochs (3), but got 3.0."),
+        ({"epochs": 3, "warmup_epochs": 3}, "TrainConfig.warmup_epochs must be < epochs (3), but got 3.0."),
         ({"threads": 0}, "TrainConfig.threads must be in [1, 1024], but got 0."),
     ],
 )
