@@ -34,7 +34,7 @@ from particle_nas.space import NetworkSpec, SearchSpace, particle_from_record, p
 
 from ._optuna import SearchSummary, summarize, _fail_stale_trials, _is_finished, _known_particles, make_sampler, open_study, suggest
 from ._settings import OBJECTIVES, SearchSettings
-from ._storage import is_url, open_storage, read_run_file, resolve_storage, run_lock, worker_id, write_run_file
+from ._storage import open_storage, read_run_file, resolve_storage, run_lock, worker_id, write_run_file
 from ._trial import DESCRIPTIVE_ATTRS, Evaluator, fail_reason, objective_values, score_particle
 
 RAY_HINT = 'the ray backend needs Ray Tune: pip install "particle-nas[ray]" (or pip install "ray[tune]")'
@@ -178,13 +178,6 @@ def _check_reachable(address: str) -> None:
         raise ValueError(f"address must be a running Ray head (ray start --head --port {port}), but connecting to {address!r} failed: {err}.") from None
 
 
-def _optuna_storage(location: str) -> optuna.storages.BaseStorage:
-    """OptunaSearch takes a storage object, not a URL."""
-    if is_url(location):
-        return optuna.storages.RDBStorage(location)
-    return open_storage(location)
-
-
 def run_ray_search(
     *,
     run_dir: Path,
@@ -253,7 +246,7 @@ def run_ray_search(
                 mode=["max" if OBJECTIVES[o] == "maximize" else "min" for o in settings.objectives],
                 sampler=make_sampler(settings, seed=seed),
                 study_name=name,
-                storage=_optuna_storage(location),
+                storage=open_storage(location),  # OptunaSearch takes a storage object, not a URL
                 objectives=settings.objectives,
                 target=settings.trials,
             )

@@ -18,6 +18,7 @@ import fcntl
 import json
 import os
 import socket
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -93,10 +94,30 @@ def is_url(location: str) -> bool:
     return "://" in location
 
 
-def open_storage(location: str) -> optuna.storages.BaseStorage | str:
-    """What ``optuna.create_study(storage=...)`` takes for a location from ``resolve_storage``."""
+# Opening a new SQLite study file creates its schema; a second process opening it at that moment (optuna-dashboard,
+# a script reading the study) makes one of the two fail with a duplicate alembic_version row or "table already
+# exists". The schema is complete once either has finished, so the loser opens it again.
+_SCHEMA_RACE_ATTEMPTS = 5
+
+
+def open_storage(location: str) -> optuna.storages.BaseStorage:
+    """What ``optuna.create_study(storage=...)`` takes for a location from ``resolve_storage``.
+
+    A SQLite study whose schema another process is creating at the same moment is opened again
+    (a few times, 0.1-0.8 s apart) instead of failing.
+    """
     if is_url(location):
-        return location
+        if not location.startswith("sqlite"):
+            return optuna.storages.get_storage(location)
+        from sqlalchemy.exc import IntegrityError, OperationalError
+
+        for attempt in range(_SCHEMA_RACE_ATTEMPTS):
+            try:
+                return optuna.storages.get_storage(location)
+            except (IntegrityError, OperationalError):
+                if attempt == _SCHEMA_RACE_ATTEMPTS - 1:
+                    raise
+                time.sleep(0.1 * 2**attempt)
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
 
