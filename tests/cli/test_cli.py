@@ -121,3 +121,37 @@ def test_missing_inputs_are_one_clear_line(tmp_path, args, fragment):
     done = run_cli(*args, cwd=tmp_path)
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and fragment in done.stderr and "Traceback" not in done.stderr
+
+
+def test_export_without_output_writes_into_the_run_within_the_budget(tiny_run):
+    root, _, _ = tiny_run
+    table = pd.read_csv(root / "runs" / "tiny" / "trials.csv")
+    complete = table[table["state"] == "COMPLETE"]
+    budget = int(complete["flops"].median())
+    done = run_cli("export", "runs/tiny", "--pick", f"flops<={budget}", cwd=root)
+    assert done.returncode == 0, done.stderr
+    document = yaml.safe_load((root / "runs" / "tiny" / "export.yaml").read_text())
+    within = complete[complete["flops"] <= budget]
+    assert document["source"]["flops"] <= budget
+    assert document["source"]["accuracy"] == pytest.approx(within["accuracy"].max())
+
+
+def test_report_with_another_pick_rewrites_best_yaml(tiny_run):
+    root, _, _ = tiny_run
+    done = run_cli("report", "runs/tiny", "--pick", "max-accuracy", cwd=root)
+    assert done.returncode == 0, done.stderr
+    table = pd.read_csv(root / "runs" / "tiny" / "trials.csv")
+    document = yaml.safe_load((root / "runs" / "tiny" / "best.yaml").read_text())
+    assert document["source"]["pick"] == "max-accuracy"
+    assert document["source"]["accuracy"] == pytest.approx(table["accuracy"].max())
+
+
+def test_flags_override_the_config_file(tmp_path):
+    config = _write(tmp_path / "tiny.yaml", {**TINY, "search": {**TINY["search"], "trials": 3}})
+    done = run_cli("search", str(config), "--trials", "2", "--seed", "1", "--name", "longer", "--output-dir", "out", "--no-progress", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    run = tmp_path / "out" / "longer"
+    assert len(pd.read_csv(run / "trials.csv")) == 2
+    study = optuna.load_study(study_name="longer", storage=f"sqlite:///{run / 'study.db'}")
+    assert study.user_attrs["seed"] == 1 and study.user_attrs["config"]["seed"] == 1
+    assert not (tmp_path / "runs").exists()
