@@ -28,7 +28,7 @@ EpochCallback = Callable[[int, float], None]
 class TrainConfig:
     """How a proxy network is trained. Same config + same initial weights -> same accuracies (same machine, same threads)."""
 
-    epochs: int = 5  # the proxy budget: bench/fidelity.py measured Kendall tau vs a 5x longer budget (README: Proxy fidelity)
+    epochs: int = 5  # the proxy budget: bench/fidelity.py measured Kendall tau vs a 5x longer budget (docs/benchmarks.md: Proxy fidelity)
     batch_size: int = 16  # on CPU, clips/s barely depend on it; smaller means more steps per epoch
     optimizer: str = "adamw"  # see OPTIMIZERS
     lr: float = 3e-3  # peak learning rate
@@ -36,7 +36,7 @@ class TrainConfig:
     weight_decay: float = 1e-4
     label_smoothing: float = 0.0
     schedule: str = "cosine"  # see SCHEDULES; cosine decays to 0 by the last step
-    warmup_epochs: float = 0.5  # linear warmup from 0 over this many epochs (fractions allowed); without it AdamW's first steps at the peak lr stall some particles (README: The proxy task and trainer)
+    warmup_epochs: float = 0.5  # linear warmup from 0 over this many epochs (fractions allowed); without it AdamW's first steps at the peak lr stall some particles (docs/benchmarks.md: Accuracy of hand-designed particles)
     eval_batch_size: int = 128
     seed: int = 0  # shuffling order and dropout
     threads: int | None = None  # torch.set_num_threads during training (restored afterwards); None = leave as is
