@@ -106,8 +106,8 @@ class ParticleSpec:
     def _check_inception(self, p: str) -> None:
         object.__setattr__(self, "branch_fractions", _as_float_tuple(p + "branch_fractions", self.branch_fractions, 4))
         object.__setattr__(self, "reduce_fractions", _as_float_tuple(p + "reduce_fractions", self.reduce_fractions, 2))
-        if self.branch_widths != ():
-            object.__setattr__(self, "branch_widths", _as_int_tuple(p + "branch_widths", self.branch_widths, 6))
+        empty = isinstance(self.branch_widths, (list, tuple)) and not self.branch_widths  # () or [] (JSON): widths from the fractions
+        object.__setattr__(self, "branch_widths", () if empty else _as_int_tuple(p + "branch_widths", self.branch_widths, 6))
         for i, f in enumerate(self.branch_fractions):
             _check_float(f"{p}branch_fractions[{i}]", f, low=0.0, high=1.0, low_open=True, high_open=True)
         if abs(sum(self.branch_fractions) - 1.0) > 1e-6:
