@@ -179,3 +179,11 @@ def test_separable_inception_is_s3d_shaped() -> None:
     block = build_particle(_inception("r2plus1d", r2plus1d_mid="out", branch_widths=(64, 96, 128, 16, 32, 32)), in_channels=192, out_channels=256)
     tower = block.branch[0].branches[1][3]
     assert [(m.kernel_size, m.in_channels, m.out_channels) for m in tower if isinstance(m, nn.Conv3d)] == [((1, 3, 3), 96, 128), ((3, 1, 1), 128, 128)]
+
+
+def test_s3d_counts_as_docs_i3d_md_states() -> None:
+    """S3D (not a preset: its quoted 66.4 GFLOPs is 8.3% under this count): I3D with separable convs and a (2+1)D stem."""
+    spec = presets._inflated_inception(ParticleSpec(factorization="r2plus1d", r2plus1d_mid="out"))
+    assert spec.stem_mid_channels == 64
+    assert cost(spec) == cost(spec, (64, 224, 224))
+    assert (cost(spec).params, round(cost(spec).gflops, 2)) == (8_320_048, 71.91)

@@ -64,7 +64,7 @@ def test_x3d_wiring_details() -> None:
 
 
 def test_every_paper_the_issue_names_has_a_preset() -> None:
-    assert {"r3d_18", "mc3_18", "r2plus1d_18", "ir_csn_152", "ip_csn_152", "x3d_xs", "x3d_s", "x3d_m", "x3d_l", "c3d"} <= set(presets.names())
+    assert {"r3d_18", "mc3_18", "r2plus1d_18", "ir_csn_152", "ip_csn_152", "x3d_xs", "x3d_s", "x3d_m", "x3d_l", "c3d", "i3d"} <= set(presets.names())
 
 
 def test_csn_wiring_details() -> None:
