@@ -164,6 +164,9 @@ def _parse(raw: Any, *, source: str, overrides: Mapping[str, Any]) -> RunConfig:
             raise SpecError(f"network.{key}", f"is set by {owner}, not under network", network_values[key])
     network_values.update(clip=tuple(data.clip), num_classes=data.num_classes, in_channels=data.channels)
     network = _build(NetworkSpec, network_values, "network")
+    wirings = space.axis("wiring")
+    if wirings is not None and "inception" in wirings.values() and min(network.widths) < 4:
+        raise SpecError("network.widths", "must all be >= 4 when space.wiring includes 'inception' (one channel for each of its branches)", list(network.widths))
     evaluators = _build(EvaluatorSettings, _section(raw, "evaluators"), "evaluators")
     outputs = evaluators.outputs
     for i, objective in enumerate(search.objectives):

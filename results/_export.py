@@ -64,6 +64,11 @@ def _row_particle(row: Mapping[str, Any]) -> dict[str, Any] | None:
             continue
         if type(getattr(defaults, name)) is int and isinstance(value, float) and value.is_integer():
             value = int(value)  # a CSV or a nullable column may hand back 3.0 for 3
+        if isinstance(getattr(defaults, name), tuple) and isinstance(value, str):  # inception's list fields, written as JSON
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"the row's {name} must be a JSON list, but parsing {value!r} failed: {err}.") from None
         values[name] = value
     return values or None
 

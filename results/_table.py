@@ -166,7 +166,8 @@ def trials_table(study: optuna.Study) -> pd.DataFrame:
         columns["state"].append(trial.state.name)
         stages = attrs.get("particle") if isinstance(attrs.get("particle"), list) else None
         for name in PARTICLE_FIELDS:
-            columns[name].append(particle.get(name, getattr(defaults, name) if particle and stages is None else None))  # fields newer than the trial: their default
+            value = particle.get(name, getattr(defaults, name) if particle and stages is None else None)  # fields newer than the trial: their default
+            columns[name].append(json.dumps(list(value), separators=(",", ":")) if isinstance(value, (list, tuple)) else value)  # inception's lists as JSON
         columns["stage_particles"].append(json.dumps(stages, separators=(",", ":")) if stages is not None else None)
         for name in ("flops", "params", "accuracy"):
             columns[name].append(attrs.get(name, from_values.get(name)))

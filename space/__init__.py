@@ -8,18 +8,20 @@ from ._build import (
     channel_groups,
     dense_inner_width,
     effective_prune_ratio,
+    inception_widths,
     inner_width,
     pruned_width,
     r2plus1d_mid_width,
     round_width,
     se_width,
+    split_width,
 )
 from ._cost import FACTORIZATION_COSTS, WIRING_COSTS, Cost, cost
 from ._domain import AXES, STAGE_MODES, Axis, SearchSpace
 from ._checks import check_choice, check_clip, check_int, check_number
 from ._errors import SpecError
 from ._io import read_yaml
-from ._layers import ParallelSum, ParticleBlock, ParticleNet, SqueezeExcite, TemporalShift
+from ._layers import ParallelConcat, ParallelSum, ParticleBlock, ParticleNet, SqueezeExcite, TemporalShift
 from ._spec import ACTIVATIONS, FACTORIZATIONS, KERNELS, POOLS, R2PLUS1D_MIDS, WIRINGS, NetworkSpec, ParticleSpec, particle_from_record, particle_to_record
 
 __all__ = [
@@ -32,6 +34,7 @@ __all__ = [
     "FACTORIZATION_BUILDERS",
     "KERNELS",
     "NetworkSpec",
+    "ParallelConcat",
     "ParallelSum",
     "ParticleBlock",
     "ParticleNet",
@@ -56,6 +59,7 @@ __all__ = [
     "build_particle",
     "dense_inner_width",
     "effective_prune_ratio",
+    "inception_widths",
     "inner_width",
     "particle_from_record",
     "particle_to_record",
@@ -65,6 +69,7 @@ __all__ = [
     "read_yaml",
     "round_width",
     "se_width",
+    "split_width",
 ]
 
 from . import presets  # noqa: E402  (the module of reference presets, after the names it uses)

@@ -12,7 +12,8 @@ from typing import Callable
 import torch
 from torch import nn
 
-from ._layers import ParallelSum, ParticleBlock, ParticleNet, SqueezeExcite, TemporalShift
+from ._errors import SpecError
+from ._layers import ParallelConcat, ParallelSum, ParticleBlock, ParticleNet, SqueezeExcite, TemporalShift
 from ._spec import POOLS, NetworkSpec, ParticleSpec
 
 ACTIVATION_LAYERS: dict[str, Callable[[], nn.Module]] = {
@@ -51,10 +52,12 @@ def effective_prune_ratio(particle: ParticleSpec) -> float:
     width (channels off the residual stream). In plain and residual blocks of
     csn_ir and depthwise_2plus1d, the second conv is channel-wise from the
     inner channels onto the block's output, so no inner channel can be removed
-    without removing an output channel: pruning leaves those blocks whole.
-    A ``single`` block has no inner channels at all.
+    without removing an output channel: pruning leaves those blocks whole; so
+    it does in inception blocks, whose branch convs run channel-wise from the
+    reduce widths onto the block's output. A ``single`` block has no inner
+    channels at all.
     """
-    if particle.factorization in CHANNELWISE_TIED and particle.wiring in ("plain", "residual"):
+    if particle.factorization in CHANNELWISE_TIED and particle.wiring in ("plain", "residual", "inception"):
         return 0.0
     if particle.wiring == "single":  # its one conv writes the block's output: no inner channels
         return 0.0
@@ -84,8 +87,43 @@ def r2plus1d_widths(
     if depthwise:
         return cin, cin, channel_groups(cin, cout)
     mid_in, mid_out = basis if particle.r2plus1d_mid == "block" else dense
-    mid = r2plus1d_mid_width(mid_in, mid_out, temporal_kernel=kt, spatial_kernel=k)
+    mid = dense[1] if particle.r2plus1d_mid == "out" else r2plus1d_mid_width(mid_in, mid_out, temporal_kernel=kt, spatial_kernel=k)
     return pruned_width(mid, prune_ratio=effective_prune_ratio(particle)), 1, 1
+
+
+def split_width(total: int, fractions: tuple[float, ...]) -> tuple[int, ...]:
+    """``total`` channels shared out by ``fractions`` (summing to 1): at least 1 each, the rest by largest remainder.
+
+    Needs ``total >= len(fractions)`` (NetworkSpec checks it for inception stages).
+    """
+    exact = [f * total for f in fractions]
+    parts = [max(1, int(e)) for e in exact]
+    while sum(parts) < total:
+        i = max(range(len(parts)), key=lambda j: exact[j] - parts[j])
+        parts[i] += 1
+    while sum(parts) > total:
+        i = max((j for j in range(len(parts)) if parts[j] > 1), key=lambda j: parts[j] - exact[j])
+        parts[i] -= 1
+    return tuple(parts)
+
+
+def inception_widths(particle: ParticleSpec, cout: int) -> tuple[int, int, int, int, int, int]:
+    """Unpruned widths ``(1x1x1, reduce a, a, reduce b, b, pool proj)`` of an inception particle with ``cout`` output channels.
+
+    ``particle.branch_widths`` when set; else ``cout`` split by ``branch_fractions``
+    (``split_width``) and each reduce width ``reduce_fractions`` of its conv's output (at least 1).
+    """
+    if particle.branch_widths:
+        return particle.branch_widths  # type: ignore[return-value]
+    one, a, b, pool = split_width(cout, particle.branch_fractions)
+    reduce_a, reduce_b = (max(1, int(f * n + 0.5)) for f, n in zip(particle.reduce_fractions, (a, b)))
+    return one, reduce_a, a, reduce_b, b, pool
+
+
+def inception_pool(particle: ParticleSpec, stride: tuple[int, int]) -> tuple[tuple[int, int, int], tuple[int, int, int], tuple[int, int, int]]:
+    """``(kernel, stride, padding)`` of the pool branch's max pool: 3x3x3 (1x3x3 when the particle does not mix time)."""
+    kt = 3 if particle.mixes_time else 1
+    return (kt, 3, 3), (stride[0], stride[1], stride[1]), (kt // 2, 1, 1)
 
 
 def se_width(channels: int, *, ratio: float) -> int:
@@ -335,12 +373,50 @@ def create_single_block(*, particle: ParticleSpec, cin: int, cout: int, stride: 
     return ParticleBlock(branch=branch, shortcut=None, post=None)
 
 
+def create_inception_block(*, particle: ParticleSpec, cin: int, cout: int, stride: tuple[int, int]) -> nn.Module:
+    """An inflated Inception module (I3D; S3D with the separable r2plus1d conv), widths from ``inception_widths``::
+
+        x -> 1x1x1(cin->one, stride) -> BN -> act -----------------------------------------.
+        x -> 1x1x1(cin->reduce a) -> BN -> act -> conv(reduce a->a, stride) -> BN -> act ---+
+        x -> 1x1x1(cin->reduce b) -> BN -> act -> conv(reduce b->b, stride) -> BN -> act ---+--> concat [-> SE]
+        x -> max pool 3x3x3 (stride, padding 1) -> 1x1x1(cin->pool proj) -> BN -> act -----'
+
+    ``conv`` is the particle's factorized conv; pruning removes ``prune_ratio`` of the
+    reduce widths (and of r2plus1d's mid widths), never of the concatenated output.
+    The pool is 1x3x3 when the particle does not mix time.
+    """
+    if particle.inception_out(cout) != cout:
+        raise SpecError("build_particle.out_channels", f"must be the sum of the inception output branch_widths ({particle.inception_out(cout)})", cout)
+    one, dense_a, a, dense_b, b, proj = inception_widths(particle, cout)
+    ratio = effective_prune_ratio(particle)
+    act = ACTIVATION_LAYERS[particle.activation]
+    full_stride = (stride[0], stride[1], stride[1])
+
+    def tower(dense: int, width: int) -> nn.Module:
+        reduce = pruned_width(dense, prune_ratio=ratio)
+        return nn.Sequential(
+            _conv(cin, reduce, (1, 1, 1), (1, 1, 1)), nn.BatchNorm3d(reduce), act(),
+            create_particle_conv(particle=particle, cin=reduce, cout=width, stride=stride, dense=(dense, width)), nn.BatchNorm3d(width), act(),
+        )  # fmt: skip
+
+    kernel, pool_stride, padding = inception_pool(particle, stride)
+    branches = ParallelConcat(
+        nn.Sequential(_conv(cin, one, (1, 1, 1), full_stride), nn.BatchNorm3d(one), act()),
+        tower(dense_a, a),
+        tower(dense_b, b),
+        nn.Sequential(nn.MaxPool3d(kernel, stride=pool_stride, padding=padding), _conv(cin, proj, (1, 1, 1), (1, 1, 1)), nn.BatchNorm3d(proj), act()),
+    )
+    se = [SqueezeExcite(channels=cout, squeezed=se_width(cout, ratio=particle.squeeze_excite))] if particle.squeeze_excite > 0 else []
+    return ParticleBlock(branch=nn.Sequential(branches, *se), shortcut=None, post=None)
+
+
 WIRING_BUILDERS: dict[str, Callable[..., nn.Module]] = {
     "plain": create_plain_block,
     "residual": create_residual_block,
     "bottleneck": create_bottleneck_block,
     "inverted": create_inverted_block,
     "single": create_single_block,
+    "inception": create_inception_block,
 }
 
 

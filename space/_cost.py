@@ -21,7 +21,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Callable
 
-from ._build import channel_groups, dense_inner_width, effective_prune_ratio, head_in_features, pruned_width, r2plus1d_widths, se_width
+from ._build import (
+    channel_groups,
+    dense_inner_width,
+    effective_prune_ratio,
+    head_in_features,
+    inception_widths,
+    pruned_width,
+    r2plus1d_widths,
+    se_width,
+)
 from ._errors import SpecError
 from ._spec import NetworkSpec, ParticleSpec, pool_shape
 
@@ -213,12 +222,32 @@ def _single_cost(tally: _Tally, *, particle: ParticleSpec, cin: int, cout: int, 
         tally.squeeze_excite(cout, particle.squeeze_excite)
 
 
+def _inception_cost(tally: _Tally, *, particle: ParticleSpec, cin: int, cout: int, stride: tuple[int, int]) -> None:
+    one, dense_a, a, dense_b, b, proj = inception_widths(particle, cout)
+    ratio = effective_prune_ratio(particle)
+    size = (tally.t, tally.h, tally.w)
+    tally.conv(cin, one, 1, 1, stride[0], stride[1], move=False)
+    tally.norm(one)
+    for dense, width in ((dense_a, a), (dense_b, b)):
+        reduce = pruned_width(dense, prune_ratio=ratio)
+        tally.conv(cin, reduce, 1, 1, 1, 1)
+        tally.norm(reduce)
+        _particle_conv(tally, particle, reduce, width, stride, dense=(dense, width))
+        tally.norm(width)
+        tally.t, tally.h, tally.w = size  # the next branch reads the block's input
+    tally.conv(cin, proj, 1, 1, stride[0], stride[1])  # after the free max pool, which strides as the convs do
+    tally.norm(proj)
+    if particle.squeeze_excite > 0:
+        tally.squeeze_excite(cout, particle.squeeze_excite)
+
+
 WIRING_COSTS: dict[str, Callable[..., None]] = {
     "plain": _plain_cost,
     "residual": _residual_cost,
     "bottleneck": _bottleneck_cost,
     "inverted": _inverted_cost,
     "single": _single_cost,
+    "inception": _inception_cost,
 }
 
 

@@ -14,9 +14,11 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Mapping
 
 from ._errors import SpecError
-from ._spec import DEFAULT_EXPANSION, EXPANDING_WIRINGS, NO_TEMPORAL_KERNEL, ParticleSpec
+from ._spec import DEFAULT_EXPANSION, EXPANDING_WIRINGS, INCEPTION_FIELDS, NO_TEMPORAL_KERNEL, ParticleSpec
 
-AXES: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(ParticleSpec))
+# Inception's list-valued fields: a space may fix them (one list), not search them; branch_widths (absolute, for presets) is no axis.
+FIXED_LIST_AXES = frozenset({"branch_fractions", "reduce_fractions"})
+AXES: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(ParticleSpec) if f.name != "branch_widths")
 MAX_RANGE_VALUES = 10_000  # a stepped range may hold at most this many values
 
 
@@ -28,6 +30,8 @@ def _check_context(name: str, value: Any) -> dict[str, Any]:
         return {"wiring": "bottleneck"}
     if name == "factorization":
         return {"temporal_kernel": 1 if value == "spatial_only" else 3}
+    if name in INCEPTION_FIELDS:
+        return {"wiring": "inception"}
     return {}
 
 
@@ -72,7 +76,8 @@ class Axis:
 
     def to_yaml(self) -> Any:
         if self.choices is not None:
-            return self.choices[0] if self.is_fixed else list(self.choices)
+            value = self.choices[0] if self.is_fixed else list(self.choices)
+            return list(value) if isinstance(value, tuple) else value
         out = {"low": self.low, "high": self.high}
         if self.step is not None:
             out["step"] = self.step
@@ -83,6 +88,11 @@ class Axis:
 
 def _parse_axis(name: str, raw: Any) -> Axis:
     where = f"space.{name}"
+    if name in FIXED_LIST_AXES:
+        if not isinstance(raw, (list, tuple)) or any(isinstance(v, (list, tuple, Mapping)) for v in raw):
+            raise SpecError(where, "must be one list of numbers (a fixed value: it is not searched)", raw)
+        _check_value(name, tuple(raw))
+        return Axis(name=name, choices=(tuple(raw),))
     if isinstance(raw, Mapping):
         unknown = sorted(set(map(str, raw)) - {"low", "high", "step", "log"})
         if unknown:
@@ -227,6 +237,8 @@ class SearchSpace:
             elif name == "shift_fraction" and factorization != "temporal_shift":
                 continue
             elif name == "r2plus1d_mid" and factorization != "r2plus1d":
+                continue
+            elif name in FIXED_LIST_AXES and wiring != "inception":
                 continue
             elif axis is not None:
                 pick(name)

@@ -66,6 +66,17 @@ class ParallelSum(nn.Module):
         return self.spatial(x) + self.temporal(x)
 
 
+class ParallelConcat(nn.Module):
+    """``cat([branch(x) for branch in branches], dim=1)``: parallel branches of the same input, stacked on channels (Inception)."""
+
+    def __init__(self, *branches: nn.Module) -> None:
+        super().__init__()
+        self.branches = nn.ModuleList(branches)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([branch(x) for branch in self.branches], dim=1)
+
+
 class ParticleBlock(nn.Module):
     """``post(branch(x) + shortcut(x))``; ``shortcut`` and ``post`` may be absent."""
 

@@ -29,7 +29,7 @@ FACTORIZATIONS: tuple[str, ...] = (
     "p3d_b",  # P3D-B: parallel 1 x k x k and kt x 1 x 1 branches, summed
     "depthwise_2plus1d",  # MoViNet-style: depthwise 1 x k x k, then depthwise kt x 1 x 1
 )
-WIRINGS: tuple[str, ...] = ("plain", "residual", "bottleneck", "inverted", "single")
+WIRINGS: tuple[str, ...] = ("plain", "residual", "bottleneck", "inverted", "single", "inception")
 ACTIVATIONS: tuple[str, ...] = ("relu", "silu")
 KERNELS: tuple[int, ...] = (1, 3, 5, 7)
 
@@ -37,16 +37,25 @@ KERNELS: tuple[int, ...] = (1, 3, 5, 7)
 NO_TEMPORAL_KERNEL = frozenset({"spatial_only"})
 # Wirings with a width ratio; for the others, expansion must stay 1.
 EXPANDING_WIRINGS = frozenset({"bottleneck", "inverted"})
-DEFAULT_EXPANSION = {"plain": 1.0, "residual": 1.0, "bottleneck": 0.25, "inverted": 4.0, "single": 1.0}
+DEFAULT_EXPANSION = {"plain": 1.0, "residual": 1.0, "bottleneck": 0.25, "inverted": 4.0, "single": 1.0, "inception": 1.0}
+# inception: the four branches' shares of the output width (1x1x1, reduce -> conv, reduce -> conv, pool -> 1x1x1), and each
+# reduce width as a fraction of its conv's output. Defaults: Inception-v1's (and I3D's) 3a module, 64, 96 -> 128, 16 -> 32, 32.
+DEFAULT_BRANCH_FRACTIONS: tuple[float, float, float, float] = (0.25, 0.5, 0.125, 0.125)
+DEFAULT_REDUCE_FRACTIONS: tuple[float, float] = (0.75, 0.5)
+# Inception fields: only an inception particle may set them (they are ignored by every other wiring).
+INCEPTION_FIELDS = {"branch_fractions": DEFAULT_BRANCH_FRACTIONS, "reduce_fractions": DEFAULT_REDUCE_FRACTIONS, "branch_widths": ()}
 # Max pools a network may place after its stem or after a stage: name -> (kernel, stride, padding), each (T, H, W).
 POOLS: dict[str, tuple[tuple[int, int, int], tuple[int, int, int], tuple[int, int, int]] | None] = {
     "none": None,
     "max1x3x3": ((1, 3, 3), (1, 2, 2), (0, 1, 1)),  # ResNet-50+ stem pool (CSN, R(2+1)D-152 in VMZ)
     "max1x2x2": ((1, 2, 2), (1, 2, 2), (0, 0, 0)),  # C3D pool1
-    "max2x2x2": ((2, 2, 2), (2, 2, 2), (0, 0, 0)),  # C3D pool2 .. pool5
+    "max2x2x2": ((2, 2, 2), (2, 2, 2), (0, 0, 0)),  # C3D pool2 .. pool5; I3D's pool before Mixed_5
+    "max3x3x3": ((3, 3, 3), (2, 2, 2), (1, 1, 1)),  # I3D's pool before Mixed_4 (TF "SAME" padding, equal on even sizes)
 }
-# Where r2plus1d's mid width comes from: each conv's own widths (the R(2+1)D paper), or the block's first conv (torchvision).
-R2PLUS1D_MIDS: tuple[str, ...] = ("conv", "block")
+# Where r2plus1d's mid width comes from: each conv's own widths (the R(2+1)D paper), the block's first conv (torchvision),
+# or the conv's output width (S3D's separable 1 x k x k -> kt x 1 x 1, both convs as wide as the output).
+R2PLUS1D_MIDS: tuple[str, ...] = ("conv", "block", "out")
+MAX_STAGES = 16  # I3D: two stem convs and nine Inception modules, each its own stage
 
 
 @dataclass(frozen=True)
@@ -62,7 +71,10 @@ class ParticleSpec:
     activation: str = "relu"  # see ACTIVATIONS
     prune_ratio: float = 0.0  # fraction of inner channels removed by structured pruning, in [0, 0.9); see space.effective_prune_ratio
     shift_fraction: float = 0.25  # temporal_shift only: fraction of channels moved along time
-    r2plus1d_mid: str = "conv"  # r2plus1d only, see R2PLUS1D_MIDS: "block" sizes every conv's mid like the block's first (torchvision)
+    r2plus1d_mid: str = "conv"  # r2plus1d only, see R2PLUS1D_MIDS: "block" sizes every conv's mid like the block's first (torchvision), "out" as its output (S3D)
+    branch_fractions: tuple[float, ...] = DEFAULT_BRANCH_FRACTIONS  # inception only: output shares of (1x1x1, conv a, conv b, pool proj), sum 1
+    reduce_fractions: tuple[float, ...] = DEFAULT_REDUCE_FRACTIONS  # inception only: reduce width / output width of conv a and conv b
+    branch_widths: tuple[int, ...] = ()  # inception only: absolute (1x1x1, reduce a, a, reduce b, b, pool proj) widths instead of fractions
 
     def __post_init__(self) -> None:
         p = "ParticleSpec."
@@ -89,6 +101,33 @@ class ParticleSpec:
             raise SpecError(p + "r2plus1d_mid", "must be 'conv' unless factorization is 'r2plus1d'", self.r2plus1d_mid)
         for name in ("squeeze_excite", "prune_ratio", "shift_fraction"):
             object.__setattr__(self, name, float(getattr(self, name)))
+        self._check_inception(p)
+
+    def _check_inception(self, p: str) -> None:
+        object.__setattr__(self, "branch_fractions", _as_float_tuple(p + "branch_fractions", self.branch_fractions, 4))
+        object.__setattr__(self, "reduce_fractions", _as_float_tuple(p + "reduce_fractions", self.reduce_fractions, 2))
+        empty = isinstance(self.branch_widths, (list, tuple)) and not self.branch_widths  # () or [] (JSON): widths from the fractions
+        object.__setattr__(self, "branch_widths", () if empty else _as_int_tuple(p + "branch_widths", self.branch_widths, 6))
+        for i, f in enumerate(self.branch_fractions):
+            _check_float(f"{p}branch_fractions[{i}]", f, low=0.0, high=1.0, low_open=True, high_open=True)
+        if abs(sum(self.branch_fractions) - 1.0) > 1e-6:
+            raise SpecError(p + "branch_fractions", "must sum to 1 (each branch's share of the concatenated output)", list(self.branch_fractions))
+        for i, f in enumerate(self.reduce_fractions):
+            _check_float(f"{p}reduce_fractions[{i}]", f, low=0.0, high=8.0, low_open=True)
+        for i, n in enumerate(self.branch_widths):
+            _check_int(f"{p}branch_widths[{i}]", n, low=1, high=8192)
+        for name, default in INCEPTION_FIELDS.items():
+            if self.wiring != "inception" and getattr(self, name) != default:
+                raise SpecError(p + name, "must be left at its default unless wiring is 'inception'", list(getattr(self, name)))
+        if self.branch_widths:
+            for name in ("branch_fractions", "reduce_fractions"):
+                if getattr(self, name) != INCEPTION_FIELDS[name]:
+                    raise SpecError(p + name, "must be left at its default when branch_widths is set (the widths replace it)", list(getattr(self, name)))
+
+    def inception_out(self, width: int) -> int:
+        """The concatenated output width of an inception particle in a stage of ``width``: the branch widths' sum, when set."""
+        b = self.branch_widths
+        return b[0] + b[2] + b[4] + b[5] if b else width
 
     @property
     def mixes_time(self) -> bool:
@@ -118,13 +157,18 @@ _OMIT_WHEN_DEFAULT = {
     "stage_pools": (),
     "head_flatten": False,
     "head_fc": (),
+    **INCEPTION_FIELDS,
 }
 
 
 def _drop_defaults(data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` without the later fields left at their defaults, its tuples as lists (JSON / YAML-able)."""
     for key, default in _OMIT_WHEN_DEFAULT.items():
         if key in data and data[key] == default:
             del data[key]
+    for key, value in data.items():
+        if isinstance(value, tuple) and key != "particle":
+            data[key] = list(value)
     return data
 
 
@@ -143,6 +187,15 @@ def _as_int_tuple(name: str, value: Any, length: int | None = None) -> tuple[int
     if length is not None and len(items) != length:
         raise SpecError(name, f"must have {length} entries", list(items))
     return items
+
+
+def _as_float_tuple(name: str, value: Any, length: int) -> tuple[float, ...]:
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+        raise SpecError(name, f"must be a list of {length} numbers", value)
+    items = tuple(value)
+    if len(items) != length or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in items):
+        raise SpecError(name, f"must be a list of {length} numbers", list(items))
+    return tuple(float(v) for v in items)
 
 
 @dataclass(frozen=True)
@@ -205,13 +258,18 @@ class NetworkSpec:
         stages = len(self.widths)
         if isinstance(self.particle, tuple) and len(self.particle) != stages:
             raise SpecError(p + "particle", f"must have one particle per stage ({stages}, as widths) when it is a list", len(self.particle))
-        if not 1 <= stages <= 8:
-            raise SpecError(p + "widths", "must list 1 to 8 stages", list(self.widths))
+        if not 1 <= stages <= MAX_STAGES:
+            raise SpecError(p + "widths", f"must list 1 to {MAX_STAGES} stages", list(self.widths))
         for name in ("depths", "temporal_strides", "spatial_strides"):
             if len(getattr(self, name)) != stages:
                 raise SpecError(p + name, f"must have one entry per stage ({stages}, as widths)", list(getattr(self, name)))
         for i, w in enumerate(self.widths):
             _check_int(f"{p}widths[{i}]", w, low=1, high=8192)
+        for i, (w, particle) in enumerate(zip(self.widths, self.stage_particles)):
+            if particle.wiring == "inception" and particle.inception_out(w) != w:
+                raise SpecError(f"{p}widths[{i}]", f"must be the sum of the stage's inception output branch_widths ({particle.inception_out(w)})", w)
+            if particle.wiring == "inception" and w < 4:
+                raise SpecError(f"{p}widths[{i}]", "must be >= 4 for an inception stage (one channel for each of its four branches)", w)
         for i, d in enumerate(self.depths):
             _check_int(f"{p}depths[{i}]", d, low=1, high=64)
         for name in ("temporal_strides", "spatial_strides"):
@@ -301,9 +359,8 @@ class NetworkSpec:
         particles = data["particle"] if isinstance(data["particle"], tuple) else (data["particle"],)
         for particle in particles:
             _drop_defaults(particle)
-        for key, value in data.items():
-            if isinstance(value, tuple):
-                data[key] = list(value)
+        if isinstance(data["particle"], tuple):
+            data["particle"] = list(data["particle"])
         return data
 
     @classmethod

@@ -224,6 +224,66 @@ PRESETS["c3d"] = Preset(
 )
 
 
+# ---------------------------------------------------------------- I3D, S3D: inflated Inception-v1
+# I3D (Carreira and Zisserman, CVPR 2017), as deepmind/kinetics-i3d (i3d.py) lays it out: Conv3d_1a 7x7x7 stride 2 to 64
+# + BN + ReLU, max pool 1x3x3 stride (1, 2, 2); Conv3d_2b 1x1x1 to 64 and Conv3d_2c 3x3x3 to 192 (each + BN + ReLU), max
+# pool 1x3x3 stride (1, 2, 2); Inception modules Mixed_3b, 3c, max pool 3x3x3 stride 2, Mixed_4b .. 4f, max pool 2x2x2
+# stride 2, Mixed_5b, 5c; average pool, dropout, 1x1x1 logits conv with bias to 400 classes. Each module is one stage here
+# (its own widths, as branch_widths: 1x1x1, 3x3x3 reduce, 3x3x3, second 3x3x3 reduce, second 3x3x3, pool projection),
+# so the network has 2 + 9 stages; conv 2b and 2c are "single" particles. TF's "SAME" pools pad as POOLS' do on the even
+# sizes of a 64x224x224 clip. The logits conv runs on each of the 7 temporal positions the 2x7x7 average pool leaves and
+# is then averaged: params equal to the linear head here, FLOPs 7 x 1024 x 400 against 1024 x 400 (2.5 MFLOPs, 0.002%).
+# S3D (Xie et al., ECCV 2018) is the same network with every kt x k x k conv separable (1 x k x k -> BN -> ReLU -> kt x 1 x 1,
+# both as wide as the conv's output: r2plus1d_mid "out"), the stem's 7x7x7 included (1x7x7 -> 64 -> 7x1x1).
+# How far the published figures are: at 64x224x224, counting conv + linear multiply-adds and BN scale and shift, this
+# network has 12,697,264 params (12,272,704 conv weights, 410,000 in the logits, 14,560 BN) and 111.15 GFLOPs: 5.3% and
+# 2.9% over the 12.06M / 108 GFLOPs quoted. No convention we tried closes both: leaving out BN (12.68M) or the logits
+# (12.29M) or padded taps under TF's "SAME" padding (104.40 GFLOPs) does not reach them. S3D, built the same way with
+# separable convs, counts 8.32M params and 71.91 GFLOPs against the 8.0-8.8M / 66.4 GFLOPs quoted for it (+8.3% FLOPs),
+# so it is not a preset; tests/space/test_presets.py marks I3D's gap as a strict xfail.
+_I3D_NOTE = (
+    "not reproduced: counts 12,697,264 params and 111.15 GFLOPs at 64x224x224 (conv + linear multiply-adds, BN scale and shift "
+    "counted), 5.3% and 2.9% over the published 12.06M and 108; neither leaving out BN or the logits nor skipping padded taps closes it"
+)
+_INCEPTION_V1 = (  # Inception-v1's modules 3b .. 5c (Szegedy et al. 2015, Table 1; I3D's Mixed_*): branch_widths
+    (64, 96, 128, 16, 32, 32),
+    (128, 128, 192, 32, 96, 64),
+    (192, 96, 208, 16, 48, 64),
+    (160, 112, 224, 24, 64, 64),
+    (128, 128, 256, 24, 64, 64),
+    (112, 144, 288, 32, 64, 64),
+    (256, 160, 320, 32, 128, 128),
+    (256, 160, 320, 32, 128, 128),
+    (384, 192, 384, 48, 128, 128),
+)
+
+
+def _inflated_inception(conv: ParticleSpec) -> NetworkSpec:
+    """I3D's network with ``conv`` (factorization, kernels) as every spatiotemporal conv after the stem."""
+    modules = tuple(conv.replace(wiring="inception", branch_widths=b) for b in _INCEPTION_V1)
+    return NetworkSpec(
+        particle=(ParticleSpec(factorization="full", wiring="single", temporal_kernel=1, spatial_kernel=1), conv.replace(wiring="single"), *modules),
+        widths=(64, 192, *(b[0] + b[2] + b[4] + b[5] for b in _INCEPTION_V1)),
+        depths=(1,) * 11, temporal_strides=(1,) * 11, spatial_strides=(1,) * 11,
+        stage_pools=("none", "max1x3x3", "none", "max3x3x3", "none", "none", "none", "none", "max2x2x2", "none", "none"),
+        stem_channels=64, stem_kernel=(7, 7), stem_stride=(2, 2), stem_mid_channels=64 if conv.factorization == "r2plus1d" else 0,
+        stem_pool="max1x3x3", clip=(64, 224, 224), num_classes=400, dropout=0.5,
+    )  # fmt: skip
+
+
+PRESETS["i3d"] = Preset(
+    name="i3d",
+    spec=_inflated_inception(ParticleSpec(factorization="full", temporal_kernel=3, spatial_kernel=3)),
+    params=12_060_000,
+    gflops=108.0,
+    source=(
+        "I3D 12.06M params, 108 GFLOPs at 64x224x224, as issue 15 quotes Xie et al., Rethinking Spatiotemporal Feature Learning (S3D), "
+        "ECCV 2018, Kinetics-400 comparison; the table itself was not retrievable with the project's search tool"
+    ),
+    note=_I3D_NOTE,
+)
+
+
 def names() -> tuple[str, ...]:
     """Names of every preset."""
     return tuple(PRESETS)

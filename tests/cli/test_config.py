@@ -21,6 +21,8 @@ def _with(section: str, **values):
 
 
 def test_example_configs_load():
+    inception = load_config("examples/inception.yaml")
+    assert inception.space.axis("wiring").values() == ("residual", "inception") and inception.space.per_stage
     config = load_config("examples/quickstart.yaml")
     assert config.name == "quickstart" and config.search.trials == 20
     assert config.network.clip == config.data.clip and config.network.num_classes == config.data.num_classes
@@ -50,6 +52,8 @@ def test_fingerprint_ignores_what_may_change_on_resume():
         (_with("network", clip=[8, 8, 8]), "cfg.yaml: network.clip is set by data.clip, not under network, but got [8, 8, 8]."),
         (_with("network", width=[8]), "cfg.yaml: network.width is not a setting; known settings are"),
         (_with("search", trials=0), "cfg.yaml: search.trials must be in [1, 1000000], but got 0."),
+        ({**_with("space", wiring=["residual", "inception"]), "network": {**BASE["network"], "widths": [3, 16]}}, "cfg.yaml: network.widths must all be >= 4 when space.wiring includes 'inception' (one channel for each of its branches), but got [3, 16]."),
+        (_with("space", branch_fractions=[0.5, 0.5, 0.5, 0.5]), "cfg.yaml: space.branch_fractions must sum to 1"),
         (_with("search", sampler="grid"), "cfg.yaml: search.sampler must be one of ('nsga2', 'tpe', 'random', 'progressive'), but got 'grid'."),
         (_with("search", objectives=["flops"]), "cfg.yaml: search.objectives must start with accuracy"),
         (_with("train", epochs=0), "cfg.yaml: train.epochs must be"),

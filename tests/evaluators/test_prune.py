@@ -7,12 +7,12 @@ import torch
 from torch import nn
 
 from particle_nas.evaluators import ProxyEvaluator, SyntheticConfig, TrainConfig, count_cost, prune_network, prunes, unpruned_spec
-from particle_nas.space import FACTORIZATIONS, WIRINGS, NetworkSpec, ParticleSpec, build_network, cost, effective_prune_ratio
+from particle_nas.space import FACTORIZATIONS, WIRINGS, NetworkSpec, ParticleSpec, build_network, cost, effective_prune_ratio, pruned_width
 
 CLIP = (4, 16, 16)
 
-# Every wiring with every factorization; r2plus1d twice (mid rule "conv" and torchvision's "block").
-CASES = [(w, f, "conv") for w in WIRINGS for f in FACTORIZATIONS] + [(w, "r2plus1d", "block") for w in WIRINGS]
+# Every wiring with every factorization; r2plus1d three times (mid rule "conv", torchvision's "block", S3D's "out").
+CASES = [(w, f, "conv") for w in WIRINGS for f in FACTORIZATIONS] + [(w, "r2plus1d", mid) for w in WIRINGS for mid in ("block", "out")]
 
 
 def _spec(wiring: str, factorization: str, *, mid: str = "conv", prune_ratio: float = 0.5, expansion: float | None = None) -> NetworkSpec:
@@ -76,25 +76,31 @@ def test_pruning_removes_channels_down_to_the_analytic_network(wiring: str, fact
     assert pruned(torch.randn(2, *spec.input_shape)).shape == (2, 5)
 
 
+def _first_inner(block: nn.Module, wiring: str) -> tuple[nn.Conv3d, nn.BatchNorm3d]:
+    """The block's first conv whose outputs are inner channels, and its batch norm: the first conv of the branch, or in an
+    inception block the reduce conv of its first conv tower (branch 1 of the concatenation)."""
+    layers = block.branch[0].branches[1] if wiring == "inception" else block.branch
+    return layers[0], layers[1]
+
+
 @pytest.mark.parametrize("wiring", [w for w in WIRINGS if w != "single"])  # a single conv has no inner channels
 def test_pruning_removes_the_channels_of_lowest_l1(wiring: str) -> None:
     spec = _spec(wiring, "full", expansion=1.0 if wiring == "bottleneck" else None)
     dense = build_network(unpruned_spec(spec), seed=0)
     _randomize(dense, seed=2)
-    block = dense.stages[0][0]
-    source = block.branch[0]  # first conv of the block: its outputs are inner channels in every wiring
+    source, norm = _first_inner(dense.stages[0][0], wiring)
     kept = source.weight.detach().clone()
-    weak = 3
+    weak = min(3, kept.shape[0] - 1)
     with torch.no_grad():
         kept[weak].zero_()
         source.weight.copy_(kept)
-        block.branch[1].weight[weak] = 0.0  # its batch norm too
-        block.branch[1].bias[weak] = 0.0
+        norm.weight[weak] = 0.0  # its batch norm too
+        norm.bias[weak] = 0.0
 
     pruned = prune_network(dense, spec)
 
-    survivors = pruned.stages[0][0].branch[0].weight
-    assert survivors.shape[0] == kept.shape[0] // 2
+    survivors = _first_inner(pruned.stages[0][0], wiring)[0].weight
+    assert survivors.shape[0] == pruned_width(kept.shape[0], prune_ratio=0.5) < kept.shape[0]
     rows = [[i for i in range(kept.shape[0]) if torch.equal(kept[i], row)] for row in survivors]
     assert all(len(r) == 1 for r in rows)  # every surviving channel is an original one, unchanged
     rows = [r[0] for r in rows]

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -157,3 +158,14 @@ def test_top_level_load_particle_and_build(table, tmp_path):
     with torch.no_grad():
         out = model(torch.zeros(2, *network.input_shape))
     assert out.shape == (2, network.num_classes) and torch.isfinite(out).all()
+
+
+def test_inception_lists_survive_a_csv_row(tmp_path):
+    """Inception's list fields are JSON cells in the table; a CSV row gives the same particle back."""
+    particle = ParticleSpec(factorization="full", wiring="inception", branch_fractions=(0.4, 0.3, 0.2, 0.1), reduce_fractions=(1.0, 0.25))
+    row = {"branch_widths": "[]", **{k: json.dumps(v) if isinstance(v, list) else v for k, v in particle.to_dict().items()}}
+    pd.DataFrame([{"number": 0, **row}]).to_csv(tmp_path / "t.csv", index=False)
+    loaded = pd.read_csv(tmp_path / "t.csv").iloc[0]
+    assert ParticleSpec.from_dict(particle_document(loaded, run="r", pick="knee")["particle"]) == particle
+    with pytest.raises(ValueError, match=r"the row's branch_fractions must be a JSON list, but parsing '\(0.4' failed"):
+        particle_document({**row, "branch_fractions": "(0.4"}, run="r", pick="knee")

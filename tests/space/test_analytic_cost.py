@@ -26,7 +26,7 @@ from particle_nas.space import (
     build_network,
     cost,
 )
-from particle_nas.space._spec import DEFAULT_EXPANSION, EXPANDING_WIRINGS, POOLS
+from particle_nas.space._spec import DEFAULT_BRANCH_FRACTIONS, DEFAULT_EXPANSION, DEFAULT_REDUCE_FRACTIONS, EXPANDING_WIRINGS, POOLS
 
 
 @st.composite
@@ -39,8 +39,16 @@ def particles(draw: st.DrawFn, wiring: str) -> ParticleSpec:
     else:
         kt = draw(st.sampled_from(KERNELS))
     expansion = draw(st.sampled_from([0.25, 0.5, 1.0, 1.5, 2.0, 4.0, DEFAULT_EXPANSION[wiring]])) if wiring in EXPANDING_WIRINGS else 1.0
-    mid = draw(st.sampled_from(["conv", "block"])) if factorization == "r2plus1d" else "conv"
+    mid = draw(st.sampled_from(["conv", "block", "out"])) if factorization == "r2plus1d" else "conv"
+    inception = {}
+    if wiring == "inception":
+        shares = draw(st.lists(st.integers(1, 8), min_size=4, max_size=4))
+        inception = {
+            "branch_fractions": tuple(n / sum(shares) for n in shares),
+            "reduce_fractions": tuple(draw(st.lists(st.sampled_from([0.1, 0.5, 0.75, 1.0, 2.0]), min_size=2, max_size=2))),
+        }
     return ParticleSpec(
+        **inception,
         r2plus1d_mid=mid,
         factorization=factorization,
         wiring=wiring,
@@ -68,6 +76,12 @@ def networks(draw: st.DrawFn, wiring: str) -> NetworkSpec:
     head_flatten = draw(st.booleans())
     shared = draw(st.booleans())
     particle = draw(particles(wiring)) if shared else tuple(draw(particles(wiring)) for _ in range(stages))
+    widths = tuple(draw(stage_ints(4 if wiring == "inception" else 1, 20)))
+    if wiring == "inception" and not shared and draw(st.booleans()):  # absolute branch widths (as the I3D preset) on the first stage
+        branch = tuple(draw(st.lists(st.integers(1, 6), min_size=6, max_size=6)))
+        first = particle[0].replace(branch_fractions=DEFAULT_BRANCH_FRACTIONS, reduce_fractions=DEFAULT_REDUCE_FRACTIONS, branch_widths=branch)
+        particle = (first, *particle[1:])
+        widths = (branch[0] + branch[2] + branch[4] + branch[5], *widths[1:])
     return NetworkSpec(
         particle=particle,
         **draw(st.sampled_from([{}, {}, {"stem_mid_channels": 5}, {"stem_mid_channels": 1}, {"stem_depthwise_temporal": True}])),
@@ -78,7 +92,7 @@ def networks(draw: st.DrawFn, wiring: str) -> NetworkSpec:
         stage_pools=stage_pools,
         head_flatten=head_flatten,
         head_fc=draw(st.sampled_from([(), (), (6,), (5, 3)])),
-        widths=tuple(draw(stage_ints(1, 20))),
+        widths=widths,
         depths=tuple(draw(stage_ints(1, 2))),
         temporal_strides=tuple(t_strides),
         spatial_strides=tuple(s_strides),
@@ -91,7 +105,7 @@ def networks(draw: st.DrawFn, wiring: str) -> NetworkSpec:
     )
 
 
-# 5 wirings x 50 examples = 250 random specs, split so that each test stays well under a minute.
+# 6 wirings x 50 examples = 300 random specs, split so that each test stays well under a minute.
 @pytest.mark.slow
 @pytest.mark.parametrize("wiring", WIRINGS)
 @settings(max_examples=50, deadline=None, derandomize=True)
