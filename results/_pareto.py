@@ -22,6 +22,7 @@ COLUMN_DIRECTIONS: dict[str, str] = {
     "params": "minimize",
     "duration_s": "minimize",
     "latency_ms": "minimize",
+    "size_bytes": "minimize",
 }
 # Rows compared at once by the O(n^2) dominance check (memory: chunk * n * objectives bools).
 _CHUNK = 512

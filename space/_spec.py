@@ -47,6 +47,8 @@ POOLS: dict[str, tuple[tuple[int, int, int], tuple[int, int, int], tuple[int, in
 }
 # Where r2plus1d's mid width comes from: each conv's own widths (the R(2+1)D paper), or the block's first conv (torchvision).
 R2PLUS1D_MIDS: tuple[str, ...] = ("conv", "block")
+# How the trained network is stored: float32 weights, or int8 post-training quantization (evaluators.quantize_int8).
+QUANTIZE_MODES: tuple[str, ...] = ("none", "int8")
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,7 @@ class ParticleSpec:
     prune_ratio: float = 0.0  # fraction of inner channels removed by structured pruning, in [0, 0.9); see space.effective_prune_ratio
     shift_fraction: float = 0.25  # temporal_shift only: fraction of channels moved along time
     r2plus1d_mid: str = "conv"  # r2plus1d only, see R2PLUS1D_MIDS: "block" sizes every conv's mid like the block's first (torchvision)
+    quantize: str = "none"  # see QUANTIZE_MODES: int8 = the trained network is quantized to int8 after training (post-training, calibrated)
 
     def __post_init__(self) -> None:
         p = "ParticleSpec."
@@ -87,6 +90,7 @@ class ParticleSpec:
         _check_choice(p + "r2plus1d_mid", self.r2plus1d_mid, R2PLUS1D_MIDS)
         if self.r2plus1d_mid != "conv" and self.factorization != "r2plus1d":
             raise SpecError(p + "r2plus1d_mid", "must be 'conv' unless factorization is 'r2plus1d'", self.r2plus1d_mid)
+        _check_choice(p + "quantize", self.quantize, QUANTIZE_MODES)
         for name in ("squeeze_excite", "prune_ratio", "shift_fraction"):
             object.__setattr__(self, name, float(getattr(self, name)))
 
@@ -109,6 +113,7 @@ class ParticleSpec:
 # Fields added after the first release: written only when set, so earlier files, studies and fingerprints stay as they were.
 _OMIT_WHEN_DEFAULT = {
     "r2plus1d_mid": "conv",
+    "quantize": "none",
     "stem_mid_channels": 0,
     "stem_depthwise_temporal": False,
     "se_every": 1,
