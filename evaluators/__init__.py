@@ -15,13 +15,28 @@ from ._data import (
     make_synthetic_task,
     normalize,
 )
-from ._evaluate import Evaluation, EvaluatorSettings, ProxyEvaluator, training_seed
-from ._metrics import METRIC_DIRECTIONS, METRICS, ZERO_COST, GradNorm, Latency, Metric, Naswot, Snip, Synflow, make_metric
+from ._evaluate import CALIBRATION_CLIPS, Evaluation, EvaluatorSettings, ProxyEvaluator, quantize_network, quantized_stages, training_seed
+from ._metrics import METRIC_DIRECTIONS, METRICS, ZERO_COST, GradNorm, Latency, Metric, Naswot, SizeBytes, Snip, Synflow, make_metric
+from ._quantize import QUANT_BACKENDS, Int8Model, compare_int8, export_onnx, load_int8, quantize_int8, save_int8, size_bytes, state_bytes, weight_bytes
 from ._prune import prune_network, prunes, unpruned_spec
 from ._video import VIDEO_EXTENSIONS, VideoFolderConfig, VideoTask, decode_clip, list_videos, load_video_task
 from ._train import MEMORY_FORMATS, OPTIMIZERS, SCHEDULES, TrainConfig, TrainingDiverged, TrainResult, evaluate_accuracy, lr_factor, memory_format_for, train_proxy
 
 __all__ = [
+    "CALIBRATION_CLIPS",
+    "Int8Model",
+    "QUANT_BACKENDS",
+    "SizeBytes",
+    "compare_int8",
+    "export_onnx",
+    "load_int8",
+    "quantize_int8",
+    "quantize_network",
+    "quantized_stages",
+    "save_int8",
+    "size_bytes",
+    "state_bytes",
+    "weight_bytes",
     "CLASS_NAMES",
     "CLASS_PAIRS",
     "COUNTED_OPERATORS",

@@ -18,6 +18,7 @@ from ._cost import network_cost
 from ._data import SyntheticConfig, SyntheticTask, load_or_make_synthetic_task
 from ._metrics import ZERO_COST, Latency, make_metric
 from ._prune import prune_network, prunes, unpruned_spec
+from ._quantize import quantize_int8, size_bytes
 from ._train import EpochCallback, TrainConfig, _num_threads, evaluate_accuracy, train_proxy
 from ._video import VideoFolderConfig, VideoTask, load_video_task
 
@@ -28,7 +29,7 @@ _TRAIN_OUTPUTS = ("accuracy", "epoch_accuracy", "train_loss", "duration_s")
 class EvaluatorSettings:
     """Which evaluators score each candidate (a search config's ``evaluators:`` section).
 
-    FLOPs and parameters are always counted. Outputs: ``train`` gives accuracy,
+    FLOPs, parameters and size_bytes are always counted. Outputs: ``train`` gives accuracy,
     epoch_accuracy, train_loss, duration_s; ``latency`` gives latency_ms; each
     name in ``zero_cost`` gives a score of that name.
     """
@@ -58,7 +59,7 @@ class EvaluatorSettings:
     @property
     def outputs(self) -> tuple[str, ...]:
         """Names of the numbers an evaluation reports with these settings."""
-        names = ["flops", "params"]
+        names = ["flops", "params", "size_bytes"]
         if self.train:
             names += _TRAIN_OUTPUTS
         if self.latency:
@@ -78,6 +79,7 @@ class Evaluation:
     duration_s: float | None  # wall time of training and validation
     metrics: Mapping[str, float] = field(default_factory=dict)  # latency_ms and zero-cost scores, by name
     accuracy_before_prune: float | None = None  # specs that prune: validation top-1 of the unpruned network before pruning
+    accuracy_fp32: float | None = None  # specs that quantize (int8): validation top-1 of the float network; accuracy is the int8 one's
 
     def to_dict(self) -> dict[str, Any]:
         """Flat: every measured number by name (fields that were not measured are left out)."""
@@ -89,6 +91,29 @@ class Evaluation:
             data[f.name] = list(value) if isinstance(value, tuple) else value
         data.update(self.metrics)
         return data
+
+
+CALIBRATION_CLIPS = 64  # training clips (a seeded draw) that calibrate int8 quantization's activation ranges
+
+
+def quantized_stages(spec: NetworkSpec) -> tuple[bool, ...]:
+    """Which stages of ``spec`` run in int8 (their particle's ``quantize`` is "int8")."""
+    return tuple(p.quantize == "int8" for p in spec.stage_particles)
+
+
+def quantize_network(model: torch.nn.Module, spec: NetworkSpec, task: SyntheticTask | VideoTask, *, seed: int, batch_size: int = 16) -> torch.nn.Module:
+    """``model`` as ``spec``'s particles store it: int8 (``quantize_int8``) when a stage's particle says int8, else ``model`` itself.
+
+    Calibrated on ``CALIBRATION_CLIPS`` training clips drawn with ``seed``. With
+    per-stage particles, stages whose particle says "none" stay float; the stem and
+    head are quantized whenever any stage is.
+    """
+    stages = quantized_stages(spec)
+    if not any(stages):
+        return model
+    order = torch.randperm(len(task.train), generator=torch.Generator().manual_seed(seed))[:CALIBRATION_CLIPS]
+    calibration = [task.train.batch(order[i : i + batch_size])[0] for i in range(0, len(order), batch_size)]
+    return quantize_int8(model, calibration, keep_float=[f"stages.{i}" for i, q in enumerate(stages) if not q], threads=torch.get_num_threads())
 
 
 def training_seed(*, base: int, seed: int) -> int:
@@ -169,6 +194,12 @@ class ProxyEvaluator:
         Latency and zero-cost scores are measured on the (pruned) architecture
         of ``spec`` before training. With ``weights_path``, the final trained
         ``state_dict`` is saved there (safetensors).
+
+        When a particle of ``spec`` says ``quantize: int8``, the final network is
+        quantized (``quantize_network``, calibrated on training clips): ``accuracy``
+        is the int8 network's, ``accuracy_fp32`` the float one's, and
+        ``latency_ms`` is measured on the int8 network. ``size_bytes`` is always
+        reported: ``size_bytes`` of the network as stored (int8 or float32).
         """
         self.check_spec(spec)
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
@@ -180,6 +211,7 @@ class ProxyEvaluator:
         model = build_network(spec, seed=seed)
         metrics = self.measure(model, task, seed=config.seed)
         if not self.evaluators.train:
+            self.quantize(model, spec, task, seed=config.seed, metrics=metrics)
             return Evaluation(accuracy=None, epoch_accuracy=None, train_loss=None, flops=cost.flops, params=cost.params, duration_s=None, metrics=metrics)
         start = time.perf_counter()
         if pruning:
@@ -197,6 +229,10 @@ class ProxyEvaluator:
                 accuracy = evaluate_accuracy(model, task.val, batch_size=config.eval_batch_size)
         if weights_path is not None:
             save_weights(model, weights_path)
+        stored = self.quantize(model, spec, task, seed=config.seed, metrics=metrics)
+        accuracy_fp32 = None
+        if stored is not model:
+            accuracy_fp32, accuracy = accuracy, evaluate_accuracy(stored, task.val, batch_size=config.eval_batch_size)
         return Evaluation(
             accuracy=accuracy,
             epoch_accuracy=epoch_accuracy,
@@ -206,7 +242,18 @@ class ProxyEvaluator:
             duration_s=time.perf_counter() - start if pruning else result.duration_s,
             metrics=metrics,
             accuracy_before_prune=before,
+            accuracy_fp32=accuracy_fp32,
         )
+
+    def quantize(self, model: torch.nn.Module, spec: NetworkSpec, task: SyntheticTask | VideoTask, *, seed: int, metrics: dict[str, float]) -> torch.nn.Module:
+        """The network as ``spec`` stores it (``quantize_network``); sets ``metrics["size_bytes"]``, and latency_ms of an int8 network."""
+        with _num_threads(self.train.threads):
+            stored = quantize_network(model, spec, task, seed=seed)
+            metrics["size_bytes"] = size_bytes(stored)
+            if stored is not model and self.evaluators.latency:
+                clip = task.train.batch(slice(0, 1))
+                metrics["latency_ms"] = Latency(warmup=self.evaluators.latency_warmup, repeats=self.evaluators.latency_repeats).measure(stored, clip)
+        return stored
 
     def measure(self, model: torch.nn.Module, task: SyntheticTask | VideoTask, *, seed: int) -> dict[str, float]:
         """Latency and zero-cost scores of an untrained ``model`` (left unchanged), as enabled in ``evaluators``.

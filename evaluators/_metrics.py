@@ -37,6 +37,8 @@ from torch.nn import functional as F
 
 from particle_nas.space import SpecError, check_int
 
+from ._quantize import size_bytes
+
 _WEIGHTED = (nn.Conv3d, nn.Conv2d, nn.Linear)
 
 
@@ -158,8 +160,18 @@ class Latency(Metric):
         return 1000.0 * statistics.median(times)
 
 
+class SizeBytes(Metric):
+    """Bytes of the network's stored weights (``evaluators.size_bytes``: float32 state, or the int8 model's tensors)."""
+
+    name = "size_bytes"
+    direction = "minimize"
+
+    def measure(self, model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> float:
+        return float(size_bytes(model))
+
+
 ZERO_COST: tuple[str, ...] = ("synflow", "grad_norm", "snip", "naswot")
-METRICS: dict[str, type[Metric]] = {"synflow": Synflow, "grad_norm": GradNorm, "snip": Snip, "naswot": Naswot, "latency_ms": Latency}
+METRICS: dict[str, type[Metric]] = {"synflow": Synflow, "grad_norm": GradNorm, "snip": Snip, "naswot": Naswot, "latency_ms": Latency, "size_bytes": SizeBytes}
 METRIC_DIRECTIONS: dict[str, str] = {name: cls.direction for name, cls in METRICS.items()}
 
 

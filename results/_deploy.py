@@ -84,31 +84,17 @@ def export_network(model: nn.Module, network: NetworkSpec, path: str | os.PathLi
         raise ValueError(f"format must be one of {FORMATS}, but got {format!r}.")
     import torch
 
+    from particle_nas.evaluators import export_onnx
+
     model = model.eval()
     example = torch.zeros(1, *network.input_shape)
+    if format == "onnx":
+        data = export_onnx(model, example)
+        return atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # tracer warnings about shape-dependent Python ints (fixed clip size)
-        if format == "torchscript":
-            traced = torch.jit.trace(model, example)
-            return atomic_write(path, lambda tmp: traced.save(tmp))
-        try:
-            import onnx  # noqa: F401  (torch's exporter needs it)
-        except ImportError as err:  # pragma: no cover - depends on the environment
-            raise ImportError("ONNX export needs onnx, which is not installed: pip install onnx onnxruntime") from err
-
-        def write(tmp: str) -> None:
-            torch.onnx.export(
-                model,
-                (example,),
-                tmp,
-                dynamo=False,
-                input_names=["clip"],
-                output_names=["logits"],
-                dynamic_axes={"clip": {0: "batch"}, "logits": {0: "batch"}},
-                opset_version=17,
-            )
-
-        return atomic_write(path, write)
+        traced = torch.jit.trace(model, example)
+        return atomic_write(path, lambda tmp: traced.save(tmp))
 
 
 def export_outputs(*, network: NetworkSpec, out: Path, weights: Path | None, copy: bool, formats: tuple[str, ...], seed: int = 0) -> dict[str, Any]:

@@ -22,6 +22,7 @@ COLUMN_DIRECTIONS: dict[str, str] = {
     "params": "minimize",
     "duration_s": "minimize",
     "latency_ms": "minimize",
+    "size_bytes": "minimize",
 }
 # Rows compared at once by the O(n^2) dominance check (memory: chunk * n * objectives bools).
 _CHUNK = 512
@@ -212,7 +213,7 @@ def _complete(df: pd.DataFrame) -> pd.DataFrame:
 
 # ---------------------------------------------------------------- pick
 _NAMED_RULES = ("knee", "max-accuracy", "min-flops", "min-params")
-_CONSTRAINT = re.compile(r"^(accuracy|flops|params)\s*(<=|>=|<|>)\s*([-+]?[0-9_.]+(?:[eE][-+]?\d+)?)\s*([kKMG]?)$")
+_CONSTRAINT = re.compile(r"^(accuracy|flops|params|size_bytes)\s*(<=|>=|<|>)\s*([-+]?[0-9_.]+(?:[eE][-+]?\d+)?)\s*([kKMG]?)$")
 _SUFFIX = {"": 1.0, "k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9}
 _OPERATORS = {
     "<=": np.less_equal,
@@ -221,7 +222,7 @@ _OPERATORS = {
     ">": np.greater,
 }
 ACCEPTED_RULES = (
-    "'knee', 'max-accuracy', 'min-flops', 'min-params', or constraints on accuracy, flops or params "
+    "'knee', 'max-accuracy', 'min-flops', 'min-params', or constraints on accuracy, flops, params or size_bytes "
     "such as 'flops<=2e8', 'params<100k', 'accuracy>=0.8', several joined by ',' "
     "(optionally with one of the named rules, e.g. 'knee,flops<=2e8')"
 )

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 PARTICLE_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(ParticleSpec))
 # Numbers the optional evaluators report (latency, zero-cost proxies); NA when not measured.
-METRIC_COLUMNS: tuple[str, ...] = ("latency_ms", "synflow", "grad_norm", "snip", "naswot")
+METRIC_COLUMNS: tuple[str, ...] = ("latency_ms", "synflow", "grad_norm", "snip", "naswot", "size_bytes")
 # Column order of trials_table. "network" (last) is NetworkSpec.to_dict() as compact JSON.
 COLUMNS: tuple[str, ...] = (
     "number",
@@ -34,6 +34,7 @@ COLUMNS: tuple[str, ...] = (
     "params",
     "accuracy",
     "accuracy_before_prune",  # trials whose spec prunes: validation top-1 of the unpruned network before pruning
+    "accuracy_fp32",  # trials whose spec quantizes (int8): validation top-1 of the float network (accuracy is the int8 one's)
     "epoch_accuracy",
     "duration_s",
     *METRIC_COLUMNS,
@@ -172,6 +173,7 @@ def trials_table(study: optuna.Study) -> pd.DataFrame:
         for name in ("flops", "params", "accuracy"):
             columns[name].append(attrs.get(name, from_values.get(name)))
         columns["accuracy_before_prune"].append(attrs.get("accuracy_before_prune"))
+        columns["accuracy_fp32"].append(attrs.get("accuracy_fp32"))
         columns["epoch_accuracy"].append(_compact(attrs.get("epoch_accuracy")))
         columns["duration_s"].append(attrs.get("duration_s"))
         for name in METRIC_COLUMNS:
@@ -208,7 +210,7 @@ def trials_table(study: optuna.Study) -> pd.DataFrame:
 def _dtype(name: str, defaults: ParticleSpec) -> Any:
     if name in ("number", "flops", "params", "duplicate_of"):
         return "Int64"
-    if name in ("accuracy", "accuracy_before_prune", "duration_s", *METRIC_COLUMNS):
+    if name in ("accuracy", "accuracy_before_prune", "accuracy_fp32", "duration_s", *METRIC_COLUMNS):
         return "float64"
     if name in ("datetime_start", "datetime_complete"):
         return "datetime64[us]"

@@ -12,6 +12,7 @@ OBJECTIVES: dict[str, str] = {
     "flops": "minimize",
     "params": "minimize",
     "latency_ms": "minimize",  # needs evaluators.latency
+    "size_bytes": "minimize",  # stored weights in bytes: int8 when the particle says quantize: int8 (evaluators.size_bytes)
     "synflow": "maximize",  # zero-cost scores: need evaluators.zero_cost
     "grad_norm": "maximize",
     "snip": "maximize",

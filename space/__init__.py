@@ -22,7 +22,7 @@ from ._checks import check_choice, check_clip, check_int, check_number
 from ._errors import SpecError
 from ._io import read_yaml
 from ._layers import ParallelConcat, ParallelSum, ParticleBlock, ParticleNet, SqueezeExcite, TemporalShift
-from ._spec import ACTIVATIONS, FACTORIZATIONS, KERNELS, POOLS, R2PLUS1D_MIDS, WIRINGS, NetworkSpec, ParticleSpec, particle_from_record, particle_to_record
+from ._spec import ACTIVATIONS, FACTORIZATIONS, KERNELS, POOLS, QUANTIZE_MODES, R2PLUS1D_MIDS, WIRINGS, NetworkSpec, ParticleSpec, particle_from_record, particle_to_record
 
 __all__ = [
     "ACTIVATIONS",
@@ -40,6 +40,7 @@ __all__ = [
     "ParticleNet",
     "POOLS",
     "ParticleSpec",
+    "QUANTIZE_MODES",
     "R2PLUS1D_MIDS",
     "STAGE_MODES",
     "SearchSpace",

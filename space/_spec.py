@@ -56,6 +56,8 @@ POOLS: dict[str, tuple[tuple[int, int, int], tuple[int, int, int], tuple[int, in
 # or the conv's output width (S3D's separable 1 x k x k -> kt x 1 x 1, both convs as wide as the output).
 R2PLUS1D_MIDS: tuple[str, ...] = ("conv", "block", "out")
 MAX_STAGES = 16  # I3D: two stem convs and nine Inception modules, each its own stage
+# How the trained network is stored: float32 weights, or int8 post-training quantization (evaluators.quantize_int8).
+QUANTIZE_MODES: tuple[str, ...] = ("none", "int8")
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,7 @@ class ParticleSpec:
     branch_fractions: tuple[float, ...] = DEFAULT_BRANCH_FRACTIONS  # inception only: output shares of (1x1x1, conv a, conv b, pool proj), sum 1
     reduce_fractions: tuple[float, ...] = DEFAULT_REDUCE_FRACTIONS  # inception only: reduce width / output width of conv a and conv b
     branch_widths: tuple[int, ...] = ()  # inception only: absolute (1x1x1, reduce a, a, reduce b, b, pool proj) widths instead of fractions
+    quantize: str = "none"  # see QUANTIZE_MODES: int8 = the trained network is quantized to int8 after training (post-training, calibrated)
 
     def __post_init__(self) -> None:
         p = "ParticleSpec."
@@ -99,6 +102,7 @@ class ParticleSpec:
         _check_choice(p + "r2plus1d_mid", self.r2plus1d_mid, R2PLUS1D_MIDS)
         if self.r2plus1d_mid != "conv" and self.factorization != "r2plus1d":
             raise SpecError(p + "r2plus1d_mid", "must be 'conv' unless factorization is 'r2plus1d'", self.r2plus1d_mid)
+        _check_choice(p + "quantize", self.quantize, QUANTIZE_MODES)
         for name in ("squeeze_excite", "prune_ratio", "shift_fraction"):
             object.__setattr__(self, name, float(getattr(self, name)))
         self._check_inception(p)
@@ -148,6 +152,7 @@ class ParticleSpec:
 # Fields added after the first release: written only when set, so earlier files, studies and fingerprints stay as they were.
 _OMIT_WHEN_DEFAULT = {
     "r2plus1d_mid": "conv",
+    "quantize": "none",
     "stem_mid_channels": 0,
     "stem_depthwise_temporal": False,
     "se_every": 1,

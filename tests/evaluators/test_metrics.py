@@ -100,4 +100,4 @@ def test_evaluation_reports_the_enabled_evaluators(tiny_data: SyntheticConfig, t
     again = evaluator.evaluate(tiny_spec(), seed=0).to_dict()
     assert (again["synflow"], again["naswot"], again["accuracy"]) == (record["synflow"], record["naswot"], record["accuracy"])
     untrained = ProxyEvaluator(data=tiny_data, evaluators=EvaluatorSettings(train=False, zero_cost=("snip",))).evaluate(tiny_spec(), seed=0)
-    assert set(untrained.to_dict()) == {"flops", "params", "snip"} and untrained.accuracy is None
+    assert set(untrained.to_dict()) == {"flops", "params", "size_bytes", "snip"} and untrained.accuracy is None
