@@ -15,11 +15,27 @@ from ._data import (
     make_synthetic_task,
     normalize,
 )
+from ._finetune import (
+    FINETUNE_MODES,
+    FineTuneResult,
+    FineTuneSettings,
+    FrozenBatchNorm3d,
+    ParamCounts,
+    Predictions,
+    check_weights,
+    finetune,
+    head_linear_keys,
+    load_best,
+    param_counts,
+    predict,
+    prepare_for_finetuning,
+    read_checkpoint,
+)
 from ._evaluate import Evaluation, EvaluatorSettings, ProxyEvaluator, training_seed
 from ._metrics import METRIC_DIRECTIONS, METRICS, ZERO_COST, GradNorm, Latency, Metric, Naswot, Snip, Synflow, make_metric
 from ._prune import prune_network, prunes, unpruned_spec
-from ._video import VIDEO_EXTENSIONS, VideoFolderConfig, VideoTask, decode_clip, list_videos, load_video_task
-from ._train import MEMORY_FORMATS, OPTIMIZERS, SCHEDULES, TrainConfig, TrainingDiverged, TrainResult, evaluate_accuracy, lr_factor, memory_format_for, train_proxy
+from ._video import VIDEO_EXTENSIONS, VideoFolderConfig, VideoTask, check_video_split, decode_clip, list_videos, load_video_task
+from ._train import MEMORY_FORMATS, OPTIMIZERS, SCHEDULES, TrainConfig, TrainingDiverged, TrainResult, TrainState, evaluate_accuracy, lr_factor, memory_format_for, train_proxy
 
 __all__ = [
     "CLASS_NAMES",
@@ -28,6 +44,22 @@ __all__ = [
     "ClipSet",
     "Cost",
     "Evaluation",
+    "FINETUNE_MODES",
+    "FineTuneResult",
+    "FineTuneSettings",
+    "FrozenBatchNorm3d",
+    "ParamCounts",
+    "Predictions",
+    "TrainState",
+    "check_video_split",
+    "check_weights",
+    "finetune",
+    "head_linear_keys",
+    "load_best",
+    "param_counts",
+    "predict",
+    "prepare_for_finetuning",
+    "read_checkpoint",
     "EvaluatorSettings",
     "GradNorm",
     "Latency",
