@@ -1,4 +1,6 @@
-"""A tiny UCF101-style data set of real encoded videos, for the fine-tuning tests and the docs example.
+"""A tiny UCF101-style data set of real encoded videos (docs/finetune.md; the fine-tuning tests use it too).
+
+    python examples/finetune/make_ucf_demo.py demo-ucf      # needs PyAV: pip install av
 
 Layout, as UCF101's archives unpack::
 
@@ -59,19 +61,17 @@ def make_ucf_tree(root: Path, *, groups: int = 4, test_groups: int = 1, seed: in
     return root
 
 
-def data_yaml(root: Path, *, epochs: int = 2, extra: str = "") -> str:
-    """The DATA.yaml of the tree under ``root`` (what docs/finetune.md shows), with a small train section."""
-    return (
-        "data:\n"
-        "  kind: video_folder\n"
-        f"  root: {root / 'UCF-101'}\n"
-        f"  train_list: {root / 'ucfTrainTestlist' / 'trainlist01.txt'}\n"
-        f"  val_list: {root / 'ucfTrainTestlist' / 'testlist01.txt'}\n"
-        f"  class_index: {root / 'ucfTrainTestlist' / 'classInd.txt'}\n"
-        "train:\n"
-        f"  epochs: {epochs}\n"
-        "  batch_size: 4\n"
-        "  lr: 0.01\n"
-        "  warmup_epochs: 0\n"
-        "  threads: 1\n" + extra
-    )
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(description="write a tiny UCF101-style tree of generated videos")
+    parser.add_argument("root", help="folder to write UCF-101/ and ucfTrainTestlist/ into")
+    parser.add_argument("--groups", type=int, default=4, help="videos per class (the last one is the test split)")
+    args = parser.parse_args(argv)
+    root = make_ucf_tree(Path(args.root), groups=args.groups)
+    print(f"wrote {len(CLASSES) * args.groups} videos of {len(CLASSES)} classes under {root / 'UCF-101'}, split files in {root / 'ucfTrainTestlist'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
