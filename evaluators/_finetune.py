@@ -158,10 +158,13 @@ def check_weights(model: nn.Module, weights: dict[str, torch.Tensor], *, where: 
     missing = sorted(k for k in expected if k not in weights and ".adapter." not in k)
     if missing:
         raise ValueError(f"{where}: the weights must hold every tensor of the network, but {len(missing)} are missing, e.g. {missing[0]!r}.")
-    for key, value in weights.items():
-        if key in expected and tuple(value.shape) != tuple(expected[key].shape):
-            hint = " (another number of classes: pass --new-head to train a new head)" if key in head_linear_keys(model) else ""
-            raise ValueError(f"{where}: {key} must have shape {tuple(expected[key].shape)} in this network, but got {tuple(value.shape)}{hint}.")
+    head = head_linear_keys(model)
+    for key, want in expected.items():  # in the network's order: the first misfit is named
+        got = weights.get(key)
+        if got is not None and tuple(got.shape) != tuple(want.shape):
+            classes = key in head and tuple(got.shape[1:]) == tuple(want.shape[1:])
+            hint = " (another number of classes: pass --new-head to train a new head)" if classes else ""
+            raise ValueError(f"{where}: {key} must have shape {tuple(want.shape)} in this network, but got {tuple(got.shape)}{hint}.")
     return {k: v for k, v in weights.items() if k in expected}
 
 

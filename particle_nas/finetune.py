@@ -121,6 +121,10 @@ def _parse(raw: Any, network: NetworkSpec, *, network_file: str, data_file: str,
     if not isinstance(clip, (list, tuple)) or tuple(clip) != tuple(network.clip):
         raise SpecError("data.clip", f"must equal the network's clip {list(network.clip)} (from {network_file}; leave data.clip out to decode at it)", clip)
     data = _build(DATA_KINDS[kind], data_values, "data")
+    if isinstance(data, VideoFolderConfig):
+        from particle_nas.evaluators import check_video_split
+
+        check_video_split(data)
     if data.num_classes != network.num_classes:
         if not new_head:
             raise SpecError(
@@ -129,10 +133,6 @@ def _parse(raw: Any, network: NetworkSpec, *, network_file: str, data_file: str,
                 f"{data.num_classes} classes {list(data.class_names)[:5]}{'...' if data.num_classes > 5 else ''}",
             )
         network = network.replace(num_classes=data.num_classes)
-    if isinstance(data, VideoFolderConfig):
-        from particle_nas.evaluators import check_video_split
-
-        check_video_split(data)
 
     train_values = _section(raw, "train")
     train_values.setdefault("seed", seed)
