@@ -22,7 +22,6 @@ continues after the last checkpoint as if it had not stopped.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import hashlib
 import json
 import os
@@ -35,7 +34,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from particle_nas.space import ACTIVATIONS, SpecError, add_adapters, check_choice, check_number
+from particle_nas.space import ACTIVATIONS, add_adapters, check_choice, check_number
 
 from ._data import ClipSet
 from ._train import TrainConfig, TrainState, train_proxy

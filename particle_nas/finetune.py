@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from particle_nas.config import _NAME, DATA_KINDS, ConfigError, _build, _relocate, _section
+from particle_nas.config import DATA_KINDS, ConfigError, _build, _relocate, _section, run_fields
 from particle_nas.evaluators import FineTuneSettings, TrainConfig, VideoFolderConfig
 from particle_nas.space import NetworkSpec, SpecError, read_yaml
 
@@ -102,15 +102,8 @@ def _parse(raw: Any, network: NetworkSpec, *, network_file: str, data_file: str,
     for key in raw:
         if key not in SECTIONS:
             raise SpecError(str(key), f"is not a section; sections are {list(SECTIONS)}", raw[key])
-    name = name if name is not None else raw.get("name", Path(data_file).stem)
-    if not isinstance(name, str) or not _NAME.match(name):
-        raise SpecError("name", "must be 1-128 letters, digits, '.', '_' or '-' (it names the run directory)", name)
-    seed = seed if seed is not None else raw.get("seed", 0)
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
-        raise SpecError("seed", "must be an integer in [0, 2**32)", seed)
-    output_dir = output_dir if output_dir is not None else raw.get("output_dir", "runs")
-    if not isinstance(output_dir, str) or not output_dir:
-        raise SpecError("output_dir", "must be a directory path", output_dir)
+    flags = {"name": name, "seed": seed, "output_dir": output_dir}  # command-line flags win over the file
+    name, seed, output_dir = run_fields({**raw, **{k: v for k, v in flags.items() if v is not None}}, default_name=Path(data_file).stem)
 
     data_values = _section(raw, "data")
     kind = data_values.pop("kind", None)
