@@ -122,7 +122,7 @@ def curves_figure(epochs: list[dict[str, Any]], *, best_epoch: int | None):
     fig.update_layout(template="plotly_white", height=380, margin=dict(l=60, r=60, t=20, b=50), legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1.0))
     fig.update_xaxes(title_text="epoch", dtick=1)
     fig.update_yaxes(title_text="mean training loss", secondary_y=False)
-    fig.update_yaxes(title_text="validation top-1", range=[0, 1.02], secondary_y=True)
+    fig.update_yaxes(title_text="validation top-1", range=[0, 1.02], tickmode="linear", tick0=0, dtick=0.2, showgrid=False, secondary_y=True)
     return fig
 
 

@@ -196,3 +196,9 @@ def test_the_docs_example_on_generated_videos_runs_as_written(tmp_path: Path, mo
     assert report["mode"] == "adapters" and report["new_head"] is True and report["weights"] == "demo.safetensors"
     assert (tmp_path / "runs" / "ucf-demo" / "finetune" / "report.html").is_file()
     torch.testing.assert_close(report["params"]["ratio"], report["params"]["trainable"] / report["params"]["total"])
+    snippet = re.search(r"To use the fine-tuned model:\s*```python\n(.*?)```", (ROOT / "docs" / "finetune.md").read_text(), re.S).group(1)
+    scope: dict = {}
+    exec(compile(snippet, "docs/finetune.md", "exec"), scope)  # the page's Python, as written
+    model = scope["model"]
+    assert not model.training and sum(".adapter." in k for k in model.state_dict()) > 0
+    assert model(torch.zeros(1, 3, 4, 16, 16)).shape == (1, 3)
