@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
 import particle_nas.evaluators
 from particle_nas.cli import main
@@ -115,6 +115,21 @@ def test_every_mode_runs_from_the_command_line(files, capsys) -> None:
         assert main(finetune(files, "--mode", mode, "--epochs", "1", "--name", mode)) == 0
         ratios[mode] = json.loads((files["runs"] / mode / "finetune" / "report.json").read_text())["params"]["ratio"]
     assert ratios["full"] == 1.0 and ratios["linear"] < ratios["bitfit"] < 1.0
+
+
+def test_new_head_fine_tunes_weights_of_another_number_of_classes(files, tmp_path: Path, capsys) -> None:
+    eight = NETWORK.replace(num_classes=8)  # e.g. a proxy of the 8 synthetic classes, on 3 classes of videos
+    network, weights = write_network(tmp_path / "eight.yaml", eight), write_weights(tmp_path / "eight.safetensors", eight)
+    argv = ["finetune", str(network), "--data", str(files["data"]), "--weights", str(weights), "--mode", "adapters", "--output-dir", str(files["runs"]), "--no-progress"]
+    assert main(argv) == 2 and "the head must be replaced (--new-head)" in capsys.readouterr().err and not files["runs"].exists()
+    assert main(argv + ["--new-head", "--epochs", "1"]) == 0
+    out = files["runs"] / "ucf" / "finetune"
+    report = json.loads((out / "report.json").read_text())
+    assert report["new_head"] is True and report["network"]["num_classes"] == 3 and len(report["confusion"]) == 3
+    kept, given = load_file(str(out / "best.safetensors")), load_file(str(weights))
+    assert kept["head.3.weight"].shape == (3, 16) and given["head.3.weight"].shape == (8, 16)
+    frozen = [k for k in given if not k.startswith("head.")]
+    assert frozen and all(torch.equal(kept[k], given[k]) for k in frozen)  # loaded, and frozen in adapters mode
 
 
 def _bad_inputs(tmp_path: Path, ucf: Path, files: dict[str, Path]) -> dict[str, tuple[list[str], str]]:
