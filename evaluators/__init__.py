@@ -15,12 +15,28 @@ from ._data import (
     make_synthetic_task,
     normalize,
 )
+from ._finetune import (
+    FINETUNE_MODES,
+    FineTuneResult,
+    FineTuneSettings,
+    FrozenBatchNorm3d,
+    ParamCounts,
+    Predictions,
+    check_weights,
+    finetune,
+    head_linear_keys,
+    load_best,
+    param_counts,
+    predict,
+    prepare_for_finetuning,
+    read_checkpoint,
+)
 from ._evaluate import CALIBRATION_CLIPS, Evaluation, EvaluatorSettings, ProxyEvaluator, quantize_network, quantized_stages, training_seed
 from ._metrics import METRIC_DIRECTIONS, METRICS, ZERO_COST, GradNorm, Latency, Metric, Naswot, SizeBytes, Snip, Synflow, make_metric
 from ._quantize import QUANT_BACKENDS, Int8Model, compare_int8, export_onnx, load_int8, quantize_int8, save_int8, size_bytes, state_bytes, weight_bytes
 from ._prune import prune_network, prunes, unpruned_spec
-from ._video import VIDEO_EXTENSIONS, VideoFolderConfig, VideoTask, decode_clip, list_videos, load_video_task
-from ._train import MEMORY_FORMATS, OPTIMIZERS, SCHEDULES, TrainConfig, TrainingDiverged, TrainResult, evaluate_accuracy, lr_factor, memory_format_for, train_proxy
+from ._video import VIDEO_EXTENSIONS, VideoFolderConfig, VideoTask, check_video_split, decode_clip, list_videos, load_video_task
+from ._train import MEMORY_FORMATS, OPTIMIZERS, SCHEDULES, TrainConfig, TrainingDiverged, TrainResult, TrainState, evaluate_accuracy, lr_factor, memory_format_for, train_proxy
 
 __all__ = [
     "CALIBRATION_CLIPS",
@@ -43,6 +59,22 @@ __all__ = [
     "ClipSet",
     "Cost",
     "Evaluation",
+    "FINETUNE_MODES",
+    "FineTuneResult",
+    "FineTuneSettings",
+    "FrozenBatchNorm3d",
+    "ParamCounts",
+    "Predictions",
+    "TrainState",
+    "check_video_split",
+    "check_weights",
+    "finetune",
+    "head_linear_keys",
+    "load_best",
+    "param_counts",
+    "predict",
+    "prepare_for_finetuning",
+    "read_checkpoint",
     "EvaluatorSettings",
     "GradNorm",
     "Latency",

@@ -22,6 +22,7 @@ MEMORY_FORMATS: dict[str, torch.memory_format | None] = {"auto": None, "contiguo
 SCHEDULES: tuple[str, ...] = ("cosine", "constant")
 
 EpochCallback = Callable[[int, float], None]
+StepCallback = Callable[[int, int], None]  # (epoch, step within the epoch), after each optimizer step
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,34 @@ class TrainResult:
     epoch_accuracy: tuple[float, ...]  # validation top-1 after each epoch
     train_loss: tuple[float, ...]  # mean training loss of each epoch
     duration_s: float  # wall time of training and validation
+
+
+@dataclass(frozen=True)
+class TrainState:
+    """Where training stands after an epoch: what ``train_proxy`` needs, besides the model's weights, to continue.
+
+    ``train_proxy(..., on_state=f)`` hands one to ``f`` after every epoch;
+    ``train_proxy(..., resume=state)`` (same config, model holding the weights
+    of that moment) continues after ``state.epoch`` exactly as if it had not
+    stopped. Plain tensors and dicts: it saves with ``torch.save`` and loads
+    with ``torch.load(weights_only=True)`` (see ``to_dict`` / ``from_dict``).
+    """
+
+    epoch: int  # epochs done (1-based count)
+    optimizer: dict  # optimizer.state_dict()
+    scheduler: dict  # the learning-rate scheduler's state_dict()
+    shuffle_rng: torch.Tensor  # state of the batch-order generator
+    torch_rng: torch.Tensor  # torch's CPU RNG state inside training (dropout)
+    cuda_rng: torch.Tensor | None  # the training device's CUDA RNG state, on a GPU
+    epoch_accuracy: tuple[float, ...]  # validation top-1 after each epoch so far
+    train_loss: tuple[float, ...]  # mean training loss of each epoch so far
+
+    def to_dict(self) -> dict:
+        return {f: getattr(self, f) for f in self.__dataclass_fields__}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TrainState:
+        return cls(**{**data, "epoch_accuracy": tuple(data["epoch_accuracy"]), "train_loss": tuple(data["train_loss"])})
 
 
 class TrainingDiverged(ValueError):
@@ -164,11 +193,19 @@ def train_proxy(
     *,
     config: TrainConfig,
     on_epoch: EpochCallback | None = None,
+    on_state: Callable[[TrainState], None] | None = None,
+    on_step: StepCallback | None = None,
+    resume: TrainState | None = None,
 ) -> TrainResult:
     """Train ``model`` in place on ``task.train``; validate on ``task.val`` after every epoch.
 
     Epochs are numbered from 1: ``on_epoch(epoch, val_accuracy)`` is called
-    after each, and may raise (e.g. to prune a trial) to stop training.
+    after each, and may raise (e.g. to prune a trial) to stop training; then
+    ``on_state(TrainState)`` (to checkpoint it). ``on_step(epoch, step)``
+    follows every optimizer step (a progress bar). ``resume``, a state from
+    ``on_state`` with the model holding that epoch's weights, continues after
+    its epoch: optimizer, schedule, batch order and RNG pick up where they were.
+    Only the frozen parameters (``requires_grad`` False) are left alone.
     Each epoch visits ``len(train) // batch_size`` batches of a fresh
     shuffle (a trailing partial batch is dropped; a set smaller than one batch
     is one batch). Shuffling uses a generator seeded with ``config.seed``;
@@ -188,8 +225,8 @@ def train_proxy(
 
     device = _device(model)
     start_time = time.perf_counter()
-    epoch_accuracy: list[float] = []
-    train_loss: list[float] = []
+    epoch_accuracy: list[float] = [] if resume is None else list(resume.epoch_accuracy)
+    train_loss: list[float] = [] if resume is None else list(resume.train_loss)
     rng_devices = [device] if device.type == "cuda" else []
     with _num_threads(config.threads), torch.random.fork_rng(devices=rng_devices):
         torch.manual_seed(config.seed)
@@ -202,8 +239,15 @@ def train_proxy(
             optimizer,
             lambda step: lr_factor(step, total_steps=total_steps, warmup_steps=warmup_steps, schedule=config.schedule),
         )
+        if resume is not None:
+            optimizer.load_state_dict(resume.optimizer)
+            scheduler.load_state_dict(resume.scheduler)
+            shuffle.set_state(resume.shuffle_rng)
+            torch.set_rng_state(resume.torch_rng)
+            if rng_devices and resume.cuda_rng is not None:
+                torch.cuda.set_rng_state(resume.cuda_rng, device)
         smoothing = config.label_smoothing
-        for epoch in range(1, config.epochs + 1):
+        for epoch in range(1 if resume is None else resume.epoch + 1, config.epochs + 1):
             model.train()
             order = torch.randperm(n, generator=shuffle)
             loss_sum = torch.zeros((), device=device)
@@ -216,6 +260,8 @@ def train_proxy(
                 optimizer.step()
                 scheduler.step()
                 loss_sum += loss.detach()
+                if on_step is not None:
+                    on_step(epoch, step)
             mean_loss = loss_sum.item() / steps_per_epoch
             if not math.isfinite(mean_loss):
                 raise TrainingDiverged(
@@ -229,6 +275,19 @@ def train_proxy(
             epoch_accuracy.append(accuracy)
             if on_epoch is not None:
                 on_epoch(epoch, accuracy)
+            if on_state is not None:
+                on_state(
+                    TrainState(
+                        epoch=epoch,
+                        optimizer=optimizer.state_dict(),
+                        scheduler=scheduler.state_dict(),
+                        shuffle_rng=shuffle.get_state(),
+                        torch_rng=torch.get_rng_state(),
+                        cuda_rng=torch.cuda.get_rng_state(device) if rng_devices else None,
+                        epoch_accuracy=tuple(epoch_accuracy),
+                        train_loss=tuple(train_loss),
+                    )
+                )
     return TrainResult(
         accuracy=epoch_accuracy[-1],
         epoch_accuracy=tuple(epoch_accuracy),

@@ -10,6 +10,10 @@ Which videos train and which validate:
   files whose lines are ``<video> <1|2|0>`` (train / test / unused);
 - neither: a seeded, per-class ``val_fraction`` of the videos validates.
 
+Classes are the sorted sub-folder names, or, with ``class_index`` (UCF101's
+``classInd.txt``: ``<1-based index> <class>`` per line), the classes that file
+lists, in its order (label i is its line i).
+
 Each video is decoded with PyAV, ``T`` frames are sampled evenly over its
 length (repeated when it is shorter) and resized to ``H x W`` RGB. The clips
 go into one uint8 numpy memmap in the cache folder, written once with a
@@ -51,7 +55,8 @@ class VideoFolderConfig:
     split: int = 1  # which HMDB51 split (1, 2 or 3)
     val_fraction: float = 0.2  # without split files: share of each class that validates
     seed: int = 0  # shuffles the val_fraction split
-    class_names: tuple[str, ...] = field(init=False, default=())  # sorted sub-folder names, read from root
+    class_index: str | None = None  # UCF101-style classInd.txt (relative to root or absolute): the classes and their order
+    class_names: tuple[str, ...] = field(init=False, default=())  # sorted sub-folder names (or class_index's), read from root
 
     def __post_init__(self) -> None:
         p = "VideoFolderConfig."
@@ -72,6 +77,8 @@ class VideoFolderConfig:
         object.__setattr__(self, "val_fraction", float(self.val_fraction))
         check_int(p + "seed", self.seed, low=0, high=2**32 - 1)
         classes = tuple(sorted(d.name for d in Path(self.root).iterdir() if d.is_dir() and not d.name.startswith(".")))
+        if self.class_index is not None:
+            classes = _read_class_index(p + "class_index", self.root, self.class_index, folders=classes)
         if len(classes) < 2:
             raise SpecError(p + "root", "must hold at least two class sub-folders", self.root)
         object.__setattr__(self, "class_names", classes)
@@ -102,6 +109,31 @@ class VideoTask(TaskShape):
     train: ClipSet
     val: ClipSet
     skipped: tuple[str, ...]  # files that could not be decoded, relative to root
+
+
+def _read_class_index(field_name: str, root: str, name: str, *, folders: tuple[str, ...]) -> tuple[str, ...]:
+    """The classes a UCF101-style ``classInd.txt`` lists (``<index> <class>`` per line), in index order."""
+    path = Path(name) if Path(name).is_absolute() else Path(root) / name
+    if not path.is_file() and Path(name).is_file():
+        path = Path(name)
+    if not path.is_file():
+        raise SpecError(field_name, "must be a class index file such as classInd.txt (absolute, or relative to root)", name)
+    entries = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) != 2 or not parts[0].isdigit():
+            raise SpecError(field_name, "must have lines '<index> <class>'", line.strip())
+        entries.append((int(parts[0]), parts[1]))
+    entries.sort()
+    classes = tuple(cls for _, cls in entries)
+    if len(set(classes)) != len(classes):
+        raise SpecError(field_name, "must list each class once", name)
+    missing = [cls for cls in classes if cls not in folders]
+    if missing:
+        raise SpecError(field_name, "must list only sub-folders of root", missing[0])
+    return classes
 
 
 # ---------------------------------------------------------------- listing and splitting
@@ -150,6 +182,24 @@ def list_videos(config: VideoFolderConfig) -> tuple[list[tuple[str, int]], list[
         for rank, i in enumerate(order):
             (val if rank < n_val else train).append((f"{cls}/{files[i]}", label))
     return sorted(train), sorted(val)
+
+
+def check_video_split(config: VideoFolderConfig) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
+    """``list_videos(config)``, or a one-line ValueError when a split is empty or a class has no video in one.
+
+    Training a classifier needs every class on both sides: a class without a
+    training video cannot be learned, one without a validation video not measured.
+    """
+    train, val = list_videos(config)
+    if not train and not val:
+        where = "its split files" if config.train_list or config.hmdb_split_dir else "its class folders"
+        raise ValueError(f"{config.root} must hold videos ({', '.join(VIDEO_EXTENSIONS)}), but {where} list none.")
+    for side, entries in (("training", train), ("validation", val)):
+        have = {label for _, label in entries}
+        for label, name in enumerate(config.class_names):
+            if label not in have:
+                raise ValueError(f"{config.root}: class {name!r} must have at least one {side} video, but has none ({len(entries)} {side} videos in all).")
+    return train, val
 
 
 # ---------------------------------------------------------------- decoding

@@ -208,6 +208,12 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_finetune(args: argparse.Namespace) -> int:
+    from particle_nas.finetune import cmd_finetune as run_finetune
+
+    return run_finetune(args)
+
+
 def cmd_presets(args: argparse.Namespace) -> int:
     from particle_nas.space import presets
 
@@ -288,6 +294,19 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--study", help="study name (default: the run directory's name)")
     r.set_defaults(func=cmd_report)
 
+    f = sub.add_parser("finetune", help="train an exported network on a video folder (full, linear probe, adapters or BitFit), resumable, with a report")
+    f.add_argument("network", help="network YAML: what `particle-nas export` writes, or a run's best.yaml")
+    f.add_argument("--data", required=True, help="data YAML: data (kind video_folder, root, split files, ...), train (epochs, batch_size, lr, ...), finetune (mode, adapter_reduction)")
+    f.add_argument("--weights", help="initial weights (.safetensors, e.g. from `particle-nas export --weights`); default: the network's seeded initialization")
+    f.add_argument("--mode", choices=("full", "linear", "adapters", "bitfit"), help="what trains (overrides finetune.mode; default full)")
+    f.add_argument("--new-head", action="store_true", help="replace the head's last layer with a fresh one for the data's classes (the network has another number of classes)")
+    f.add_argument("--epochs", type=int, help="training epochs (overrides train.epochs; may be raised to continue a finished run)")
+    f.add_argument("--name", help="run name (default: the data file's name: or stem); output goes to OUTPUT_DIR/NAME/finetune")
+    f.add_argument("--output-dir", help="where runs are written (default runs)")
+    f.add_argument("--seed", type=int, help="seed of the fresh weights (head, adapters) and of the batch order (default 0)")
+    f.add_argument("--no-progress", action="store_true", help="no progress bar")
+    f.set_defaults(func=cmd_finetune)
+
     pr = sub.add_parser("presets", help="reference networks (R3D, MC3, R(2+1)D, ...): published vs counted params and FLOPs")
     pr.add_argument("--show", metavar="NAME", help="print the preset's network spec as YAML, with its source")
     pr.set_defaults(func=cmd_presets)
@@ -297,6 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # the command as given, for "to continue: ..." hints
     try:
         return args.func(args)
     except KeyboardInterrupt:

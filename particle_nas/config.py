@@ -121,6 +121,20 @@ def load_config(path: str | Path, *, overrides: Mapping[str, Any] | None = None)
     return parse_config(raw, source=os.fspath(path), overrides=overrides)
 
 
+def run_fields(raw: Mapping[str, Any], *, default_name: str) -> tuple[str, int, str]:
+    """``name``, ``seed`` and ``output_dir`` of a document (a search config, or a fine-tuning data file), checked."""
+    name = raw.get("name", default_name)
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise SpecError("name", "must be 1-128 letters, digits, '.', '_' or '-' (it names the run directory)", name)
+    seed = raw.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+        raise SpecError("seed", "must be an integer in [0, 2**32)", seed)
+    output_dir = raw.get("output_dir", "runs")
+    if not isinstance(output_dir, str) or not output_dir:
+        raise SpecError("output_dir", "must be a directory path", output_dir)
+    return name, seed, output_dir
+
+
 def _parse(raw: Any, *, source: str, overrides: Mapping[str, Any]) -> RunConfig:
     if raw is None:
         raw = {}
@@ -137,15 +151,7 @@ def _parse(raw: Any, *, source: str, overrides: Mapping[str, Any]) -> RunConfig:
             raw["search"] = {**_section(raw, "search"), key: value}
         else:
             raw[key] = value
-    name = raw.get("name", Path(source).stem if source != "<config>" else "run")
-    if not isinstance(name, str) or not _NAME.match(name):
-        raise SpecError("name", "must be 1-128 letters, digits, '.', '_' or '-' (it names the run directory)", name)
-    seed = raw.get("seed", 0)
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
-        raise SpecError("seed", "must be an integer in [0, 2**32)", seed)
-    output_dir = raw.get("output_dir", "runs")
-    if not isinstance(output_dir, str) or not output_dir:
-        raise SpecError("output_dir", "must be a directory path", output_dir)
+    name, seed, output_dir = run_fields(raw, default_name=Path(source).stem if source != "<config>" else "run")
 
     search = _build(SearchSettings, _section(raw, "search"), "search")
     space = SearchSpace.from_dict(raw.get("space"))

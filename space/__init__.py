@@ -1,5 +1,6 @@
 """particle_nas.space: what a particle is, how it is validated, searched over and built."""
 
+from ._adapters import adapter_width, add_adapters, block_out_channels, create_adapter
 from ._build import (
     FACTORIZATION_BUILDERS,
     WIRING_BUILDERS,
@@ -21,12 +22,13 @@ from ._domain import AXES, STAGE_MODES, Axis, SearchSpace
 from ._checks import check_choice, check_clip, check_int, check_number
 from ._errors import SpecError
 from ._io import read_yaml
-from ._layers import ParallelConcat, ParallelSum, ParticleBlock, ParticleNet, SqueezeExcite, TemporalShift
+from ._layers import Adapter, ParallelConcat, ParallelSum, ParticleBlock, ParticleNet, SqueezeExcite, TemporalShift
 from ._spec import ACTIVATIONS, FACTORIZATIONS, KERNELS, POOLS, QUANTIZE_MODES, R2PLUS1D_MIDS, WIRINGS, NetworkSpec, ParticleSpec, particle_from_record, particle_to_record
 
 __all__ = [
     "ACTIVATIONS",
     "AXES",
+    "Adapter",
     "Axis",
     "Cost",
     "FACTORIZATION_COSTS",
@@ -50,6 +52,9 @@ __all__ = [
     "WIRINGS",
     "WIRING_BUILDERS",
     "WIRING_COSTS",
+    "adapter_width",
+    "add_adapters",
+    "block_out_channels",
     "build_network",
     "check_choice",
     "check_clip",
@@ -57,6 +62,7 @@ __all__ = [
     "check_number",
     "channel_groups",
     "cost",
+    "create_adapter",
     "build_particle",
     "dense_inner_width",
     "effective_prune_ratio",

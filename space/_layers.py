@@ -78,19 +78,44 @@ class ParallelConcat(nn.Module):
 
 
 class ParticleBlock(nn.Module):
-    """``post(branch(x) + shortcut(x))``; ``shortcut`` and ``post`` may be absent."""
+    """``adapter(post(branch(x) + shortcut(x)))``; ``shortcut`` and ``post`` may be absent.
+
+    ``adapter`` is an identity (no parameters, so the state_dict is the
+    block's own) until ``space.add_adapters`` puts an ``Adapter`` there.
+    """
 
     def __init__(self, *, branch: nn.Module, shortcut: nn.Module | None, post: nn.Module | None) -> None:
         super().__init__()
         self.branch = branch
         self.shortcut = shortcut
         self.post = post if post is not None else nn.Identity()
+        self.adapter: nn.Module = nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.branch(x)
         if self.shortcut is not None:
             y = y + self.shortcut(x)
-        return self.post(y)
+        return self.adapter(self.post(y))
+
+
+class Adapter(nn.Module):
+    """Bottleneck adapter with a residual: ``x + up(act(down(x)))``, 1x1x1 convs with biases::
+
+        x -> 1x1x1 conv(C->hidden) -> act -> 1x1x1 conv(hidden->C) --(+)-->
+        x ---------------------------------------------------------'
+
+    ``up`` starts at zero (weight and bias), so a new adapter is the identity
+    and a network with fresh adapters computes what it computed without them.
+    """
+
+    def __init__(self, *, down: nn.Conv3d, act: nn.Module, up: nn.Conv3d) -> None:
+        super().__init__()
+        self.down = down
+        self.act = act
+        self.up = up
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.up(self.act(self.down(x)))
 
 
 class ParticleNet(nn.Module):

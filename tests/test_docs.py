@@ -42,6 +42,7 @@ SHOWN_COMMANDS: dict[str, str] = {
     "report --pick": "tests/cli/test_cli.py::test_report_with_another_pick_rewrites_best_yaml",
     "presets": "tests/cli/test_cli_presets.py::test_presets_table_lists_published_and_counted",
     "presets --show": "tests/cli/test_cli_presets.py::test_presets_show_states_where_flops_were_counted",
+    "finetune --data --mode --new-head --weights": "tests/cli/test_finetune_cli.py::test_new_head_fine_tunes_weights_of_another_number_of_classes",
 }
 
 # Other programs shown in the docs (matched by how the command starts), and why no test here runs them as shown.
@@ -57,6 +58,7 @@ NOT_RUN_BY_TESTS: dict[str, str] = {
     "optuna-dashboard": "a web server that runs until stopped; tests/cli/test_deploy.py serves a study through optuna-dashboard's app",
     # Measurement scripts take minutes to hours; tests/test_bench.py tests their pieces.
     "python bench/": "a measurement script (minutes to hours); tests/test_bench.py tests its pieces",
+    "python examples/finetune/make_ucf_demo.py": "run by tests/cli/test_finetune_cli.py::test_the_docs_example_on_generated_videos_runs_as_written",
 }
 
 _FENCE = re.compile(r"^\s*(`{3,}|~{3,})\s*([\w+-]*)")

@@ -11,6 +11,7 @@ from particle_nas.evaluators import (
     TrainConfig,
     TrainingDiverged,
     TrainResult,
+    TrainState,
     evaluate_accuracy,
     lr_factor,
     make_synthetic_task,
@@ -42,6 +43,36 @@ def test_train_proxy_is_deterministic(tiny_data, tiny_train, tiny_spec) -> None:
     assert first.train_loss == second.train_loss
     other = train_proxy(build_network(spec, seed=4), task, config=tiny_train.__class__(**{**tiny_train.__dict__, "seed": 1}))
     assert other.train_loss != first.train_loss
+
+
+def test_a_train_state_continues_exactly_where_training_stopped(tiny_data, tiny_spec, tmp_path) -> None:
+    """Stop after epoch 1 (through a saved and reloaded state), continue: the same weights and metrics as 3 epochs straight."""
+    task = make_synthetic_task(tiny_data)
+    spec = tiny_spec().replace(dropout=0.3)  # dropout draws from the RNG the state carries
+    config = TrainConfig(epochs=3, batch_size=16, threads=1, optimizer="sgd")
+    straight = build_network(spec, seed=2)
+    whole = train_proxy(straight, task, config=config)
+    first = build_network(spec, seed=2)
+    states: list[TrainState] = []
+
+    def stop(state: TrainState) -> None:
+        states.append(state)
+        torch.save({"model": first.state_dict(), "state": state.to_dict()}, tmp_path / "ckpt.pt")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_proxy(first, task, config=config, on_state=stop)
+    saved = torch.load(tmp_path / "ckpt.pt", weights_only=True)
+    state = TrainState.from_dict(saved["state"])
+    assert state.epoch == 1 and state.epoch_accuracy == states[0].epoch_accuracy
+    resumed = build_network(spec, seed=7)  # other initial weights: the checkpoint's replace them
+    resumed.load_state_dict(saved["model"])
+    steps: list[tuple[int, int]] = []
+    rest = train_proxy(resumed, task, config=config, resume=state, on_step=lambda e, s: steps.append((e, s)))
+    assert rest.epoch_accuracy == whole.epoch_accuracy and rest.train_loss == whole.train_loss
+    assert steps[0] == (2, 0) and len(steps) == 2 * (len(task.train) // 16)
+    for key, value in straight.state_dict().items():
+        assert torch.equal(value, resumed.state_dict()[key]), key
 
 
 def test_train_proxy_leaves_global_state_alone(tiny_data, tiny_spec) -> None:

@@ -1,0 +1,279 @@
+"""``particle-nas finetune``: train an exported network on a video folder, checkpointed and resumable, then report.
+
+Everything is checked before anything is written (the data file, the network,
+the weights, the videos and classes, an earlier run in the output folder):
+bad input is one ValueError line and leaves the output folder as it was.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shlex
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from particle_nas.config import DATA_KINDS, ConfigError, _build, _relocate, _section, run_fields
+from particle_nas.evaluators import FineTuneSettings, TrainConfig, VideoFolderConfig
+from particle_nas.space import NetworkSpec, SpecError, read_yaml
+
+SECTIONS: tuple[str, ...] = ("name", "seed", "output_dir", "data", "train", "finetune")
+FINETUNE_DIR = "finetune"
+
+
+@dataclass(frozen=True)
+class FineTuneJob:
+    """A validated fine-tuning job: which network, on which data, trained how, written where."""
+
+    name: str  # the run: output goes to output_dir / name / finetune
+    output_dir: Path
+    seed: int  # initial weights of what is not loaded (head, adapters), batch order
+    network: NetworkSpec  # as read from NETWORK.yaml (num_classes replaced with --new-head)
+    network_file: str
+    data: Any  # VideoFolderConfig (or SyntheticConfig), at the network's clip
+    train: TrainConfig
+    settings: FineTuneSettings
+    weights_file: str | None
+    new_head: bool
+
+    @property
+    def run_dir(self) -> Path:
+        return self.output_dir / self.name
+
+    @property
+    def out_dir(self) -> Path:
+        return self.run_dir / FINETUNE_DIR
+
+    def fingerprint(self) -> dict[str, Any]:
+        """Everything that decides the result, but the number of epochs (a run may be continued to more)."""
+        from particle_nas.config import _to_plain
+
+        weights = None
+        if self.weights_file is not None:
+            import hashlib
+
+            weights = hashlib.sha256(Path(self.weights_file).read_bytes()).hexdigest()
+        return {
+            "seed": self.seed,
+            "network": self.network.to_dict(),
+            "data": _to_plain(self.data),
+            "train": {k: v for k, v in _to_plain(self.train).items() if k != "epochs"},
+            "finetune": _to_plain(self.settings),
+            "weights": weights,
+            "new_head": self.new_head,
+        }
+
+
+def load_job(
+    network_file: str,
+    data_file: str,
+    *,
+    mode: str | None = None,
+    epochs: int | None = None,
+    name: str | None = None,
+    output_dir: str | None = None,
+    seed: int | None = None,
+    weights: str | None = None,
+    new_head: bool = False,
+) -> FineTuneJob:
+    """Read and check NETWORK.yaml and DATA.yaml (command-line values win); a one-line ValueError on bad input."""
+    from particle_nas.results import load_network
+
+    network = load_network(network_file)
+    try:
+        raw = read_yaml(data_file, what="data file")
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    try:
+        return _parse(raw, network, network_file=network_file, data_file=data_file, mode=mode, epochs=epochs, name=name, output_dir=output_dir, seed=seed, weights=weights, new_head=new_head)
+    except SpecError as err:
+        raise ConfigError(f"{data_file}: {_relocate(_finetune_field(err))}") from None
+
+
+def _finetune_field(err: SpecError) -> SpecError:
+    return err.relocated("finetune." + err.field[len("FineTuneSettings.") :]) if err.field.startswith("FineTuneSettings.") else err
+
+
+def _parse(raw: Any, network: NetworkSpec, *, network_file: str, data_file: str, mode, epochs, name, output_dir, seed, weights, new_head) -> FineTuneJob:
+    if not isinstance(raw, Mapping):
+        raise SpecError("document", "must be a mapping with sections " + ", ".join(SECTIONS), raw)
+    for key in raw:
+        if key not in SECTIONS:
+            raise SpecError(str(key), f"is not a section; sections are {list(SECTIONS)}", raw[key])
+    flags = {"name": name, "seed": seed, "output_dir": output_dir}  # command-line flags win over the file
+    name, seed, output_dir = run_fields({**raw, **{k: v for k, v in flags.items() if v is not None}}, default_name=Path(data_file).stem)
+
+    data_values = _section(raw, "data")
+    kind = data_values.pop("kind", None)
+    if kind not in DATA_KINDS:
+        raise SpecError("data.kind", f"must be one of {tuple(DATA_KINDS)} (video_folder for your videos)", kind)
+    data_values.setdefault("seed", seed)
+    clip = data_values.setdefault("clip", list(network.clip))  # decoded at the network's clip unless told
+    if not isinstance(clip, (list, tuple)) or tuple(clip) != tuple(network.clip):
+        raise SpecError("data.clip", f"must equal the network's clip {list(network.clip)} (from {network_file}; leave data.clip out to decode at it)", clip)
+    data = _build(DATA_KINDS[kind], data_values, "data")
+    if isinstance(data, VideoFolderConfig):
+        from particle_nas.evaluators import check_video_split
+
+        check_video_split(data)
+    if data.num_classes != network.num_classes:
+        if not new_head:
+            raise SpecError(
+                "data",
+                f"must have the network's {network.num_classes} classes ({network_file}) or the head must be replaced (--new-head)",
+                f"{data.num_classes} classes {list(data.class_names)[:5]}{'...' if data.num_classes > 5 else ''}",
+            )
+        network = network.replace(num_classes=data.num_classes)
+
+    train_values = _section(raw, "train")
+    train_values.setdefault("seed", seed)
+    if epochs is not None:
+        train_values["epochs"] = epochs
+    train = _build(TrainConfig, train_values, "train")
+    finetune_values = _section(raw, "finetune")
+    if mode is not None:
+        finetune_values["mode"] = mode
+    settings = _build(FineTuneSettings, finetune_values, "finetune")
+    if weights is not None and not Path(weights).is_file():
+        raise SpecError("--weights", "must be a .safetensors file", weights)
+    return FineTuneJob(
+        name=name,
+        output_dir=Path(output_dir),
+        seed=seed,
+        network=network,
+        network_file=network_file,
+        data=data,
+        train=train,
+        settings=settings,
+        weights_file=weights,
+        new_head=new_head,
+    )
+
+
+def build_model(job: FineTuneJob):
+    """The network of ``job``, its weights loaded (checked), set up for its mode (on the CPU)."""
+    from particle_nas.evaluators import prepare_for_finetuning
+    from particle_nas.space import build_network
+
+    weights = None
+    if job.weights_file is not None:
+        from safetensors.torch import load_file
+
+        try:
+            weights = load_file(job.weights_file)
+        except Exception as err:  # safetensors' own error type: not a safetensors file, truncated, ...
+            raise ValueError(f"{job.weights_file} must be a safetensors file of the network's weights, but it does not load ({' '.join(str(err).split())[:120]}).") from None
+    model = build_network(job.network, seed=job.seed)
+    return prepare_for_finetuning(model, job.settings, seed=job.seed, weights=weights, where=job.weights_file or "weights", new_head=job.new_head)
+
+
+def run(job: FineTuneJob, *, progress: bool = True, resume_hint: str, device=None, on_epoch=None) -> int:
+    """Check, train (or continue), evaluate the best epoch and write the report. Returns the exit status."""
+    import torch
+
+    from particle_nas.evaluators import finetune, load_best, param_counts, read_checkpoint
+
+    model = build_model(job)
+    fingerprint = job.fingerprint()
+    checkpoint = read_checkpoint(job.out_dir, fingerprint)  # refuses a run made with other settings, before anything is written
+    device = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    task = _load_task(job, progress=progress)
+    model.to(device)
+    done = 0 if checkpoint is None else int(checkpoint["epoch"])
+    counts = param_counts(model)
+    print(
+        f"particle-nas: fine-tune {job.name!r} ({job.settings.mode}): {counts.trainable:,} of {counts.total:,} parameters train ({counts.ratio:.2%}); "
+        f"{len(task.train)} training / {len(task.val)} validation clips, {task.num_classes} classes, {job.train.epochs} epochs on {device}"
+        + (f"; continuing after epoch {done}" if done else "")
+        + f" -> {job.out_dir}/",
+        file=sys.stderr,
+    )
+    try:
+        result = finetune(model, task, config=job.train, out_dir=job.out_dir, fingerprint=fingerprint, checkpoint=checkpoint, progress=progress, on_epoch=on_epoch)
+    except KeyboardInterrupt:
+        last = read_checkpoint(job.out_dir, fingerprint)
+        where = f"the checkpoint after epoch {last['epoch']} is kept" if last else "no epoch finished"
+        print(f"particle-nas: interrupted; {where}. To continue: {resume_hint}", file=sys.stderr)
+        from particle_nas.cli import EXIT_INTERRUPTED
+
+        return EXIT_INTERRUPTED
+    load_best(model, result.best_path)
+    report = _measure(job, model, task, result, counts, device=device)
+    from particle_nas.results import write_finetune_report
+
+    json_path, html_path = write_finetune_report(report, job.out_dir)
+    print(
+        f"best epoch {result.best_epoch}: top-1 {report['top1']:.4f}, top-{report['top_k']} {report['top5']:.4f} "
+        f"(macro F1 {report['macro']['f1']:.4f}) -> {result.best_path}"
+    )
+    print(f"wrote {json_path}, {html_path}")
+    return 0
+
+
+def _load_task(job: FineTuneJob, *, progress: bool):
+    from particle_nas.evaluators import load_or_make_synthetic_task, load_video_task
+
+    job.run_dir.mkdir(parents=True, exist_ok=True)
+    if isinstance(job.data, VideoFolderConfig):
+        return load_video_task(job.data, cache_dir=job.run_dir.resolve(), progress=progress)
+    return load_or_make_synthetic_task(job.data, cache_dir=job.run_dir.resolve())
+
+
+def _measure(job: FineTuneJob, model, task, result, counts, *, device) -> dict[str, Any]:
+    """What the report holds: the best epoch's predictions on the validation clips, costs, CPU latency."""
+    import copy
+
+    import torch
+
+    from particle_nas.evaluators import Latency, count_cost, predict
+    from particle_nas.results import finetune_report
+    from particle_nas.space import cost
+
+    predictions = predict(model, task.val, num_classes=task.num_classes, batch_size=job.train.eval_batch_size)
+    cpu_model = copy.deepcopy(model).to("cpu").eval()
+    latency = Latency().measure(cpu_model, (torch.zeros((1, *job.network.input_shape)), torch.zeros(1, dtype=torch.int64)))
+    skipped = list(getattr(task, "skipped", ()))
+    return finetune_report(
+        {
+            "name": job.name,
+            "mode": job.settings.mode,
+            "settings": dataclasses.asdict(job.settings),
+            "network_file": os.fspath(job.network_file),
+            "network": job.network.to_dict(),
+            "weights": job.weights_file,
+            "new_head": job.new_head,
+            "device": str(device),
+            "data": {"root": getattr(job.data, "root", None), "clip": list(job.data.clip), "train_videos": len(task.train), "val_videos": len(task.val), "skipped": skipped},
+            "train": dataclasses.asdict(job.train),
+            "epochs": [{"epoch": i + 1, "train_loss": loss, "val_top1": acc} for i, (loss, acc) in enumerate(zip(result.train_loss, result.val_top1))],
+            "best_epoch": result.best_epoch,
+            "resumed_from": result.resumed_from,
+            "top1": predictions.top1,
+            "top5": predictions.top5,
+            "top_k": predictions.top_k,
+            "class_names": list(task.class_names),
+            "confusion": [list(row) for row in predictions.confusion],
+            "params": {"trainable": counts.trainable, "total": counts.total, "ratio": counts.ratio},
+            "flops": {"network": cost(job.network).flops, "trained_model": count_cost(cpu_model, input_shape=job.network.input_shape).flops},
+            "latency_ms_cpu": latency,
+            "quantization": None,  # filled by an int8 quantization step when one runs (see results/_finetune_report.py)
+        }
+    )
+
+
+def cmd_finetune(args) -> int:
+    job = load_job(
+        args.network,
+        args.data,
+        mode=args.mode,
+        epochs=args.epochs,
+        name=args.name,
+        output_dir=args.output_dir,
+        seed=args.seed,
+        weights=args.weights,
+        new_head=args.new_head,
+    )
+    command = ["particle-nas", *getattr(args, "argv", sys.argv[1:])]
+    return run(job, progress=not args.no_progress, resume_hint=shlex.join(command))

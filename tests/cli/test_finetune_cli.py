@@ -1,0 +1,219 @@
+"""particle-nas finetune through the real command line (in-process: main(argv)), on tiny generated UCF101-style videos."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file, save_file
+
+import particle_nas.evaluators
+from particle_nas.cli import main
+from particle_nas.space import NetworkSpec, ParticleSpec, build_network, particle_to_record
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "examples" / "finetune"))
+from make_ucf_demo import make_ucf_tree  # noqa: E402
+
+av = pytest.importorskip("av", reason="the fine-tuning tests need PyAV (pip install av)")
+
+
+
+def data_yaml(root: Path, *, epochs: int = 2, extra: str = "") -> str:
+    """A DATA.yaml for the tree under ``root`` (absolute paths) with a small train section."""
+    lists = root / "ucfTrainTestlist"
+    return (
+        f"data:\n  kind: video_folder\n  root: {root / 'UCF-101'}\n  train_list: {lists / 'trainlist01.txt'}\n"
+        f"  val_list: {lists / 'testlist01.txt'}\n  class_index: {lists / 'classInd.txt'}\n"
+        f"train:\n  epochs: {epochs}\n  batch_size: 4\n  lr: 0.01\n  warmup_epochs: 0\n  threads: 1\n" + extra
+    )
+
+
+NETWORK = NetworkSpec(
+    particle=ParticleSpec(factorization="csn_ir", wiring="residual", temporal_kernel=3),
+    stem_channels=8,
+    widths=(8, 16),
+    depths=(1, 1),
+    temporal_strides=(1, 1),
+    spatial_strides=(1, 2),
+    clip=(4, 16, 16),
+    num_classes=3,
+)
+
+
+def write_network(path: Path, network: NetworkSpec = NETWORK) -> Path:
+    fields = {k: v for k, v in network.to_dict().items() if k != "particle"}
+    path.write_text(yaml.safe_dump({"particle": particle_to_record(network.particle), "network": fields}, sort_keys=False))
+    return path
+
+
+def write_weights(path: Path, network: NetworkSpec = NETWORK) -> Path:
+    save_file({k: v.contiguous() for k, v in build_network(network, seed=5).state_dict().items()}, str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def ucf(tmp_path_factory) -> Path:
+    return make_ucf_tree(tmp_path_factory.mktemp("ucf"))
+
+
+@pytest.fixture
+def files(tmp_path: Path, ucf: Path) -> dict[str, Path]:
+    data = tmp_path / "ucf.yaml"
+    data.write_text(data_yaml(ucf, epochs=2))
+    return {"network": write_network(tmp_path / "net.yaml"), "data": data, "runs": tmp_path / "runs"}
+
+
+def finetune(files: dict[str, Path], *extra: str) -> list[str]:
+    return ["finetune", str(files["network"]), "--data", str(files["data"]), "--output-dir", str(files["runs"]), "--no-progress", *extra]
+
+
+def test_ctrl_c_then_the_same_command_continues_and_more_epochs_extend_the_run(files, monkeypatch, capsys) -> None:
+    argv = finetune(files, "--mode", "adapters", "--weights", str(write_weights(files["runs"].parent / "w.safetensors")))
+    real = particle_nas.evaluators.finetune
+
+    def interrupted(*args, **kwargs):
+        def stop(epoch: int, accuracy: float) -> None:
+            raise KeyboardInterrupt
+
+        return real(*args, **{**kwargs, "on_epoch": stop})
+
+    monkeypatch.setattr(particle_nas.evaluators, "finetune", interrupted)
+    assert main(argv) == 130
+    err = capsys.readouterr().err
+    assert "the checkpoint after epoch 1 is kept. To continue: " + shlex.join(["particle-nas", *argv]) in err
+    out = files["runs"] / "ucf" / "finetune"
+    assert (out / "checkpoints" / "last.pt").is_file() and (out / "best.safetensors").is_file() and not (out / "report.json").exists()
+
+    monkeypatch.setattr(particle_nas.evaluators, "finetune", real)
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    assert "continuing after epoch 1" in captured.err and "best epoch" in captured.out
+    report = json.loads((out / "report.json").read_text())
+    assert report["resumed_from"] == 1 and [e["epoch"] for e in report["epochs"]] == [1, 2]
+    assert report["mode"] == "adapters" and report["class_names"] == ["MoveDown", "MoveLeft", "MoveRight"]
+    assert sum(map(sum, report["confusion"])) == report["data"]["val_videos"] == 3 and len(report["per_class"]) == 3
+    assert report["params"]["trainable"] < report["params"]["total"] and report["params"]["ratio"] == pytest.approx(report["params"]["trainable"] / report["params"]["total"])
+    assert report["flops"]["trained_model"] > report["flops"]["network"] > 0 and report["latency_ms_cpu"] > 0
+    assert report["top1"] == pytest.approx(max(e["val_top1"] for e in report["epochs"]))  # the best epoch's weights were evaluated
+    assert report["quantization"] is None and 'id="quantization"' in (out / "report.html").read_text()
+
+    assert main(argv + ["--epochs", "3"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["resumed_from"] == 2 and len(report["epochs"]) == 3
+
+
+def test_every_mode_runs_from_the_command_line(files, capsys) -> None:
+    ratios = {}
+    for mode in ("full", "linear", "bitfit"):
+        assert main(finetune(files, "--mode", mode, "--epochs", "1", "--name", mode)) == 0
+        ratios[mode] = json.loads((files["runs"] / mode / "finetune" / "report.json").read_text())["params"]["ratio"]
+    assert ratios["full"] == 1.0 and ratios["linear"] < ratios["bitfit"] < 1.0
+
+
+def test_new_head_fine_tunes_weights_of_another_number_of_classes(files, tmp_path: Path, capsys) -> None:
+    eight = NETWORK.replace(num_classes=8)  # e.g. a proxy of the 8 synthetic classes, on 3 classes of videos
+    network, weights = write_network(tmp_path / "eight.yaml", eight), write_weights(tmp_path / "eight.safetensors", eight)
+    argv = ["finetune", str(network), "--data", str(files["data"]), "--weights", str(weights), "--mode", "adapters", "--output-dir", str(files["runs"]), "--no-progress"]
+    assert main(argv) == 2 and "the head must be replaced (--new-head)" in capsys.readouterr().err and not files["runs"].exists()
+    assert main(argv + ["--new-head", "--epochs", "1"]) == 0
+    out = files["runs"] / "ucf" / "finetune"
+    report = json.loads((out / "report.json").read_text())
+    assert report["new_head"] is True and report["network"]["num_classes"] == 3 and len(report["confusion"]) == 3
+    kept, given = load_file(str(out / "best.safetensors")), load_file(str(weights))
+    assert kept["head.3.weight"].shape == (3, 16) and given["head.3.weight"].shape == (8, 16)
+    frozen = [k for k in given if not k.startswith("head.")]
+    assert frozen and all(torch.equal(kept[k], given[k]) for k in frozen)  # loaded, and frozen in adapters mode
+
+
+def _bad_inputs(tmp_path: Path, ucf: Path, files: dict[str, Path]) -> dict[str, tuple[list[str], str]]:
+    for cls in ("a", "b"):
+        (tmp_path / "novideo" / cls).mkdir(parents=True)
+    (tmp_path / "empty.yaml").write_text(f"data:\n  kind: video_folder\n  root: {tmp_path / 'novideo'}\n")
+    partial = tmp_path / "test2.txt"
+    partial.write_text("MoveDown/v_MoveDown_g04_c01.avi\nMoveLeft/v_MoveLeft_g04_c01.avi\n")
+    (tmp_path / "noclass.yaml").write_text(data_yaml(ucf).replace(str(ucf / "ucfTrainTestlist" / "testlist01.txt"), str(partial)))
+    (tmp_path / "clip.yaml").write_text(data_yaml(ucf).replace("data:\n", "data:\n  clip: [8, 16, 16]\n"))
+    (tmp_path / "mode.yaml").write_text(data_yaml(ucf, extra="finetune:\n  mode: lora\n"))
+    four = write_network(tmp_path / "four.yaml", NETWORK.replace(num_classes=4))
+    wider = write_weights(tmp_path / "wider.safetensors", NETWORK.replace(widths=(8, 24)))
+    (tmp_path / "text.safetensors").write_text("not weights")
+    data = str(files["data"])
+    return {
+        "no videos": (["--data", str(tmp_path / "empty.yaml")], "must hold videos"),
+        "a class without videos": (["--data", str(tmp_path / "noclass.yaml")], "class 'MoveRight' must have at least one validation video, but has none"),
+        "clip differs": (["--data", str(tmp_path / "clip.yaml")], "data.clip must equal the network's clip [4, 16, 16]"),
+        "classes differ": (["--data", data, "--network", str(four)], "data must have the network's 4 classes"),
+        "weights of another network": (["--data", data, "--weights", str(wider)], "stages.1.0.branch.0.weight must have shape (16, 1, 3, 3, 3) in this network, but got (24, 1, 3, 3, 3)."),
+        "not a weights file": (["--data", data, "--weights", str(tmp_path / "text.safetensors")], "must be a safetensors file of the network's weights"),
+        "unknown mode": (["--data", str(tmp_path / "mode.yaml")], "finetune.mode must be one of ('full', 'linear', 'adapters', 'bitfit'), but got 'lora'"),
+    }
+
+
+CASES = ("no videos", "a class without videos", "clip differs", "classes differ", "weights of another network", "not a weights file", "unknown mode")
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(case: str, tmp_path: Path, ucf: Path, files, capsys) -> None:
+    args, message = _bad_inputs(tmp_path, ucf, files)[case]
+    network = str(files["network"])
+    if "--network" in args:
+        i = args.index("--network")
+        network, args = args[i + 1], args[:i] + args[i + 2 :]
+    code = main(["finetune", network, *args, "--output-dir", str(files["runs"]), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.startswith("particle-nas: error: ") and err.count("\n") == 1 and message in err, err
+    assert not files["runs"].exists()
+
+
+def test_another_setting_on_an_existing_run_is_refused_and_its_checkpoint_kept(files, capsys) -> None:
+    assert main(finetune(files, "--mode", "linear", "--epochs", "1")) == 0
+    last = files["runs"] / "ucf" / "finetune" / "checkpoints" / "last.pt"
+    before = last.read_bytes()
+    assert main(finetune(files, "--mode", "full", "--epochs", "1")) == 2
+    assert "holds a fine-tuning run with other settings (finetune differ); only --epochs may change" in capsys.readouterr().err
+    assert last.read_bytes() == before
+
+
+# ---------------------------------------------------------------- docs/finetune.md, on generated videos
+def _doc_commands() -> list[str]:
+    text = (ROOT / "docs" / "finetune.md").read_text()
+    block = re.search(r"<!-- tested: tests/cli/test_finetune_cli.py -->\s*```bash\n(.*?)```", text, re.S)
+    assert block, "docs/finetune.md must keep its tested block of commands"
+    return [line.split("  #")[0].strip() for line in block.group(1).splitlines() if line.strip() and not line.startswith("#")]
+
+
+def test_the_docs_example_on_generated_videos_runs_as_written(tmp_path: Path, monkeypatch, capsys) -> None:
+    import runpy
+
+    (tmp_path / "examples").symlink_to(ROOT / "examples")
+    monkeypatch.chdir(tmp_path)
+    commands = _doc_commands()
+    assert commands[0].startswith("python examples/finetune/make_ucf_demo.py") and any(c.startswith("particle-nas finetune") for c in commands)
+    for command in commands:
+        words = shlex.split(command)
+        if words[0] == "python":
+            monkeypatch.setattr(sys, "argv", words[1:])
+            with pytest.raises(SystemExit) as done:
+                runpy.run_path(words[1], run_name="__main__")
+            assert done.value.code == 0, command
+        else:
+            assert words[0] == "particle-nas", command
+            assert main(words[1:] + ["--no-progress"] * (words[1] in ("search", "finetune"))) == 0, command
+    report = json.loads((tmp_path / "runs" / "ucf-demo" / "finetune" / "report.json").read_text())
+    assert report["mode"] == "adapters" and report["new_head"] is True and report["weights"] == "demo.safetensors"
+    assert (tmp_path / "runs" / "ucf-demo" / "finetune" / "report.html").is_file()
+    torch.testing.assert_close(report["params"]["ratio"], report["params"]["trainable"] / report["params"]["total"])
+    snippet = re.search(r"To use the fine-tuned model:\s*```python\n(.*?)```", (ROOT / "docs" / "finetune.md").read_text(), re.S).group(1)
+    scope: dict = {}
+    exec(compile(snippet, "docs/finetune.md", "exec"), scope)  # the page's Python, as written
+    model = scope["model"]
+    assert not model.training and sum(".adapter." in k for k in model.state_dict()) > 0
+    assert model(torch.zeros(1, 3, 4, 16, 16)).shape == (1, 3)
