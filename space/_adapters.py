@@ -35,7 +35,13 @@ def create_adapter(*, channels: int, reduction: float = 4.0, activation: str = "
 
 
 def block_out_channels(block: ParticleBlock) -> int:
-    """Output channels of ``block``: the width of the last batch norm of its branch (every wiring ends on one)."""
+    """Output channels of ``block``: as its builder stated them, else the width of the last batch norm of its branch.
+
+    Every single-path wiring ends its branch on a batch norm of the output width; a multi-branch one (inception)
+    ends on a concatenation, so its builder states the width.
+    """
+    if block.out_channels is not None:
+        return int(block.out_channels)
     norms = [m for m in block.branch.modules() if isinstance(m, nn.BatchNorm3d)]
     if not norms:
         raise ValueError(f"add_adapters needs a batch norm at the end of each particle's branch, but got a block without one: {block.branch!r}"[:300])

@@ -407,7 +407,7 @@ def create_inception_block(*, particle: ParticleSpec, cin: int, cout: int, strid
         nn.Sequential(nn.MaxPool3d(kernel, stride=pool_stride, padding=padding), _conv(cin, proj, (1, 1, 1), (1, 1, 1)), nn.BatchNorm3d(proj), act()),
     )
     se = [SqueezeExcite(channels=cout, squeezed=se_width(cout, ratio=particle.squeeze_excite))] if particle.squeeze_excite > 0 else []
-    return ParticleBlock(branch=nn.Sequential(branches, *se), shortcut=None, post=None)
+    return ParticleBlock(branch=nn.Sequential(branches, *se), shortcut=None, post=None, out_channels=cout)
 
 
 WIRING_BUILDERS: dict[str, Callable[..., nn.Module]] = {

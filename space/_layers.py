@@ -84,8 +84,9 @@ class ParticleBlock(nn.Module):
     block's own) until ``space.add_adapters`` puts an ``Adapter`` there.
     """
 
-    def __init__(self, *, branch: nn.Module, shortcut: nn.Module | None, post: nn.Module | None) -> None:
+    def __init__(self, *, branch: nn.Module, shortcut: nn.Module | None, post: nn.Module | None, out_channels: int | None = None) -> None:
         super().__init__()
+        self.out_channels = out_channels  # the block's output width, when the builder states it (a plain int: no state_dict entry)
         self.branch = branch
         self.shortcut = shortcut
         self.post = post if post is not None else nn.Identity()
