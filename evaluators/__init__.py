@@ -15,11 +15,30 @@ from ._data import (
     make_synthetic_task,
     normalize,
 )
+from ._device import (
+    DEVICES,
+    PRECISIONS,
+    DeviceClips,
+    PrecisionPolicy,
+    TrialOutOfMemory,
+    clear_resident_clips,
+    cuda_backends,
+    device_label,
+    free_device_memory,
+    gpu_for_worker,
+    is_out_of_memory,
+    parse_gpus,
+    precision_policy,
+    ray_gpu_ids,
+    resolve_device,
+    resolve_precision,
+    trial_device,
+)
 from ._evaluate import Evaluation, EvaluatorSettings, ProxyEvaluator, training_seed
 from ._metrics import METRIC_DIRECTIONS, METRICS, ZERO_COST, GradNorm, Latency, Metric, Naswot, Snip, Synflow, make_metric
 from ._prune import prune_network, prunes, unpruned_spec
 from ._video import VIDEO_EXTENSIONS, VideoFolderConfig, VideoTask, decode_clip, list_videos, load_video_task
-from ._train import MEMORY_FORMATS, OPTIMIZERS, SCHEDULES, TrainConfig, TrainingDiverged, TrainResult, evaluate_accuracy, lr_factor, memory_format_for, train_proxy
+from ._train import MEMORY_FORMATS, OPTIMIZERS, SCHEDULES, TrainConfig, TrainingDiverged, TrainResult, device_clips, evaluate_accuracy, lr_factor, memory_format_for, train_proxy
 
 __all__ = [
     "CLASS_NAMES",
@@ -72,4 +91,22 @@ __all__ = [
     "unpruned_spec",
     "MEMORY_FORMATS",
     "memory_format_for",
+    "DEVICES",
+    "PRECISIONS",
+    "DeviceClips",
+    "PrecisionPolicy",
+    "TrialOutOfMemory",
+    "clear_resident_clips",
+    "cuda_backends",
+    "device_clips",
+    "device_label",
+    "free_device_memory",
+    "gpu_for_worker",
+    "is_out_of_memory",
+    "parse_gpus",
+    "precision_policy",
+    "ray_gpu_ids",
+    "resolve_device",
+    "resolve_precision",
+    "trial_device",
 ]
