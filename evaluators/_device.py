@@ -57,8 +57,10 @@ def resolve_device(
 ) -> torch.device:
     """The torch device ``requested`` stands for on this machine.
 
-    ``auto`` is CUDA (the current device) when ``torch.cuda.is_available()``,
-    else the CPU. ``cuda`` and ``cuda:N`` must be available: otherwise one
+    ``auto`` is CUDA (``torch.device("cuda")``: the current device) when
+    ``torch.cuda.is_available()``, else the CPU. No CUDA context is created,
+    so a search's parent process may call it before starting its workers.
+    ``cuda`` and ``cuda:N`` must be available: otherwise one
     SpecError line, e.g. "TrainConfig.device must be available: cuda was asked
     but torch.cuda.is_available() is False (...), but got 'cuda'."
     ``cuda_available`` and ``device_count`` default to what torch reports.
@@ -78,8 +80,10 @@ def resolve_device(
             "(no CUDA GPU here, or a CPU-only torch build); use auto or cpu",
             requested,
         )
+    if requested == "cuda":  # the current CUDA device, as torch picks it when used (nothing is initialized here)
+        return torch.device("cuda")
     count = torch.cuda.device_count() if device_count is None else device_count
-    index = torch.cuda.current_device() if requested == "cuda" and device_count is None else int(requested.partition(":")[2] or 0)
+    index = int(requested.partition(":")[2])
     if index >= count:
         raise SpecError(field, f"must be available: {requested} was asked but torch.cuda.device_count() is {count} (cuda:0 to cuda:{count - 1})", requested)
     return torch.device("cuda", index)
@@ -142,6 +146,11 @@ def autocast(device: torch.device, policy: PrecisionPolicy) -> contextlib.Abstra
     if policy.dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=policy.dtype)
+
+
+def using_device(device: torch.device) -> contextlib.AbstractContextManager:
+    """Make ``device`` the current CUDA device for a while (streams, events, the caching allocator); nothing on the CPU."""
+    return torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
 
 
 @contextlib.contextmanager

@@ -29,6 +29,7 @@ from ._device import (
     out_of_memory_message,
     resolve_device,
     resolve_precision,
+    using_device,
 )
 from ._metrics import ZERO_COST, Latency, make_metric
 from ._prune import prune_network, prunes, unpruned_spec
@@ -193,7 +194,7 @@ class ProxyEvaluator:
         device = resolve_device(self.train.device, field="train.device")
         policy = resolve_precision(self.train.precision, device, field="train.precision")
         try:
-            with cuda_backends(device, deterministic=self.train.deterministic):
+            with using_device(device), cuda_backends(device, deterministic=self.train.deterministic):
                 return self._evaluate(spec, seed=seed, device=device, policy=policy, on_epoch=on_epoch, weights_path=weights_path)
         except Exception as err:
             if not is_out_of_memory(err):

@@ -167,15 +167,16 @@ class Latency(Metric):
         return times
 
     def _cuda_times(self, model: nn.Module, x: torch.Tensor) -> list[float]:
-        for _ in range(self.warmup):
-            model(x)
-        torch.cuda.synchronize(x.device)
-        events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(self.repeats)]
-        for start, end in events:
-            start.record()
-            model(x)
-            end.record()
-        torch.cuda.synchronize(x.device)
+        with torch.cuda.device(x.device):  # events record on the current device's stream: make it the model's
+            for _ in range(self.warmup):
+                model(x)
+            torch.cuda.synchronize(x.device)
+            events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(self.repeats)]
+            for start, end in events:
+                start.record()
+                model(x)
+                end.record()
+            torch.cuda.synchronize(x.device)
         return [start.elapsed_time(end) for start, end in events]
 
 

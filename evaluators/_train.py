@@ -15,7 +15,7 @@ from torch.nn import functional as F
 from particle_nas.space import SpecError, TemporalShift, check_choice, check_int, check_number
 
 from ._data import ClipSet, SyntheticTask
-from ._device import DeviceClips, PrecisionPolicy, autocast, check_device, check_precision, cuda_backends, resolve_device, resolve_precision
+from ._device import DeviceClips, PrecisionPolicy, autocast, check_device, check_precision, cuda_backends, resolve_device, resolve_precision, using_device
 
 OPTIMIZERS: tuple[str, ...] = ("sgd", "adamw")
 # Layouts of weights and batches; "auto" picks per device (see memory_format_for).
@@ -218,7 +218,7 @@ def train_proxy(
     epoch_accuracy: list[float] = []
     train_loss: list[float] = []
     rng_devices = [device] if device.type == "cuda" else []
-    with _num_threads(config.threads), torch.random.fork_rng(devices=rng_devices), cuda_backends(device, deterministic=config.deterministic):
+    with _num_threads(config.threads), torch.random.fork_rng(devices=rng_devices), using_device(device), cuda_backends(device, deterministic=config.deterministic):
         torch.manual_seed(config.seed)
         shuffle = torch.Generator().manual_seed(config.seed)
         memory_format = memory_format_for(config.memory_format, device, model)

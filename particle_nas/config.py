@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from particle_nas.evaluators import EvaluatorSettings, SyntheticConfig, TrainConfig, VideoFolderConfig, resolve_device, resolve_precision
+from particle_nas.evaluators import EvaluatorSettings, SyntheticConfig, TrainConfig, VideoFolderConfig, precision_policy, resolve_device
 from particle_nas.search import SearchSettings
 from particle_nas.space import NetworkSpec, SearchSpace, SpecError, read_yaml
 
@@ -163,7 +163,7 @@ def _parse(raw: Any, *, source: str, overrides: Mapping[str, Any]) -> RunConfig:
     train_values.setdefault("seed", seed)
     train = _build(TrainConfig, train_values, "train")
     device = resolve_device(train.device, field="train.device")  # cuda asked on a machine without it: one line, before any trial
-    resolve_precision(train.precision, device, field="train.precision")
+    precision_policy(device.type, train.precision, True, field="train.precision")  # fp16 on the CPU; bf16 support is asked at the first trial (it would start CUDA here)
     network_values = _section(raw, "network")
     for key, owner in _DERIVED_NETWORK_FIELDS.items():
         if key in network_values:

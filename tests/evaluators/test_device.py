@@ -42,9 +42,9 @@ def test_auto_is_the_cpu_without_cuda() -> None:
     assert resolve_device("cpu", cuda_available=True, device_count=8) == torch.device("cpu")
 
 
-@pytest.mark.parametrize(("requested", "index"), [("auto", 0), ("cuda", 0), ("cuda:0", 0), ("cuda:3", 3)])
-def test_cuda_names_resolve_to_an_index_when_cuda_is_there(requested: str, index: int) -> None:
-    assert resolve_device(requested, cuda_available=True, device_count=4) == torch.device("cuda", index)
+@pytest.mark.parametrize(("requested", "device"), [("auto", torch.device("cuda")), ("cuda", torch.device("cuda")), ("cuda:0", torch.device("cuda", 0)), ("cuda:3", torch.device("cuda", 3))])
+def test_cuda_names_resolve_when_cuda_is_there(requested: str, device: torch.device) -> None:
+    assert resolve_device(requested, cuda_available=True, device_count=4) == device  # auto and cuda: the current device, picked by torch
 
 
 @pytest.mark.parametrize("requested", ["cuda", "cuda:0", "cuda:7"])
