@@ -15,6 +15,25 @@ from ._data import (
     make_synthetic_task,
     normalize,
 )
+from ._device import (
+    DEVICES,
+    PRECISIONS,
+    DeviceClips,
+    PrecisionPolicy,
+    TrialOutOfMemory,
+    clear_resident_clips,
+    cuda_backends,
+    device_label,
+    free_device_memory,
+    gpu_for_worker,
+    is_out_of_memory,
+    parse_gpus,
+    precision_policy,
+    ray_gpu_ids,
+    resolve_device,
+    resolve_precision,
+    trial_device,
+)
 from ._finetune import (
     FINETUNE_MODES,
     FineTuneResult,
@@ -36,7 +55,7 @@ from ._metrics import METRIC_DIRECTIONS, METRICS, ZERO_COST, GradNorm, Latency, 
 from ._quantize import QUANT_BACKENDS, Int8Model, compare_int8, export_onnx, load_int8, quantize_int8, save_int8, size_bytes, state_bytes, weight_bytes
 from ._prune import prune_network, prunes, unpruned_spec
 from ._video import VIDEO_EXTENSIONS, VideoFolderConfig, VideoTask, check_video_split, decode_clip, list_videos, load_video_task
-from ._train import MEMORY_FORMATS, OPTIMIZERS, SCHEDULES, TrainConfig, TrainingDiverged, TrainResult, TrainState, evaluate_accuracy, lr_factor, memory_format_for, train_proxy
+from ._train import MEMORY_FORMATS, OPTIMIZERS, SCHEDULES, TrainConfig, TrainingDiverged, TrainResult, TrainState, device_clips, evaluate_accuracy, lr_factor, memory_format_for, train_proxy
 
 __all__ = [
     "CALIBRATION_CLIPS",
@@ -119,4 +138,22 @@ __all__ = [
     "unpruned_spec",
     "MEMORY_FORMATS",
     "memory_format_for",
+    "DEVICES",
+    "PRECISIONS",
+    "DeviceClips",
+    "PrecisionPolicy",
+    "TrialOutOfMemory",
+    "clear_resident_clips",
+    "cuda_backends",
+    "device_clips",
+    "device_label",
+    "free_device_memory",
+    "gpu_for_worker",
+    "is_out_of_memory",
+    "parse_gpus",
+    "precision_policy",
+    "ray_gpu_ids",
+    "resolve_device",
+    "resolve_precision",
+    "trial_device",
 ]

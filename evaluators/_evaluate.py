@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import time
@@ -16,10 +17,24 @@ from particle_nas.space import NetworkSpec, SpecError, build_network, check_int
 
 from ._cost import network_cost
 from ._data import SyntheticConfig, SyntheticTask, load_or_make_synthetic_task
+from ._device import (
+    PrecisionPolicy,
+    TrialOutOfMemory,
+    autocast,
+    check_device,
+    cuda_backends,
+    device_label,
+    free_device_memory,
+    is_out_of_memory,
+    out_of_memory_message,
+    resolve_device,
+    resolve_precision,
+    using_device,
+)
 from ._metrics import ZERO_COST, Latency, make_metric
 from ._prune import prune_network, prunes, unpruned_spec
 from ._quantize import quantize_int8, size_bytes
-from ._train import EpochCallback, TrainConfig, _num_threads, evaluate_accuracy, train_proxy
+from ._train import EpochCallback, TrainConfig, _num_threads, device_clips, evaluate_accuracy, train_proxy
 from ._video import VideoFolderConfig, VideoTask, load_video_task
 
 _TRAIN_OUTPUTS = ("accuracy", "epoch_accuracy", "train_loss", "duration_s")
@@ -35,7 +50,7 @@ class EvaluatorSettings:
     """
 
     train: bool = True  # proxy training on the task
-    latency: bool = False  # median batch-1 forward time on the current device
+    latency: bool = False  # median batch-1 forward time on the training device (and, on CUDA, at the training batch: latency_batch_ms)
     zero_cost: tuple[str, ...] = ()  # any of ZERO_COST: synflow, grad_norm, snip, naswot
     zero_cost_batch: int = 32  # training clips the zero-cost proxies see (one seeded batch)
     latency_warmup: int = 3  # untimed forward passes first
@@ -80,6 +95,9 @@ class Evaluation:
     metrics: Mapping[str, float] = field(default_factory=dict)  # latency_ms and zero-cost scores, by name
     accuracy_before_prune: float | None = None  # specs that prune: validation top-1 of the unpruned network before pruning
     accuracy_fp32: float | None = None  # specs that quantize (int8): validation top-1 of the float network; accuracy is the int8 one's
+    device: str | None = None  # where it ran: "cpu", "cuda:0 (NVIDIA H200)"
+    precision: str | None = None  # the resolved train.precision: fp32, bf16 or fp16
+    latency_device: str | None = None  # where latency_ms was measured (the training device)
 
     def to_dict(self) -> dict[str, Any]:
         """Flat: every measured number by name (fields that were not measured are left out)."""
@@ -204,18 +222,42 @@ class ProxyEvaluator:
         self.check_spec(spec)
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise SpecError("ProxyEvaluator.evaluate.seed", "must be an integer >= 0", seed)
+        device = resolve_device(self.train.device, field="train.device")
+        policy = resolve_precision(self.train.precision, device, field="train.precision")
+        try:
+            with using_device(device), cuda_backends(device, deterministic=self.train.deterministic):
+                return self._evaluate(spec, seed=seed, device=device, policy=policy, on_epoch=on_epoch, weights_path=weights_path)
+        except Exception as err:
+            if not is_out_of_memory(err):
+                raise
+            reason = out_of_memory_message(err, device)
+        # Out of the except block, the failed trial's frames (and the tensors they hold) are gone: give their memory back.
+        free_device_memory()
+        raise TrialOutOfMemory(reason)
+
+    def on_device(self, device: str) -> ProxyEvaluator:
+        """This evaluator with ``train.device`` set to ``device`` (e.g. a worker's ``trial_device(...)``)."""
+        check_device("train.device", device)
+        return dataclasses.replace(self, train=dataclasses.replace(self.train, device=device))
+
+    def _evaluate(
+        self, spec: NetworkSpec, *, seed: int, device: torch.device, policy: PrecisionPolicy, on_epoch: EpochCallback | None, weights_path: Path | None
+    ) -> Evaluation:
         cost = network_cost(spec)
         task = self.task()
         config = dataclasses.replace(self.train, seed=training_seed(base=self.train.seed, seed=seed))
         pruning = prunes(spec)
-        model = build_network(spec, seed=seed)
-        metrics = self.measure(model, task, seed=config.seed)
+        model = build_network(spec, seed=seed).to(device)
+        metrics = self.measure(model, task, seed=config.seed, precision=policy)
+        where = {"device": device_label(device), "precision": policy.name}
+        if self.evaluators.latency:
+            where["latency_device"] = where["device"]
         if not self.evaluators.train:
             self.quantize(model, spec, task, seed=config.seed, metrics=metrics)
-            return Evaluation(accuracy=None, epoch_accuracy=None, train_loss=None, flops=cost.flops, params=cost.params, duration_s=None, metrics=metrics)
+            return Evaluation(accuracy=None, epoch_accuracy=None, train_loss=None, flops=cost.flops, params=cost.params, duration_s=None, metrics=metrics, **where)
         start = time.perf_counter()
         if pruning:
-            model = build_network(unpruned_spec(spec), seed=seed)
+            model = build_network(unpruned_spec(spec), seed=seed).to(device)
         result = train_proxy(model, task, config=config, on_epoch=on_epoch)
         accuracy, epoch_accuracy, train_loss, before = result.accuracy, result.epoch_accuracy, result.train_loss, None
         if pruning:
@@ -226,7 +268,7 @@ class ProxyEvaluator:
                 tuned = train_proxy(model, task, config=finetune)
                 accuracy, epoch_accuracy, train_loss = tuned.accuracy, epoch_accuracy + tuned.epoch_accuracy, train_loss + tuned.train_loss
             else:
-                accuracy = evaluate_accuracy(model, task.val, batch_size=config.eval_batch_size)
+                accuracy = evaluate_accuracy(model, device_clips(task, "val", device), batch_size=config.eval_batch_size, precision=policy)
         if weights_path is not None:
             save_weights(model, weights_path)
         stored = self.quantize(model, spec, task, seed=config.seed, metrics=metrics)
@@ -243,6 +285,7 @@ class ProxyEvaluator:
             metrics=metrics,
             accuracy_before_prune=before,
             accuracy_fp32=accuracy_fp32,
+            **where,
         )
 
     def quantize(self, model: torch.nn.Module, spec: NetworkSpec, task: SyntheticTask | VideoTask, *, seed: int, metrics: dict[str, float]) -> torch.nn.Module:
@@ -255,18 +298,20 @@ class ProxyEvaluator:
                 metrics["latency_ms"] = Latency(warmup=self.evaluators.latency_warmup, repeats=self.evaluators.latency_repeats).measure(stored, clip)
         return stored
 
-    def measure(self, model: torch.nn.Module, task: SyntheticTask | VideoTask, *, seed: int) -> dict[str, float]:
+    def measure(self, model: torch.nn.Module, task: SyntheticTask | VideoTask, *, seed: int, precision: PrecisionPolicy | None = None) -> dict[str, float]:
         """Latency and zero-cost scores of an untrained ``model`` (left unchanged), as enabled in ``evaluators``.
 
         The zero-cost proxies all see the same batch of training clips, drawn with ``seed``,
-        and run inside a forked RNG state seeded with it; threads follow ``train.threads``.
+        and run inside a forked RNG state seeded with it, in fp32; threads follow ``train.threads``.
+        Latency runs on the model's device in ``precision`` (default fp32): ``latency_ms`` at
+        batch 1, and on CUDA also ``latency_batch_ms`` at ``train.batch_size``.
         """
         settings = self.evaluators
         if not settings.zero_cost and not settings.latency:
             return {}
         device = next(model.parameters()).device
         order = torch.randperm(len(task.train), generator=torch.Generator().manual_seed(seed))
-        x, y = task.train.batch(order[: settings.zero_cost_batch])
+        x, y = device_clips(task, "train", device).batch(order[: settings.zero_cost_batch])
         batch = (x.to(device), y.to(device))
         metrics: dict[str, float] = {}
         with _num_threads(self.train.threads):
@@ -275,5 +320,8 @@ class ProxyEvaluator:
                     torch.manual_seed(seed)
                     metrics[name] = make_metric(name).measure(model, batch)
             if settings.latency:
-                metrics["latency_ms"] = Latency(warmup=settings.latency_warmup, repeats=settings.latency_repeats).measure(model, batch)
+                sizes = {"latency_ms": 1, **({"latency_batch_ms": self.train.batch_size} if device.type == "cuda" else {})}
+                with autocast(device, precision) if precision is not None else contextlib.nullcontext():
+                    for name, size in sizes.items():
+                        metrics[name] = Latency(warmup=settings.latency_warmup, repeats=settings.latency_repeats, batch_size=size).measure(model, batch)
         return metrics

@@ -19,8 +19,9 @@ architectures like training would):
   K[i, j] = (number of ReLU/SiLU units where clips i and j agree on being active)
   over one batch; networks that separate inputs into different linear regions score higher.
 
-Latency (``latency_ms``): median wall time of a batch-1 forward pass in eval
-mode under no_grad on the model's device, after warm-up passes.
+Latency (``latency_ms``): median time of a batch-1 forward pass in eval
+mode under no_grad on the model's device, after warm-up passes (wall time on
+the CPU, CUDA events on a GPU; see docs/gpu.md).
 """
 
 from __future__ import annotations
@@ -127,37 +128,58 @@ class Naswot(Metric):
 
 @dataclass(frozen=True)
 class Latency(Metric):
-    """Median batch-1 forward time in milliseconds, after ``warmup`` passes, over ``repeats`` timed passes."""
+    """Median forward time in milliseconds of ``batch_size`` clips (default 1), after ``warmup`` passes, over ``repeats`` timed passes.
+
+    On the CPU each pass is timed with ``time.perf_counter``. On CUDA each is
+    timed with a pair of CUDA events (GPU time of the pass, launch overhead
+    included), after the warm-up passes and a synchronize.
+    """
 
     warmup: int = 3
     repeats: int = 15
+    batch_size: int = 1
     name = "latency_ms"
     direction = "minimize"
 
     def __post_init__(self) -> None:
         check_int("evaluators.latency_warmup", self.warmup, low=0)
         check_int("evaluators.latency_repeats", self.repeats, low=1)
+        check_int("Latency.batch_size", self.batch_size, low=1)
 
     def measure(self, model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> float:
-        x = batch[0][:1]
+        x = batch[0][: self.batch_size]
+        if x.shape[0] < self.batch_size:  # fewer clips than asked: repeat them
+            x = x.repeat(-(-self.batch_size // x.shape[0]), *([1] * (x.dim() - 1)))[: self.batch_size]
         was_training = model.training
         model.eval()
-        cuda = x.device.type == "cuda"
-        times = []
         try:
             with torch.no_grad():
-                for i in range(self.warmup + self.repeats):
-                    if cuda:
-                        torch.cuda.synchronize(x.device)
-                    start = time.perf_counter()
-                    model(x)
-                    if cuda:
-                        torch.cuda.synchronize(x.device)
-                    if i >= self.warmup:
-                        times.append(time.perf_counter() - start)
+                times = self._cuda_times(model, x) if x.device.type == "cuda" else self._wall_times(model, x)
         finally:
             model.train(was_training)
-        return 1000.0 * statistics.median(times)
+        return statistics.median(times)
+
+    def _wall_times(self, model: nn.Module, x: torch.Tensor) -> list[float]:
+        times = []
+        for i in range(self.warmup + self.repeats):
+            start = time.perf_counter()
+            model(x)
+            if i >= self.warmup:
+                times.append(1000.0 * (time.perf_counter() - start))
+        return times
+
+    def _cuda_times(self, model: nn.Module, x: torch.Tensor) -> list[float]:
+        with torch.cuda.device(x.device):  # events record on the current device's stream: make it the model's
+            for _ in range(self.warmup):
+                model(x)
+            torch.cuda.synchronize(x.device)
+            events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(self.repeats)]
+            for start, end in events:
+                start.record()
+                model(x)
+                end.record()
+            torch.cuda.synchronize(x.device)
+        return [start.elapsed_time(end) for start, end in events]
 
 
 class SizeBytes(Metric):

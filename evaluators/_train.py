@@ -15,6 +15,7 @@ from torch.nn import functional as F
 from particle_nas.space import SpecError, TemporalShift, check_choice, check_int, check_number
 
 from ._data import ClipSet, SyntheticTask
+from ._device import DeviceClips, PrecisionPolicy, autocast, check_device, check_precision, cuda_backends, resolve_device, resolve_precision, using_device
 
 OPTIMIZERS: tuple[str, ...] = ("sgd", "adamw")
 # Layouts of weights and batches; "auto" picks per device (see memory_format_for).
@@ -43,6 +44,9 @@ class TrainConfig:
     threads: int | None = None  # torch.set_num_threads during training (restored afterwards); None = leave as is
     memory_format: str = "auto"  # see MEMORY_FORMATS: layout of the model's weights and of each batch; auto = memory_format_for(device)
     finetune_epochs: int = 1  # specs with prune_ratio > 0: epochs of fine-tuning after structured pruning (0 = none)
+    device: str = "auto"  # auto (CUDA when available, else cpu) | cpu | cuda | cuda:N; see resolve_device (docs/gpu.md)
+    precision: str = "auto"  # auto | fp32 | bf16 | fp16; auto: fp32 on the CPU, bf16 on CUDA (fp16 + GradScaler without bf16); see precision_policy
+    deterministic: bool = False  # CUDA: deterministic kernels, no cudnn autotuning (slower; bit-reproducible runs). No effect on the CPU
 
     def __post_init__(self) -> None:
         p = "TrainConfig."
@@ -65,6 +69,10 @@ class TrainConfig:
         check_int(p + "finetune_epochs", self.finetune_epochs, low=0, high=10_000)
         if self.threads is not None:
             check_int(p + "threads", self.threads, low=1, high=1024)
+        check_device(p + "device", self.device)
+        check_precision(p + "precision", self.precision)
+        if not isinstance(self.deterministic, bool):
+            raise SpecError(p + "deterministic", "must be true or false", self.deterministic)
 
 
 @dataclass(frozen=True)
@@ -170,14 +178,18 @@ def _device(model: nn.Module) -> torch.device:
     return first.device if first is not None else torch.device("cpu")
 
 
-def evaluate_accuracy(model: nn.Module, clips: ClipSet, *, batch_size: int = 128) -> float:
-    """Top-1 accuracy of ``model`` on ``clips``, in eval mode under no_grad (training mode restored)."""
+def evaluate_accuracy(model: nn.Module, clips: ClipSet | DeviceClips, *, batch_size: int = 128, precision: PrecisionPolicy | None = None) -> float:
+    """Top-1 accuracy of ``model`` on ``clips``, in eval mode under no_grad (training mode restored).
+
+    ``clips`` may already be a ``DeviceClips`` on the model's device; ``precision`` (default fp32) sets autocast.
+    """
     device = _device(model)
     was_training = model.training
     model.eval()
     correct = torch.zeros((), dtype=torch.int64, device=device)
+    cast = autocast(device, precision) if precision is not None else contextlib.nullcontext()
     try:
-        with torch.no_grad():
+        with torch.no_grad(), cast:
             for start in range(0, len(clips), batch_size):
                 x, y = clips.batch(slice(start, start + batch_size))
                 x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
@@ -185,6 +197,15 @@ def evaluate_accuracy(model: nn.Module, clips: ClipSet, *, batch_size: int = 128
     finally:
         model.train(was_training)
     return correct.item() / len(clips)
+
+
+def device_clips(task: SyntheticTask, split: str, device: torch.device) -> DeviceClips:
+    """``task``'s ``split`` ("train" or "val") as batches on ``device``.
+
+    The synthetic task's clips go to a GPU once per process and data config;
+    other tasks' (a video folder's memory-mapped cache) are copied per batch through pinned memory.
+    """
+    return DeviceClips(getattr(task, split), device, resident=isinstance(task, SyntheticTask), key=(task.config, split))
 
 
 def train_proxy(
@@ -198,6 +219,10 @@ def train_proxy(
     resume: TrainState | None = None,
 ) -> TrainResult:
     """Train ``model`` in place on ``task.train``; validate on ``task.val`` after every epoch.
+
+    The model is moved to ``resolve_device(config.device)`` (``auto``: CUDA when
+    available) and runs there in ``config.precision`` (autocast on CUDA; the CPU
+    default, fp32, runs without autocast, exactly as before devices existed).
 
     Epochs are numbered from 1: ``on_epoch(epoch, val_accuracy)`` is called
     after each, and may raise (e.g. to prune a trial) to stop training; then
@@ -216,19 +241,21 @@ def train_proxy(
     """
     if not isinstance(config, TrainConfig):
         raise TypeError(f"train_proxy expects config to be a TrainConfig, but got {type(config).__name__}.")
-    train = task.train
+    device = resolve_device(config.device)
+    policy = resolve_precision(config.precision, device)
+    model.to(device)
+    train, val = device_clips(task, "train", device), device_clips(task, "val", device)
     n = len(train)
     batch_size = min(config.batch_size, n)
     steps_per_epoch = n // batch_size
     total_steps = steps_per_epoch * config.epochs
     warmup_steps = round(config.warmup_epochs * steps_per_epoch)
 
-    device = _device(model)
     start_time = time.perf_counter()
     epoch_accuracy: list[float] = [] if resume is None else list(resume.epoch_accuracy)
     train_loss: list[float] = [] if resume is None else list(resume.train_loss)
     rng_devices = [device] if device.type == "cuda" else []
-    with _num_threads(config.threads), torch.random.fork_rng(devices=rng_devices):
+    with _num_threads(config.threads), torch.random.fork_rng(devices=rng_devices), using_device(device), cuda_backends(device, deterministic=config.deterministic):
         torch.manual_seed(config.seed)
         shuffle = torch.Generator().manual_seed(config.seed)
         memory_format = memory_format_for(config.memory_format, device, model)
@@ -239,6 +266,7 @@ def train_proxy(
             optimizer,
             lambda step: lr_factor(step, total_steps=total_steps, warmup_steps=warmup_steps, schedule=config.schedule),
         )
+        scaler = torch.amp.GradScaler(device.type) if policy.scaler else None
         if resume is not None:
             optimizer.load_state_dict(resume.optimizer)
             scheduler.load_state_dict(resume.scheduler)
@@ -254,12 +282,18 @@ def train_proxy(
             for step in range(steps_per_epoch):
                 x, y = train.batch(order[step * batch_size : (step + 1) * batch_size])
                 x, y = x.to(device, non_blocking=True, memory_format=memory_format), y.to(device, non_blocking=True)
-                loss = F.cross_entropy(model(x), y, label_smoothing=smoothing)
+                with autocast(device, policy):
+                    loss = F.cross_entropy(model(x), y, label_smoothing=smoothing)
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
+                if scaler is None:
+                    loss.backward()
+                    optimizer.step()
+                else:  # fp16: scaled gradients; steps with inf/nan gradients are skipped and the scale lowered
+                    scaler.scale(loss).backward()
+                    scaler.step(optimizer)
+                    scaler.update()
                 scheduler.step()
-                loss_sum += loss.detach()
+                loss_sum += loss.detach().float()
                 if on_step is not None:
                     on_step(epoch, step)
             mean_loss = loss_sum.item() / steps_per_epoch
@@ -271,7 +305,7 @@ def train_proxy(
                     loss=mean_loss,
                 )
             train_loss.append(mean_loss)
-            accuracy = evaluate_accuracy(model, task.val, batch_size=config.eval_batch_size)
+            accuracy = evaluate_accuracy(model, val, batch_size=config.eval_batch_size, precision=policy)
             epoch_accuracy.append(accuracy)
             if on_epoch is not None:
                 on_epoch(epoch, accuracy)

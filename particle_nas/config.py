@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from particle_nas.evaluators import EvaluatorSettings, SyntheticConfig, TrainConfig, VideoFolderConfig
+from particle_nas.evaluators import EvaluatorSettings, SyntheticConfig, TrainConfig, VideoFolderConfig, precision_policy, resolve_device
 from particle_nas.search import SearchSettings
 from particle_nas.space import NetworkSpec, SearchSpace, SpecError, read_yaml
 
@@ -25,6 +25,10 @@ DATA_KINDS: dict[str, type] = {"synthetic": SyntheticConfig, "video_folder": Vid
 _DERIVED_NETWORK_FIELDS = {"clip": "data.clip", "num_classes": "data.num_classes", "in_channels": "data.channels", "particle": "space"}
 # Search fields that may change when a run is resumed.
 RESUMABLE_CHANGES: tuple[str, ...] = ("trials", "timeout", "export", "resources_per_trial", "max_flops", "max_params")
+# Train fields that may change when a run is resumed (a run may continue on another GPU), and those fingerprinted
+# only when not at their default (runs made before they existed still resume).
+_TRAIN_RESUMABLE: tuple[str, ...] = ("device",)
+_TRAIN_DEFAULTS_UNPRINTED: dict[str, Any] = {"precision": "auto", "deterministic": False}
 _PREFIXES = {"NetworkSpec.": "network.", "TrainConfig.": "train.", "SyntheticConfig.": "data.", "ParticleSpec.": "space.", "EvaluatorSettings.": "evaluators.", "VideoFolderConfig.": "data."}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
@@ -61,7 +65,7 @@ class RunConfig:
             "space": self.space.to_dict(),
             "network": self.network.to_dict(),
             "data": _to_plain(self.data),
-            "train": _to_plain(self.train),
+            "train": {k: v for k, v in _to_plain(self.train).items() if k not in _TRAIN_RESUMABLE and not (k in _TRAIN_DEFAULTS_UNPRINTED and _TRAIN_DEFAULTS_UNPRINTED[k] == v)},
             **({"evaluators": _to_plain(self.evaluators)} if self.evaluators != EvaluatorSettings() else {}),
         }
 
@@ -164,6 +168,8 @@ def _parse(raw: Any, *, source: str, overrides: Mapping[str, Any]) -> RunConfig:
     train_values = _section(raw, "train")
     train_values.setdefault("seed", seed)
     train = _build(TrainConfig, train_values, "train")
+    device = resolve_device(train.device, field="train.device")  # cuda asked on a machine without it: one line, before any trial
+    precision_policy(device.type, train.precision, True, field="train.precision")  # fp16 on the CPU; bf16 support is asked at the first trial (it would start CUDA here)
     network_values = _section(raw, "network")
     for key, owner in _DERIVED_NETWORK_FIELDS.items():
         if key in network_values:

@@ -23,7 +23,9 @@ if TYPE_CHECKING:
 
 PARTICLE_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(ParticleSpec))
 # Numbers the optional evaluators report (latency, zero-cost proxies); NA when not measured.
-METRIC_COLUMNS: tuple[str, ...] = ("latency_ms", "synflow", "grad_norm", "snip", "naswot", "size_bytes")
+METRIC_COLUMNS: tuple[str, ...] = ("latency_ms", "latency_batch_ms", "synflow", "grad_norm", "snip", "naswot", "size_bytes")
+# Where each trial ran (the evaluator's record): "cpu" or "cuda:0 (NVIDIA H200)", the resolved precision, where latency was timed.
+DEVICE_COLUMNS: tuple[str, ...] = ("device", "precision", "latency_device")
 # Column order of trials_table. "network" (last) is NetworkSpec.to_dict() as compact JSON.
 COLUMNS: tuple[str, ...] = (
     "number",
@@ -38,6 +40,7 @@ COLUMNS: tuple[str, ...] = (
     "epoch_accuracy",
     "duration_s",
     *METRIC_COLUMNS,
+    *DEVICE_COLUMNS,
     "datetime_start",
     "datetime_complete",
     "fail_reason",
@@ -139,7 +142,8 @@ def trials_table(study: optuna.Study) -> pd.DataFrame:
     ``ParticleSpec`` field, flops, params, accuracy, accuracy_before_prune
     (NA unless the spec prunes), epoch_accuracy (space
     separated, 4 decimals), duration_s, the optional evaluators' numbers
-    (``METRIC_COLUMNS``: latency_ms and zero-cost scores), datetime_start,
+    (``METRIC_COLUMNS``: latency_ms, latency_batch_ms and zero-cost scores),
+    device, precision, latency_device (``DEVICE_COLUMNS``), datetime_start,
     datetime_complete, fail_reason, duplicate_of, pareto, feasible, network.
     ``feasible`` is False for trials that break the search's constraints;
     ``pareto`` marks the non-dominated feasible COMPLETE trials under all the
@@ -176,7 +180,7 @@ def trials_table(study: optuna.Study) -> pd.DataFrame:
         columns["accuracy_fp32"].append(attrs.get("accuracy_fp32"))
         columns["epoch_accuracy"].append(_compact(attrs.get("epoch_accuracy")))
         columns["duration_s"].append(attrs.get("duration_s"))
-        for name in METRIC_COLUMNS:
+        for name in (*METRIC_COLUMNS, *DEVICE_COLUMNS):
             columns[name].append(attrs.get(name))
         columns["datetime_start"].append(trial.datetime_start)
         columns["datetime_complete"].append(trial.datetime_complete)

@@ -1,7 +1,11 @@
 from __future__ import annotations
 
-import pytest
+from unittest import mock
 
+import pytest
+import yaml
+
+from particle_nas.cli import main
 from particle_nas.config import ConfigError, load_config, parse_config
 from particle_nas.evaluators import TrainConfig
 
@@ -108,3 +112,39 @@ def test_video_folder_data_sets_the_network_input(tmp_path):
     config = parse_config(doc, source="cfg.yaml")
     assert config.data.class_names == ("a", "b", "c") and config.network.num_classes == 3 and config.data.seed == config.seed
     assert config.fingerprint()["data"]["root"] == str(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("train", "message"),
+    [
+        ({"device": "cuda"}, "cfg.yaml: train.device must be available: cuda was asked but torch.cuda.is_available() is False"),
+        ({"device": "cuda:1"}, "cfg.yaml: train.device must be available: cuda:1 was asked but torch.cuda.is_available() is False"),
+        ({"device": "gpu"}, "cfg.yaml: train.device must be auto, cpu, cuda or cuda:N (N a CUDA device index), but got 'gpu'."),
+        ({"precision": "fp8"}, "cfg.yaml: train.precision must be one of ('auto', 'fp32', 'bf16', 'fp16'), but got 'fp8'."),
+        ({"precision": "fp16"}, "cfg.yaml: train.precision must be fp32 or bf16 on cpu (fp16 needs CUDA), but got 'fp16'."),
+        ({"deterministic": "yes"}, "cfg.yaml: train.deterministic must be true or false, but got 'yes'."),
+    ],
+)
+def test_devices_and_precisions_this_machine_lacks_are_refused_before_any_trial(train, message):
+    with mock.patch("torch.cuda.is_available", return_value=False):
+        with pytest.raises(ConfigError) as info:
+            parse_config(_with("train", **train), source="cfg.yaml")
+    assert str(info.value).startswith(message) and "\n" not in str(info.value)
+
+
+def test_search_with_cuda_on_a_machine_without_it_exits_2_with_one_line(tmp_path, capsys):
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump(_with("train", device="cuda")))
+    with mock.patch("torch.cuda.is_available", return_value=False):
+        assert main(["search", str(path), "--output-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("particle-nas: error: ") and "train.device must be available: cuda was asked" in err and "\n" not in err
+    assert not (tmp_path / "t").exists()  # refused before the run directory or any trial
+
+
+def test_device_may_change_on_resume_and_precision_only_fingerprints_when_set():
+    base = parse_config(BASE).fingerprint()
+    assert parse_config(_with("train", device="cpu")).fingerprint() == base
+    assert "precision" not in base["train"] and "deterministic" not in base["train"]  # runs made before these settings still resume
+    assert parse_config(_with("train", precision="fp32")).fingerprint()["train"]["precision"] == "fp32"
+    assert parse_config(_with("train", deterministic=True)).fingerprint()["train"]["deterministic"] is True

@@ -19,7 +19,8 @@ def test_evaluate_counts_cost_and_trains(evaluator: ProxyEvaluator, tiny_spec) -
     assert epochs == [1, 2] and len(result.epoch_accuracy) == 2 and result.accuracy == result.epoch_accuracy[-1]
     cost = network_cost(spec)
     assert (result.flops, result.params) == (cost.flops, cost.params)
-    assert set(result.to_dict()) == {"accuracy", "epoch_accuracy", "train_loss", "flops", "params", "duration_s", "size_bytes"}  # accuracy_before_prune only when the spec prunes
+    assert set(result.to_dict()) == {"accuracy", "epoch_accuracy", "train_loss", "flops", "params", "duration_s", "size_bytes", "device", "precision"}  # accuracy_before_prune only when the spec prunes
+    assert (result.device, result.precision) == ("cpu", "fp32")
     assert result.accuracy_before_prune is None  # the spec does not prune
 
 

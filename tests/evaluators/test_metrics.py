@@ -82,6 +82,14 @@ def test_latency_is_the_median_batch1_forward_after_warmup(batch) -> None:
     assert latency >= 4.0  # at least the sleep, in milliseconds
 
 
+def test_latency_at_a_batch_size_repeats_clips_when_the_batch_is_smaller(batch) -> None:
+    seen: list[int] = []
+    model = nn.Linear(1, 1)
+    model.forward = lambda x: seen.append(x.shape[0]) or x  # type: ignore[method-assign]
+    assert Latency(warmup=1, repeats=2, batch_size=batch[0].shape[0] + 3).measure(model, batch) >= 0
+    assert seen == [batch[0].shape[0] + 3] * 3
+
+
 def test_registry_and_validation() -> None:
     assert set(ZERO_COST) < set(METRICS) and METRICS["latency_ms"].direction == "minimize"
     with pytest.raises(SpecError, match=r"^metric must be one of"):
@@ -96,8 +104,9 @@ def test_evaluation_reports_the_enabled_evaluators(tiny_data: SyntheticConfig, t
     settings = EvaluatorSettings(latency=True, zero_cost=("synflow", "naswot"), latency_repeats=3)
     evaluator = ProxyEvaluator(data=tiny_data, train=TrainConfig(epochs=1, threads=1), evaluators=settings)
     record = evaluator.evaluate(tiny_spec(), seed=0).to_dict()
-    assert set(record) == set(settings.outputs) and record["latency_ms"] > 0
+    assert set(record) == {*settings.outputs, "device", "precision", "latency_device"} and record["latency_ms"] > 0
+    assert (record["device"], record["precision"], record["latency_device"]) == ("cpu", "fp32", "cpu")  # no latency_batch_ms off CUDA
     again = evaluator.evaluate(tiny_spec(), seed=0).to_dict()
     assert (again["synflow"], again["naswot"], again["accuracy"]) == (record["synflow"], record["naswot"], record["accuracy"])
     untrained = ProxyEvaluator(data=tiny_data, evaluators=EvaluatorSettings(train=False, zero_cost=("snip",))).evaluate(tiny_spec(), seed=0)
-    assert set(untrained.to_dict()) == {"flops", "params", "size_bytes", "snip"} and untrained.accuracy is None
+    assert set(untrained.to_dict()) == {"flops", "params", "size_bytes", "snip", "device", "precision"} and untrained.accuracy is None

@@ -128,3 +128,18 @@ def test_network_column_is_exact(study):
 
     df = trials_table(study)
     assert json.loads(df.loc[1, "network"]) == NETWORK.replace(particle=PARTICLES[1]).to_dict()
+
+
+def test_device_columns_come_from_the_evaluation_record(tmp_path):
+    import optuna
+    from optuna.trial import create_trial
+
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    gpu = {"device": "cuda:0 (NVIDIA H200)", "precision": "bf16", "latency_device": "cuda:0 (NVIDIA H200)", "latency_ms": 1.5, "latency_batch_ms": 4.0}
+    for attrs in ({"device": "cpu", "precision": "fp32"}, gpu):
+        study.add_trial(create_trial(values=[0.5, 1e6], user_attrs={"particle": ParticleSpec().to_dict(), "accuracy": 0.5, "flops": 10**6, "params": 10, **attrs}))
+    df = trials_table(study)
+    assert df["device"].tolist() == ["cpu", "cuda:0 (NVIDIA H200)"] and df["precision"].tolist() == ["fp32", "bf16"]
+    assert pd.isna(df.loc[0, "latency_device"]) and df.loc[1, "latency_batch_ms"] == 4.0
+    back = pd.read_csv(write_trials_csv(df, tmp_path / "trials.csv"))
+    assert back["device"].tolist() == ["cpu", "cuda:0 (NVIDIA H200)"]
