@@ -160,29 +160,6 @@ def _hold_lock(run_dir: Path, url: str, held, release) -> None:
         release.wait(30)
 
 
-def _create(url: str, barrier, results) -> None:
-    barrier.wait()  # all processes create the tables of the same new database at once
-    try:
-        optuna.create_study(study_name="s", storage=open_storage(url), load_if_exists=True)
-        results.put("ok")
-    except Exception as err:  # reported to the test, which names it
-        results.put(f"{type(err).__name__}: {err}"[:200])
-
-
-def test_machines_starting_at_once_on_a_new_database_all_open_it(postgres_url):
-    # Without the retry in open_storage, 3 of every 4 failed here (a duplicate pg_type row: the tables were being created).
-    context = multiprocessing.get_context("fork")
-    barrier, results = context.Barrier(4), context.Queue()
-    procs = [context.Process(target=_create, args=(postgres_url, barrier, results)) for _ in range(4)]
-    for proc in procs:
-        proc.start()
-    outcomes = [results.get(timeout=60) for _ in procs]
-    for proc in procs:
-        proc.join(timeout=60)
-    assert outcomes == ["ok"] * 4
-    assert [s.study_name for s in optuna.get_all_study_summaries(open_storage(postgres_url))] == ["s"]
-
-
 def _claim(url: str, barrier, slots) -> None:
     study = optuna.load_study(study_name="s", storage=open_storage(url))
     barrier.wait()
