@@ -260,7 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
     s.add_argument("--backend", choices=("optuna", "ray"), help="optuna: local worker processes; ray: Ray Tune (overrides search.backend)")
     s.add_argument("--workers", type=int, help="optuna: worker processes on one study (default 1); ray: most trials at once (default: one per CPU)")
-    s.add_argument("--storage", help="a PostgreSQL URL for the study (default: RUN/study.db, or RUN/study.journal with --workers > 1)")
+    s.add_argument("--storage", help="a PostgreSQL URL for the study, shared by the workers of several machines (pip install 'particle-nas[postgres]'; docs/postgres.md); default: RUN/study.db, or RUN/study.journal with --workers > 1")
     s.add_argument("--address", help="ray: HOST:PORT of a running cluster (`ray start --head`); default: start a local Ray")
     s.set_defaults(func=cmd_search)
 

@@ -17,7 +17,7 @@ from particle_nas.space import Axis, NetworkSpec, ParticleSpec, SearchSpace, che
 from particle_nas.space import cost as analytic_cost
 
 from ._settings import SearchSettings
-from ._storage import open_storage, resolve_storage, run_lock, sqlite_url, worker_alive, worker_id
+from ._storage import claim_sampler_slot, open_storage, resolve_storage, run_lock, sqlite_url, worker_alive, worker_id
 from ._trial import DESCRIPTIVE_ATTRS, INTERRUPTED, Evaluator, fail_reason, objective_values, score_particle
 
 
@@ -223,9 +223,10 @@ def _next_trial(study: optuna.Study, job: _Job) -> tuple[optuna.Trial | None, li
     """Under the run lock: fail stale trials, then ask for a trial unless finished + running trials reach the target.
 
     The lock makes "count, then ask" atomic across workers, so the study never
-    holds more trials than asked for, however many workers share it.
+    holds more trials than asked for, however many workers share it (on
+    several machines too, with PostgreSQL: see run_lock).
     """
-    with run_lock(job.run_dir):
+    with run_lock(job.run_dir, storage=job.storage):
         _fail_stale_trials(study)
         trials = study.get_trials(deepcopy=False)
         taken = sum(_is_finished(t) or t.state == TrialState.RUNNING for t in trials)
@@ -241,9 +242,12 @@ def _work(job: _Job, *, worker: int = 0, bar: Any = None) -> bool:
 
     Worker ``i`` seeds its sampler with ``seed + i``: one worker reproduces the
     single-process search exactly, and several workers do not draw the same
-    particles.
+    particles. On PostgreSQL ``i`` is the process's slot in the study (see
+    claim_sampler_slot), unique across the machines sharing it.
     """
-    study = optuna.load_study(study_name=job.name, storage=open_storage(job.storage), sampler=make_sampler(job.settings, seed=job.seed + worker))
+    study = optuna.load_study(study_name=job.name, storage=open_storage(job.storage))
+    slot = claim_sampler_slot(study, job.storage) if job.storage.startswith("postgresql") else worker
+    study.sampler = make_sampler(job.settings, seed=job.seed + slot)
     while job.deadline is None or time.time() < job.deadline:
         trial, trials = _next_trial(study, job)
         if trial is None:
