@@ -214,7 +214,7 @@ def test_i3d_figures_docs_i3d_md_states() -> None:
     assert (cost(spec).params, round(cost(spec).gflops, 2)) == (12_697_264, 111.15)
     model = presets.build("i3d", seed=0)
     bn_channels = sum(m.num_features for m in model.modules() if isinstance(m, nn.BatchNorm3d))
-    assert cost(spec).params - bn_channels == 12_689_984  # and 12,682,704 (12.68M) with no BN at all
+    assert cost(spec).params - bn_channels == 12_689_984  # Sonnet BN: a shift per channel, no scale
     assert cost(spec).params - 2 * bn_channels == 12_682_704 and cost(spec).params - (1024 * 400 + 400) == 12_287_264
     flow = cost(spec.replace(in_channels=2)).params - bn_channels  # the two-stream network's flow stream
     assert 12_689_984 + flow == 25_358_016
