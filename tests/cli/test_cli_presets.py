@@ -16,6 +16,8 @@ def test_presets_table_lists_published_and_counted(capsys) -> None:
     assert r3d[-1] == "16x112x112"
     csn = rows["ir_csn_152"]
     assert csn[1] == "3x32x224x224" and csn[-1] == "32x256x256" and csn[4] == "96.700" and csn[5] == "96.713"
+    s3d = rows["s3d"]  # torchvision's S3D: trained on 64 frames, its GFLOPS reproduced at 16
+    assert s3d[1] == "3x64x224x224" and s3d[2] == s3d[3] == "8,320,048" and s3d[4:6] == ["17.980", "17.979"] and s3d[-1] == "16x224x224"
 
 
 def test_presets_show_prints_a_loadable_spec(capsys) -> None:
@@ -29,6 +31,9 @@ def test_presets_show_states_where_flops_were_counted(capsys) -> None:
     assert main(["presets", "--show", "ip_csn_152"]) == 0
     head = capsys.readouterr().out.splitlines()[:2]
     assert "108.8 GFLOPs at 32x256x256" in head[0] and "8/7" in head[1]
+    assert main(["presets", "--show", "s3d"]) == 0
+    head = capsys.readouterr().out.splitlines()[:2]
+    assert "17.98 GFLOPs at 16x224x224" in head[0] and "S3D_Weights" in head[0] and "not the S3D paper's" in head[1]
 
 
 def test_unknown_preset_is_one_line(capsys) -> None:

@@ -1,4 +1,4 @@
-"""The inception wiring: widths, branches, validation, search domain and the I3D preset's layout."""
+"""The inception wiring: widths, branches, validation, search domain and the I3D and S3D presets' layouts."""
 
 from __future__ import annotations
 
@@ -181,9 +181,54 @@ def test_separable_inception_is_s3d_shaped() -> None:
     assert [(m.kernel_size, m.in_channels, m.out_channels) for m in tower if isinstance(m, nn.Conv3d)] == [((1, 3, 3), 96, 128), ((3, 1, 1), 128, 128)]
 
 
-def test_s3d_counts_as_docs_i3d_md_states() -> None:
-    """S3D (not a preset: its quoted 66.4 GFLOPs is 8.3% under this count): I3D with separable convs and a (2+1)D stem."""
-    spec = presets._inflated_inception(ParticleSpec(factorization="r2plus1d", r2plus1d_mid="out"))
-    assert spec.stem_mid_channels == 64
-    assert cost(spec) == cost(spec, (64, 224, 224))
-    assert (cost(spec).params, round(cost(spec).gflops, 2)) == (8_320_048, 71.91)
+def test_s3d_is_torchvisions_layout() -> None:
+    """torchvision's S3D: (2+1)D stem 1x7x7 (1, 2, 2) -> 64 -> 7x1x1 (2, 1, 1), separable 2c, separable towers, dropout 0.2."""
+    spec = presets.get("s3d")
+    assert spec.widths == presets.get("i3d").widths and spec.stem_mid_channels == 64 and spec.dropout == 0.2
+    model = presets.build("s3d", seed=0)
+    stem = [(m.kernel_size, m.stride, m.out_channels) for m in model.stem if isinstance(m, nn.Conv3d)]
+    assert stem == [((1, 7, 7), (1, 2, 2), 64), ((7, 1, 1), (2, 1, 1), 64)]
+    conv_2c = [(m.kernel_size, m.in_channels, m.out_channels) for m in model.stages[1].modules() if isinstance(m, nn.Conv3d)]
+    assert conv_2c == [((1, 3, 3), 64, 192), ((3, 1, 1), 192, 192)]
+    mixed_5c = model.stages[10][0].branch[0].branches
+    tower = [(m.kernel_size, m.in_channels, m.out_channels) for m in mixed_5c[2].modules() if isinstance(m, nn.Conv3d)]
+    assert tower == [((1, 1, 1), 832, 48), ((1, 3, 3), 48, 128), ((3, 1, 1), 128, 128)]
+    assert mixed_5c[3][0].kernel_size == (3, 3, 3)  # the pool branch's max pool mixes time, as torchvision's
+    pools = [m.kernel_size for m in model.stages.modules() if isinstance(m, nn.MaxPool3d) and m.stride != (1, 1, 1)]
+    assert pools == [(1, 3, 3), (3, 3, 3), (2, 2, 2)]
+    # torchvision's published count and its GFLOPS at 16x224x224, where its 2x7x7 average pool leaves one position
+    assert cost(spec, (16, 224, 224)) == presets.preset("s3d").counted() and spec.feature_shape((16, 224, 224)) == (2, 7, 7)
+    assert (cost(spec).params, round(cost(spec).gflops, 2)) == (8_320_048, 71.91)  # at the paper's 64x224x224
+
+
+def test_tf_slim_s3d_counts_as_docs_i3d_md_states() -> None:
+    """Google's S3D (TF-slim nets/s3dg.py) has one full stem conv: 7x7x7 in the paper, 3x7x7 by its code's default."""
+    s3d = presets.get("s3d")
+    counts = {kt: cost(s3d.replace(stem_mid_channels=0, stem_kernel=(kt, 7))) for kt in (7, 3)}
+    assert {kt: (c.params, round(c.gflops, 2)) for kt, c in counts.items()} == {7: (8_347_696, 79.29), 3: (8_310_064, 64.18)}
+
+
+def test_i3d_figures_docs_i3d_md_states() -> None:
+    """kinetics-i3d's BN has no scale (Sonnet's default), and the quoted figures sit where 1x1x1 second towers would be."""
+    spec = presets.get("i3d")
+    assert (cost(spec).params, round(cost(spec).gflops, 2)) == (12_697_264, 111.15)
+    model = presets.build("i3d", seed=0)
+    bn_channels = sum(m.num_features for m in model.modules() if isinstance(m, nn.BatchNorm3d))
+    assert cost(spec).params - bn_channels == 12_689_984  # Sonnet BN: a shift per channel, no scale
+    assert cost(spec).params - 2 * bn_channels == 12_682_704 and cost(spec).params - (1024 * 400 + 400) == 12_287_264
+    flow = cost(spec.replace(in_channels=2)).params - bn_channels  # the two-stream network's flow stream
+    assert 12_689_984 + flow == 25_358_016
+    towers = [stage[0].branch[0].branches[2][3] for stage in model.stages[2:]]
+    assert all(t.kernel_size == (3, 3, 3) for t in towers)
+    weights = sum(t.weight.numel() for t in towers)
+    # Every conv's output at 8x64x64 is 1/98 of its output at 64x224x224 (strides halve 8 and 64 as they do 64 and 224).
+    outputs = []
+    hooks = [t.register_forward_hook(lambda _m, _i, out: outputs.append(out[0, 0].numel())) for t in towers]
+    model.eval()
+    with torch.no_grad():
+        model(torch.randn(1, 3, 8, 64, 64))
+    for hook in hooks:
+        hook.remove()
+    macs = sum(98 * positions * t.weight.numel() for positions, t in zip(outputs, towers))
+    one_by_one = (cost(spec).params - weights * 26 // 27, cost(spec).flops - macs * 26 // 27)
+    assert weights == 642_816 and (one_by_one[0], round(one_by_one[1] / 1e9, 2)) == (12_078_256, 107.89)

@@ -11,10 +11,12 @@ from particle_nas.space import NetworkSpec, ParticleSpec, build_network, cost, p
 TOLERANCE = 0.005
 
 
-# X3D-XS's published 0.60 GFLOPs is 0.9% under its count (see space/presets.py); strict, so a fix shows up here.
+# X3D-XS's published 0.60 GFLOPs is 0.9% under its count, I3D's quoted figures 5.3% and 2.9% (see space/presets.py);
+# strict, so a fix shows up here.
 KNOWN_GAPS = {
     "x3d_xs": "X3D-XS counts 0.6053 GFLOPs against 0.60 published",
-    "i3d": "I3D counts 12.70M params and 111.15 GFLOPs at 64x224x224 against 12.06M and 108 published (+5.3%, +2.9%)",
+    "i3d": "I3D counts 12.70M params (12.69M with kinetics-i3d's scale-free BN) and 111.15 GFLOPs at 64x224x224 against the quoted "
+    "12.06M and 108 (+5.3%, +2.9%); docs/i3d.md lists the conventions checked",
 }
 
 
@@ -64,7 +66,7 @@ def test_x3d_wiring_details() -> None:
 
 
 def test_every_paper_the_issue_names_has_a_preset() -> None:
-    assert {"r3d_18", "mc3_18", "r2plus1d_18", "ir_csn_152", "ip_csn_152", "x3d_xs", "x3d_s", "x3d_m", "x3d_l", "c3d", "i3d"} <= set(presets.names())
+    assert {"r3d_18", "mc3_18", "r2plus1d_18", "ir_csn_152", "ip_csn_152", "x3d_xs", "x3d_s", "x3d_m", "x3d_l", "c3d", "i3d", "s3d"} <= set(presets.names())
 
 
 def test_csn_wiring_details() -> None:
