@@ -18,6 +18,7 @@ from ._data import (
 from ._evaluate import Evaluation, EvaluatorSettings, ProxyEvaluator, training_seed
 from ._metrics import METRIC_DIRECTIONS, METRICS, ZERO_COST, GradNorm, Latency, Metric, Naswot, Snip, Synflow, make_metric
 from ._prune import prune_network, prunes, unpruned_spec
+from ._replay import TABLE_FORMAT, ReplayEvaluator, Table, canonical_particle, check_replay, load_table, space_hash, table_particles
 from ._video import VIDEO_EXTENSIONS, VideoFolderConfig, VideoTask, decode_clip, list_videos, load_video_task
 from ._train import MEMORY_FORMATS, OPTIMIZERS, SCHEDULES, TrainConfig, TrainingDiverged, TrainResult, evaluate_accuracy, lr_factor, memory_format_for, train_proxy
 
@@ -47,6 +48,14 @@ __all__ = [
     "make_metric",
     "OPTIMIZERS",
     "ProxyEvaluator",
+    "ReplayEvaluator",
+    "TABLE_FORMAT",
+    "Table",
+    "canonical_particle",
+    "check_replay",
+    "load_table",
+    "space_hash",
+    "table_particles",
     "SCHEDULES",
     "SyntheticConfig",
     "SyntheticTask",

@@ -39,6 +39,7 @@ class EvaluatorSettings:
     zero_cost_batch: int = 32  # training clips the zero-cost proxies see (one seeded batch)
     latency_warmup: int = 3  # untimed forward passes first
     latency_repeats: int = 15  # timed passes; the median is reported
+    replay: str | None = None  # a ParticleBench table file: answer every trial from it instead of training (docs/particlebench.md)
 
     def __post_init__(self) -> None:
         p = "EvaluatorSettings."
@@ -54,11 +55,18 @@ class EvaluatorSettings:
         check_int(p + "zero_cost_batch", self.zero_cost_batch, low=2, high=4096)
         check_int(p + "latency_warmup", self.latency_warmup, low=0, high=10_000)
         check_int(p + "latency_repeats", self.latency_repeats, low=1, high=10_000)
+        if self.replay is not None:
+            if not isinstance(self.replay, str) or not self.replay.strip():
+                raise SpecError(p + "replay", "must be the path of a table file (bench/particlebench.py generate writes one)", self.replay)
+            if self.zero_cost:
+                raise SpecError(p + "zero_cost", "must be empty with replay (a table holds no zero-cost scores)", list(self.zero_cost))
 
     @property
     def outputs(self) -> tuple[str, ...]:
         """Names of the numbers an evaluation reports with these settings."""
         names = ["flops", "params"]
+        if self.replay is not None:  # a table holds everything training and latency report
+            return (*names, *_TRAIN_OUTPUTS, "latency_ms")
         if self.train:
             names += _TRAIN_OUTPUTS
         if self.latency:
@@ -123,8 +131,11 @@ class ProxyEvaluator:
     train: TrainConfig = field(default_factory=TrainConfig)
     cache_dir: Path | None = None  # where the task's clips are kept on disk; None = memory only
     evaluators: EvaluatorSettings = field(default_factory=EvaluatorSettings)
+    device: str = "cpu"  # where the proxy network is measured and trained (torch device string, e.g. "cuda")
 
     def __post_init__(self) -> None:
+        if not isinstance(self.device, str) or not self.device:
+            raise SpecError("ProxyEvaluator.device", "must be a torch device string such as 'cpu' or 'cuda'", self.device)
         if not isinstance(self.data, (SyntheticConfig, VideoFolderConfig)):
             raise SpecError("ProxyEvaluator.data", "must be a SyntheticConfig or a VideoFolderConfig", self.data)
         if not isinstance(self.train, TrainConfig):
@@ -177,13 +188,13 @@ class ProxyEvaluator:
         task = self.task()
         config = dataclasses.replace(self.train, seed=training_seed(base=self.train.seed, seed=seed))
         pruning = prunes(spec)
-        model = build_network(spec, seed=seed)
+        model = build_network(spec, seed=seed).to(self.device)
         metrics = self.measure(model, task, seed=config.seed)
         if not self.evaluators.train:
             return Evaluation(accuracy=None, epoch_accuracy=None, train_loss=None, flops=cost.flops, params=cost.params, duration_s=None, metrics=metrics)
         start = time.perf_counter()
         if pruning:
-            model = build_network(unpruned_spec(spec), seed=seed)
+            model = build_network(unpruned_spec(spec), seed=seed).to(self.device)
         result = train_proxy(model, task, config=config, on_epoch=on_epoch)
         accuracy, epoch_accuracy, train_loss, before = result.accuracy, result.epoch_accuracy, result.train_loss, None
         if pruning:
