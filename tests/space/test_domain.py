@@ -84,3 +84,22 @@ def test_bad_space_errors(data, fragment):
 def test_a_range_with_a_tiny_step_is_refused_rather_than_enumerated():
     with pytest.raises(SpecError, match=r"space.prune_ratio.step must leave at most 10000 values"):
         SearchSpace.from_dict({"prune_ratio": {"low": 0.0, "high": 0.5, "step": 1e-300}})
+
+
+def test_grid_is_deterministic_distinct_and_counts_the_quickstart_space():
+    quickstart = {
+        "factorization": ["full", "r2plus1d", "csn_ip", "csn_ir", "spatial_only", "temporal_shift"],
+        "wiring": ["plain", "residual", "bottleneck", "inverted"],
+        "temporal_kernel": [3, 5],
+        "spatial_kernel": [3],
+        "expansion": [0.5, 1.0, 2.0],
+        "squeeze_excite": [0.0, 0.25],
+        "activation": ["relu", "silu"],
+        "prune_ratio": [0.0, 0.25, 0.5],
+    }
+    grid = list(SearchSpace.from_dict(quickstart).grid())
+    assert grid == list(SearchSpace.from_dict(quickstart).grid())
+    assert len(set(grid)) == len(grid)
+    # kernels: 5 factorizations x 2 + spatial_only's 1; expansions: plain 1, residual 1, bottleneck 3, inverted 3; SE 2; activation 2; prune 3
+    assert len(grid) == (5 * 2 + 1) * (1 + 1 + 3 + 3) * 2 * 2 * 3
+    assert all(p.temporal_kernel == 1 for p in grid if p.factorization == "spatial_only")
