@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from particle_nas.evaluators import EvaluatorSettings, SyntheticConfig, TrainConfig, VideoFolderConfig
+from particle_nas.evaluators import EvaluatorSettings, ProxyEvaluator, ReplayEvaluator, SyntheticConfig, TrainConfig, VideoFolderConfig, check_replay, load_table
 from particle_nas.search import SearchSettings
 from particle_nas.space import NetworkSpec, SearchSpace, SpecError, read_yaml
 
@@ -121,6 +121,20 @@ def load_config(path: str | Path, *, overrides: Mapping[str, Any] | None = None)
     return parse_config(raw, source=os.fspath(path), overrides=overrides)
 
 
+def _replay_table(path: str):
+    try:
+        return load_table(path)
+    except ValueError as err:
+        raise SpecError("evaluators.replay", f"must name a readable table ({' '.join(str(err).split())})", path) from None
+
+
+def make_evaluator(config: RunConfig, *, cache_dir: Path) -> ProxyEvaluator | ReplayEvaluator:
+    """What scores each trial of ``config``: the proxy trainer, or with ``evaluators.replay`` the table's records."""
+    if config.evaluators.replay is not None:
+        return ReplayEvaluator(table=_replay_table(config.evaluators.replay), epochs=config.train.epochs)
+    return ProxyEvaluator(data=config.data, train=config.train, cache_dir=cache_dir, evaluators=config.evaluators)
+
+
 def _parse(raw: Any, *, source: str, overrides: Mapping[str, Any]) -> RunConfig:
     if raw is None:
         raw = {}
@@ -165,6 +179,8 @@ def _parse(raw: Any, *, source: str, overrides: Mapping[str, Any]) -> RunConfig:
     network_values.update(clip=tuple(data.clip), num_classes=data.num_classes, in_channels=data.channels)
     network = _build(NetworkSpec, network_values, "network")
     evaluators = _build(EvaluatorSettings, _section(raw, "evaluators"), "evaluators")
+    if evaluators.replay is not None:
+        check_replay(_replay_table(evaluators.replay), space=space, network=network, data=data, train=train)
     outputs = evaluators.outputs
     for i, objective in enumerate(search.objectives):
         if objective not in outputs:
