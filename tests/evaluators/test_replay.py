@@ -1,23 +1,15 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 
 from particle_nas.evaluators import ReplayEvaluator, Table, canonical_particle, check_replay, load_table, space_hash, table_particles
 from particle_nas.evaluators._replay import write_table
-from particle_nas.space import NetworkSpec, ParticleSpec, SearchSpace, SpecError
+from particle_nas.space import NetworkSpec, ParticleSpec, SearchSpace, SpecError, read_yaml
 
-QUICKSTART_SPACE = {
-    "factorization": ["full", "r2plus1d", "csn_ip", "csn_ir", "spatial_only", "temporal_shift"],
-    "wiring": ["plain", "residual", "bottleneck", "inverted"],
-    "temporal_kernel": [3, 5],
-    "spatial_kernel": [3],
-    "expansion": [0.5, 1.0, 2.0],
-    "squeeze_excite": [0.0, 0.25],
-    "activation": ["relu", "silu"],
-    "prune_ratio": [0.0, 0.25, 0.5],
-}
+QUICKSTART_SPACE = read_yaml(Path(__file__).resolve().parents[2] / "examples" / "quickstart.yaml")["space"]  # the space of the table
 
 
 def test_table_particles_are_the_distinct_networks_of_the_quickstart_space():

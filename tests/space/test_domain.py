@@ -1,10 +1,11 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import pytest
 
-from particle_nas.space import FACTORIZATIONS, WIRINGS, Axis, ParticleSpec, SearchSpace, SpecError
+from particle_nas.space import FACTORIZATIONS, WIRINGS, Axis, ParticleSpec, SearchSpace, SpecError, read_yaml
 
 FULL = {
     "factorization": list(FACTORIZATIONS),
@@ -87,16 +88,7 @@ def test_a_range_with_a_tiny_step_is_refused_rather_than_enumerated():
 
 
 def test_grid_is_deterministic_distinct_and_counts_the_quickstart_space():
-    quickstart = {
-        "factorization": ["full", "r2plus1d", "csn_ip", "csn_ir", "spatial_only", "temporal_shift"],
-        "wiring": ["plain", "residual", "bottleneck", "inverted"],
-        "temporal_kernel": [3, 5],
-        "spatial_kernel": [3],
-        "expansion": [0.5, 1.0, 2.0],
-        "squeeze_excite": [0.0, 0.25],
-        "activation": ["relu", "silu"],
-        "prune_ratio": [0.0, 0.25, 0.5],
-    }
+    quickstart = read_yaml(Path(__file__).resolve().parents[2] / "examples" / "quickstart.yaml")["space"]
     grid = list(SearchSpace.from_dict(quickstart).grid())
     assert grid == list(SearchSpace.from_dict(quickstart).grid())
     assert len(set(grid)) == len(grid)
