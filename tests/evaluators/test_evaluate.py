@@ -61,3 +61,9 @@ def test_evaluator_uses_disk_cache(tmp_path, tiny_data: SyntheticConfig, tiny_tr
     assert evaluator.cache_dir == tmp_path
     assert evaluator.task().train.clips.shape[0] == tiny_data.train_size
     assert len(list(tmp_path.glob("synthetic-*.pt"))) == 1
+
+
+@pytest.mark.parametrize("device", ["", None, 0])
+def test_proxy_evaluator_device_must_be_a_device_string(device):
+    with pytest.raises(SpecError, match="ProxyEvaluator.device must be a torch device string"):
+        ProxyEvaluator(device=device)
