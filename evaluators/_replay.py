@@ -29,6 +29,8 @@ from typing import Any, Callable, Iterable, Mapping
 
 from particle_nas.space import NetworkSpec, ParticleSpec, SearchSpace, SpecError, check_int, effective_prune_ratio
 
+from ._train import TrainConfig
+
 TABLE_FORMAT = "particlebench-1"
 # Header fields that decide the table's numbers (a resumed generation must match them all).
 RECIPE_KEYS: tuple[str, ...] = ("format", "space", "space_hash", "network", "data", "train", "epochs", "seeds")
@@ -268,6 +270,11 @@ class ReplayEvaluator:
         if self.epochs is None:
             object.__setattr__(self, "epochs", self.table.epochs)
         check_int("ReplayEvaluator.epochs", self.epochs, low=1, high=self.table.epochs)
+
+    @property
+    def train(self) -> TrainConfig:
+        """The table's training recipe with this replay's ``epochs`` (engines read the epoch budget from it, as from ProxyEvaluator's)."""
+        return dataclasses.replace(TrainConfig(**self.table.meta["train"]), epochs=self.epochs)
 
     def evaluate(self, spec: NetworkSpec, *, seed: int, on_epoch: Callable[[int, float], None] | None = None) -> dict[str, Any]:
         """The table's record of ``spec``'s particle; ``seed`` is accepted for the interface (the table's first seed answers)."""
