@@ -54,6 +54,7 @@ from ._evaluate import CALIBRATION_CLIPS, Evaluation, EvaluatorSettings, ProxyEv
 from ._metrics import METRIC_DIRECTIONS, METRICS, ZERO_COST, GradNorm, Latency, Metric, Naswot, SizeBytes, Snip, Synflow, make_metric
 from ._quantize import QUANT_BACKENDS, Int8Model, compare_int8, export_onnx, load_int8, quantize_int8, save_int8, size_bytes, state_bytes, weight_bytes
 from ._prune import prune_network, prunes, unpruned_spec
+from ._replay import TABLE_FORMAT, ReplayEvaluator, Table, canonical_particle, check_replay, load_table, space_hash, table_particles
 from ._video import VIDEO_EXTENSIONS, VideoFolderConfig, VideoTask, check_video_split, decode_clip, list_videos, load_video_task
 from ._train import MEMORY_FORMATS, OPTIMIZERS, SCHEDULES, TrainConfig, TrainingDiverged, TrainResult, TrainState, device_clips, evaluate_accuracy, lr_factor, memory_format_for, train_proxy
 
@@ -113,6 +114,14 @@ __all__ = [
     "make_metric",
     "OPTIMIZERS",
     "ProxyEvaluator",
+    "ReplayEvaluator",
+    "TABLE_FORMAT",
+    "Table",
+    "canonical_particle",
+    "check_replay",
+    "load_table",
+    "space_hash",
+    "table_particles",
     "SCHEDULES",
     "SyntheticConfig",
     "SyntheticTask",

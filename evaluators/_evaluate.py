@@ -55,6 +55,7 @@ class EvaluatorSettings:
     zero_cost_batch: int = 32  # training clips the zero-cost proxies see (one seeded batch)
     latency_warmup: int = 3  # untimed forward passes first
     latency_repeats: int = 15  # timed passes; the median is reported
+    replay: str | None = None  # a ParticleBench table file: answer every trial from it instead of training (docs/particlebench.md)
 
     def __post_init__(self) -> None:
         p = "EvaluatorSettings."
@@ -70,11 +71,19 @@ class EvaluatorSettings:
         check_int(p + "zero_cost_batch", self.zero_cost_batch, low=2, high=4096)
         check_int(p + "latency_warmup", self.latency_warmup, low=0, high=10_000)
         check_int(p + "latency_repeats", self.latency_repeats, low=1, high=10_000)
+        if self.replay is not None:
+            if not isinstance(self.replay, str) or not self.replay.strip():
+                raise SpecError(p + "replay", "must be the path of a table file (bench/particlebench.py generate writes one)", self.replay)
+            if self.zero_cost:
+                raise SpecError(p + "zero_cost", "must be empty with replay (a table holds no zero-cost scores)", list(self.zero_cost))
 
     @property
     def outputs(self) -> tuple[str, ...]:
         """Names of the numbers an evaluation reports with these settings."""
-        names = ["flops", "params", "size_bytes"]
+        names = ["flops", "params"]
+        if self.replay is not None:  # a table holds everything training and latency report
+            return (*names, *_TRAIN_OUTPUTS, "latency_ms")
+        names.append("size_bytes")
         if self.train:
             names += _TRAIN_OUTPUTS
         if self.latency:

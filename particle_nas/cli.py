@@ -67,7 +67,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
 def _search(config, *, run_dir: Path, workers: int | None, storage: str | None, address: str | None, backend: str | None, progress: bool, resume_hint: str) -> int:
     import dataclasses
 
-    from particle_nas.evaluators import ProxyEvaluator
+    from particle_nas.config import make_evaluator
     from particle_nas.results import open_run, trials_table, write_run_outputs, write_trials_csv
     from particle_nas.search import log_to_file, run_search, write_run_file
 
@@ -81,7 +81,7 @@ def _search(config, *, run_dir: Path, workers: int | None, storage: str | None, 
     _quiet_libraries()
     print(f"particle-nas: search {config.name!r}: {config.search.trials} trials, sampler {config.search.sampler}, backend {config.search.backend}, seed {config.seed} -> {run_dir}/", file=sys.stderr)
     log_to_file(Path(run_dir) / "search.log")
-    evaluator = ProxyEvaluator(data=config.data, train=config.train, cache_dir=Path(run_dir).resolve(), evaluators=config.evaluators)
+    evaluator = make_evaluator(config, cache_dir=Path(run_dir).resolve())  # ProxyEvaluator, or ReplayEvaluator with evaluators.replay
     common = dict(
         run_dir=run_dir,
         name=config.name,

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from particle_nas.evaluators import EvaluatorSettings, SyntheticConfig, TrainConfig, VideoFolderConfig, precision_policy, resolve_device
+from particle_nas.evaluators import EvaluatorSettings, ProxyEvaluator, ReplayEvaluator, SyntheticConfig, TrainConfig, VideoFolderConfig, check_replay, load_table, precision_policy, resolve_device
 from particle_nas.search import SearchSettings
 from particle_nas.space import NetworkSpec, SearchSpace, SpecError, read_yaml
 
@@ -139,6 +139,20 @@ def run_fields(raw: Mapping[str, Any], *, default_name: str) -> tuple[str, int, 
     return name, seed, output_dir
 
 
+def _replay_table(path: str):
+    try:
+        return load_table(path)
+    except ValueError as err:
+        raise SpecError("evaluators.replay", f"must name a readable table ({' '.join(str(err).split())})", path) from None
+
+
+def make_evaluator(config: RunConfig, *, cache_dir: Path) -> ProxyEvaluator | ReplayEvaluator:
+    """What scores each trial of ``config``: the proxy trainer, or with ``evaluators.replay`` the table's records."""
+    if config.evaluators.replay is not None:
+        return ReplayEvaluator(table=_replay_table(config.evaluators.replay), epochs=config.train.epochs)
+    return ProxyEvaluator(data=config.data, train=config.train, cache_dir=cache_dir, evaluators=config.evaluators)
+
+
 def _parse(raw: Any, *, source: str, overrides: Mapping[str, Any]) -> RunConfig:
     if raw is None:
         raw = {}
@@ -180,6 +194,8 @@ def _parse(raw: Any, *, source: str, overrides: Mapping[str, Any]) -> RunConfig:
     if wirings is not None and "inception" in wirings.values() and min(network.widths) < 4:
         raise SpecError("network.widths", "must all be >= 4 when space.wiring includes 'inception' (one channel for each of its branches)", list(network.widths))
     evaluators = _build(EvaluatorSettings, _section(raw, "evaluators"), "evaluators")
+    if evaluators.replay is not None:
+        check_replay(_replay_table(evaluators.replay), space=space, network=network, data=data, train=train)
     outputs = evaluators.outputs
     for i, objective in enumerate(search.objectives):
         if objective not in outputs:

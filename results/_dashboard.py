@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 # Trial user attributes the dashboard reads beyond trials_table's columns.
 PRESET_ATTR = "preset"  # a reference architecture's label, e.g. "R(2+1)D-18"
 LATENCY_ATTR = "latency_ms"  # measured latency of one clip, when an evaluator reports it
+REPLAY_ATTR = "replay"  # True on trials answered from a ParticleBench table (with "replay_table", its path)
 # Margin of the hypervolume reference point beyond the worst cost seen.
 REFERENCE_MARGIN = 1.1
 # A numeric axis with at most this many distinct values is drawn as categories.
@@ -46,6 +47,17 @@ def dashboard_table(study: optuna.Study) -> pd.DataFrame:
     df["preset"] = pd.Series(presets, index=df.index, dtype=object)
     df["latency_ms"] = pd.Series(latencies, index=df.index, dtype="float64")
     return df
+
+
+def replay_note(study: optuna.Study) -> str | None:
+    """One sentence saying that the study's trials were replayed from a table, or None when none was."""
+    tables = sorted({str(t.user_attrs.get("replay_table", "a table")) for t in study.get_trials(deepcopy=False) if t.user_attrs.get(REPLAY_ATTR) is True})
+    if not tables:
+        return None
+    return (
+        f"Replay: accuracies and costs were looked up in {', '.join(tables)}, not measured by this run; "
+        "duration_s is the table's recorded training time (simulated)."
+    )
 
 
 def complete_rows(df: pd.DataFrame) -> pd.DataFrame:

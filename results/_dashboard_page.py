@@ -26,6 +26,7 @@ from ._dashboard import (
     param_importance,
     parallel_axes,
     pareto_members,
+    replay_note,
     searched_axes,
 )
 from ._files import atomic_write
@@ -189,6 +190,7 @@ body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; ma
 header { background: #1f2a44; color: white; padding: 14px 28px; }
 header h1 { margin: 0 0 4px 0; font-size: 22px; }
 header p { margin: 0; opacity: 0.85; font-size: 14px; }
+header p.replay { margin-top: 6px; opacity: 1; background: #ffd866; color: #222; padding: 4px 8px; border-radius: 4px; font-weight: 600; }
 main { padding: 16px 24px; display: grid; grid-template-columns: repeat(2, minmax(0, 1fr)); gap: 16px; }
 @media (max-width: 1100px) { main { grid-template-columns: minmax(0, 1fr); } }
 section { background: white; border-radius: 8px; box-shadow: 0 1px 3px rgba(0,0,0,0.12); padding: 10px 14px; min-width: 0; }
@@ -287,13 +289,15 @@ def dashboard_html(study: optuna.Study, *, run: str) -> str:
         f"hypervolume {history.values[-1] if history.values else 0:.4f}" + (f"; {presets} reference presets" if presets else "")
     )
     title = f"particle-nas: {study.study_name}"
+    replay = replay_note(study)
+    banner = f'<p class="replay" id="replay">{html.escape(replay)}</p>' if replay else ""
     return (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
         f"<title>{html.escape(title)}</title><style>{_CSS}</style>"
         f'<script type="text/javascript">{get_plotlyjs()}</script></head><body>'
-        f"<header><h1>{html.escape(title)}</h1><p>{html.escape(summary)}</p></header>"
+        f"<header><h1>{html.escape(title)}</h1><p>{html.escape(summary)}</p>{banner}</header>"
         f"<main>{''.join(sections)}</main><script>{_SORT_JS}</script>"
-        f'<script type="application/json" id="dashboard-data">{json.dumps({"complete": len(rows), "front_flops": len(front.members), "presets": presets})}</script>'
+        f'<script type="application/json" id="dashboard-data">{json.dumps({"complete": len(rows), "front_flops": len(front.members), "presets": presets, "replay": replay is not None})}</script>'
         "</body></html>\n"
     )
 

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import gzip
 import importlib.util
+import json
 import math
 from pathlib import Path
 
@@ -47,3 +49,78 @@ def test_gpu_bench_throughput_spans_the_concurrent_trainings():
         gpu.throughput([], trials=1)
     table = gpu.format_table([gpu.row("latency", "r2plus1d/residual", "batch 1", 1.23456, "ms")]).splitlines()
     assert table[0].split() == ["step", "case", "metric", "value", "unit"] and table[2].split()[-2:] == ["1.2346", "ms"]
+
+
+# ---------------------------------------------------------------- ParticleBench: the generator and search_quality
+def _rows(table: Path) -> list[dict]:
+    return [json.loads(line) for line in gzip.open(table, "rt")][1:]
+
+
+def test_particlebench_generator_writes_every_particle_then_resumes_without_retraining(tiny_bench, tmp_path):
+    from particle_nas.evaluators import load_table, space_hash, table_particles
+    from particle_nas.space import SearchSpace
+
+    space_file, table = tiny_bench
+    loaded = load_table(table)
+    space = SearchSpace.from_dict(loaded.meta["space"])
+    particles = table_particles(space)
+    assert len(particles) == 4 and loaded.meta["space_hash"] == space_hash(space)
+    assert sorted((r["seed"] for r in loaded.rows)) == [0, 0, 0, 0, 1]  # every particle with seed 0, the first one with seed 1 too
+    for row in loaded.rows:
+        assert len(row["epoch_seconds"]) == 1 and row["wall_s"] >= sum(row["epoch_seconds"]) > 0
+        assert row["latency_ms"] > 0 and row["machine"]["cores"] >= 1 and row["machine"]["torch"]
+        pruned = row["particle"]["prune_ratio"] > 0
+        assert len(row["epoch_accuracy"]) == 1 + pruned  # a pruned particle adds its fine-tuning epoch
+        assert (row["accuracy_before_prune"] is not None) == pruned
+    assert loaded.meta["seeds"] == [0, 1] and "generate" in loaded.meta["commands"][0]
+
+    copy = tmp_path / "table.jsonl.gz"
+    copy.write_bytes(table.read_bytes())
+    generate = ["generate", "--space", str(space_file), "--out", str(copy), "--seeds", "0", "1", "--second-seed-subset", "1", "--threads", "1"]
+    pb = _load("particlebench")
+    assert pb.main(generate) == 0
+    assert _rows(copy) == _rows(table)  # a rerun adds nothing
+
+    copy.write_bytes(copy.read_bytes()[:-7])  # a kill mid-write cuts the last row short
+    with pytest.raises(ValueError, match="cut short"):
+        load_table(copy)
+    assert pb.main(generate) == 0  # drops the torn row and trains it again
+    repaired = _rows(copy)
+    assert len(repaired) == 5 and repaired[:4] == _rows(table)[:4]
+    assert {(json.dumps(r["particle"], sort_keys=True), r["seed"]) for r in repaired} == {(json.dumps(r["particle"], sort_keys=True), r["seed"]) for r in _rows(table)}
+
+    with pytest.raises(ValueError, match="another recipe"):
+        pb.main([*generate, "--epochs", "2"])
+
+
+def test_particlebench_jobs_are_a_fixed_order_with_the_second_seed_subset_last():
+    pb = _load("particlebench")
+    recipe = pb.load_recipe()
+    jobs = pb.jobs(recipe, seeds=[0, 1], subset=30, limit=None)
+    assert len(jobs) == 1024 + 30 and jobs == pb.jobs(recipe, seeds=[0, 1], subset=30, limit=None)
+    assert len({p for p, _ in jobs[:1024]}) == 1024 and [p for p, _ in jobs[1024:]] == [p for p, _ in jobs[:30]]
+    assert pb.jobs(recipe, seeds=[0, 1], subset=2, limit=6) == [*jobs[:6], *((p, 1) for p, _ in jobs[:2])]
+    assert recipe.train.epochs == 5 and recipe.data.clip == (8, 32, 32)  # the quickstart's default recipe
+
+
+def test_search_quality_runs_samplers_and_seeds_on_the_table(tiny_bench, tmp_path):
+    _, table = tiny_bench
+    sq = _load("search_quality")
+    written = sq.main(["--table", str(table), "--out", str(tmp_path), "--samplers", "random", "nsga2", "--seeds", "2", "--trials", "5", "--population", "2"])
+    assert written == 0
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert sorted((r["sampler"], r["seed"]) for r in results["runs"]) == [("nsga2", 0), ("nsga2", 1), ("random", 0), ("random", 1)]
+    for run in results["runs"]:
+        curve = run["hypervolume"]
+        assert len(curve) == 5 and all(a <= b for a, b in zip(curve, curve[1:])) and curve[-1] <= results["optimum"] + 1e-12
+        assert run["time"][-1] == pytest.approx(sum(run["seconds"]))
+    assert 0 < results["optimum"] <= 1
+    md = (tmp_path / "results.md").read_text()
+    assert "| random | 2 |" in md and "| nsga2 | 2 |" in md and "±" in md
+    assert (tmp_path / "hypervolume.html").stat().st_size > 10_000
+
+
+def test_hypervolume_curve_is_the_normalized_staircase():
+    sq = _load("search_quality")
+    # points (accuracy, flops) with reference flops 10: (0.5, 5) covers 0.5 x 5 = 2.5, then (0.8, 8) adds 0.3 x 2 = 0.6.
+    assert sq.hypervolume_curve([0.5, 0.4, 0.8], [5.0, 6.0, 8.0], ref_flops=10.0) == pytest.approx([0.25, 0.25, 0.31])

@@ -62,3 +62,4 @@ def test_evaluator_uses_disk_cache(tmp_path, tiny_data: SyntheticConfig, tiny_tr
     assert evaluator.cache_dir == tmp_path
     assert evaluator.task().train.clips.shape[0] == tiny_data.train_size
     assert len(list(tmp_path.glob("synthetic-*.pt"))) == 1
+

@@ -218,7 +218,7 @@ def test_dashboard_in_headless_chromium(preset_run, tmp_path):
         first_yaml = page.evaluate("() => document.querySelector('#members tbody tr pre').textContent")
         assert yaml.safe_load(first_yaml)["source"]["trial"] == rows()[0]
         data = json.loads(page.evaluate("() => document.getElementById('dashboard-data').textContent"))
-        assert data == {"complete": n_complete, "front_flops": len(pareto_front(df).members), "presets": 2}
+        assert data == {"complete": n_complete, "front_flops": len(pareto_front(df).members), "presets": 2, "replay": False}
         assert page.js_errors == []
 
 
@@ -234,3 +234,13 @@ def test_dashboard_without_latency_or_importance(tmp_path):
         page.wait_for_function("() => window.Plotly && document.getElementById('pareto-flops').data")
         assert page.evaluate("() => document.querySelectorAll('#pareto-flops .scatterlayer .point').length") == 3
         assert page.js_errors == []
+
+
+def test_replay_note_names_the_table_only_when_trials_were_replayed():
+    from particle_nas.results._dashboard import replay_note
+
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    study.add_trial(create_trial(values=[0.5, 10.0], user_attrs={"accuracy": 0.5, "flops": 10}))
+    assert replay_note(study) is None
+    study.add_trial(create_trial(values=[0.6, 12.0], user_attrs={"accuracy": 0.6, "flops": 12, "replay": True, "replay_table": "bench/t.jsonl.gz"}))
+    assert "looked up in bench/t.jsonl.gz, not measured by this run" in replay_note(study)

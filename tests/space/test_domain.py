@@ -1,10 +1,11 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import pytest
 
-from particle_nas.space import FACTORIZATIONS, WIRINGS, Axis, ParticleSpec, SearchSpace, SpecError
+from particle_nas.space import FACTORIZATIONS, WIRINGS, Axis, ParticleSpec, SearchSpace, SpecError, read_yaml
 
 FULL = {
     "factorization": list(FACTORIZATIONS),
@@ -84,3 +85,13 @@ def test_bad_space_errors(data, fragment):
 def test_a_range_with_a_tiny_step_is_refused_rather_than_enumerated():
     with pytest.raises(SpecError, match=r"space.prune_ratio.step must leave at most 10000 values"):
         SearchSpace.from_dict({"prune_ratio": {"low": 0.0, "high": 0.5, "step": 1e-300}})
+
+
+def test_grid_is_deterministic_distinct_and_counts_the_quickstart_space():
+    quickstart = read_yaml(Path(__file__).resolve().parents[2] / "examples" / "quickstart.yaml")["space"]
+    grid = list(SearchSpace.from_dict(quickstart).grid())
+    assert grid == list(SearchSpace.from_dict(quickstart).grid())
+    assert len(set(grid)) == len(grid)
+    # kernels: 5 factorizations x 2 + spatial_only's 1; expansions: plain 1, residual 1, bottleneck 3, inverted 3; SE 2; activation 2; prune 3
+    assert len(grid) == (5 * 2 + 1) * (1 + 1 + 3 + 3) * 2 * 2 * 3
+    assert all(p.temporal_kernel == 1 for p in grid if p.factorization == "spatial_only")

@@ -1,0 +1,274 @@
+"""ParticleBench: train every particle of a fixed space once with the default proxy recipe, into a table.
+
+    python bench/particlebench.py space                                                   # the table's particles: count, hash
+    python bench/particlebench.py generate --out bench/particlebench/table.jsonl.gz --workers 2 --threads 1
+    python bench/particlebench.py generate --out pilot.jsonl.gz --limit 4 --second-seed-subset 0   # a pilot: 4 particles
+
+The space, proxy network, task and training recipe are bench/particlebench/space.yaml
+(the quickstart's). ``generate`` lists every distinct network of the space in a
+fixed shuffled order (``--limit K``: the first K, a uniform sample), trains each
+with the first of ``--seeds`` and the first ``--second-seed-subset`` of them
+again with the second seed (to measure the noise), and appends one row per
+(particle, seed) to ``--out`` as it finishes: validation accuracy after each of
+the E epochs, FLOPs, params, CPU latency (batch 1, median of 15, ``--threads``
+threads), seconds per epoch and the machine. A rerun of the same command skips
+the rows already there (Ctrl-C is safe; a row cut short by a kill is dropped
+and trained again). ``--clip``, ``--train-size`` and ``--val-size`` shrink the
+task for a pilot or a test; the header records what was used, and a replay
+refuses a config that differs from it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import dataclasses
+import multiprocessing
+import os
+import platform
+import random
+import shlex
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from particle_nas.config import load_config
+from particle_nas.evaluators import TABLE_FORMAT, EvaluatorSettings, ProxyEvaluator, SyntheticConfig, TrainConfig, space_hash, table_particles
+from particle_nas.evaluators._replay import RECIPE_KEYS, append_row, plain, read_lines, row_key, write_table
+from particle_nas.space import ParticleSpec
+
+HERE = Path(__file__).resolve().parent
+DEFAULT_SPACE = HERE / "particlebench" / "space.yaml"
+ORDER_SEED = 0  # the shuffled order of the particles (so --limit K takes a uniform sample)
+
+
+class Recipe(NamedTuple):
+    """What every row of a table is measured with."""
+
+    space: Any  # SearchSpace
+    network: Any  # NetworkSpec with a placeholder particle
+    data: SyntheticConfig
+    train: TrainConfig
+
+    def header(self, *, seeds: list[int]) -> dict[str, Any]:
+        return {
+            "format": TABLE_FORMAT,
+            "space": self.space.to_dict(),
+            "space_hash": space_hash(self.space),
+            "particles": len(table_particles(self.space)),
+            "network": self.network.to_dict(),
+            "data": plain(self.data),
+            "train": plain(self.train),
+            "epochs": self.train.epochs,
+            "seeds": list(seeds),
+            "order_seed": ORDER_SEED,
+        }
+
+
+def load_recipe(path: str | os.PathLike[str] = DEFAULT_SPACE, *, epochs: int | None = None, clip: list[int] | None = None, train_size: int | None = None, val_size: int | None = None) -> Recipe:
+    """The space file's space, network, data and training, with the pilot's overrides."""
+    config = load_config(path)
+    data = dataclasses.replace(config.data, **{k: v for k, v in {"clip": tuple(clip) if clip else None, "train_size": train_size, "val_size": val_size}.items() if v is not None})
+    train = config.train if epochs is None else dataclasses.replace(config.train, epochs=epochs)
+    network = config.network.replace(clip=data.clip, particle=ParticleSpec())
+    if not isinstance(data, SyntheticConfig):
+        raise ValueError(f"{path}: data.kind must be synthetic for a table, but got {type(data).__name__}.")
+    return Recipe(space=config.space, network=network, data=data, train=train)
+
+
+def jobs(recipe: Recipe, *, seeds: list[int], subset: int, limit: int | None) -> list[tuple[ParticleSpec, int]]:
+    """(particle, seed) to train, in order: every particle with the first seed, then the subset with the others."""
+    particles = table_particles(recipe.space)
+    random.Random(ORDER_SEED).shuffle(particles)
+    if limit is not None:
+        particles = particles[:limit]
+    return [(p, seeds[0]) for p in particles] + [(p, s) for s in seeds[1:] for p in particles[:subset]]
+
+
+def machine(device: str, threads: int | None) -> dict[str, Any]:
+    """Where a row was measured."""
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    gpu = torch.cuda.get_device_name(torch.device(device)) if device.startswith("cuda") and torch.cuda.is_available() else None
+    return {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__, "device": device, "gpu": gpu, "threads": threads if threads is not None else torch.get_num_threads(), "host": platform.node()}
+
+
+_EVALUATORS: dict[Any, tuple[ProxyEvaluator, ProxyEvaluator]] = {}
+
+
+def _warm_up(device: str) -> None:
+    """Train a 2-channel network for one step: a process's first training pays seconds of one-off set-up, which no row should."""
+    tiny = ProxyEvaluator(data=SyntheticConfig(num_classes=2, train_size=4, val_size=2, clip=(2, 8, 8)), train=TrainConfig(epochs=1, batch_size=2, device=device))
+    tiny.evaluate(tiny.network_spec(stem_channels=2, widths=(2,), depths=(1,), temporal_strides=(1,), spatial_strides=(1,)), seed=0)
+
+
+def _evaluators(recipe: Recipe, device: str, threads: int | None) -> tuple[ProxyEvaluator, ProxyEvaluator]:
+    """(trainer on ``device``, CPU latency meter), made once per process (the task is generated once)."""
+    key = (recipe, device, threads)
+    if key not in _EVALUATORS:
+        _warm_up(device)
+        train = dataclasses.replace(recipe.train, threads=threads)
+        trainer = ProxyEvaluator(data=recipe.data, train=dataclasses.replace(train, device=device))
+        meter = ProxyEvaluator(data=recipe.data, train=dataclasses.replace(train, device="cpu"), evaluators=EvaluatorSettings(train=False, latency=True))
+        _EVALUATORS[key] = (trainer, meter)
+    return _EVALUATORS[key]
+
+
+def measure(recipe: Recipe, particle: ParticleSpec, seed: int, *, device: str = "cpu", threads: int | None = None) -> dict[str, Any]:
+    """One row: ``particle`` trained with ``seed`` (the default proxy recipe), its costs and its CPU latency."""
+    trainer, meter = _evaluators(recipe, device, threads)
+    spec = recipe.network.replace(particle=particle)
+    latency = meter.evaluate(spec, seed=seed).metrics["latency_ms"]
+    marks: list[float] = []
+    start = time.perf_counter()
+    result = trainer.evaluate(spec, seed=seed, on_epoch=lambda epoch, accuracy: marks.append(time.perf_counter()))
+    wall = time.perf_counter() - start
+    edges = [start, *marks]
+    return {
+        "particle": particle.to_dict(),
+        "seed": seed,
+        "accuracy": result.accuracy,
+        "epoch_accuracy": list(result.epoch_accuracy),  # E training epochs, then the fine-tuning epochs of a pruned particle
+        "accuracy_before_prune": result.accuracy_before_prune,
+        "train_loss": list(result.train_loss),
+        "epoch_seconds": [b - a for a, b in zip(edges, edges[1:])],  # the first includes counting FLOPs and building the network
+        "duration_s": result.duration_s,  # what the proxy evaluator reports (trials.csv's duration_s)
+        "wall_s": wall,  # the whole evaluation: counting, building, training, validation, pruning, fine-tuning
+        "flops": result.flops,
+        "params": result.params,
+        "latency_ms": latency,
+        "latency_threads": threads,
+        "machine": machine(device, threads),
+        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def _worker_init(threads: int | None) -> None:
+    import torch
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+
+
+def open_table(out: Path, header: dict[str, Any], command: str) -> set[tuple[ParticleSpec, int]]:
+    """Create ``out``, or check that it was made with the same recipe; rewrite it whole (dropping a row cut short). Returns the rows done."""
+    rows: list[dict[str, Any]] = []
+    commands = [command]
+    if out.exists():
+        objects, truncated = read_lines(out)
+        if not objects or objects[0].get("format") != TABLE_FORMAT:
+            raise ValueError(f"{out} must be a {TABLE_FORMAT} table to resume, but it is not; use another --out.")
+        old, rows = objects[0], objects[1:]
+        changed = [k for k in RECIPE_KEYS if k != "seeds" and old.get(k) != header.get(k)]
+        if changed or old["seeds"][0] != header["seeds"][0]:
+            raise ValueError(f"{out} was generated with another recipe (it differs in {changed or ['the first seed']}); use another --out.")
+        header = {**header, "seeds": list(dict.fromkeys([*old["seeds"], *header["seeds"]]))}
+        commands = [*old.get("commands", []), command]
+        if truncated:
+            print(f"{out}: its last row was cut short (a killed run); dropped, to be trained again", file=sys.stderr)
+    write_table(out, {**header, "commands": commands}, rows)
+    return {row_key(ParticleSpec.from_dict(r["particle"]), r["seed"]) for r in rows}
+
+
+def generate(args: argparse.Namespace) -> int:
+    recipe = load_recipe(args.space, epochs=args.epochs, clip=args.clip, train_size=args.train_size, val_size=args.val_size)
+    out = Path(args.out)
+    done = open_table(out, recipe.header(seeds=args.seeds), args.recorded_command)
+    todo = [(p, s) for p, s in jobs(recipe, seeds=args.seeds, subset=args.second_seed_subset, limit=args.limit) if row_key(p, s) not in done]
+    print(f"{out}: {len(done)} rows done, {len(todo)} to train ({args.workers} worker(s), {args.threads or 'default'} thread(s) each, device {args.device})", flush=True)
+    start = time.perf_counter()
+    finished = 0
+
+    def record(row: dict[str, Any]) -> None:
+        nonlocal finished
+        append_row(out, row)
+        finished += 1
+        p = ParticleSpec.from_dict(row["particle"])
+        elapsed = time.perf_counter() - start
+        print(
+            f"[{finished}/{len(todo)} {elapsed:6.0f} s] {p.factorization}/{p.wiring}/kt{p.temporal_kernel}/e{p.expansion:g}/se{p.squeeze_excite:g}/{p.activation}/p{p.prune_ratio:g} "
+            f"seed {row['seed']}: acc {row['accuracy']:.3f} wall {row['wall_s']:.1f} s latency {row['latency_ms']:.2f} ms",
+            flush=True,
+        )
+
+    try:
+        if args.workers == 1:
+            _worker_init(args.threads)
+            for particle, seed in todo:
+                record(measure(recipe, particle, seed, device=args.device, threads=args.threads))
+        else:
+            context = multiprocessing.get_context("spawn")
+            with concurrent.futures.ProcessPoolExecutor(max_workers=args.workers, mp_context=context, initializer=_worker_init, initargs=(args.threads,)) as pool:
+                futures = [pool.submit(measure, recipe, p, s, device=args.device, threads=args.threads) for p, s in todo]
+                try:
+                    for future in concurrent.futures.as_completed(futures):
+                        record(future.result())
+                except BaseException:
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    raise
+    except KeyboardInterrupt:
+        print(f"interrupted: {len(done) + finished} rows are in {out}; rerun the same command to continue", file=sys.stderr)
+        return 130
+    elapsed = time.perf_counter() - start
+    per = f"; {elapsed / finished:.1f} s per row with {args.workers} worker(s)" if finished else ""
+    print(f"{out}: {len(done) + finished} rows ({finished} new in {elapsed:.0f} s{per})")
+    return 0
+
+
+def show_space(args: argparse.Namespace) -> int:
+    recipe = load_recipe(args.space)
+    particles = table_particles(recipe.space)
+    specs = len(list(recipe.space.grid()))
+    print(f"{args.space}: {specs} distinct specs, {len(particles)} distinct networks, space hash {space_hash(recipe.space)}")
+    for name in recipe.space.searched:
+        counts: dict[Any, int] = {}
+        for p in particles:
+            counts[getattr(p, name)] = counts.get(getattr(p, name), 0) + 1
+        print(f"  {name}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command_name", required=True)
+    s = sub.add_parser("space", help="count and hash the table's particles")
+    s.add_argument("--space", default=str(DEFAULT_SPACE), help="space, network, data and training (YAML; default bench/particlebench/space.yaml)")
+    s.set_defaults(func=show_space)
+    g = sub.add_parser("generate", help="train the particles into a table (resumable)")
+    g.add_argument("--out", required=True, help="the table (gzip JSON lines), e.g. bench/particlebench/table.jsonl.gz; appended to, resumed")
+    g.add_argument("--space", default=str(DEFAULT_SPACE), help="space, network, data and training (YAML; default bench/particlebench/space.yaml)")
+    g.add_argument("--workers", type=int, default=1, help="particles trained at once, each in its own process (use --threads 1 on a CPU)")
+    g.add_argument("--threads", type=int, default=None, help="torch threads per worker, for training and the latency (default: torch's)")
+    g.add_argument("--device", default="cpu", help="where networks train: cpu, cuda, cuda:1 ... (latency is always measured on the CPU)")
+    g.add_argument("--limit", type=int, default=None, help="train only the first K particles of the fixed shuffled order (a pilot)")
+    g.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="the first trains every particle; the others the subset (default 0 1)")
+    g.add_argument("--second-seed-subset", type=int, default=30, help="particles also trained with the other seeds (default 30)")
+    g.add_argument("--epochs", type=int, default=None, help="E, epochs of the schedule (default: the space file's, 5)")
+    g.add_argument("--clip", type=int, nargs=3, metavar=("T", "H", "W"), default=None, help="a smaller clip, for a pilot or a test")
+    g.add_argument("--train-size", type=int, default=None, help="fewer training clips, for a pilot or a test")
+    g.add_argument("--val-size", type=int, default=None, help="fewer validation clips, for a pilot or a test")
+    g.set_defaults(func=generate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser().parse_args(argv)
+    args.recorded_command = shlex.join(["python", "bench/particlebench.py", *argv])
+    if getattr(args, "workers", 1) < 1 or (getattr(args, "limit", None) or 1) < 1:
+        raise SystemExit("particlebench: --workers and --limit must be >= 1")
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,55 @@
+"""A search on a ParticleBench table through the CLI: ``evaluators: {replay: TABLE}`` in the config."""
+
+from __future__ import annotations
+
+import time
+
+import pandas as pd
+import pytest
+import yaml
+from cli_tools import run_cli
+
+from particle_nas.config import ConfigError, load_config
+from particle_nas.evaluators import load_table
+
+
+def _config(tiny_bench, tmp_path, **changes):
+    space_file, table = tiny_bench
+    doc = yaml.safe_load(space_file.read_text())
+    doc.update(name="replayed", output_dir=str(tmp_path / "runs"), search={"sampler": "nsga2", "population": 2, "trials": 6}, evaluators={"replay": str(table)})
+    for section, values in changes.items():
+        doc[section] = {**doc.get(section, {}), **values}
+    path = tmp_path / "replay.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def test_search_on_the_table_runs_in_seconds_and_the_dashboard_says_replay(tiny_bench, tmp_path):
+    config = _config(tiny_bench, tmp_path)
+    start = time.perf_counter()
+    result = run_cli("search", str(config), "--no-progress", "--seed", "4", cwd=tmp_path)  # another seed: it seeds the sampler only
+    elapsed = time.perf_counter() - start
+    assert result.returncode == 0, result.stderr
+    assert elapsed < 120  # no training: the time is the interpreter, Optuna and the report (a few seconds when the machine is idle)
+    run = tmp_path / "runs" / "replayed"
+    trials = pd.read_csv(run / "trials.csv")
+    table = load_table(tiny_bench[1])
+    by_particle = {(r["particle"]["factorization"], r["particle"]["prune_ratio"]): r for r in table.rows if r["seed"] == 0}
+    assert len(trials) == 6 and (trials["state"] == "COMPLETE").all()
+    for _, trial in trials.iterrows():
+        row = by_particle[(trial["factorization"], trial["prune_ratio"])]
+        assert (trial["accuracy"], trial["flops"], trial["duration_s"]) == (row["accuracy"], row["flops"], row["wall_s"])
+    dashboard = (run / "dashboard.html").read_text()
+    assert 'id="replay"' in dashboard and f"looked up in {tiny_bench[1]}" in dashboard
+
+
+def test_a_config_unlike_the_table_is_refused(tiny_bench, tmp_path):
+    result = run_cli("search", str(_config(tiny_bench, tmp_path, space={"prune_ratio": [0.0]})), "--no-progress", cwd=tmp_path)
+    assert result.returncode == 2 and "evaluators.replay must name a table of the config's space" in result.stderr
+    assert "the replay answers only the table's space" in result.stderr
+    with pytest.raises(ConfigError, match="train.epochs: table 1 vs config 2"):
+        load_config(_config(tiny_bench, tmp_path, train={"epochs": 2}))
+    with pytest.raises(ConfigError, match="no such table"):
+        load_config(_config(tiny_bench, tmp_path, evaluators={"replay": "nowhere.jsonl.gz"}))
+    with pytest.raises(ConfigError, match="evaluators.zero_cost must be empty with replay"):
+        load_config(_config(tiny_bench, tmp_path, evaluators={"zero_cost": ["synflow"]}))

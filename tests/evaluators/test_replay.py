@@ -1,0 +1,106 @@
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from particle_nas.evaluators import ReplayEvaluator, Table, canonical_particle, check_replay, load_table, space_hash, table_particles
+from particle_nas.evaluators._replay import write_table
+from particle_nas.space import NetworkSpec, ParticleSpec, SearchSpace, SpecError, read_yaml
+
+QUICKSTART_SPACE = read_yaml(Path(__file__).resolve().parents[2] / "examples" / "quickstart.yaml")["space"]  # the space of the table
+
+
+def test_table_particles_are_the_distinct_networks_of_the_quickstart_space():
+    space = SearchSpace.from_dict(QUICKSTART_SPACE)
+    particles = table_particles(space)
+    # specs: (5 factorizations x 2 kernels + spatial_only) x (plain, residual, 3 bottleneck, 3 inverted) x 2 SE x 2 activations x 3 prune ratios
+    assert len(list(space.grid())) == 11 * 8 * 2 * 2 * 3 == 1056
+    # csn_ir plain/residual cannot prune (its depthwise conv writes the output): 2 x 2 x 2 x 2 x 2 extra prune ratios collapse
+    assert len(particles) == 1056 - 32 == 1024 == len(set(particles))
+    assert particles == table_particles(SearchSpace.from_dict(dict(reversed(list(QUICKSTART_SPACE.items())))))
+    assert canonical_particle(ParticleSpec(factorization="csn_ir", wiring="plain", prune_ratio=0.5)) == ParticleSpec(factorization="csn_ir", wiring="plain")
+    assert canonical_particle(ParticleSpec(factorization="csn_ir", wiring="bottleneck", prune_ratio=0.5)).prune_ratio == 0.5
+
+
+def test_space_hash_depends_on_the_particles_not_their_order():
+    space = SearchSpace.from_dict(QUICKSTART_SPACE)
+    shuffled = SearchSpace.from_dict({k: list(reversed(v)) if isinstance(v, list) else v for k, v in QUICKSTART_SPACE.items()})
+    assert space_hash(space) == space_hash(shuffled)
+    assert space_hash(space) != space_hash(SearchSpace.from_dict({**QUICKSTART_SPACE, "activation": ["relu"]}))
+
+
+def _spec(table: Table, particle: ParticleSpec) -> NetworkSpec:
+    return table.network.replace(particle=particle)
+
+
+def test_replay_answers_what_the_table_recorded(tiny_bench):
+    table = load_table(tiny_bench[1])
+    replay = ReplayEvaluator(table=table)
+    assert replay.epochs == table.epochs == 1
+    for row in table.rows:
+        if row["seed"] != 0:
+            continue
+        seen = []
+        record = replay.evaluate(_spec(table, ParticleSpec.from_dict(row["particle"])), seed=7, on_epoch=lambda e, a: seen.append((e, a)))
+        assert seen == [(1, row["epoch_accuracy"][0])]
+        assert record["accuracy"] == row["accuracy"] and record["epoch_accuracy"] == row["epoch_accuracy"]
+        assert (record["flops"], record["params"], record["latency_ms"]) == (row["flops"], row["params"], row["latency_ms"])
+        assert record["duration_s"] == row["wall_s"] and record["replay"] is True
+        assert record.get("accuracy_before_prune") == row["accuracy_before_prune"]
+
+
+def test_replay_at_an_earlier_epoch_answers_that_epoch(tiny_bench, tmp_path):
+    table = load_table(tiny_bench[1])
+    row = dict(table.rows[0], epoch_accuracy=[0.25, 0.5, 0.75], accuracy=0.75, train_loss=[3.0, 2.0, 1.0], epoch_seconds=[1.0, 2.0, 3.0], wall_s=6.5)
+    longer = load_table(write_table(tmp_path / "t.jsonl.gz", {**table.meta, "epochs": 3}, [row]))
+    spec = _spec(longer, ParticleSpec.from_dict(row["particle"]))
+    record = ReplayEvaluator(table=longer, epochs=2).evaluate(spec, seed=0)
+    assert (record["accuracy"], record["epoch_accuracy"], record["duration_s"]) == (0.5, [0.25, 0.5], 3.0)
+    assert ReplayEvaluator(table=longer).evaluate(spec, seed=0)["duration_s"] == 6.5
+    assert ReplayEvaluator(table=longer, epochs=2).train.epochs == 2  # the budget engines read (Ray's ASHA)
+    with pytest.raises(SpecError, match="ReplayEvaluator.epochs"):
+        ReplayEvaluator(table=longer, epochs=4)
+
+
+def test_table_round_trip_and_lookup(tiny_bench, tmp_path):
+    table = load_table(tiny_bench[1])
+    again = load_table(write_table(tmp_path / "copy.jsonl.gz", table.meta, table.rows))
+    assert again.meta == table.meta and again.rows == table.rows
+    first = ParticleSpec.from_dict(table.rows[-1]["particle"])
+    assert table.row(first, seed=1)["seed"] == 1 and table.row(first)["seed"] == 0
+    frame = table.frame()
+    assert len(frame) == len(table.rows) and {"factorization", "prune_ratio", "accuracy", "latency_ms"} <= set(frame.columns)
+
+
+def test_replay_refuses_a_particle_not_in_the_table_and_another_network(tiny_bench):
+    table = load_table(tiny_bench[1])
+    replay = ReplayEvaluator(table=table)
+    with pytest.raises(ValueError, match=rf"is not in table .* \(space hash {table.space_hash}\); the replay answers only the table's space"):
+        replay.evaluate(_spec(table, ParticleSpec(factorization="csn_ip", wiring="plain")), seed=0)
+    with pytest.raises(ValueError, match="proxy network"):
+        replay.evaluate(table.network.replace(particle=ParticleSpec(factorization="full", wiring="plain"), widths=(4, 16)), seed=0)
+
+
+def test_check_replay_refuses_another_space_network_or_recipe(tiny_bench):
+    from particle_nas.evaluators import SyntheticConfig, TrainConfig
+
+    table = load_table(tiny_bench[1])
+    data, train = SyntheticConfig(**{**table.meta["data"], "clip": tuple(table.meta["data"]["clip"])}), TrainConfig(**table.meta["train"])
+    ok = dict(space=table.space, network=table.network, data=dataclasses.replace(data, seed=5), train=dataclasses.replace(train, seed=5, threads=1))
+    check_replay(table, **ok)  # seeds and threads may differ
+    with pytest.raises(SpecError, match="evaluators.replay must name a table of the config's space"):
+        check_replay(table, **{**ok, "space": SearchSpace.from_dict({**table.meta["space"], "prune_ratio": [0.0]})})
+    with pytest.raises(SpecError, match="stem_channels"):
+        check_replay(table, **{**ok, "network": table.network.replace(stem_channels=8)})
+    with pytest.raises(SpecError, match="train.epochs"):
+        check_replay(table, **{**ok, "train": dataclasses.replace(train, epochs=2)})
+
+
+def test_load_table_errors_name_the_file(tmp_path):
+    with pytest.raises(ValueError, match="no such table"):
+        load_table(tmp_path / "missing.jsonl.gz")
+    bad = write_table(tmp_path / "bad.jsonl.gz", {"format": "other"})
+    with pytest.raises(ValueError, match="must start with a 'particlebench-1' header"):
+        load_table(bad)
