@@ -16,7 +16,8 @@ from ._data import (
     normalize,
 )
 from ._evaluate import Evaluation, EvaluatorSettings, ProxyEvaluator, training_seed
-from ._metrics import METRIC_DIRECTIONS, METRICS, ZERO_COST, GradNorm, Latency, Metric, Naswot, Snip, Synflow, make_metric
+from ._metrics import METRIC_DIRECTIONS, METRICS, GradNorm, Latency, Metric, Naswot, Snip, Synflow, make_metric
+from ._registry import METRIC_INFO, OBJECTIVES, OPTIONAL_METRICS, ZERO_COST, Constraint, MetricInfo, human
 from ._prune import prune_network, prunes, unpruned_spec
 from ._video import VIDEO_EXTENSIONS, VideoFolderConfig, VideoTask, decode_clip, list_videos, load_video_task
 from ._train import MEMORY_FORMATS, OPTIMIZERS, SCHEDULES, TrainConfig, TrainingDiverged, TrainResult, evaluate_accuracy, lr_factor, memory_format_for, train_proxy
@@ -26,12 +27,17 @@ __all__ = [
     "CLASS_PAIRS",
     "COUNTED_OPERATORS",
     "ClipSet",
+    "Constraint",
     "Cost",
     "Evaluation",
     "EvaluatorSettings",
     "GradNorm",
     "Latency",
     "METRICS",
+    "METRIC_INFO",
+    "MetricInfo",
+    "OBJECTIVES",
+    "OPTIONAL_METRICS",
     "METRIC_DIRECTIONS",
     "Metric",
     "Naswot",
@@ -60,6 +66,7 @@ __all__ = [
     "count_parameters",
     "evaluate_accuracy",
     "generate_clips",
+    "human",
     "load_or_make_synthetic_task",
     "lr_factor",
     "make_synthetic_task",

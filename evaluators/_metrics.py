@@ -37,6 +37,8 @@ from torch.nn import functional as F
 
 from particle_nas.space import SpecError, check_int
 
+from ._registry import METRIC_INFO, ZERO_COST
+
 _WEIGHTED = (nn.Conv3d, nn.Conv2d, nn.Linear)
 
 
@@ -44,7 +46,12 @@ class Metric(ABC):
     """One score of an untrained network: ``measure(model, batch) -> float``."""
 
     name: str = ""
-    direction: str = "maximize"  # or "minimize": which way is better when used as an objective
+    direction: str = "maximize"  # or "minimize": which way is better, from METRIC_INFO
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.name:
+            cls.direction = METRIC_INFO[cls.name].direction
 
     @abstractmethod
     def measure(self, model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> float:
@@ -130,7 +137,6 @@ class Latency(Metric):
     warmup: int = 3
     repeats: int = 15
     name = "latency_ms"
-    direction = "minimize"
 
     def __post_init__(self) -> None:
         check_int("evaluators.latency_warmup", self.warmup, low=0)
@@ -158,9 +164,8 @@ class Latency(Metric):
         return 1000.0 * statistics.median(times)
 
 
-ZERO_COST: tuple[str, ...] = ("synflow", "grad_norm", "snip", "naswot")
 METRICS: dict[str, type[Metric]] = {"synflow": Synflow, "grad_norm": GradNorm, "snip": Snip, "naswot": Naswot, "latency_ms": Latency}
-METRIC_DIRECTIONS: dict[str, str] = {name: cls.direction for name, cls in METRICS.items()}
+METRIC_DIRECTIONS: dict[str, str] = {name: METRIC_INFO[name].direction for name in METRICS}
 
 
 def make_metric(name: str, **options: int) -> Metric:

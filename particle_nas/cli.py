@@ -69,7 +69,7 @@ def _search(config, *, run_dir: Path, workers: int | None, storage: str | None, 
 
     from particle_nas.evaluators import ProxyEvaluator
     from particle_nas.results import open_run, trials_table, write_run_outputs, write_trials_csv
-    from particle_nas.search import log_to_file, run_search, write_run_file
+    from particle_nas.search import RunLayout, SearchJob, log_to_file, run
 
     if backend is not None and backend != config.search.backend:
         config = dataclasses.replace(config, search=dataclasses.replace(config.search, backend=backend))
@@ -80,10 +80,14 @@ def _search(config, *, run_dir: Path, workers: int | None, storage: str | None, 
         check_int("workers", workers, low=1, high=1024)
     _quiet_libraries()
     print(f"particle-nas: search {config.name!r}: {config.search.trials} trials, sampler {config.search.sampler}, backend {config.search.backend}, seed {config.seed} -> {run_dir}/", file=sys.stderr)
-    log_to_file(Path(run_dir) / "search.log")
+    layout = RunLayout(Path(run_dir))
+    log_to_file(layout.log_file)
     evaluator = ProxyEvaluator(data=config.data, train=config.train, cache_dir=Path(run_dir).resolve(), evaluators=config.evaluators)
-    common = dict(
-        run_dir=run_dir,
+    ray = config.search.backend == "ray"
+    if not ray:
+        workers = 1 if workers is None else workers
+    job = SearchJob(
+        run_dir=Path(run_dir),
         name=config.name,
         space=config.space,
         network=config.network,
@@ -92,24 +96,18 @@ def _search(config, *, run_dir: Path, workers: int | None, storage: str | None, 
         seed=config.seed,
         fingerprint=config.fingerprint(),
         config=config.raw,
-        progress=progress,
+        storage=storage,
+        workers=workers,
+        address=address if ray else None,
     )
-    if config.search.backend == "ray":
-        from particle_nas.search import run_ray_search
-
-        write_run_file(run_dir, backend="ray", address=address, workers=workers, **({"storage": storage} if storage else {}))
-        summary = run_ray_search(**common, address=address, max_concurrent=workers, storage=storage)
-    else:
-        workers = 1 if workers is None else workers
-        write_run_file(run_dir, backend="optuna", workers=workers, **({"storage": storage} if storage else {}))
-        summary = run_search(**common, workers=workers, storage=storage)
+    summary = run(job, progress=progress)
     study = open_run(run_dir, study_name=config.name)
     if summary.complete:
         outputs = write_run_outputs(study, run_dir, pick=config.search.export)
         print(f"wrote {outputs.trials_csv}, {outputs.pareto_html}, {outputs.dashboard_html}, {outputs.best_yaml}")
         print(f"best.yaml: trial {outputs.chosen} by {config.search.export!r}; Pareto front: {outputs.n_pareto} of {outputs.n_complete} complete trials")
     else:
-        print(f"wrote {write_trials_csv(trials_table(study), run_dir / 'trials.csv')}")
+        print(f"wrote {write_trials_csv(trials_table(study), layout.trials_csv)}")
     print(
         f"{summary.finished}/{summary.target} trials finished ({summary.complete} complete, {summary.failed} failed; "
         f"{summary.new} new this run, {summary.reused} reused identical particles)"
@@ -122,7 +120,7 @@ def _search(config, *, run_dir: Path, workers: int | None, storage: str | None, 
         print(f"particle-nas: timeout reached; to add the missing trials: {resume_hint}", file=sys.stderr)
     if summary.failed:
         reasons = "; ".join(f"{count}x {reason}" for reason, count in summary.fail_reasons[:3])
-        print(f"particle-nas: {summary.failed} trial(s) failed: {reasons} (fail_reason in {run_dir / 'trials.csv'})", file=sys.stderr)
+        print(f"particle-nas: {summary.failed} trial(s) failed: {reasons} (fail_reason in {layout.trials_csv})", file=sys.stderr)
     if summary.complete == 0:
         print("particle-nas: error: no trial completed; see fail_reason in trials.csv", file=sys.stderr)
         return EXIT_NO_TRIAL

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from particle_nas.evaluators import EvaluatorSettings, SyntheticConfig, TrainConfig, VideoFolderConfig
-from particle_nas.search import SearchSettings
+from particle_nas.search import RESUMABLE, SearchSettings
 from particle_nas.space import NetworkSpec, SearchSpace, SpecError, read_yaml
 
 SECTIONS: tuple[str, ...] = ("name", "seed", "output_dir", "search", "space", "network", "data", "train", "evaluators")
@@ -23,8 +23,6 @@ SECTIONS: tuple[str, ...] = ("name", "seed", "output_dir", "search", "space", "n
 DATA_KINDS: dict[str, type] = {"synthetic": SyntheticConfig, "video_folder": VideoFolderConfig}
 # Network fields that follow from the data, and so may not be set under network:.
 _DERIVED_NETWORK_FIELDS = {"clip": "data.clip", "num_classes": "data.num_classes", "in_channels": "data.channels", "particle": "space"}
-# Search fields that may change when a run is resumed.
-RESUMABLE_CHANGES: tuple[str, ...] = ("trials", "timeout", "export", "resources_per_trial", "max_flops", "max_params")
 _PREFIXES = {"NetworkSpec.": "network.", "TrainConfig.": "train.", "SyntheticConfig.": "data.", "ParticleSpec.": "space.", "EvaluatorSettings.": "evaluators.", "VideoFolderConfig.": "data."}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
@@ -57,7 +55,7 @@ class RunConfig:
         """Everything that decides trial results; a resumed study must match it."""
         return {
             "seed": self.seed,
-            "search": {k: v for k, v in _to_plain(self.search).items() if k not in RESUMABLE_CHANGES},
+            "search": {k: v for k, v in _to_plain(self.search).items() if k not in RESUMABLE},
             "space": self.space.to_dict(),
             "network": self.network.to_dict(),
             "data": _to_plain(self.data),
