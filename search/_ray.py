@@ -248,7 +248,7 @@ class RayEngine(Engine):
                 scheduler = ASHAScheduler(metric="val_accuracy", mode="max", time_attr="epoch", max_t=max(1, epochs) + 1, grace_period=1, reduction_factor=2)
             tuner = tune.Tuner(
                 trainable,
-                tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=remaining, max_concurrent_trials=job.workers),
+                tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=remaining, max_concurrent_trials=job.workers, reuse_actors=True),
                 run_config=tune.RunConfig(name=experiment, storage_path=str(experiments), verbose=1 if progress else 0),
             )
             tuner.fit()
