@@ -21,14 +21,6 @@ EXIT_SOME_FAILED = 3  # the search finished but some trials failed (their reason
 EXIT_INTERRUPTED = 130
 
 
-def human(n: float, unit: str = "") -> str:
-    """12345678 -> '12.35 M'."""
-    for scale, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(n) >= scale:
-            return f"{n / scale:.2f} {prefix}{unit}"
-    return f"{n:g} {unit}".rstrip()
-
-
 def _quiet_libraries() -> None:
     import optuna
 
@@ -141,7 +133,7 @@ def _load_network_from_file(path: str, clip: Sequence[int] | None, classes: int 
 
 
 def cmd_cost(args: argparse.Namespace) -> int:
-    from particle_nas.evaluators import count_cost
+    from particle_nas.evaluators import METRIC_INFO, count_cost
     from particle_nas.space import build_network
 
     network = _load_network_from_file(args.particle, args.clip, args.classes)
@@ -151,12 +143,13 @@ def cmd_cost(args: argparse.Namespace) -> int:
         label = f"stage {i}:" if isinstance(network.particle, tuple) else "particle:"
         print(f"{label} {p.factorization} / {p.wiring}, kernel {p.temporal_kernel}x{p.spatial_kernel}x{p.spatial_kernel}, prune {p.prune_ratio:g}")
     print(f"network:  widths {list(network.widths)}, depths {list(network.depths)}, input {c}x{t}x{h}x{w}, {network.num_classes} classes")
-    print(f"params:   {cost.params:,} ({human(cost.params)})")
-    print(f"FLOPs:    {cost.flops:,} ({human(cost.flops)}) multiply-adds per clip (conv + linear, counted by fvcore)")
+    print(f"params:   {cost.params:,} ({METRIC_INFO['params'].format(cost.params)})")
+    print(f"FLOPs:    {cost.flops:,} ({METRIC_INFO['flops'].format(cost.flops)}) multiply-adds per clip (conv + linear, counted by fvcore)")
     return 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    from particle_nas.evaluators import METRIC_INFO
     from particle_nas.results import open_run, particle_document, pick, trials_table, write_particle_yaml
 
     run_dir = Path(args.run)
@@ -167,7 +160,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     out = Path(args.output) if args.output else run_dir / "export.yaml"
     write_particle_yaml(document, out)
     src = document["source"]
-    print(f"trial {src['trial']}: accuracy {src['accuracy']:.4f}, FLOPs {human(src['flops'])}, params {human(src['params'])} -> {out}")
+    shown = ", ".join(f"{name} {METRIC_INFO[name].format(src[name])}" for name in ("accuracy", "flops", "params"))
+    print(f"trial {src['trial']}: {shown} -> {out}")
     _export_deployables(args, study, run_dir, document, out)
     return 0
 
