@@ -175,7 +175,8 @@ def target_reached(study: optuna.Study, target: int) -> bool:
 
 def open_study(job: SearchJob, *, sampler: optuna.samplers.BaseSampler | None = None) -> optuna.Study:
     """Create the job's study, or load it to resume when it was made from the same config (``job.storage`` resolved)."""
-    assert job.storage is not None, "open_study needs a resolved storage location"
+    if job.storage is None:
+        raise ValueError(f"job.storage must be a storage location (see RunLayout.storage), but got None for {job.run_dir}.")
     job.run_dir.mkdir(parents=True, exist_ok=True)
     settings = job.settings
     study = optuna.create_study(
