@@ -51,8 +51,9 @@ from ._finetune import (
     read_checkpoint,
 )
 from ._evaluate import CALIBRATION_CLIPS, Evaluation, EvaluatorSettings, ProxyEvaluator, quantize_network, quantized_stages, training_seed
-from ._metrics import METRIC_DIRECTIONS, METRICS, ZERO_COST, GradNorm, Latency, Metric, Naswot, SizeBytes, Snip, Synflow, make_metric
+from ._metrics import METRIC_DIRECTIONS, METRICS, GradNorm, Latency, Metric, Naswot, SizeBytes, Snip, Synflow, make_metric
 from ._quantize import QUANT_BACKENDS, Int8Model, compare_int8, export_onnx, load_int8, quantize_int8, save_int8, size_bytes, state_bytes, weight_bytes
+from ._registry import METRIC_INFO, OBJECTIVES, OPTIONAL_METRICS, ZERO_COST, Constraint, MetricInfo, human
 from ._prune import prune_network, prunes, unpruned_spec
 from ._replay import TABLE_FORMAT, ReplayEvaluator, Table, canonical_particle, check_replay, load_table, space_hash, table_particles
 from ._video import VIDEO_EXTENSIONS, VideoFolderConfig, VideoTask, check_video_split, decode_clip, list_videos, load_video_task
@@ -77,6 +78,7 @@ __all__ = [
     "CLASS_PAIRS",
     "COUNTED_OPERATORS",
     "ClipSet",
+    "Constraint",
     "Cost",
     "Evaluation",
     "FINETUNE_MODES",
@@ -99,6 +101,10 @@ __all__ = [
     "GradNorm",
     "Latency",
     "METRICS",
+    "METRIC_INFO",
+    "MetricInfo",
+    "OBJECTIVES",
+    "OPTIONAL_METRICS",
     "METRIC_DIRECTIONS",
     "Metric",
     "Naswot",
@@ -135,6 +141,7 @@ __all__ = [
     "count_parameters",
     "evaluate_accuracy",
     "generate_clips",
+    "human",
     "load_or_make_synthetic_task",
     "lr_factor",
     "make_synthetic_task",

@@ -39,6 +39,7 @@ from torch.nn import functional as F
 from particle_nas.space import SpecError, check_int
 
 from ._quantize import size_bytes
+from ._registry import METRIC_INFO, ZERO_COST
 
 _WEIGHTED = (nn.Conv3d, nn.Conv2d, nn.Linear)
 
@@ -47,7 +48,12 @@ class Metric(ABC):
     """One score of an untrained network: ``measure(model, batch) -> float``."""
 
     name: str = ""
-    direction: str = "maximize"  # or "minimize": which way is better when used as an objective
+    direction: str = "maximize"  # or "minimize": which way is better, from METRIC_INFO
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.name:
+            cls.direction = METRIC_INFO[cls.name].direction
 
     @abstractmethod
     def measure(self, model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> float:
@@ -139,7 +145,6 @@ class Latency(Metric):
     repeats: int = 15
     batch_size: int = 1
     name = "latency_ms"
-    direction = "minimize"
 
     def __post_init__(self) -> None:
         check_int("evaluators.latency_warmup", self.warmup, low=0)
@@ -186,15 +191,13 @@ class SizeBytes(Metric):
     """Bytes of the network's stored weights (``evaluators.size_bytes``: float32 state, or the int8 model's tensors)."""
 
     name = "size_bytes"
-    direction = "minimize"
 
     def measure(self, model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> float:
         return float(size_bytes(model))
 
 
-ZERO_COST: tuple[str, ...] = ("synflow", "grad_norm", "snip", "naswot")
 METRICS: dict[str, type[Metric]] = {"synflow": Synflow, "grad_norm": GradNorm, "snip": Snip, "naswot": Naswot, "latency_ms": Latency, "size_bytes": SizeBytes}
-METRIC_DIRECTIONS: dict[str, str] = {name: cls.direction for name, cls in METRICS.items()}
+METRIC_DIRECTIONS: dict[str, str] = {name: METRIC_INFO[name].direction for name in METRICS}
 
 
 def make_metric(name: str, **options: int) -> Metric:

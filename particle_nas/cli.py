@@ -21,14 +21,6 @@ EXIT_SOME_FAILED = 3  # the search finished but some trials failed (their reason
 EXIT_INTERRUPTED = 130
 
 
-def human(n: float, unit: str = "") -> str:
-    """12345678 -> '12.35 M'."""
-    for scale, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(n) >= scale:
-            return f"{n / scale:.2f} {prefix}{unit}"
-    return f"{n:g} {unit}".rstrip()
-
-
 def _quiet_libraries() -> None:
     import optuna
 
@@ -69,7 +61,7 @@ def _search(config, *, run_dir: Path, workers: int | None, storage: str | None, 
 
     from particle_nas.config import make_evaluator
     from particle_nas.results import open_run, trials_table, write_run_outputs, write_trials_csv
-    from particle_nas.search import log_to_file, run_search, write_run_file
+    from particle_nas.search import RunLayout, SearchJob, log_to_file, run
 
     if backend is not None and backend != config.search.backend:
         config = dataclasses.replace(config, search=dataclasses.replace(config.search, backend=backend))
@@ -80,10 +72,14 @@ def _search(config, *, run_dir: Path, workers: int | None, storage: str | None, 
         check_int("workers", workers, low=1, high=1024)
     _quiet_libraries()
     print(f"particle-nas: search {config.name!r}: {config.search.trials} trials, sampler {config.search.sampler}, backend {config.search.backend}, seed {config.seed} -> {run_dir}/", file=sys.stderr)
-    log_to_file(Path(run_dir) / "search.log")
+    layout = RunLayout(Path(run_dir))
+    log_to_file(layout.log_file)
     evaluator = make_evaluator(config, cache_dir=Path(run_dir).resolve())  # ProxyEvaluator, or ReplayEvaluator with evaluators.replay
-    common = dict(
-        run_dir=run_dir,
+    ray = config.search.backend == "ray"
+    if not ray:
+        workers = 1 if workers is None else workers
+    job = SearchJob(
+        run_dir=Path(run_dir),
         name=config.name,
         space=config.space,
         network=config.network,
@@ -92,24 +88,18 @@ def _search(config, *, run_dir: Path, workers: int | None, storage: str | None, 
         seed=config.seed,
         fingerprint=config.fingerprint(),
         config=config.raw,
-        progress=progress,
+        storage=storage,
+        workers=workers,
+        address=address if ray else None,
     )
-    if config.search.backend == "ray":
-        from particle_nas.search import run_ray_search
-
-        write_run_file(run_dir, backend="ray", address=address, workers=workers, **({"storage": storage} if storage else {}))
-        summary = run_ray_search(**common, address=address, max_concurrent=workers, storage=storage)
-    else:
-        workers = 1 if workers is None else workers
-        write_run_file(run_dir, backend="optuna", workers=workers, **({"storage": storage} if storage else {}))
-        summary = run_search(**common, workers=workers, storage=storage)
+    summary = run(job, progress=progress)
     study = open_run(run_dir, study_name=config.name)
     if summary.complete:
         outputs = write_run_outputs(study, run_dir, pick=config.search.export)
         print(f"wrote {outputs.trials_csv}, {outputs.pareto_html}, {outputs.dashboard_html}, {outputs.best_yaml}")
         print(f"best.yaml: trial {outputs.chosen} by {config.search.export!r}; Pareto front: {outputs.n_pareto} of {outputs.n_complete} complete trials")
     else:
-        print(f"wrote {write_trials_csv(trials_table(study), run_dir / 'trials.csv')}")
+        print(f"wrote {write_trials_csv(trials_table(study), layout.trials_csv)}")
     print(
         f"{summary.finished}/{summary.target} trials finished ({summary.complete} complete, {summary.failed} failed; "
         f"{summary.new} new this run, {summary.reused} reused identical particles)"
@@ -122,7 +112,7 @@ def _search(config, *, run_dir: Path, workers: int | None, storage: str | None, 
         print(f"particle-nas: timeout reached; to add the missing trials: {resume_hint}", file=sys.stderr)
     if summary.failed:
         reasons = "; ".join(f"{count}x {reason}" for reason, count in summary.fail_reasons[:3])
-        print(f"particle-nas: {summary.failed} trial(s) failed: {reasons} (fail_reason in {run_dir / 'trials.csv'})", file=sys.stderr)
+        print(f"particle-nas: {summary.failed} trial(s) failed: {reasons} (fail_reason in {layout.trials_csv})", file=sys.stderr)
     if summary.complete == 0:
         print("particle-nas: error: no trial completed; see fail_reason in trials.csv", file=sys.stderr)
         return EXIT_NO_TRIAL
@@ -143,7 +133,7 @@ def _load_network_from_file(path: str, clip: Sequence[int] | None, classes: int 
 
 
 def cmd_cost(args: argparse.Namespace) -> int:
-    from particle_nas.evaluators import count_cost
+    from particle_nas.evaluators import METRIC_INFO, count_cost
     from particle_nas.space import build_network
 
     network = _load_network_from_file(args.particle, args.clip, args.classes)
@@ -153,12 +143,13 @@ def cmd_cost(args: argparse.Namespace) -> int:
         label = f"stage {i}:" if isinstance(network.particle, tuple) else "particle:"
         print(f"{label} {p.factorization} / {p.wiring}, kernel {p.temporal_kernel}x{p.spatial_kernel}x{p.spatial_kernel}, prune {p.prune_ratio:g}")
     print(f"network:  widths {list(network.widths)}, depths {list(network.depths)}, input {c}x{t}x{h}x{w}, {network.num_classes} classes")
-    print(f"params:   {cost.params:,} ({human(cost.params)})")
-    print(f"FLOPs:    {cost.flops:,} ({human(cost.flops)}) multiply-adds per clip (conv + linear, counted by fvcore)")
+    print(f"params:   {cost.params:,} ({METRIC_INFO['params'].format(cost.params)})")
+    print(f"FLOPs:    {cost.flops:,} ({METRIC_INFO['flops'].format(cost.flops)}) multiply-adds per clip (conv + linear, counted by fvcore)")
     return 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    from particle_nas.evaluators import METRIC_INFO
     from particle_nas.results import open_run, particle_document, pick, trials_table, write_particle_yaml
 
     run_dir = Path(args.run)
@@ -169,7 +160,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     out = Path(args.output) if args.output else run_dir / "export.yaml"
     write_particle_yaml(document, out)
     src = document["source"]
-    print(f"trial {src['trial']}: accuracy {src['accuracy']:.4f}, FLOPs {human(src['flops'])}, params {human(src['params'])} -> {out}")
+    shown = ", ".join(f"{name} {METRIC_INFO[name].format(src[name])}" for name in ("accuracy", "flops", "params"))
+    print(f"trial {src['trial']}: {shown} -> {out}")
     _export_deployables(args, study, run_dir, document, out)
     return 0
 

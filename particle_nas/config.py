@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from particle_nas.evaluators import EvaluatorSettings, ProxyEvaluator, ReplayEvaluator, SyntheticConfig, TrainConfig, VideoFolderConfig, check_replay, load_table, precision_policy, resolve_device
-from particle_nas.search import SearchSettings
+from particle_nas.search import RESUMABLE, SearchSettings
 from particle_nas.space import NetworkSpec, SearchSpace, SpecError, read_yaml
 
 SECTIONS: tuple[str, ...] = ("name", "seed", "output_dir", "search", "space", "network", "data", "train", "evaluators")
@@ -23,8 +23,6 @@ SECTIONS: tuple[str, ...] = ("name", "seed", "output_dir", "search", "space", "n
 DATA_KINDS: dict[str, type] = {"synthetic": SyntheticConfig, "video_folder": VideoFolderConfig}
 # Network fields that follow from the data, and so may not be set under network:.
 _DERIVED_NETWORK_FIELDS = {"clip": "data.clip", "num_classes": "data.num_classes", "in_channels": "data.channels", "particle": "space"}
-# Search fields that may change when a run is resumed.
-RESUMABLE_CHANGES: tuple[str, ...] = ("trials", "timeout", "export", "resources_per_trial", "max_flops", "max_params")
 # Train fields that may change when a run is resumed (a run may continue on another GPU), and those fingerprinted
 # only when not at their default (runs made before they existed still resume).
 _TRAIN_RESUMABLE: tuple[str, ...] = ("device",)
@@ -61,7 +59,7 @@ class RunConfig:
         """Everything that decides trial results; a resumed study must match it."""
         return {
             "seed": self.seed,
-            "search": {k: v for k, v in _to_plain(self.search).items() if k not in RESUMABLE_CHANGES},
+            "search": {k: v for k, v in _to_plain(self.search).items() if k not in RESUMABLE},
             "space": self.space.to_dict(),
             "network": self.network.to_dict(),
             "data": _to_plain(self.data),

@@ -3,8 +3,9 @@
 Compute, then draw: ``pareto_mask``, ``knee_index``, ``pareto_front``,
 ``pick``, ``hypervolume_history``, ``param_importance``, ``parallel_axes`` and
 ``pareto_members`` return plain data; ``pareto_figure`` and ``write_dashboard``
-only draw (plotly is imported when they are called). Reads the Optuna study the search writes; never imports
-the search or evaluators packages.
+only draw (plotly is imported when they are called). Reads the Optuna study the search writes. Downstream
+of search and evaluators: the run directory's files come from ``particle_nas.search.RunLayout``, metric
+names, directions and formats from ``particle_nas.evaluators.METRIC_INFO``; neither imports results.
 """
 
 from __future__ import annotations

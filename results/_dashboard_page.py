@@ -15,6 +15,8 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from particle_nas.evaluators import METRIC_INFO
+
 from ._dashboard import (
     HypervolumeHistory,
     Importance,
@@ -31,14 +33,13 @@ from ._dashboard import (
 )
 from ._files import atomic_write
 from ._pareto import pareto_front
-from ._plots import AXIS_TITLES, _plotly, human, pareto_figure
+from ._plots import AXIS_TITLES, _plotly, pareto_figure
 
 if TYPE_CHECKING:
     import optuna
     import pandas as pd
     import plotly.graph_objects as go
 
-DASHBOARD_HTML = "dashboard.html"
 PRESET_STYLE = dict(color="#1f77b4", size=13, symbol="square", line=dict(color="black", width=1))
 PLOT_CONFIG = {"displaylogo": False, "responsive": True}
 
@@ -147,12 +148,8 @@ def _cell(value: Any, column: str) -> str:
     if value is None:
         return '<td data-sort=""></td>'
     sort = html.escape(str(value), quote=True)
-    if column in ("flops", "params"):
-        text = human(value, "FLOPs" if column == "flops" else "")
-    elif column == "accuracy":
-        text = f"{float(value):.4f}"
-    elif column == "latency_ms":
-        text = f"{float(value):.3g}"
+    if column in METRIC_INFO:
+        text = METRIC_INFO[column].format(value)
     else:
         text = str(value)
     return f'<td data-sort="{sort}">{html.escape(text)}</td>'
@@ -281,7 +278,7 @@ def dashboard_html(study: optuna.Study, *, run: str) -> str:
             f'<p class="note">Failed, pruned or still running, with the reason recorded on each (tracebacks are in search.log).</p>'
             f"{failed_table(failed)}</section>"
         )
-    knee = "" if front.knee is None else f"; knee: trial {int(df.loc[front.knee, 'number'])} (accuracy {float(df.loc[front.knee, 'accuracy']):.4f}, {human(df.loc[front.knee, 'flops'], 'FLOPs')})"
+    knee = "" if front.knee is None else f"; knee: trial {int(df.loc[front.knee, 'number'])} (accuracy {METRIC_INFO['accuracy'].format(df.loc[front.knee, 'accuracy'])}, {METRIC_INFO['flops'].format(df.loc[front.knee, 'flops'])})"
     states = ", ".join(f"{n} {s.lower()}" for s, n in df["state"].value_counts().items())
     presets = int(rows["preset"].notna().sum())
     summary = (

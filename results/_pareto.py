@@ -6,24 +6,17 @@ logic is tested without plotly.
 
 from __future__ import annotations
 
-import math
-import re
 from typing import TYPE_CHECKING, Any, NamedTuple, Sequence
 
 import numpy as np
 
+from particle_nas.evaluators import METRIC_INFO, Constraint
+
 if TYPE_CHECKING:
     import pandas as pd
 
-# Which way each table column is better. Used for columns that are not study objectives.
-COLUMN_DIRECTIONS: dict[str, str] = {
-    "accuracy": "maximize",
-    "flops": "minimize",
-    "params": "minimize",
-    "duration_s": "minimize",
-    "latency_ms": "minimize",
-    "size_bytes": "minimize",
-}
+# Which way each metric column of the table is better (from the metric registry).
+COLUMN_DIRECTIONS: dict[str, str] = {info.column: info.direction for info in METRIC_INFO.values()}
 # Rows compared at once by the O(n^2) dominance check (memory: chunk * n * objectives bools).
 _CHUNK = 512
 
@@ -213,54 +206,29 @@ def _complete(df: pd.DataFrame) -> pd.DataFrame:
 
 # ---------------------------------------------------------------- pick
 _NAMED_RULES = ("knee", "max-accuracy", "min-flops", "min-params")
-_CONSTRAINT = re.compile(r"^(accuracy|flops|params|size_bytes)\s*(<=|>=|<|>)\s*([-+]?[0-9_.]+(?:[eE][-+]?\d+)?)\s*([kKMG]?)$")
-_SUFFIX = {"": 1.0, "k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9}
-_OPERATORS = {
-    "<=": np.less_equal,
-    "<": np.less,
-    ">=": np.greater_equal,
-    ">": np.greater,
-}
 ACCEPTED_RULES = (
-    "'knee', 'max-accuracy', 'min-flops', 'min-params', or constraints on accuracy, flops, params or size_bytes "
+    "'knee', 'max-accuracy', 'min-flops', 'min-params', or constraints on a metric (accuracy, flops, params, latency_ms, ...) "
     "such as 'flops<=2e8', 'params<100k', 'accuracy>=0.8', several joined by ',' "
     "(optionally with one of the named rules, e.g. 'knee,flops<=2e8')"
 )
 
 
-class _Constraint(NamedTuple):
-    column: str
-    operator: str
-    bound: float
-    text: str
-
-
-def _parse_rule(rule: str) -> tuple[str | None, list[_Constraint]]:
+def _parse_rule(rule: str) -> tuple[str | None, list[Constraint]]:
     if not isinstance(rule, str) or not rule.strip():
         raise ValueError(f"pick rule must be {ACCEPTED_RULES}, but got {rule!r}.")
     named: list[str] = []
-    constraints: list[_Constraint] = []
+    constraints: list[Constraint] = []
     for part in (p.strip() for p in rule.split(",")):
         if part in _NAMED_RULES:
             named.append(part)
             continue
-        match = _CONSTRAINT.match(part)
-        try:
-            bound = float(match.group(3)) * _SUFFIX[match.group(4)] if match else math.nan
-        except ValueError:
-            bound = math.nan
-        if match is None or math.isnan(bound):
+        constraint = Constraint.match(part)
+        if constraint is None:
             raise ValueError(f"pick rule must be {ACCEPTED_RULES}, but got {rule!r}.")
-        constraints.append(_Constraint(match.group(1), match.group(2), bound, part.replace(" ", "")))
+        constraints.append(constraint)
     if len(named) > 1:
         raise ValueError(f"pick rule must name at most one of {_NAMED_RULES}, but got {rule!r}.")
     return (named[0] if named else None), constraints
-
-
-def _fmt(column: str, value: float) -> str:
-    if column in ("flops", "params") and float(value).is_integer():
-        return str(int(value))
-    return f"{value:.6g}"
 
 
 def pick(df: pd.DataFrame, rule: str) -> pd.Series:
@@ -270,8 +238,9 @@ def pick(df: pd.DataFrame, rule: str) -> pd.Series:
       * ``knee``: the knee of the (flops, accuracy) front (see ``knee_index``);
       * ``max-accuracy``: ties go to fewer flops, then fewer params;
       * ``min-flops`` / ``min-params``: ties go to higher accuracy, then the other cost;
-      * constraints ``accuracy|flops|params`` ``<=|<|>=|>`` number (``2e8``,
-        ``200M``, ``100k``), several joined by ``,``. They filter the trials;
+      * constraints ``NAME`` ``<=|<|>=|>`` number (``2e8``, ``200M``, ``100k``)
+        on a metric column (accuracy, flops, params, latency_ms, ...; the
+        grammar of ``particle_nas.evaluators.Constraint``), several joined by ``,``. They filter the trials;
         then a named rule in the same string applies, or else: max-accuracy
         when any constraint is on a cost, min-flops when all are on accuracy.
     Remaining ties go to the lowest trial number, so a result reused by a
@@ -283,7 +252,7 @@ def pick(df: pd.DataFrame, rule: str) -> pd.Series:
     """
     named, constraints = _parse_rule(rule)
     if named is None:
-        named = "max-accuracy" if any(c.column != "accuracy" for c in constraints) else "min-flops"
+        named = "max-accuracy" if any(c.name != "accuracy" for c in constraints) else "min-flops"
     complete = _complete(df)
     needed = ["accuracy", "flops", "params"]
     missing = [c for c in needed if c not in df.columns]
@@ -296,16 +265,17 @@ def pick(df: pd.DataFrame, rule: str) -> pd.Series:
         raise ValueError(f"no complete trial to pick from with {rule!r}; the table has {len(df)} trials and none is COMPLETE with accuracy and flops.")
     keep = np.ones(len(complete), dtype=bool)
     for c in constraints:
-        column = complete[c.column].to_numpy(dtype=float, na_value=np.nan)
-        keep &= _OPERATORS[c.operator](column, c.bound)  # NaN compares False: a trial without the value fails
+        if c.name not in complete.columns:
+            raise ValueError(f"the table must have a {c.name!r} column to pick by {c.text}, but got columns {list(df.columns)}.")
+        keep &= c.holds(complete[c.name].to_numpy(dtype=float, na_value=np.nan))  # NaN never holds: a trial without the value fails
     if not keep.any():
         bests = []
-        for column in dict.fromkeys(c.column for c in constraints):
+        for column in dict.fromkeys(c.name for c in constraints):
             values = complete[column].to_numpy(dtype=float, na_value=np.nan)
             values = values[~np.isnan(values)]
-            upper = any(c.operator in ("<=", "<") for c in constraints if c.column == column)
+            upper = any(c.upper for c in constraints if c.name == column)
             word, best = ("smallest", values.min()) if upper else ("largest", values.max())
-            bests.append(f"the {word} {column} is {_fmt(column, best)}" if len(values) else f"no trial has {column}")
+            bests.append(f"the {word} {column} is {METRIC_INFO[column].exact(best)}" if len(values) else f"no trial has {column}")
         rule_text = ",".join(c.text for c in constraints)
         raise ValueError(f"no complete trial satisfies {rule_text}; {' and '.join(bests)}.")
     rows = complete[keep]

@@ -6,10 +6,11 @@ works without it.
 
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from particle_nas.evaluators import METRIC_INFO, human
 
 from ._files import atomic_write
 from ._pareto import pareto_front
@@ -19,14 +20,8 @@ if TYPE_CHECKING:
     import pandas as pd
     import plotly.graph_objects as go
 
-LOG_AXES = frozenset({"flops", "params"})
-AXIS_TITLES = {
-    "flops": "FLOPs per clip (multiply-adds)",
-    "params": "parameters",
-    "accuracy": "validation top-1 accuracy",
-    "duration_s": "evaluation time (s)",
-    "latency_ms": "latency per clip (ms)",
-}
+LOG_AXES = frozenset(name for name, info in METRIC_INFO.items() if info.log_axis)
+AXIS_TITLES = {name: info.title for name, info in METRIC_INFO.items()}
 # Colours and markers: the rest muted, the front strong, the knee unmistakable.
 OTHER_STYLE = dict(color="rgba(120, 120, 120, 0.55)", size=7, symbol="circle")
 FRONT_STYLE = dict(color="#d62728", size=10, symbol="diamond", line=dict(color="black", width=1))
@@ -42,21 +37,6 @@ def _plotly() -> Any:
     return go
 
 
-def human(value: Any, unit: str = "") -> str:
-    """A count in short units: ``human(12_345_678, "FLOPs") == "12.3 MFLOPs"``."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "n/a"
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        return "n/a"
-    for scale, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(value) >= scale:
-            return f"{value / scale:.3g} {prefix}{unit}".rstrip()
-    text = f"{value:.0f}" if value.is_integer() else f"{value:.3g}"
-    return f"{text} {unit}".rstrip()
-
-
 def _is_missing(value: Any) -> bool:
     try:
         return value is None or bool(value != value)  # NaN and pandas NA
@@ -66,12 +46,9 @@ def _is_missing(value: Any) -> bool:
 
 def hover_text(row: Any) -> str:
     """Hover label of one trial: number, accuracy, flops, params, then one particle field per line."""
-    acc = row.get("accuracy")
     lines = [
         f"<b>trial {int(row['number'])}</b>",
-        f"accuracy: {'n/a' if _is_missing(acc) else f'{float(acc):.4f}'}",
-        f"flops: {human(None if _is_missing(row.get('flops')) else row.get('flops'), 'FLOPs')}",
-        f"params: {human(None if _is_missing(row.get('params')) else row.get('params'))}",
+        *(f"{name}: {METRIC_INFO[name].format(row.get(name))}" for name in ("accuracy", "flops", "params")),
     ]
     for name in PARTICLE_FIELDS:
         value = row.get(name)

@@ -7,7 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ._dashboard_page import DASHBOARD_HTML, write_dashboard
+from particle_nas.search import RunLayout
+
+from ._dashboard_page import write_dashboard
 from ._export import particle_document, write_particle_yaml
 from ._pareto import pick as pick_row
 from ._plots import pareto_figure, write_html
@@ -15,10 +17,6 @@ from ._table import trials_table, write_trials_csv
 
 if TYPE_CHECKING:
     import optuna
-
-TRIALS_CSV = "trials.csv"
-PARETO_HTML = "pareto.html"
-BEST_YAML = "best.yaml"
 
 
 @dataclass(frozen=True)
@@ -48,8 +46,9 @@ def write_run_outputs(study: optuna.Study, run_dir: str | os.PathLike[str], *, p
     the directory name.
     """
     run_dir = Path(run_dir)
+    layout = RunLayout(run_dir)
     df = trials_table(study)
-    trials_csv = write_trials_csv(df, run_dir / TRIALS_CSV)
+    trials_csv = write_trials_csv(df, layout.trials_csv)
     states = df["state"].value_counts()
     n_complete = int(states.get("COMPLETE", 0))
     n_failed = int(states.get("FAIL", 0))
@@ -62,11 +61,11 @@ def write_run_outputs(study: optuna.Study, run_dir: str | os.PathLike[str], *, p
             f"study {study.study_name!r} must have a COMPLETE trial to plot and pick from, but got {counts}; "
             f"wrote {trials_csv} only.{first}"
         )
-    pareto_html = write_html(pareto_figure(df), run_dir / PARETO_HTML)
-    dashboard = write_dashboard(study, run_dir / DASHBOARD_HTML, run=str(run_dir))
+    pareto_html = write_html(pareto_figure(df), layout.pareto_html)
+    dashboard = write_dashboard(study, layout.dashboard_html, run=str(run_dir))
     row = pick_row(df, pick)
     doc = particle_document(row, run=run_dir.resolve().name, pick=pick)
-    best_yaml = write_particle_yaml(doc, run_dir / BEST_YAML)
+    best_yaml = write_particle_yaml(doc, layout.best_yaml)
     return RunOutputs(
         trials_csv=trials_csv,
         pareto_html=pareto_html,

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from particle_nas.evaluators import OPTIONAL_METRICS
+from particle_nas.search import RunLayout, open_storage
 from particle_nas.space import ParticleSpec
 
 from ._files import atomic_write
@@ -23,7 +25,7 @@ if TYPE_CHECKING:
 
 PARTICLE_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(ParticleSpec))
 # Numbers the optional evaluators report (latency, zero-cost proxies); NA when not measured.
-METRIC_COLUMNS: tuple[str, ...] = ("latency_ms", "latency_batch_ms", "synflow", "grad_norm", "snip", "naswot", "size_bytes")
+METRIC_COLUMNS: tuple[str, ...] = OPTIONAL_METRICS
 # Where each trial ran (the evaluator's record): "cpu" or "cuda:0 (NVIDIA H200)", the resolved precision, where latency was timed.
 DEVICE_COLUMNS: tuple[str, ...] = ("device", "precision", "latency_device")
 # Column order of trials_table. "network" (last) is NetworkSpec.to_dict() as compact JSON.
@@ -49,7 +51,6 @@ COLUMNS: tuple[str, ...] = (
     "feasible",
     "network",
 )
-STUDY_FILE = "study.db"
 
 
 # ---------------------------------------------------------------- opening a run
@@ -63,17 +64,6 @@ def _study_names(db: Path) -> list[str]:
     return [name for (name,) in rows]
 
 
-def _other_storage(run: Path) -> Any:
-    """The storage of a run kept in a journal file or a database named by run.json; None for study.db."""
-    from particle_nas.search import open_storage, resolve_storage
-    from particle_nas.search._storage import RUN_FILE, STUDY_JOURNAL
-
-    if not (run / STUDY_JOURNAL).is_file() and not (run / RUN_FILE).is_file():
-        return None
-    location = resolve_storage(run)
-    return None if location.startswith("sqlite") else open_storage(location)
-
-
 def open_run(run_dir: str | os.PathLike[str], *, study_name: str | None = None) -> optuna.Study:
     """Load the Optuna study of a run directory (``runs/NAME/study.db``, ``study.journal``, or run.json's storage URL).
 
@@ -85,9 +75,11 @@ def open_run(run_dir: str | os.PathLike[str], *, study_name: str | None = None) 
     import optuna
 
     run = Path(run_dir)
-    db = run / STUDY_FILE
-    other = _other_storage(run)
-    if other is not None:  # a journal file (several workers) or a database URL named in run.json
+    layout = RunLayout(run)
+    db = layout.study_db
+    location = layout.other_storage()
+    if location is not None:
+        other = open_storage(location)  # a journal file (several workers) or a database URL named in run.json
         names = [s.study_name for s in optuna.get_all_study_summaries(storage=other, include_best_trial=False)]
         if study_name is None:
             study_name = run.resolve().name if run.resolve().name in names or len(names) != 1 else names[0]
@@ -95,8 +87,8 @@ def open_run(run_dir: str | os.PathLike[str], *, study_name: str | None = None) 
             raise ValueError(f"study_name must be one of the studies in {run} ({', '.join(map(repr, names))}), but got {study_name!r}.")
         return optuna.load_study(study_name=study_name, storage=other)
     if not db.is_file():
-        reason = "no such directory" if not run.is_dir() else f"it has no {STUDY_FILE}"
-        raise ValueError(f"run directory must contain {STUDY_FILE}, but got {str(run)!r} ({reason}).")
+        reason = "no such directory" if not run.is_dir() else f"it has no {db.name}"
+        raise ValueError(f"run directory must contain {db.name}, but got {str(run)!r} ({reason}).")
     names = _study_names(db)
     if not names:
         raise ValueError(f"{db} must hold an Optuna study, but it holds none.")
@@ -106,7 +98,7 @@ def open_run(run_dir: str | os.PathLike[str], *, study_name: str | None = None) 
             study_name = names[0]
     if study_name not in names:
         raise ValueError(f"study_name must be one of the studies in {db} ({', '.join(map(repr, names))}), but got {study_name!r}.")
-    return optuna.load_study(study_name=study_name, storage=f"sqlite:///{db.resolve()}")
+    return optuna.load_study(study_name=study_name, storage=layout.sqlite_url())
 
 
 # ---------------------------------------------------------------- the table

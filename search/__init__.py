@@ -1,35 +1,52 @@
-"""particle_nas.search: decides which particles to try and runs the trials."""
+"""particle_nas.search: decides which particles to try and runs the trials.
 
-from ._optuna import SearchSummary, log_to_file, make_sampler, open_study, run_search, storage_url, suggest
-from ._ray import run_ray_search
-from ._storage import STUDY_DB, STUDY_JOURNAL, open_storage, read_run_file, resolve_storage, write_run_file
+A search is a ``SearchJob`` run by one ``Engine`` (``LocalEngine``: Optuna
+worker processes; ``RayEngine``: Ray Tune; ``ProgressiveEngine``: progressive
+expansion) through ``run``, which owns what every engine honours (see
+``_contract``). ``RunLayout`` names the files of a run directory.
+"""
+
+from ._contract import Engine, Plan, SearchJob, SearchSummary, TrialRecorder, log_to_file, make_sampler, open_study, suggest
+from ._layout import STUDY_DB, STUDY_JOURNAL, RunLayout, read_run_file, resolve_storage, write_run_file
+from ._optuna import LocalEngine
+from ._progressive import ProgressiveEngine
+from ._ray import RayEngine
+from ._run import engine_for, run, run_search
+from ._settings import BACKENDS, EARLY_STOPPING, RESUMABLE, SAMPLERS, SearchSettings
+from ._storage import open_storage
 from ._trial import INTERRUPTED, Evaluator, evaluation_record, objective_values, score_particle
-from ._settings import BACKENDS, EARLY_STOPPING, OBJECTIVES, SAMPLERS, Constraint, SearchSettings
 
 __all__ = [
     "BACKENDS",
-    "Constraint",
     "EARLY_STOPPING",
+    "Engine",
     "Evaluator",
     "INTERRUPTED",
-    "OBJECTIVES",
+    "LocalEngine",
+    "Plan",
+    "ProgressiveEngine",
+    "RESUMABLE",
+    "RayEngine",
+    "RunLayout",
     "SAMPLERS",
-    "SearchSettings",
     "STUDY_DB",
     "STUDY_JOURNAL",
+    "SearchJob",
+    "SearchSettings",
     "SearchSummary",
+    "TrialRecorder",
+    "engine_for",
     "evaluation_record",
     "log_to_file",
-    "objective_values",
-    "score_particle",
     "make_sampler",
+    "objective_values",
     "open_storage",
     "open_study",
     "read_run_file",
     "resolve_storage",
-    "run_ray_search",
+    "run",
     "run_search",
-    "storage_url",
+    "score_particle",
     "suggest",
     "write_run_file",
 ]

@@ -13,29 +13,28 @@ along each axis:
 Each candidate is trained and counted like any trial (and recorded as one,
 in the same study and table, with ``expansion`` naming the step and axis);
 the candidate with the best accuracy gain per added FLOP becomes the new
-network. Candidates over ``search.flops_budget`` are not trained. Expansion
-stops when no step fits the budget or the study holds ``search.trials``
-trials. The walk is deterministic; a resumed run replays it from the study
+network. Candidates whose analytic cost (``particle_nas.space.cost``, from
+the spec: nothing is built) is over ``search.flops_budget`` are not tried.
+Expansion stops when no step fits the budget, the study holds
+``search.trials`` trials, or ``search.timeout`` has passed. The walk is deterministic; a resumed run replays it from the study
 without training a network twice.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
-from pathlib import Path
-from typing import Any, Callable, Mapping
+import time
+from typing import Any
 
+import optuna
 from optuna.trial import TrialState
 
-from particle_nas.evaluators import count_cost
-from particle_nas.space import NetworkSpec, ParticleSpec, SearchSpace, build_network
+from particle_nas.space import NetworkSpec, ParticleSpec, SearchSpace
+from particle_nas.space import cost as analytic_cost
 
-from ._optuna import SearchSummary, summarize, _fail_stale_trials, _is_finished, open_study
-from ._settings import SearchSettings
-from ._storage import resolve_storage, run_lock, worker_id
-from ._trial import Evaluator, fail_reason, objective_values, score_particle
+from ._contract import Engine, SearchJob, TrialRecorder, count_finished, network_key, progress_bar
+from ._trial import Evaluator
 
 AXES: tuple[str, ...] = ("temporal_kernel", "width", "depth", "clip_length", "resolution")
 _KERNELS = (1, 3, 5, 7)
@@ -83,78 +82,65 @@ def evaluator_for_clip(evaluator: Evaluator, clip: tuple[int, int, int]) -> Eval
     return dataclasses.replace(evaluator, data=dataclasses.replace(data, clip=tuple(clip)))
 
 
-def _key(network: NetworkSpec) -> str:
-    return json.dumps(network.to_dict(), sort_keys=True)
+class ProgressiveEngine(Engine):
+    """The deterministic walk above, in this process; every candidate is a trial recorded like any other."""
 
+    name = "progressive"
 
-def run_progressive(
-    *,
-    run_dir: Path,
-    name: str,
-    space: SearchSpace,
-    network: NetworkSpec,
-    evaluator: Evaluator,
-    settings: SearchSettings,
-    seed: int,
-    fingerprint: Mapping[str, Any],
-    config: Mapping[str, Any],
-    progress: bool = True,
-    workers: int = 1,
-    storage: str | None = None,
-    on_step: Callable[[int, str, NetworkSpec, float, float], None] | None = None,
-) -> SearchSummary:
-    """Grow the network from the space's smallest particle until ``settings.flops_budget`` (see the module doc)."""
-    if settings.flops_budget is None:
-        raise ValueError("search.flops_budget must be set for the progressive sampler, but got None.")
-    run_dir = Path(run_dir)
-    location = resolve_storage(run_dir, url=storage)
-    study = open_study(run_dir=run_dir, name=name, settings=settings, seed=seed, fingerprint=fingerprint, config=config, storage=location)
-    with run_lock(run_dir):
-        _fail_stale_trials(study)
-    before = {t.number for t in study.get_trials(deepcopy=False) if _is_finished(t)}
-    scored: dict[str, dict[str, Any]] = {}
-    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        if isinstance(t.user_attrs.get("network"), dict):
-            scored.setdefault(_key(NetworkSpec.from_dict(t.user_attrs["network"])), dict(t.user_attrs))
-    interrupted = False
+    def check(self, job: SearchJob) -> None:
+        if job.settings.flops_budget is None:
+            raise ValueError("search.flops_budget must be set for the progressive sampler, but got None.")
+        if (job.workers or 1) != 1:
+            raise ValueError(f"workers must be 1 for the progressive sampler (a deterministic walk in one process), but got {job.workers}.")
 
-    def score(candidate: NetworkSpec, step: int, axis: str) -> dict[str, Any] | None:
-        """The candidate's record: from the study when it was scored, else trained now as a new trial."""
-        nonlocal interrupted
-        key = _key(candidate)
-        if key in scored:
-            return scored[key]
-        if sum(_is_finished(t) for t in study.get_trials(deepcopy=False)) >= settings.trials:
-            return None
-        trial = study.ask()
-        trial.set_user_attr("worker", worker_id())
-        trial.set_user_attr("expansion", {"step": step, "axis": axis})
-        trial.set_user_attr("particle", candidate.particle.to_dict())
-        trial.set_user_attr("network", candidate.to_dict())
+    def run(self, job: SearchJob, study: optuna.Study, *, progress: bool, deadline: float | None) -> bool:
+        bar = progress_bar(job, study, progress=progress)
         try:
-            scorer = evaluator_for_clip(evaluator, candidate.clip)
-            if scorer is None:
-                raise ValueError(f"the evaluator cannot change its clip to {list(candidate.clip)}")
-            _, record = score_particle(candidate.particle, network=candidate, evaluator=scorer, seed=seed)
-            values = objective_values(record, settings.objectives)
-        except BaseException as err:
-            trial.set_user_attr("fail_reason", fail_reason(err))
-            study.tell(trial, state=TrialState.FAIL)
-            if isinstance(err, KeyboardInterrupt):
-                interrupted = True
-                raise
-            if not isinstance(err, Exception):
-                raise
-            return {}
-        for k, v in record.items():
-            trial.set_user_attr(k, v)
-        study.tell(trial, values)
-        record = {**record, "particle": candidate.particle.to_dict(), "network": candidate.to_dict()}
-        scored[key] = record
-        return record
+            self._walk(job, study, deadline=deadline, bar=bar)
+        finally:
+            bar.close()
+        return False
 
-    try:
-        current = network.replace(particle=smallest_particle(space), clip=network.clip)
+    def _walk(self, job: SearchJob, study: optuna.Study, *, deadline: float | None, bar: Any) -> None:
+        settings, recorder = job.settings, TrialRecorder(job)
+        scored: dict[str, dict[str, Any]] = {}  # network -> record: a resumed walk replays these without training
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            if isinstance(t.user_attrs.get("network"), dict):
+                scored.setdefault(network_key(t.user_attrs["network"]), dict(t.user_attrs))
+
+        def score(candidate: NetworkSpec, step: int, axis: str) -> dict[str, Any] | None:
+            """The candidate's record: from the study when it was scored, else trained now as a new trial ({} when it failed)."""
+            key = network_key(candidate)
+            if key in scored:
+                return scored[key]
+            if count_finished(study) >= settings.trials or (deadline is not None and time.time() >= deadline):
+                return None
+            trial = study.ask()
+            try:
+                plan = recorder.prepare(trial, candidate, known={}, expansion={"step": step, "axis": axis})
+                if plan.action == "refused":
+                    study.tell(trial, state=TrialState.PRUNED)
+                    bar.update(1)
+                    return {}
+                scorer = evaluator_for_clip(job.evaluator, candidate.clip)
+                if scorer is None:
+                    raise ValueError(f"the evaluator cannot change its clip to {list(candidate.clip)}")
+                bar.set_postfix_str(f"#{trial.number} step {step} {axis} training", refresh=True)
+                record = recorder.evaluate(candidate, weights=plan.weights, evaluator=scorer)
+                values = recorder.finish(trial, record)
+            except BaseException as err:
+                recorder.fail(trial, err)
+                study.tell(trial, state=TrialState.FAIL)
+                bar.update(1)
+                if not isinstance(err, Exception):
+                    raise
+                return {}
+            study.tell(trial, values)
+            bar.update(1)
+            scored[key] = {**record, "particle": candidate.particle.to_dict(), "network": candidate.to_dict()}
+            return scored[key]
+
+        current = job.network.replace(particle=smallest_particle(job.space))
         base = score(current, 0, "start")
         path: list[dict[str, Any]] = []
         step = 0
@@ -163,12 +149,9 @@ def run_progressive(
             best: tuple[float, NetworkSpec, str, dict[str, Any]] | None = None
             for axis in AXES:
                 candidate = expand(current, axis)
-                if candidate is None:
+                if candidate is None or evaluator_for_clip(job.evaluator, candidate.clip) is None:
                     continue
-                scorer = evaluator_for_clip(evaluator, candidate.clip)
-                if scorer is None:
-                    continue
-                if count_cost(build_network(candidate), input_shape=candidate.input_shape).flops > settings.flops_budget:
+                if analytic_cost(candidate).flops > settings.flops_budget:  # from the spec: nothing is built
                     continue
                 record = score(candidate, step, axis)
                 if not record:
@@ -182,8 +165,4 @@ def run_progressive(
             _, current, axis, base = best
             path.append({"step": step, "axis": axis, "accuracy": float(base["accuracy"]), "flops": float(base["flops"])})
             study.set_user_attr("expansion_path", path)
-            if on_step is not None:
-                on_step(step, axis, current, float(base["accuracy"]), float(base["flops"]))
-    except KeyboardInterrupt:
-        interrupted = True
-    return summarize(name=name, location=location, before=before, settings=settings, interrupted=interrupted, elapsed=0.0)
+            bar.set_postfix_str(f"step {step}: {axis}, acc {float(base['accuracy']):.3f}", refresh=True)

@@ -6,7 +6,8 @@ trial table, the Pareto page, export and optuna-dashboard read a Ray run
 exactly like a local one. Ray workers only train: each Tune trial gets a
 particle, reports validation accuracy after every epoch (for ASHA) and its
 full evaluation record at the end; the searcher writes that record to the
-Optuna trial's user attributes, as ``run_search`` does.
+Optuna trial's user attributes through the same ``TrialRecorder`` as every
+engine (budgets, duplicates, constraints, failure reasons).
 
 Early stopping (``search.early_stopping: asha``): ASHA stops a trial whose
 per-epoch validation accuracy is in the bottom of its rung. A stopped trial
@@ -24,18 +25,15 @@ import os
 import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import optuna
-from optuna.trial import TrialState
 
-from particle_nas.space import NetworkSpec, SearchSpace, particle_from_record, particle_to_record
+from particle_nas.space import particle_from_record, particle_to_record
 
-from ._optuna import SearchSummary, summarize, _fail_stale_trials, _is_finished, _known_particles, make_sampler, open_study, suggest
-from ._settings import OBJECTIVES, SearchSettings
-from ._storage import open_storage, read_run_file, resolve_storage, run_lock, worker_id, write_run_file
-from ._trial import DESCRIPTIVE_ATTRS, Evaluator, fail_reason, objective_values, score_particle
+from ._contract import Engine, SearchJob, TrialRecorder, count_finished, fail_stale_trials, make_sampler, sample_network, target_reached
+from ._storage import open_storage
+from ._trial import fail_reason
 
 RAY_HINT = 'the ray backend needs Ray Tune: pip install "particle-nas[ray]" (or pip install "ray[tune]")'
 
@@ -52,52 +50,46 @@ def _import_ray():
 
 @dataclass(frozen=True)
 class _DefineParticle:
-    """Ray's define-by-run space: sample a particle on the Optuna trial and record it there (runs in the driver)."""
+    """Ray's define-by-run space, run in the driver: sample a particle on the Optuna trial and prepare it there.
 
-    space: SearchSpace
-    network: NetworkSpec
-    run_dir: Path  # trained weights go to run_dir/weights (on the node that trains: share the run directory on a cluster)
+    The budget refusal and the duplicate check happen here, before Ray starts anything: the worker of a
+    refused trial reports at once, and that of a duplicate reports the identical trial's record.
+    """
+
+    job: SearchJob
 
     def __call__(self, trial: Any) -> dict[str, str]:
-        particle = self.space.sample_network(lambda axis: suggest(trial, axis), stages=len(self.network.widths))
-        trial.set_user_attr("worker", worker_id())
-        trial.set_user_attr("particle", particle_to_record(particle))
-        trial.set_user_attr("network", self.network.replace(particle=particle).to_dict())
-        config = {"particle": json.dumps(particle_to_record(particle)), "run_dir": str(self.run_dir), "weights": f"weights/trial-{trial.number:05d}.safetensors"}
-        source = _known_particles(trial.study.get_trials(deepcopy=False)).get(particle)
-        if source is not None:  # an identical particle was scored: the worker reports its record without training
-            trial.set_user_attr("duplicate_of", source.number)
-            config["reuse"] = json.dumps({k: v for k, v in source.user_attrs.items() if k not in DESCRIPTIVE_ATTRS and k != "worker"})
+        recorder = TrialRecorder(self.job)
+        network = sample_network(self.job, trial)
+        plan = recorder.prepare(trial, network, known=recorder.known(trial.study))
+        config = {"particle": json.dumps(particle_to_record(network.particle))}
+        if plan.action == "refused":
+            config["refused"] = "1"
+        elif plan.action == "reuse":
+            config["reuse"] = json.dumps(plan.record)
+        else:
+            config["weights"] = str(plan.weights)
         return config
 
 
-@dataclass(frozen=True)
-class _TrainJob:
-    network: NetworkSpec
-    evaluator: Evaluator
-    seed: int
-    objectives: tuple[str, ...]
-
-
-def _train_particle(config: dict[str, Any], job: _TrainJob) -> None:
+def _train_particle(config: dict[str, Any], job: SearchJob) -> None:
     """The Tune trainable: report ``val_accuracy`` per epoch, then the whole record (or the failure)."""
     from ray import tune
 
+    if "refused" in config:  # over budget: nothing is built
+        tune.report({"finished": False, "refused": True})
+        return
     if "reuse" in config:
         record = json.loads(config["reuse"])
         tune.report({"finished": True, "record": config["reuse"], "epoch": len(record.get("epoch_accuracy") or [1]), "val_accuracy": record["accuracy"]})
         return
-    particle = particle_from_record(json.loads(config["particle"]))
+    network = job.network.replace(particle=particle_from_record(json.loads(config["particle"])))
 
     def on_epoch(epoch: int, accuracy: float) -> None:
         tune.report({"epoch": epoch, "val_accuracy": float(accuracy), "finished": False})
 
     try:
-        weights = Path(config["run_dir"]) / config["weights"]
-        _, record = score_particle(particle, network=job.network, evaluator=job.evaluator, seed=job.seed, on_epoch=on_epoch, weights_path=weights)
-        if weights.is_file():  # as the local engine records it
-            record["weights"] = config["weights"]
-        objective_values(record, job.objectives)
+        record = TrialRecorder(job).evaluate(network, weights=config["weights"], on_epoch=on_epoch)
     except Exception as err:
         tune.report({"finished": False, "fail_reason": fail_reason(err)})
         return
@@ -109,23 +101,24 @@ def _searcher_class():
     _, _, OptunaSearch = _import_ray()
 
     class ParticleOptunaSearch(OptunaSearch):
-        """OptunaSearch that records each trial's particle and evaluation record, and tells stopped trials as PRUNED."""
+        """OptunaSearch that records each trial through the TrialRecorder, and tells stopped or refused trials as PRUNED."""
 
-        def __init__(self, *args: Any, objectives: tuple[str, ...], target: int | None = None, **kwargs: Any) -> None:
+        def __init__(self, *args: Any, job: SearchJob, target: int | None = None, deadline: float | None = None, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
-            self._objectives = tuple(objectives)
+            self._recorder = TrialRecorder(job)
             self._epochs: dict[str, list[float]] = {}
             self._target = target  # trials the study should hold; kept in the searcher's checkpoint for Tuner.restore
+            self._deadline = deadline  # time.time() after which no trial starts
 
         def suggest(self, trial_id: str) -> Any:
             # A restored experiment would otherwise sample up to its original num_samples, on top of the
             # trials that finished since: stop asking once finished + running trials reach the target.
-            if self._target is not None and getattr(self, "_ot_study", None) is not None:
-                trials = self._ot_study.get_trials(deepcopy=False)
-                if sum(_is_finished(t) or t.state == TrialState.RUNNING for t in trials) >= self._target:
-                    from ray.tune.search import Searcher
+            past = self._deadline is not None and time.time() >= self._deadline
+            full = self._target is not None and getattr(self, "_ot_study", None) is not None and target_reached(self._ot_study, self._target)
+            if past or full:
+                from ray.tune.search import Searcher
 
-                    return Searcher.FINISHED
+                return Searcher.FINISHED
             return super().suggest(trial_id)
 
         def on_trial_result(self, trial_id: str, result: dict) -> None:
@@ -144,19 +137,24 @@ def _searcher_class():
                 return None
 
         def _complete(self, trial_id: str, ot_trial: Any, result: dict | None, error: bool) -> None:
+            recorder = self._recorder
             epochs = self._epochs.pop(trial_id, [])
             if result and not result.get("finished") and "val_accuracy" in result and len(epochs) < int(result.get("epoch", 0)):
                 epochs.append(float(result["val_accuracy"]))  # the report on which the scheduler stopped it
             if result and result.get("finished"):
-                record = json.loads(result["record"])
-                for key, value in record.items():
-                    ot_trial.set_user_attr(key, value)
-                return super().on_trial_complete(trial_id, result={name: record[name] for name in self._objectives}, error=False)
+                try:
+                    values = recorder.finish(ot_trial, json.loads(result["record"]))
+                except ValueError as err:  # a record without an objective or a constrained number
+                    recorder.fail(ot_trial, err)
+                    return super().on_trial_complete(trial_id, result=None, error=True)
+                return super().on_trial_complete(trial_id, result=dict(zip(recorder.job.settings.objectives, values)), error=False)
+            if result and result.get("refused"):  # over budget: its reason was recorded when it was sampled
+                return super().on_trial_complete(trial_id, result=None, error=False)
             if result and result.get("fail_reason"):
-                ot_trial.set_user_attr("fail_reason", result["fail_reason"])
+                recorder.fail(ot_trial, str(result["fail_reason"]))
                 error = True
             elif error:
-                ot_trial.set_user_attr("fail_reason", "ray: the trial's worker failed (see the Ray logs)")
+                recorder.fail(ot_trial, "ray: the trial's worker failed (see the Ray logs)")
             elif epochs:  # stopped by the scheduler (ASHA) before its last epoch
                 ot_trial.set_user_attr("epoch_accuracy", epochs)
                 ot_trial.set_user_attr("fail_reason", f"pruned: stopped by ASHA after epoch {len(epochs)}")
@@ -178,100 +176,83 @@ def _check_reachable(address: str) -> None:
         raise ValueError(f"address must be a running Ray head (ray start --head --port {port}), but connecting to {address!r} failed: {err}.") from None
 
 
-def run_ray_search(
-    *,
-    run_dir: Path,
-    name: str,
-    space: SearchSpace,
-    network: NetworkSpec,
-    evaluator: Evaluator,
-    settings: SearchSettings,
-    seed: int,
-    fingerprint: Mapping[str, Any],
-    config: Mapping[str, Any],
-    progress: bool = True,
-    address: str | None = None,
-    max_concurrent: int | None = None,
-    storage: str | None = None,
-) -> SearchSummary:
-    """Run (or resume) a search as Ray Tune trials until the study holds ``settings.trials`` finished trials.
+class RayEngine(Engine):
+    """Ray Tune trials (a local Ray, or the cluster at ``job.address``); the driver holds the study.
 
-    ``address`` joins a running cluster (``ray start --head``); None starts a
-    local Ray. Trials ask ``settings.resources_per_trial`` (default one CPU),
-    so Ray runs one trial per CPU at most; ``max_concurrent`` caps that.
-    A run interrupted mid-way is resumed with ``Tuner.restore`` of its last
-    Tune experiment (``RUN/ray/``), then topped up to the target.
+    Trials ask ``settings.resources_per_trial`` (default one CPU), so Ray runs
+    one trial per CPU at most; ``job.workers`` caps that. A run interrupted
+    mid-way is resumed with ``Tuner.restore`` of its last Tune experiment
+    (``RUN/ray/``), then topped up to the target. A Ray the caller already
+    initialized is used and left running.
     """
-    ray, tune, _ = _import_ray()
-    from ray.tune.schedulers import ASHAScheduler
 
-    if address and address != "auto":
-        _check_reachable(address)
-    run_dir = Path(run_dir).resolve()
-    location = resolve_storage(run_dir, url=storage)
-    study = open_study(run_dir=run_dir, name=name, settings=settings, seed=seed, fingerprint=fingerprint, config=config, storage=location)
-    before = {t.number for t in study.get_trials(deepcopy=False) if _is_finished(t)}
-    resources = settings.resources_per_trial or {"cpu": 1.0, "gpu": 0.0}
-    job = _TrainJob(network=network, evaluator=evaluator, seed=seed, objectives=settings.objectives)
-    trainable = tune.with_resources(tune.with_parameters(_train_particle, job=job), resources)
-    experiments = run_dir / "ray"
-    interrupted = False
-    started = time.monotonic()
-    # Per-epoch reports carry val_accuracy only; the objectives come with the final report.
-    os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
-    try:
-        ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False, ignore_reinit_error=True)
-    except (ConnectionError, RuntimeError) as err:
-        where = f"the cluster at {address!r} (started with `ray start --head`?)" if address else "a local Ray instance"
-        raise ValueError(f"the ray backend must reach {where}, but it failed: {' '.join(str(err).split())[:300]}") from None
-    try:
-        last = read_run_file(run_dir).get("ray_experiment")
-        if last and tune.Tuner.can_restore(str(experiments / last)):
+    name = "ray"
+
+    def started(self, job: SearchJob) -> dict[str, Any]:
+        return {**super().started(job), "address": job.address}
+
+    def check(self, job: SearchJob) -> None:
+        _import_ray()
+        if job.address and job.address != "auto":
+            _check_reachable(job.address)
+
+    def run(self, job: SearchJob, study: optuna.Study, *, progress: bool, deadline: float | None) -> bool:
+        ray, tune, _ = _import_ray()
+        from ray.tune.schedulers import ASHAScheduler
+
+        settings, layout = job.settings, job.layout
+        resources = settings.resources_per_trial or {"cpu": 1.0, "gpu": 0.0}
+        trainable = tune.with_resources(tune.with_parameters(_train_particle, job=job), resources)
+        experiments = layout.ray_dir
+        # Per-epoch reports carry val_accuracy only; the objectives come with the final report.
+        os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
+        started_here = not ray.is_initialized()
+        if started_here:
             try:
-                tune.Tuner.restore(str(experiments / last), trainable=trainable, resume_unfinished=True, resume_errored=False, restart_errored=False).fit()
-            except (KeyboardInterrupt, ValueError):
-                raise
-            except Exception as err:  # the study still holds every told trial: go on from it with a fresh experiment
-                print(f"particle-nas: restoring Tune experiment {last} failed ({type(err).__name__}); continuing from the study", file=sys.stderr)
-        with run_lock(run_dir):  # left RUNNING by a driver that died, or asked by the restored run and never told
-            _fail_stale_trials(study, mine=True)
-        finished = sum(_is_finished(t) for t in study.get_trials(deepcopy=False))
-        remaining = settings.trials - finished
-        if remaining > 0:
+                ray.init(address=job.address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+            except (ConnectionError, RuntimeError) as err:
+                where = f"the cluster at {job.address!r} (started with `ray start --head`?)" if job.address else "a local Ray instance"
+                raise ValueError(f"the ray backend must reach {where}, but it failed: {' '.join(str(err).split())[:300]}") from None
+        try:
+            last = layout.read_run_file().get("ray_experiment")
+            if last and tune.Tuner.can_restore(str(experiments / last)) and (deadline is None or time.time() < deadline):
+                try:
+                    tune.Tuner.restore(str(experiments / last), trainable=trainable, resume_unfinished=True, resume_errored=False, restart_errored=False).fit()
+                except (KeyboardInterrupt, ValueError):
+                    raise
+                except Exception as err:  # the study still holds every told trial: go on from it with a fresh experiment
+                    print(f"particle-nas: restoring Tune experiment {last} failed ({type(err).__name__}); continuing from the study", file=sys.stderr)
+            with layout.lock(storage=job.storage):  # asked by the restored run and never told
+                fail_stale_trials(study, mine=True)
+            remaining = settings.trials - count_finished(study)
+            if remaining <= 0 or (deadline is not None and time.time() >= deadline):
+                return False
             experiment = f"tune-{len(list(experiments.glob('tune-*'))) if experiments.is_dir() else 0}"
-            write_run_file(run_dir, ray_experiment=experiment)
+            layout.write_run_file(ray_experiment=experiment)
             searcher = _searcher_class()(
-                space=_DefineParticle(space=space, network=network, run_dir=run_dir),
+                space=_DefineParticle(job),
                 metric=list(settings.objectives),
-                mode=["max" if OBJECTIVES[o] == "maximize" else "min" for o in settings.objectives],
-                sampler=make_sampler(settings, seed=seed),
-                study_name=name,
-                storage=open_storage(location),  # OptunaSearch takes a storage object, not a URL
-                objectives=settings.objectives,
+                mode=["max" if d == "maximize" else "min" for d in settings.directions],
+                sampler=make_sampler(settings, seed=job.seed),
+                study_name=job.name,
+                storage=open_storage(str(job.storage)),  # OptunaSearch takes a storage object, not a URL
+                job=job,
                 target=settings.trials,
+                deadline=deadline,
             )
             scheduler = None
             if settings.early_stopping == "asha":
-                epochs = getattr(getattr(evaluator, "train", None), "epochs", 100)
+                epochs = getattr(getattr(job.evaluator, "train", None), "epochs", 100)
                 # max_t one past the last epoch: ASHA stops a trial that reaches max_t, and a trial that trained
                 # every epoch must live to send its final report (the record); the rungs stay 1, 2, 4, ... < epochs.
                 scheduler = ASHAScheduler(metric="val_accuracy", mode="max", time_attr="epoch", max_t=max(1, epochs) + 1, grace_period=1, reduction_factor=2)
             tuner = tune.Tuner(
                 trainable,
-                tune_config=tune.TuneConfig(
-                    search_alg=searcher,
-                    scheduler=scheduler,
-                    num_samples=remaining,
-                    max_concurrent_trials=max_concurrent,
-                    time_budget_s=settings.timeout,
-                ),
+                tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=remaining, max_concurrent_trials=job.workers, reuse_actors=True),
                 run_config=tune.RunConfig(name=experiment, storage_path=str(experiments), verbose=1 if progress else 0),
             )
             tuner.fit()
-    except KeyboardInterrupt:
-        interrupted = True
-    finally:
-        ray.shutdown()
-        with run_lock(run_dir):  # asked by this driver but never told (a Tune error): nothing runs them any more
-            _fail_stale_trials(study, mine=True)
-    return summarize(name=name, location=location, before=before, settings=settings, interrupted=interrupted, elapsed=time.monotonic() - started)
+        finally:
+            if started_here:
+                ray.shutdown()
+        return False

@@ -1,51 +1,18 @@
+"""How a search runs (the ``search:`` section of a config), validated in one place."""
+
 from __future__ import annotations
 
-import math
-import re
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
+from particle_nas.evaluators import OBJECTIVES, Constraint
 from particle_nas.space import SpecError, check_choice, check_int, check_number
-
-OBJECTIVES: dict[str, str] = {
-    "accuracy": "maximize",
-    "flops": "minimize",
-    "params": "minimize",
-    "latency_ms": "minimize",  # needs evaluators.latency
-    "size_bytes": "minimize",  # stored weights in bytes: int8 when the particle says quantize: int8 (evaluators.size_bytes)
-    "synflow": "maximize",  # zero-cost scores: need evaluators.zero_cost
-    "grad_norm": "maximize",
-    "snip": "maximize",
-    "naswot": "maximize",
-}
-_CONSTRAINT = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(<=|>=)\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$")
-
-
-class Constraint(NamedTuple):
-    """``name <= bound`` or ``name >= bound`` on a number the evaluator reports."""
-
-    name: str
-    op: str  # "<=" or ">="
-    bound: float
-
-    @classmethod
-    def parse(cls, text: Any, *, field: str = "search.constraints") -> Constraint:
-        match = _CONSTRAINT.match(text) if isinstance(text, str) else None
-        if match is None or match.group(1) not in OBJECTIVES or not math.isfinite(float(match.group(3))):
-            raise SpecError(field, f"must be 'NAME <= NUMBER' or 'NAME >= NUMBER' with NAME one of {list(OBJECTIVES)}", text)
-        return cls(match.group(1), match.group(2), float(match.group(3)))
-
-    def violation(self, value: float) -> float:
-        """Optuna's convention: <= 0 when the constraint holds, else by how much it is broken."""
-        return float(value) - self.bound if self.op == "<=" else self.bound - float(value)
-
-    def __str__(self) -> str:
-        return f"{self.name} {self.op} {self.bound:g}"
-
 
 SAMPLERS: tuple[str, ...] = ("nsga2", "tpe", "random", "progressive")
 BACKENDS: tuple[str, ...] = ("optuna", "ray")
 EARLY_STOPPING: tuple[str, ...] = ("none", "asha")
+# The search settings a resumed run may change; everything else must match the study's fingerprint.
+RESUMABLE: tuple[str, ...] = ("trials", "timeout", "export", "resources_per_trial", "max_flops", "max_params")
 
 
 @dataclass(frozen=True)

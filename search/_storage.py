@@ -1,21 +1,13 @@
-"""Where a run's Optuna study lives, and how several processes share it safely.
+"""Opening a run's Optuna study storage, and telling which process runs a trial.
 
-A run directory holds its study in one of three places:
-
-- ``study.db``: SQLite, for one writer (the default local search);
-- ``study.journal``: Optuna's JournalStorage file backend, safe for several
-  worker processes on one machine (``--workers N``);
-- a database URL given by the user (PostgreSQL), named in ``run.json``.
-
-``run.json`` records how the run was started (backend, workers, storage) so
-``particle-nas resume runs/NAME`` can continue it the same way.
+Where the study lives (``study.db``, ``study.journal`` or a database URL named
+in ``run.json``) is decided by ``_layout.RunLayout.storage``; this module opens
+such a location, and names the worker processes that share it.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import json
 import os
 import socket
 import time
@@ -23,71 +15,6 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import optuna
-
-STUDY_DB = "study.db"
-STUDY_JOURNAL = "study.journal"
-RUN_FILE = "run.json"
-LOCK_FILE = "study.lock"
-
-
-def sqlite_url(run_dir: Path) -> str:
-    return f"sqlite:///{(Path(run_dir) / STUDY_DB).resolve()}"
-
-
-def journal_path(run_dir: Path) -> Path:
-    return (Path(run_dir) / STUDY_JOURNAL).resolve()
-
-
-def read_run_file(run_dir: Path) -> dict[str, Any]:
-    """``run.json`` of a run directory ({} when there is none)."""
-    path = Path(run_dir) / RUN_FILE
-    if not path.is_file():
-        return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as err:
-        raise ValueError(f"{path} must be the JSON file particle-nas wrote, but reading it failed: {err}.") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"{path} must hold a JSON object, but got {type(data).__name__}.")
-    return data
-
-
-def write_run_file(run_dir: Path, **fields: Any) -> None:
-    """Merge ``fields`` into ``run.json`` (written atomically)."""
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    data = {**read_run_file(run_dir), **fields}
-    tmp = run_dir / f".{RUN_FILE}.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, run_dir / RUN_FILE)
-
-
-def resolve_storage(run_dir: Path, *, url: str | None = None, workers: int = 1) -> str:
-    """The storage location of a run: a database URL or the path of a journal file.
-
-    An explicit ``url`` (or the one ``run.json`` names) wins. Otherwise an
-    existing ``study.journal`` or ``study.db`` is used as it is; a new run gets
-    a journal when several workers will write to it, else SQLite. Several
-    workers on an existing SQLite study are refused: SQLite is not safe for
-    concurrent writers.
-    """
-    run_dir = Path(run_dir)
-    url = url or read_run_file(run_dir).get("storage")
-    if url:
-        if str(url).startswith("sqlite") and workers > 1:
-            raise ValueError(f"workers must be 1 with a SQLite storage (several writers on one SQLite file are unsafe), but got {workers}; use a PostgreSQL URL or leave --storage out for a journal file.")
-        return str(url)
-    journal, db = journal_path(run_dir), run_dir / STUDY_DB
-    if journal.is_file():
-        return str(journal)
-    if db.is_file():
-        if workers > 1:
-            raise ValueError(
-                f"workers must be 1 for {run_dir}, which holds a SQLite study (several writers on one SQLite file are unsafe), but got {workers}; "
-                "start a new run (--name) to use several workers."
-            )
-        return sqlite_url(run_dir)
-    return str(journal) if workers > 1 else sqlite_url(run_dir)
 
 
 def is_url(location: str) -> bool:
@@ -149,7 +76,7 @@ _lock_engines: dict[str, Any] = {}
 
 
 @contextlib.contextmanager
-def _database_lock(url: str) -> Iterator[None]:
+def database_lock(url: str) -> Iterator[None]:
     """A PostgreSQL advisory lock held for the block: excludes every worker on the database, on every machine.
 
     Released when the block ends, or by the server when the process holding it dies.
@@ -174,7 +101,7 @@ def claim_sampler_slot(study: optuna.Study, storage: str) -> int:
     the same config, seed included; numbered by machine-local worker index instead, their samplers
     would draw the same particles in the same order.
     """
-    with _database_lock(storage):
+    with database_lock(storage):
         slot = int(study.user_attrs.get(WORKER_SLOTS, 0))
         study.set_user_attr(WORKER_SLOTS, slot + 1)
     return slot
@@ -212,24 +139,3 @@ def worker_alive(worker: str) -> bool | None:
     except PermissionError:
         pass
     return not start or _start_ticks(int(pid)) in ("", start)
-
-
-@contextlib.contextmanager
-def run_lock(run_dir: Path, *, storage: str | None = None) -> Iterator[None]:
-    """An exclusive lock on the run, held while a worker decides whether to start a trial.
-
-    A file lock in the run directory excludes the workers of this machine; with a PostgreSQL
-    ``storage`` an advisory lock on the database also excludes the workers of other machines.
-    """
-    path = Path(run_dir) / LOCK_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            if storage is not None and storage.startswith("postgresql"):
-                with _database_lock(storage):
-                    yield
-            else:
-                yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)

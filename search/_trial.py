@@ -88,5 +88,7 @@ def fail_reason(err: BaseException) -> str:
     """One short line for the trial table."""
     if isinstance(err, KeyboardInterrupt):
         return f"{INTERRUPTED}: Ctrl-C"
+    if isinstance(err, MemoryError) and str(err).startswith("out of memory"):  # evaluators.TrialOutOfMemory: the reason says it all
+        return str(err).splitlines()[0][:500]
     text = f"{type(err).__name__}: {err}".splitlines()[0]
     return text[:500]

@@ -24,7 +24,8 @@ from optuna.trial import TrialState
 
 from particle_nas.cli import main
 from particle_nas.search import INTERRUPTED, open_storage
-from particle_nas.search._storage import claim_sampler_slot, run_lock
+from particle_nas.search import RunLayout
+from particle_nas.search._storage import claim_sampler_slot
 
 TINY = {
     "name": "tiny",
@@ -156,7 +157,7 @@ def test_two_machines_share_one_study_through_the_database(tmp_path, capsys, pos
 
 
 def _hold_lock(run_dir: Path, url: str, held, release) -> None:
-    with run_lock(run_dir, storage=url):
+    with RunLayout(run_dir).lock(storage=url):
         held.set()
         release.wait(30)
 
@@ -189,10 +190,10 @@ def test_run_lock_excludes_workers_of_other_run_directories_on_one_database(tmp_
     holder.start()
     try:
         assert held.wait(30)
-        with run_lock(tmp_path / "machine-b"):  # without the database: the file lock of another directory does not wait
+        with RunLayout(tmp_path / "machine-b").lock():  # without the database: the file lock of another directory does not wait
             pass
         threading.Timer(0.5, release.set).start()
-        with run_lock(tmp_path / "machine-b", storage=postgres_url):
+        with RunLayout(tmp_path / "machine-b").lock(storage=postgres_url):
             assert release.is_set()  # entered only after the other machine let go
     finally:
         release.set()

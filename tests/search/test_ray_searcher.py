@@ -12,6 +12,7 @@ from optuna.trial import TrialState
 
 pytest.importorskip("ray.tune", reason='the ray backend needs pip install "ray[tune]"')
 
+from particle_nas.search import SearchJob, SearchSettings  # noqa: E402
 from particle_nas.search._ray import _DefineParticle, _searcher_class  # noqa: E402
 from particle_nas.space import NetworkSpec, SearchSpace  # noqa: E402
 
@@ -21,14 +22,16 @@ NETWORK = NetworkSpec(widths=(8, 16), depths=(1, 1), temporal_strides=(1, 1), sp
 
 def _searcher():
     storage = optuna.storages.InMemoryStorage()
+    # the searcher only names weight paths; nothing is written, nothing is evaluated in the driver
+    job = SearchJob(run_dir=Path("runs/unused"), name="s", space=SPACE, network=NETWORK, evaluator=None, settings=SearchSettings(), seed=0, fingerprint={}, config={})
     searcher = _searcher_class()(
-        space=_DefineParticle(space=SPACE, network=NETWORK, run_dir=Path("runs/unused")),  # the searcher only names weight paths; nothing is written
+        space=_DefineParticle(job),
         metric=["accuracy", "flops"],
         mode=["max", "min"],
         sampler=optuna.samplers.RandomSampler(seed=0),
         study_name="s",
         storage=storage,
-        objectives=("accuracy", "flops"),
+        job=job,
     )
     return searcher, optuna.load_study(study_name="s", storage=storage)
 

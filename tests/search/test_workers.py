@@ -15,7 +15,7 @@ import pytest
 from optuna.trial import TrialState
 
 from particle_nas.search import STUDY_JOURNAL, SearchSettings, open_storage, resolve_storage, run_search
-from particle_nas.search._optuna import _fail_stale_trials
+from particle_nas.search._contract import fail_stale_trials
 from particle_nas.search._storage import worker_id
 from particle_nas.space import NetworkSpec, SearchSpace
 
@@ -117,7 +117,7 @@ def test_only_trials_of_dead_workers_are_failed(tmp_path):
     gone.set_user_attr("worker", f"{host}:{int(dead.stdout)}:1")
     elsewhere = study.ask()
     elsewhere.set_user_attr("worker", "some-other-host:1:1")
-    assert _fail_stale_trials(study) == 2
+    assert fail_stale_trials(study) == 2
     states = {t.number: (t.state, t.user_attrs.get("fail_reason")) for t in study.get_trials()}
     assert states[live.number][0] == TrialState.RUNNING
     assert states[elsewhere.number][0] == TrialState.RUNNING

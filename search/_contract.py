@@ -1,0 +1,372 @@
+"""What every search engine honours, written once: the job, the study, and the life of a trial.
+
+A search is data (``SearchJob``) handed to an ``Engine`` (local Optuna
+workers, Ray Tune, progressive expansion); ``run`` (in ``_run``) opens the
+study, hands it to the engine and summarizes. Each engine records its trials
+through a ``TrialRecorder``, so budgets (``search.max_flops``,
+``search.max_params``: refused from the analytic cost before anything is
+built), reuse of identical particles (``duplicate_of``), constraints
+(``constraints``/``feasible`` and Optuna's constraint attributes) and failure
+reasons are the same whichever engine runs the trial.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from abc import ABC, abstractmethod
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping, NamedTuple
+
+import optuna
+from optuna.trial import TrialState
+
+from particle_nas.space import Axis, NetworkSpec, SearchSpace, particle_to_record
+from particle_nas.space import cost as analytic_cost
+
+from ._layout import RunLayout
+from ._settings import RESUMABLE, SearchSettings
+from ._storage import open_storage, worker_alive, worker_id
+from ._trial import DESCRIPTIVE_ATTRS, INTERRUPTED, Evaluator, fail_reason, objective_values, score_particle
+
+_log = logging.getLogger("particle_nas.search")
+LOG_FORMAT = "%(asctime)s %(levelname)s [pid %(process)d] %(name)s: %(message)s"
+CTRL_C = f"{INTERRUPTED}: Ctrl-C"
+STOPPED = f"{INTERRUPTED}: the process running it stopped"
+
+
+# ---------------------------------------------------------------- the job
+@dataclass(frozen=True)
+class SearchJob:
+    """What to search, where, with which evaluator and settings (picklable: worker processes and Ray get it whole)."""
+
+    run_dir: Path  # the run directory (see RunLayout)
+    name: str  # the study's name
+    space: SearchSpace
+    network: NetworkSpec  # the proxy network; each trial replaces its particle
+    evaluator: Evaluator
+    settings: SearchSettings
+    seed: int  # seeds the sampler, and every trial's weights and data order
+    fingerprint: Mapping[str, Any]  # what decides trial results; a resumed study must match it
+    config: Mapping[str, Any]  # the config document, stored on the study (particle-nas resume reads it)
+    storage: str | None = None  # a database URL; None: the run directory's study.db or study.journal (run resolves it)
+    workers: int | None = 1  # optuna: worker processes (None: 1); ray: most trials at once (None: one per CPU)
+    address: str | None = None  # ray: HOST:PORT of a running cluster; None: a local Ray
+
+    @property
+    def layout(self) -> RunLayout:
+        return RunLayout(self.run_dir)
+
+
+class Engine(ABC):
+    """Runs trials on an open study until it holds ``job.settings.trials`` finished ones, the deadline, or Ctrl-C.
+
+    ``run`` starts no trial after ``deadline`` (a ``time.time()``), records every
+    trial through a ``TrialRecorder``, and returns True when interrupted by
+    Ctrl-C (or raises KeyboardInterrupt). Opening the study, failing stale
+    trials and the summary are not its business (see ``_run.run``).
+    """
+
+    name: str = ""
+
+    def check(self, job: SearchJob) -> None:
+        """Refuse a job this engine cannot run (one-line ValueError), before anything is opened."""
+
+    def started(self, job: SearchJob) -> dict[str, Any]:
+        """What run.json records of how this job was started."""
+        return {"backend": job.settings.backend, "workers": job.workers, **({"storage": job.storage} if job.storage else {})}
+
+    def writers(self, job: SearchJob) -> int:
+        """How many processes write the study at once (decides the storage of a new run)."""
+        return 1
+
+    def setup_worker(self, job: SearchJob, *, worker: int, workers: int) -> None:
+        """In a process that runs trials (``worker`` of ``workers``): share the machine's cores, log to the run's search.log."""
+        if not os.environ.get("OMP_NUM_THREADS"):  # an explicit thread count wins
+            import torch
+
+            torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
+        log_to_file(job.layout.log_file)
+
+    @abstractmethod
+    def run(self, job: SearchJob, study: optuna.Study, *, progress: bool, deadline: float | None) -> bool:
+        """Run trials on ``study``; True when interrupted."""
+
+
+# ---------------------------------------------------------------- logging
+def log_to_file(path: Path) -> None:
+    """Send Optuna's log and the search's (every trial; the traceback of each failure) to ``path``, not the terminal.
+
+    Appends, so a resumed run and several worker processes share one log.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    optuna.logging.disable_default_handler()
+    optuna.logging.set_verbosity(optuna.logging.INFO)
+    for name in ("optuna", "particle_nas"):
+        logger = logging.getLogger(name)
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+
+
+def tqdm_write(line: str) -> None:
+    """Print above the progress bar (of this process or, in a worker, the parent's)."""
+    import sys
+
+    from tqdm.auto import tqdm
+
+    tqdm.write(line, file=sys.stderr)
+
+
+def progress_bar(job: SearchJob, study: optuna.Study, *, progress: bool) -> Any:
+    """A tqdm bar over the study's target, starting at the trials already finished."""
+    from tqdm.auto import tqdm
+
+    done = count_finished(study)
+    return tqdm(total=job.settings.trials, initial=min(done, job.settings.trials), desc=job.name, unit="trial", disable=not progress, dynamic_ncols=True)
+
+
+# ---------------------------------------------------------------- the study
+def make_sampler(settings: SearchSettings, *, seed: int) -> optuna.samplers.BaseSampler:
+    if settings.sampler == "nsga2":
+        return optuna.samplers.NSGAIISampler(population_size=settings.population, seed=seed)
+    if settings.sampler == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=max(4, settings.population))
+    return optuna.samplers.RandomSampler(seed=seed)  # random, and progressive (which samples nothing)
+
+
+def suggest(trial: optuna.Trial, axis: Axis) -> Any:
+    """Ask an Optuna trial for one axis value."""
+    if axis.choices is not None:
+        return trial.suggest_categorical(axis.name, list(axis.choices))
+    if axis.is_int:
+        return trial.suggest_int(axis.name, int(axis.low), int(axis.high), step=int(axis.step or 1), log=axis.log)
+    return trial.suggest_float(axis.name, float(axis.low), float(axis.high), step=axis.step, log=axis.log)
+
+
+def sample_network(job: SearchJob, trial: optuna.Trial) -> NetworkSpec:
+    """The job's network with a particle (or one per stage) sampled on ``trial``."""
+    particle = job.space.sample_network(lambda axis: suggest(trial, axis), stages=len(job.network.widths))
+    return job.network.replace(particle=particle)
+
+
+def is_finished(trial: optuna.trial.FrozenTrial) -> bool:
+    """Counts toward the target: complete, pruned, or failed for a reason of its own (not interrupted)."""
+    if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
+        return True
+    return trial.state == TrialState.FAIL and not str(trial.user_attrs.get("fail_reason", "")).startswith(INTERRUPTED)
+
+
+def count_finished(study: optuna.Study) -> int:
+    return sum(is_finished(t) for t in study.get_trials(deepcopy=False))
+
+
+def target_reached(study: optuna.Study, target: int) -> bool:
+    """Finished + running trials reach ``target`` (so no new trial is asked)."""
+    trials = study.get_trials(deepcopy=False)
+    return sum(is_finished(t) or t.state == TrialState.RUNNING for t in trials) >= target
+
+
+def open_study(job: SearchJob, *, sampler: optuna.samplers.BaseSampler | None = None) -> optuna.Study:
+    """Create the job's study, or load it to resume when it was made from the same config (``job.storage`` resolved)."""
+    if job.storage is None:
+        raise ValueError(f"job.storage must be a storage location (see RunLayout.storage), but got None for {job.run_dir}.")
+    job.run_dir.mkdir(parents=True, exist_ok=True)
+    settings = job.settings
+    study = optuna.create_study(
+        study_name=job.name,
+        storage=open_storage(job.storage),
+        directions=settings.directions,
+        sampler=sampler or make_sampler(settings, seed=job.seed),
+        load_if_exists=True,
+    )
+    fingerprint = json.loads(json.dumps(job.fingerprint))
+    stored = study.user_attrs.get("fingerprint")
+    if stored is None:
+        study.set_user_attr("fingerprint", fingerprint)
+        study.set_user_attr("objectives", settings.objective_records())
+        study.set_metric_names(list(settings.objectives))  # optuna-dashboard labels the objectives with these
+        study.set_user_attr("seed", job.seed)
+        study.set_user_attr("config", json.loads(json.dumps(job.config)))
+    elif stored != fingerprint:
+        changed = sorted(k for k in set(stored) | set(fingerprint) if stored.get(k) != fingerprint.get(k))
+        may = ", ".join(f"search.{name}" for name in RESUMABLE)
+        raise ValueError(
+            f"{job.run_dir} holds study {job.name!r} made from a different config (changed: {', '.join(changed)}); "
+            f"only {may} may change on resume. Use another name (--name) or remove {job.run_dir}."
+        )
+    return study
+
+
+def fail_stale_trials(study: optuna.Study, *, mine: bool = False, reason: str = STOPPED) -> int:
+    """Mark trials left RUNNING by a worker that is gone (SIGKILL, power loss) as failed-interrupted.
+
+    Every trial records the ``worker`` (host, pid, process start) that runs it;
+    a RUNNING trial is stale when that process no longer exists on this host,
+    or when it names no worker at all (it was asked for and its process died
+    before recording itself, which happens under the run lock). Trials of live
+    workers, and of workers on other hosts, are left alone, so several workers
+    can share one study. ``mine`` also fails the trials of this process (when
+    it knows none of them still runs), with ``reason``. Call under the run's lock.
+    """
+    me = worker_id()
+    stale = [
+        t
+        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING))
+        if "worker" not in t.user_attrs or worker_alive(t.user_attrs["worker"]) is False or (mine and t.user_attrs["worker"] == me)
+    ]
+    storage = study._storage  # Optuna has no public call to fail a trial it did not start.
+    for trial in stale:
+        own = mine and trial.user_attrs.get("worker") == me
+        storage.set_trial_user_attr(trial._trial_id, "fail_reason", reason if own else STOPPED)
+        storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
+    return len(stale)
+
+
+# ---------------------------------------------------------------- one trial
+def network_key(network: NetworkSpec | Mapping[str, Any]) -> str:
+    """Identical networks (particle, widths, clip, ...) share a key."""
+    spec = network if isinstance(network, NetworkSpec) else NetworkSpec.from_dict(dict(network))
+    return json.dumps(spec.to_dict(), sort_keys=True)
+
+
+def measured(attrs: Mapping[str, Any]) -> dict[str, Any]:
+    """A trial's record: its user attributes that measure rather than describe it."""
+    return {k: v for k, v in attrs.items() if k not in DESCRIPTIVE_ATTRS and k not in ("worker", "expansion")}
+
+
+class Plan(NamedTuple):
+    """What to do with a sampled network: ``refused`` (over budget), ``reuse`` a record, or ``train``."""
+
+    action: str  # "refused" | "reuse" | "train"
+    record: dict[str, Any] | None = None  # reuse: the identical trial's record
+    weights: str | None = None  # train: where its weights go, relative to the run directory
+
+
+@dataclass(frozen=True)
+class TrialRecorder:
+    """Records a trial the same way on every engine: prepare -> (refused | reuse | train) -> finish or fail."""
+
+    job: SearchJob
+
+    def known(self, study: optuna.Study) -> dict[str, optuna.trial.FrozenTrial]:
+        """COMPLETE trials by network, the first of each (the source of a duplicate)."""
+        known: dict[str, optuna.trial.FrozenTrial] = {}
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            if isinstance(t.user_attrs.get("network"), dict) and "duplicate_of" not in t.user_attrs:
+                try:
+                    known.setdefault(network_key(t.user_attrs["network"]), t)
+                except (ValueError, TypeError):  # a network this version cannot read: never reused
+                    continue
+        return known
+
+    def over_budget(self, network: NetworkSpec) -> dict[str, Any] | None:
+        """The attributes of a refused trial when the spec's analytic cost breaks the FLOPs/params budget, else None."""
+        settings = self.job.settings
+        if settings.max_flops is None and settings.max_params is None:
+            return None
+        cost = analytic_cost(network)  # from the spec: nothing is built
+        refused = settings.over_budget(flops=cost.flops, params=cost.params)
+        return None if refused is None else {"flops": cost.flops, "params": cost.params, "fail_reason": refused}
+
+    def prepare(self, trial: Any, network: NetworkSpec, *, known: Mapping[str, Any], **attrs: Any) -> Plan:
+        """Record what ``trial`` scores (``attrs`` too), then decide: refused by the budget, a duplicate, or train."""
+        trial.set_user_attr("worker", worker_id())
+        for key, value in attrs.items():
+            trial.set_user_attr(key, value)
+        trial.set_user_attr("particle", particle_to_record(network.particle))
+        trial.set_user_attr("network", network.to_dict())
+        refused = self.over_budget(network)
+        if refused is not None:  # pruned from the analytic cost: nothing is built or trained
+            for key, value in refused.items():
+                trial.set_user_attr(key, value)
+            return Plan("refused")
+        source = known.get(network_key(network))
+        if source is not None:
+            trial.set_user_attr("duplicate_of", source.number)
+            return Plan("reuse", record=measured(source.user_attrs))
+        return Plan("train", weights=RunLayout.weights_name(trial.number))
+
+    def evaluate(self, network: NetworkSpec, *, weights: str | None, evaluator: Evaluator | None = None, on_epoch: Callable[[int, float], None] | None = None) -> dict[str, Any]:
+        """Train and score ``network`` (saving its weights), checked to report every objective and constrained number."""
+        path = self.job.run_dir / weights if weights else None
+        _, record = score_particle(network.particle, network=network, evaluator=evaluator or self.job.evaluator, seed=self.job.seed, on_epoch=on_epoch, weights_path=path)
+        if path is not None and path.is_file():  # a duplicate copies this record, so it points at the same file
+            record["weights"] = weights
+        self.check(record)
+        return record
+
+    def check(self, record: Mapping[str, Any]) -> tuple[tuple[float, ...], list[float]]:
+        """The record's objective values and constraint violations; ValueError when it lacks one."""
+        return objective_values(record, self.job.settings.objectives), self.job.settings.constraint_values(dict(record))
+
+    def finish(self, trial: Any, record: Mapping[str, Any]) -> tuple[float, ...]:
+        """Write the record and the constraints on ``trial``; the values to tell."""
+        values, violations = self.check(record)
+        for key, value in record.items():
+            trial.set_user_attr(key, value)
+        settings = self.job.settings
+        if settings.constraints:  # where Optuna's samplers and best_trials read them (<= 0 is feasible)
+            for constraint, violation in zip(settings.parsed_constraints, violations):
+                trial.set_constraint(str(constraint), violation)
+            trial.set_user_attr("constraints", violations)
+            trial.set_user_attr("feasible", all(v <= 0 for v in violations))
+        return values
+
+    def fail(self, trial: Any, err: BaseException | str) -> str:
+        """Record why ``trial`` failed (one line); Ctrl-C reads 'interrupted: Ctrl-C'."""
+        reason = err if isinstance(err, str) else fail_reason(err)
+        trial.set_user_attr("fail_reason", reason)
+        if isinstance(err, Exception):
+            number = getattr(trial, "number", "?")
+            _log.warning("trial %s failed: %s", number, reason, exc_info=err)
+            tqdm_write(f"trial {number} failed: {reason}")
+        return reason
+
+
+# ---------------------------------------------------------------- the summary
+@dataclass(frozen=True)
+class SearchSummary:
+    """What one invocation of a search did, and what the study holds afterwards."""
+
+    study_name: str
+    storage: str
+    finished: int  # finished trials in the study (complete, pruned, or failed for a reason of their own)
+    complete: int
+    failed: int  # failed for a reason of their own (raised, NaN loss, out of memory, ...)
+    interrupted_trials: int  # failed because the process running them stopped; replaced on resume
+    fail_reasons: tuple[tuple[str, int], ...]  # (reason, count), most common first
+    new: int  # trials this invocation added
+    reused: int  # of which reused the result of an identical particle
+    target: int  # trials the study should hold
+    interrupted: bool  # stopped by Ctrl-C
+    timed_out: bool  # stopped by the timeout before reaching target
+
+
+def summarize(job: SearchJob, *, before: set[int], interrupted: bool, deadline: float | None) -> SearchSummary:
+    """The summary of an invocation, read back from the study (every engine ends with this)."""
+    final = optuna.load_study(study_name=job.name, storage=open_storage(job.storage)).get_trials(deepcopy=False)
+    finished = sum(is_finished(t) for t in final)
+    added = [t for t in final if is_finished(t) and t.number not in before]
+    failed = [t for t in final if t.state == TrialState.FAIL and is_finished(t)]
+    reasons = Counter(str(t.user_attrs.get("fail_reason", "unknown")) for t in failed)
+    return SearchSummary(
+        study_name=job.name,
+        storage=str(job.storage),
+        finished=finished,
+        complete=sum(t.state == TrialState.COMPLETE for t in final),
+        failed=len(failed),
+        interrupted_trials=sum(t.state == TrialState.FAIL for t in final) - len(failed),
+        fail_reasons=tuple(reasons.most_common()),
+        new=len(added),
+        reused=sum("duplicate_of" in t.user_attrs for t in added),
+        target=job.settings.trials,
+        interrupted=interrupted,
+        timed_out=not interrupted and deadline is not None and finished < job.settings.trials and time.time() >= deadline,
+    )

@@ -1,0 +1,87 @@
+"""The one way a search runs, whichever engine: open the study, let the engine run trials, summarize."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+from particle_nas.space import NetworkSpec, SearchSpace, check_int
+
+from ._contract import CTRL_C, STOPPED, Engine, SearchJob, SearchSummary, fail_stale_trials, is_finished, open_study, summarize
+from ._settings import SearchSettings
+from ._trial import Evaluator
+
+
+def engine_for(settings: SearchSettings) -> Engine:
+    """The engine a config asks for: progressive expansion, Ray Tune, or local Optuna workers."""
+    if settings.sampler == "progressive":
+        from ._progressive import ProgressiveEngine
+
+        return ProgressiveEngine()
+    if settings.backend == "ray":
+        from ._ray import RayEngine
+
+        return RayEngine()
+    from ._optuna import LocalEngine
+
+    return LocalEngine()
+
+
+def run(job: SearchJob, engine: Engine | None = None, *, progress: bool = True) -> SearchSummary:
+    """Run (or resume) ``job`` on ``engine`` (default: the one its settings name) until the study holds ``settings.trials``.
+
+    Every engine gets the same study: created, or loaded when the fingerprint
+    matches; trials left RUNNING by a process that is gone are failed-interrupted
+    (and replaced); ``search.timeout`` becomes a deadline after which no trial
+    starts. Ctrl-C fails the trials this process runs with 'interrupted: Ctrl-C'
+    and ends with ``summary.interrupted``.
+    """
+    engine = engine or engine_for(job.settings)
+    if job.workers is not None:
+        check_int("workers", job.workers, low=1, high=1024)
+    engine.check(job)
+    layout = job.layout
+    location = layout.storage(url=job.storage, workers=engine.writers(job))
+    started = engine.started(job)  # with the storage URL the user gave, if any
+    job = dataclasses.replace(job, run_dir=Path(job.run_dir).resolve(), storage=location)
+    study = open_study(job)
+    layout.write_run_file(**started)  # how it was started: particle-nas resume continues it the same way
+    with layout.lock(storage=job.storage):
+        fail_stale_trials(study)
+    before = {t.number for t in study.get_trials(deepcopy=False) if is_finished(t)}
+    deadline = None if job.settings.timeout is None else time.time() + job.settings.timeout
+    interrupted = False
+    try:
+        interrupted = bool(engine.run(job, study, progress=progress, deadline=deadline))
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        with layout.lock(storage=job.storage):  # asked by this process but never told: nothing runs them any more
+            fail_stale_trials(study, mine=True, reason=CTRL_C if interrupted else STOPPED)
+    return summarize(job, before=before, interrupted=interrupted, deadline=deadline)
+
+
+def run_search(
+    *,
+    run_dir: Path,
+    name: str,
+    space: SearchSpace,
+    network: NetworkSpec,
+    evaluator: Evaluator,
+    settings: SearchSettings,
+    seed: int,
+    fingerprint: Mapping[str, Any],
+    config: Mapping[str, Any],
+    progress: bool = True,
+    workers: int | None = 1,
+    storage: str | None = None,
+    address: str | None = None,
+) -> SearchSummary:
+    """``run(SearchJob(...))`` on the engine the settings name (see SearchJob for the arguments)."""
+    job = SearchJob(
+        run_dir=Path(run_dir), name=name, space=space, network=network, evaluator=evaluator, settings=settings,
+        seed=seed, fingerprint=fingerprint, config=config, storage=storage, workers=workers, address=address,
+    )  # fmt: skip
+    return run(job, progress=progress)
