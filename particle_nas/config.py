@@ -27,6 +27,12 @@ _DERIVED_NETWORK_FIELDS = {"clip": "data.clip", "num_classes": "data.num_classes
 RESUMABLE_CHANGES: tuple[str, ...] = ("trials", "timeout", "export", "resources_per_trial", "max_flops", "max_params")
 _PREFIXES = {"NetworkSpec.": "network.", "TrainConfig.": "train.", "SyntheticConfig.": "data.", "ParticleSpec.": "space.", "EvaluatorSettings.": "evaluators.", "VideoFolderConfig.": "data."}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+# Fields added to a section's dataclass after studies were made with it: left out of the search
+# fingerprint while at their default, so a study made before them still resumes (as the evaluators
+# section, and space's _OMIT_WHEN_DEFAULT for particle and network fields). Add a new field here.
+FINGERPRINT_ADDED_LATER: dict[type, frozenset[str]] = {
+    VideoFolderConfig: frozenset({"class_index"}),  # with particle-nas finetune (UCF101's classInd.txt)
+}
 
 
 class ConfigError(ValueError):
@@ -60,17 +66,23 @@ class RunConfig:
             "search": {k: v for k, v in _to_plain(self.search).items() if k not in RESUMABLE_CHANGES},
             "space": self.space.to_dict(),
             "network": self.network.to_dict(),
-            "data": _to_plain(self.data),
-            "train": _to_plain(self.train),
-            **({"evaluators": _to_plain(self.evaluators)} if self.evaluators != EvaluatorSettings() else {}),
+            "data": _to_plain(self.data, added_later=FINGERPRINT_ADDED_LATER),
+            "train": _to_plain(self.train, added_later=FINGERPRINT_ADDED_LATER),
+            **({"evaluators": _to_plain(self.evaluators, added_later=FINGERPRINT_ADDED_LATER)} if self.evaluators != EvaluatorSettings() else {}),
         }
 
 
-def _to_plain(obj: Any) -> Any:
+def _to_plain(obj: Any, *, added_later: Mapping[type, frozenset[str]] | None = None) -> Any:
+    """``obj`` as JSON-able data; the ``added_later`` fields of a dataclass are left out while at their default."""
     if dataclasses.is_dataclass(obj):
-        return {f.name: _to_plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+        later = (added_later or {}).get(type(obj), frozenset())
+        return {
+            f.name: _to_plain(getattr(obj, f.name), added_later=added_later)
+            for f in dataclasses.fields(obj)
+            if not (f.name in later and getattr(obj, f.name) == f.default)
+        }
     if isinstance(obj, (list, tuple)):
-        return [_to_plain(v) for v in obj]
+        return [_to_plain(v, added_later=added_later) for v in obj]
     if isinstance(obj, Path):
         return str(obj)
     return obj
