@@ -15,6 +15,7 @@ from safetensors.torch import load_file, save_file
 
 import particle_nas.evaluators
 from particle_nas.cli import main
+from particle_nas.finetune import load_job
 from particle_nas.space import NetworkSpec, ParticleSpec, build_network, particle_to_record
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -141,6 +142,7 @@ def _bad_inputs(tmp_path: Path, ucf: Path, files: dict[str, Path]) -> dict[str, 
     (tmp_path / "noclass.yaml").write_text(data_yaml(ucf).replace(str(ucf / "ucfTrainTestlist" / "testlist01.txt"), str(partial)))
     (tmp_path / "clip.yaml").write_text(data_yaml(ucf).replace("data:\n", "data:\n  clip: [8, 16, 16]\n"))
     (tmp_path / "mode.yaml").write_text(data_yaml(ucf, extra="finetune:\n  mode: lora\n"))
+    (tmp_path / "quantize.yaml").write_text(data_yaml(ucf, extra="finetune:\n  quantize: fp16\n"))
     four = write_network(tmp_path / "four.yaml", NETWORK.replace(num_classes=4))
     wider = write_weights(tmp_path / "wider.safetensors", NETWORK.replace(widths=(8, 24)))
     (tmp_path / "text.safetensors").write_text("not weights")
@@ -153,10 +155,11 @@ def _bad_inputs(tmp_path: Path, ucf: Path, files: dict[str, Path]) -> dict[str, 
         "weights of another network": (["--data", data, "--weights", str(wider)], "stages.1.0.branch.0.weight must have shape (16, 1, 3, 3, 3) in this network, but got (24, 1, 3, 3, 3)."),
         "not a weights file": (["--data", data, "--weights", str(tmp_path / "text.safetensors")], "must be a safetensors file of the network's weights"),
         "unknown mode": (["--data", str(tmp_path / "mode.yaml")], "finetune.mode must be one of ('full', 'linear', 'adapters', 'bitfit'), but got 'lora'"),
+        "unknown quantization": (["--data", str(tmp_path / "quantize.yaml")], "finetune.quantize must be one of ('none', 'int8'), but got 'fp16'"),
     }
 
 
-CASES = ("no videos", "a class without videos", "clip differs", "classes differ", "weights of another network", "not a weights file", "unknown mode")
+CASES = ("no videos", "a class without videos", "clip differs", "classes differ", "weights of another network", "not a weights file", "unknown mode", "unknown quantization")
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -180,6 +183,55 @@ def test_another_setting_on_an_existing_run_is_refused_and_its_checkpoint_kept(f
     assert main(finetune(files, "--mode", "full", "--epochs", "1")) == 2
     assert "holds a fine-tuning run with other settings (finetune differ); only --epochs may change" in capsys.readouterr().err
     assert last.read_bytes() == before
+
+
+# ---------------------------------------------------------------- int8 quantization of the best epoch
+def check_int8(out: Path, report: dict, data) -> dict:
+    """The report's int8 entry is complete, and model-int8.onnx reloads to its recorded top-1 and top-5 on ``data``'s validation videos."""
+    from particle_nas.evaluators import load_int8, load_video_task, predict
+
+    quant = report["quantization"]
+    assert quant["backend"] == "onnxruntime" and quant["file"] == "model-int8.onnx" and 0 < quant["calibration_clips"] <= 64
+    path = out / "model-int8.onnx"
+    assert path.stat().st_size == quant["size_bytes"]["int8"] and quant["size_bytes"]["fp32"] > 0
+    assert 0 < quant["weight_bytes"]["int8"] < quant["weight_bytes"]["fp32"]
+    assert quant["top1"]["fp32"] == pytest.approx(report["top1"]) and quant["top5"]["fp32"] == pytest.approx(report["top5"])
+    assert all(quant["latency_ms"][k] > 0 for k in ("fp32", "int8", "fp32_onnxruntime"))
+    assert len(quant["per_class"]) == len(report["class_names"]) and sum(map(sum, quant["confusion"])) == report["data"]["val_videos"]
+    task = load_video_task(data, progress=False)
+    predictions = predict(load_int8(path), task.val, num_classes=task.num_classes)
+    assert (predictions.top1, predictions.top5) == (pytest.approx(quant["top1"]["int8"]), pytest.approx(quant["top5"]["int8"]))
+    return quant
+
+
+def test_quantize_after_a_finished_run_measures_int8_without_training_again(files, capsys) -> None:
+    pytest.importorskip("onnxruntime", reason="int8 quantization needs onnxruntime (pip install -e '.[export]')")
+    argv = finetune(files, "--mode", "adapters", "--epochs", "1")
+    assert main(argv) == 0
+    out = files["runs"] / "ucf" / "finetune"
+    last, best = (out / "checkpoints" / "last.pt").read_bytes(), (out / "best.safetensors").read_bytes()
+    assert json.loads((out / "report.json").read_text())["quantization"] is None and not (out / "model-int8.onnx").exists()
+    capsys.readouterr()
+
+    assert main(argv + ["--quantize", "int8"]) == 0  # the same run: quantize is not part of its fingerprint
+    captured = capsys.readouterr()
+    assert "trained already (1 epoch): nothing to train" in captured.err and "quantizing the best epoch to int8" in captured.err
+    assert (out / "checkpoints" / "last.pt").read_bytes() == last and (out / "best.safetensors").read_bytes() == best  # not trained again
+    report = json.loads((out / "report.json").read_text())
+    assert report["settings"]["quantize"] == "int8" and report["resumed_from"] == 1
+    quant = check_int8(out, report, load_job(str(files["network"]), str(files["data"])).data)
+    assert re.search(rf"int8 \(onnxruntime\): top-1 {quant['top1']['int8']:.4f} \(fp32 {report['top1']:.4f}\), {quant['size_bytes']['int8']:,} bytes", captured.out)
+    page = (out / "report.html").read_text()
+    assert 'id="quantization-table"' in page and 'id="quantization-per-class"' in page and f"{quant['top1']['int8']:.4f} int8" in page
+
+
+def test_quantize_without_onnxruntime_is_one_line_with_the_install_hint(files, monkeypatch, capsys) -> None:
+    files["data"].write_text(files["data"].read_text() + "finetune:\n  quantize: int8\n")  # asked for in DATA.yaml
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import onnxruntime raises ImportError
+    assert main(finetune(files)) == 2
+    err = capsys.readouterr().err
+    assert err == 'particle-nas: error: finetune.quantize int8 needs onnx and onnxruntime, which are not installed: pip install -e ".[export]"\n'
+    assert not files["runs"].exists()
 
 
 # ---------------------------------------------------------------- docs/finetune.md, on generated videos
