@@ -13,6 +13,7 @@ import torch
 import yaml
 from safetensors.torch import load_file, save_file
 
+import particle_nas
 import particle_nas.evaluators
 from particle_nas.cli import main
 from particle_nas.finetune import load_job
@@ -245,6 +246,7 @@ def _doc_commands() -> list[str]:
 def test_the_docs_example_on_generated_videos_runs_as_written(tmp_path: Path, monkeypatch, capsys) -> None:
     import runpy
 
+    pytest.importorskip("onnxruntime", reason="the example quantizes to int8 (pip install -e '.[export]')")
     (tmp_path / "examples").symlink_to(ROOT / "examples")
     monkeypatch.chdir(tmp_path)
     commands = _doc_commands()
@@ -259,13 +261,20 @@ def test_the_docs_example_on_generated_videos_runs_as_written(tmp_path: Path, mo
         else:
             assert words[0] == "particle-nas", command
             assert main(words[1:] + ["--no-progress"] * (words[1] in ("search", "finetune"))) == 0, command
-    report = json.loads((tmp_path / "runs" / "ucf-demo" / "finetune" / "report.json").read_text())
+    out = tmp_path / "runs" / "ucf-demo" / "finetune"
+    report = json.loads((out / "report.json").read_text())
     assert report["mode"] == "adapters" and report["new_head"] is True and report["weights"] == "demo.safetensors"
-    assert (tmp_path / "runs" / "ucf-demo" / "finetune" / "report.html").is_file()
     torch.testing.assert_close(report["params"]["ratio"], report["params"]["trainable"] / report["params"]["total"])
+    full = sum(p.numel() for p in build_network(particle_nas.load_network("demo.yaml").replace(num_classes=3)).parameters())
+    assert report["params"]["trainable"] <= 0.10 * full < report["params"]["total"]  # adapters train at most 10% of what full trains
+    # int8: its accuracy and size are in the report, and model-int8.onnx reloads to the recorded top-1
+    assert report["settings"]["quantize"] == "int8"
+    quant = check_int8(out, report, load_job("demo.yaml", "examples/finetune/ucf_demo.yaml", new_head=True).data)
+    page = (out / "report.html").read_text()
+    assert f"{quant['top1']['fp32']:.4f} fp32 \u2192 {quant['top1']['int8']:.4f} int8" in page and 'id="quantization-table"' in page
     snippet = re.search(r"To use the fine-tuned model:\s*```python\n(.*?)```", (ROOT / "docs" / "finetune.md").read_text(), re.S).group(1)
     scope: dict = {}
     exec(compile(snippet, "docs/finetune.md", "exec"), scope)  # the page's Python, as written
     model = scope["model"]
     assert not model.training and sum(".adapter." in k for k in model.state_dict()) > 0
-    assert model(torch.zeros(1, 3, 4, 16, 16)).shape == (1, 3)
+    assert model(torch.zeros(1, 3, 4, 16, 16)).shape == (1, 3) and scope["int8"](torch.zeros(2, 3, 4, 16, 16)).shape == (2, 3)
