@@ -66,16 +66,16 @@ class RunConfig:
             "search": {k: v for k, v in _to_plain(self.search).items() if k not in RESUMABLE_CHANGES},
             "space": self.space.to_dict(),
             "network": self.network.to_dict(),
-            "data": _to_plain(self.data, added_later=FINGERPRINT_ADDED_LATER),
-            "train": _to_plain(self.train, added_later=FINGERPRINT_ADDED_LATER),
-            **({"evaluators": _to_plain(self.evaluators, added_later=FINGERPRINT_ADDED_LATER)} if self.evaluators != EvaluatorSettings() else {}),
+            "data": _to_plain(self.data),
+            "train": _to_plain(self.train),
+            **({"evaluators": _to_plain(self.evaluators)} if self.evaluators != EvaluatorSettings() else {}),
         }
 
 
-def _to_plain(obj: Any, *, added_later: Mapping[type, frozenset[str]] | None = None) -> Any:
-    """``obj`` as JSON-able data; the ``added_later`` fields of a dataclass are left out while at their default."""
+def _to_plain(obj: Any, *, added_later: Mapping[type, frozenset[str]] = FINGERPRINT_ADDED_LATER) -> Any:
+    """``obj`` as JSON-able data (for fingerprints); the ``added_later`` fields of a dataclass are left out while at their default."""
     if dataclasses.is_dataclass(obj):
-        later = (added_later or {}).get(type(obj), frozenset())
+        later = added_later.get(type(obj), frozenset())
         return {
             f.name: _to_plain(getattr(obj, f.name), added_later=added_later)
             for f in dataclasses.fields(obj)

@@ -55,7 +55,6 @@ class FineTuneJob:
         may be quantized (or not) without training again.
         """
         from particle_nas.config import _to_plain
-
         weights = None
         if self.weights_file is not None:
             import hashlib
@@ -64,9 +63,10 @@ class FineTuneJob:
         return {
             "seed": self.seed,
             "network": self.network.to_dict(),
-            "data": _to_plain(self.data),
-            "train": {k: v for k, v in _to_plain(self.train).items() if k != "epochs"},
-            "finetune": {k: v for k, v in _to_plain(self.settings).items() if k != "quantize"},
+            # added_later={}: every field counts (fine-tuning began after data.class_index; its runs have it)
+            "data": _to_plain(self.data, added_later={}),
+            "train": {k: v for k, v in _to_plain(self.train, added_later={}).items() if k != "epochs"},
+            "finetune": {k: v for k, v in _to_plain(self.settings, added_later={}).items() if k != "quantize"},
             "weights": weights,
             "new_head": self.new_head,
         }
