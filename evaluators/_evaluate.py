@@ -15,7 +15,7 @@ import torch
 from particle_nas.space import NetworkSpec, SpecError, build_network, check_int
 
 from ._cost import network_cost
-from ._data import ClipSet, SyntheticConfig, SyntheticTask, load_or_make_synthetic_task
+from ._data import SyntheticConfig, SyntheticTask, load_or_make_synthetic_task
 from ._metrics import ZERO_COST, Latency, make_metric
 from ._prune import prune_network, prunes, unpruned_spec
 from ._quantize import quantize_int8, size_bytes
@@ -111,14 +111,14 @@ def quantize_network(model: torch.nn.Module, spec: NetworkSpec, task: SyntheticT
     stages = quantized_stages(spec)
     if not any(stages):
         return model
-    calibration = calibration_batches(task.train, seed=seed, batch_size=batch_size)
+    calibration = calibration_batches(task, seed=seed, batch_size=batch_size)
     return quantize_int8(model, calibration, keep_float=[f"stages.{i}" for i, q in enumerate(stages) if not q], threads=torch.get_num_threads())
 
 
-def calibration_batches(clips: ClipSet, *, seed: int, batch_size: int = 16, count: int = CALIBRATION_CLIPS) -> list[torch.Tensor]:
-    """Batches of ``count`` clips of ``clips`` (a seeded draw, all of them when fewer) to calibrate ``quantize_int8`` on."""
-    order = torch.randperm(len(clips), generator=torch.Generator().manual_seed(seed))[:count]
-    return [clips.batch(order[i : i + batch_size])[0] for i in range(0, len(order), batch_size)]
+def calibration_batches(task: SyntheticTask | VideoTask, *, seed: int, batch_size: int = 16, count: int = CALIBRATION_CLIPS) -> list[torch.Tensor]:
+    """Batches of ``count`` training clips of ``task`` (a seeded draw; all of them when fewer) to calibrate ``quantize_int8`` on."""
+    order = torch.randperm(len(task.train), generator=torch.Generator().manual_seed(seed))[:count]
+    return [task.train.batch(order[i : i + batch_size])[0] for i in range(0, len(order), batch_size)]
 
 
 def training_seed(*, base: int, seed: int) -> int:

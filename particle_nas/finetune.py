@@ -252,7 +252,7 @@ def _quantize(job: FineTuneJob, model, task) -> dict[str, Any]:
     from particle_nas.evaluators import CALIBRATION_CLIPS, calibration_batches, compare_int8, load_int8, predict, quantize_int8, save_int8
 
     cpu_model = copy.deepcopy(model).to("cpu").eval()
-    calibration = calibration_batches(task.train, seed=job.seed)
+    calibration = calibration_batches(task, seed=job.seed)
     print(f"particle-nas: quantizing the best epoch to int8 (onnxruntime, calibrated on {sum(map(len, calibration))} training clips)", file=sys.stderr)
     path = save_int8(quantize_int8(cpu_model, calibration, threads=torch.get_num_threads()), job.out_dir / INT8_MODEL)
     int8 = load_int8(path)  # what the file holds is what is measured
