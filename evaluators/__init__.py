@@ -31,7 +31,7 @@ from ._finetune import (
     prepare_for_finetuning,
     read_checkpoint,
 )
-from ._evaluate import CALIBRATION_CLIPS, Evaluation, calibration_batches, EvaluatorSettings, ProxyEvaluator, quantize_network, quantized_stages, training_seed
+from ._evaluate import CALIBRATION_CLIPS, Evaluation, EvaluatorSettings, ProxyEvaluator, calibration_batches, quantize_network, quantized_stages, training_seed
 from ._metrics import METRIC_DIRECTIONS, METRICS, ZERO_COST, GradNorm, Latency, Metric, Naswot, SizeBytes, Snip, Synflow, make_metric
 from ._quantize import QUANT_BACKENDS, Int8Model, compare_int8, export_onnx, load_int8, quantize_int8, save_int8, size_bytes, state_bytes, weight_bytes
 from ._prune import prune_network, prunes, unpruned_spec
