@@ -50,7 +50,7 @@ from ._finetune import (
     prepare_for_finetuning,
     read_checkpoint,
 )
-from ._evaluate import CALIBRATION_CLIPS, Evaluation, EvaluatorSettings, ProxyEvaluator, quantize_network, quantized_stages, training_seed
+from ._evaluate import CALIBRATION_CLIPS, Evaluation, EvaluatorSettings, ProxyEvaluator, calibration_batches, quantize_network, quantized_stages, training_seed
 from ._metrics import METRIC_DIRECTIONS, METRICS, GradNorm, Latency, Metric, Naswot, SizeBytes, Snip, Synflow, make_metric
 from ._quantize import QUANT_BACKENDS, Int8Model, compare_int8, export_onnx, load_int8, quantize_int8, save_int8, size_bytes, state_bytes, weight_bytes
 from ._registry import METRIC_INFO, OBJECTIVES, OPTIONAL_METRICS, ZERO_COST, Constraint, MetricInfo, human
@@ -61,6 +61,7 @@ from ._train import MEMORY_FORMATS, OPTIMIZERS, SCHEDULES, TrainConfig, Training
 
 __all__ = [
     "CALIBRATION_CLIPS",
+    "calibration_batches",
     "Int8Model",
     "QUANT_BACKENDS",
     "SizeBytes",

@@ -138,9 +138,14 @@ def quantize_network(model: torch.nn.Module, spec: NetworkSpec, task: SyntheticT
     stages = quantized_stages(spec)
     if not any(stages):
         return model
-    order = torch.randperm(len(task.train), generator=torch.Generator().manual_seed(seed))[:CALIBRATION_CLIPS]
-    calibration = [task.train.batch(order[i : i + batch_size])[0] for i in range(0, len(order), batch_size)]
+    calibration = calibration_batches(task, seed=seed, batch_size=batch_size)
     return quantize_int8(model, calibration, keep_float=[f"stages.{i}" for i, q in enumerate(stages) if not q], threads=torch.get_num_threads())
+
+
+def calibration_batches(task: SyntheticTask | VideoTask, *, seed: int, batch_size: int = 16, count: int = CALIBRATION_CLIPS) -> list[torch.Tensor]:
+    """Batches of ``count`` training clips of ``task`` (a seeded draw; all of them when fewer) to calibrate ``quantize_int8`` on."""
+    order = torch.randperm(len(task.train), generator=torch.Generator().manual_seed(seed))[:count]
+    return [task.train.batch(order[i : i + batch_size])[0] for i in range(0, len(order), batch_size)]
 
 
 def training_seed(*, base: int, seed: int) -> int:

@@ -34,7 +34,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from particle_nas.space import ACTIVATIONS, add_adapters, check_choice, check_number
+from particle_nas.space import ACTIVATIONS, QUANTIZE_MODES, add_adapters, check_choice, check_number
 
 from ._data import ClipSet
 from ._train import TrainConfig, TrainState, train_proxy
@@ -52,6 +52,7 @@ class FineTuneSettings:
     mode: str = "full"  # see FINETUNE_MODES
     adapter_reduction: float = 4.0  # adapters mode: hidden channels = block channels / reduction
     adapter_activation: str = "relu"  # adapters mode: between the two projections (see space.ACTIVATIONS)
+    quantize: str = "none"  # int8: after training, the best epoch's model is quantized (quantize_int8) and measured; not part of training
 
     def __post_init__(self) -> None:
         p = "FineTuneSettings."
@@ -59,6 +60,7 @@ class FineTuneSettings:
         check_number(p + "adapter_reduction", self.adapter_reduction, low=1.0)
         object.__setattr__(self, "adapter_reduction", float(self.adapter_reduction))
         check_choice(p + "adapter_activation", self.adapter_activation, ACTIVATIONS)
+        check_choice(p + "quantize", self.quantize, QUANTIZE_MODES)
 
 
 class FrozenBatchNorm3d(nn.BatchNorm3d):

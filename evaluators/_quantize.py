@@ -273,6 +273,8 @@ def compare_int8(
 
     - ``size_bytes_fp32`` / ``size_bytes_int8``: bytes of the ONNX files (the float
       network exported as ``quantize_int8`` does, and the int8 one as ``save_int8`` writes it);
+      ``weight_bytes_fp32`` / ``weight_bytes_int8``: the stored tensors of those files alone
+      (``weight_bytes``: no graph, no names), which a file's bytes hide for small networks;
     - ``latency_ms_fp32`` (PyTorch, eval, no_grad) / ``latency_ms_int8`` (ONNX Runtime):
       median batch-1 forward time over ``repeats`` passes after ``warmup``, on the CPU, with
       torch's thread count; ``latency_ms_fp32_onnxruntime``: the float ONNX file in ONNX Runtime
@@ -297,6 +299,8 @@ def compare_int8(
         "backend": "onnxruntime",
         "size_bytes_fp32": len(fp32_onnx.onnx_bytes),
         "size_bytes_int8": len(model_int8.onnx_bytes),
+        "weight_bytes_fp32": weight_bytes(fp32_onnx),
+        "weight_bytes_int8": weight_bytes(model_int8),
         "latency_ms_fp32": _median_latency_ms(float_model, one, warmup=warmup, repeats=repeats),
         "latency_ms_int8": _median_latency_ms(model_int8, one, warmup=warmup, repeats=repeats),
         "latency_ms_fp32_onnxruntime": _median_latency_ms(fp32_onnx, one, warmup=warmup, repeats=repeats),

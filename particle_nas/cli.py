@@ -288,7 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     f = sub.add_parser("finetune", help="train an exported network on a video folder (full, linear probe, adapters or BitFit), resumable, with a report")
     f.add_argument("network", help="network YAML: what `particle-nas export` writes, or a run's best.yaml")
-    f.add_argument("--data", required=True, help="data YAML: data (kind video_folder, root, split files, ...), train (epochs, batch_size, lr, ...), finetune (mode, adapter_reduction)")
+    f.add_argument("--data", required=True, help="data YAML: data (kind video_folder, root, split files, ...), train (epochs, batch_size, lr, ...), finetune (mode, adapter_reduction, quantize)")
     f.add_argument("--weights", help="initial weights (.safetensors, e.g. from `particle-nas export --weights`); default: the network's seeded initialization")
     f.add_argument("--mode", choices=("full", "linear", "adapters", "bitfit"), help="what trains (overrides finetune.mode; default full)")
     f.add_argument("--new-head", action="store_true", help="replace the head's last layer with a fresh one for the data's classes (the network has another number of classes)")
@@ -296,6 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--name", help="run name (default: the data file's name: or stem); output goes to OUTPUT_DIR/NAME/finetune")
     f.add_argument("--output-dir", help="where runs are written (default runs)")
     f.add_argument("--seed", type=int, help="seed of the fresh weights (head, adapters) and of the batch order (default 0)")
+    f.add_argument("--quantize", choices=("none", "int8"), help="int8: after training, quantize the best epoch's model (ONNX Runtime, on the CPU), write model-int8.onnx and put its size, latency and accuracy in the report (overrides finetune.quantize; default none)")
     f.add_argument("--no-progress", action="store_true", help="no progress bar")
     f.set_defaults(func=cmd_finetune)
 

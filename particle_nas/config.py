@@ -23,12 +23,18 @@ SECTIONS: tuple[str, ...] = ("name", "seed", "output_dir", "search", "space", "n
 DATA_KINDS: dict[str, type] = {"synthetic": SyntheticConfig, "video_folder": VideoFolderConfig}
 # Network fields that follow from the data, and so may not be set under network:.
 _DERIVED_NETWORK_FIELDS = {"clip": "data.clip", "num_classes": "data.num_classes", "in_channels": "data.channels", "particle": "space"}
-# Train fields that may change when a run is resumed (a run may continue on another GPU), and those fingerprinted
-# only when not at their default (runs made before they existed still resume).
+# Train fields that may change when a run is resumed (a run may continue on another GPU).
 _TRAIN_RESUMABLE: tuple[str, ...] = ("device",)
-_TRAIN_DEFAULTS_UNPRINTED: dict[str, Any] = {"precision": "auto", "deterministic": False}
 _PREFIXES = {"NetworkSpec.": "network.", "TrainConfig.": "train.", "SyntheticConfig.": "data.", "ParticleSpec.": "space.", "EvaluatorSettings.": "evaluators.", "VideoFolderConfig.": "data."}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+# Fields added to a section's dataclass after studies were made with it: left out of the search
+# fingerprint while at their default, so a study made before them still resumes (as the evaluators
+# section, and space's _OMIT_WHEN_DEFAULT for particle and network fields). Add a new field here.
+FINGERPRINT_ADDED_LATER: dict[type, frozenset[str]] = {
+    VideoFolderConfig: frozenset({"class_index"}),  # with particle-nas finetune (UCF101's classInd.txt)
+    TrainConfig: frozenset({"precision", "deterministic"}),  # with GPU training
+    EvaluatorSettings: frozenset({"replay"}),  # with ParticleBench's replayed searches
+}
 
 
 class ConfigError(ValueError):
@@ -63,16 +69,22 @@ class RunConfig:
             "space": self.space.to_dict(),
             "network": self.network.to_dict(),
             "data": _to_plain(self.data),
-            "train": {k: v for k, v in _to_plain(self.train).items() if k not in _TRAIN_RESUMABLE and not (k in _TRAIN_DEFAULTS_UNPRINTED and _TRAIN_DEFAULTS_UNPRINTED[k] == v)},
+            "train": {k: v for k, v in _to_plain(self.train).items() if k not in _TRAIN_RESUMABLE},
             **({"evaluators": _to_plain(self.evaluators)} if self.evaluators != EvaluatorSettings() else {}),
         }
 
 
-def _to_plain(obj: Any) -> Any:
+def _to_plain(obj: Any, *, added_later: Mapping[type, frozenset[str]] = FINGERPRINT_ADDED_LATER) -> Any:
+    """``obj`` as JSON-able data (for fingerprints); the ``added_later`` fields of a dataclass are left out while at their default."""
     if dataclasses.is_dataclass(obj):
-        return {f.name: _to_plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+        later = added_later.get(type(obj), frozenset())
+        return {
+            f.name: _to_plain(getattr(obj, f.name), added_later=added_later)
+            for f in dataclasses.fields(obj)
+            if not (f.name in later and getattr(obj, f.name) == f.default)
+        }
     if isinstance(obj, (list, tuple)):
-        return [_to_plain(v) for v in obj]
+        return [_to_plain(v, added_later=added_later) for v in obj]
     if isinstance(obj, Path):
         return str(obj)
     return obj

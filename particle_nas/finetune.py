@@ -21,6 +21,8 @@ from particle_nas.space import NetworkSpec, SpecError, read_yaml
 
 SECTIONS: tuple[str, ...] = ("name", "seed", "output_dir", "data", "train", "finetune")
 FINETUNE_DIR = "finetune"
+INT8_MODEL = "model-int8.onnx"  # finetune.quantize int8: the best epoch's model, quantized (particle_nas.evaluators.load_int8 reads it)
+QUANTIZE_HINT = 'pip install -e ".[export]"'
 
 
 @dataclass(frozen=True)
@@ -47,7 +49,11 @@ class FineTuneJob:
         return self.run_dir / FINETUNE_DIR
 
     def fingerprint(self) -> dict[str, Any]:
-        """Everything that decides the result, but the number of epochs (a run may be continued to more)."""
+        """Everything that decides the trained weights, but the number of epochs (a run may be continued to more).
+
+        ``finetune.quantize`` is left out: it acts after training, so a finished run
+        may be quantized (or not) without training again.
+        """
         from particle_nas.config import _to_plain
 
         weights = None
@@ -58,9 +64,11 @@ class FineTuneJob:
         return {
             "seed": self.seed,
             "network": self.network.to_dict(),
-            "data": _to_plain(self.data),
-            "train": {k: v for k, v in _to_plain(self.train).items() if k != "epochs"},
-            "finetune": _to_plain(self.settings),
+            # added_later={}: every field counts (fine-tuning began after data.class_index; its runs have it)
+            "data": _to_plain(self.data, added_later={}),
+            # epochs may grow, and device may change (a run interrupted on one GPU continues on another, or on the CPU)
+            "train": {k: v for k, v in _to_plain(self.train, added_later={}).items() if k not in ("epochs", "device")},
+            "finetune": {k: v for k, v in _to_plain(self.settings, added_later={}).items() if k != "quantize"},
             "weights": weights,
             "new_head": self.new_head,
         }
@@ -77,6 +85,7 @@ def load_job(
     seed: int | None = None,
     weights: str | None = None,
     new_head: bool = False,
+    quantize: str | None = None,
 ) -> FineTuneJob:
     """Read and check NETWORK.yaml and DATA.yaml (command-line values win); a one-line ValueError on bad input."""
     from particle_nas.results import load_network
@@ -87,7 +96,7 @@ def load_job(
     except ValueError as err:
         raise ConfigError(str(err)) from None
     try:
-        return _parse(raw, network, network_file=network_file, data_file=data_file, mode=mode, epochs=epochs, name=name, output_dir=output_dir, seed=seed, weights=weights, new_head=new_head)
+        return _parse(raw, network, network_file=network_file, data_file=data_file, mode=mode, epochs=epochs, name=name, output_dir=output_dir, seed=seed, weights=weights, new_head=new_head, quantize=quantize)
     except SpecError as err:
         raise ConfigError(f"{data_file}: {_relocate(_finetune_field(err))}") from None
 
@@ -96,7 +105,7 @@ def _finetune_field(err: SpecError) -> SpecError:
     return err.relocated("finetune." + err.field[len("FineTuneSettings.") :]) if err.field.startswith("FineTuneSettings.") else err
 
 
-def _parse(raw: Any, network: NetworkSpec, *, network_file: str, data_file: str, mode, epochs, name, output_dir, seed, weights, new_head) -> FineTuneJob:
+def _parse(raw: Any, network: NetworkSpec, *, network_file: str, data_file: str, mode, epochs, name, output_dir, seed, weights, new_head, quantize) -> FineTuneJob:
     if not isinstance(raw, Mapping):
         raise SpecError("document", "must be a mapping with sections " + ", ".join(SECTIONS), raw)
     for key in raw:
@@ -135,7 +144,11 @@ def _parse(raw: Any, network: NetworkSpec, *, network_file: str, data_file: str,
     finetune_values = _section(raw, "finetune")
     if mode is not None:
         finetune_values["mode"] = mode
+    if quantize is not None:
+        finetune_values["quantize"] = quantize
     settings = _build(FineTuneSettings, finetune_values, "finetune")
+    if settings.quantize == "int8":
+        _require_onnxruntime()
     if weights is not None and not Path(weights).is_file():
         raise SpecError("--weights", "must be a .safetensors file", weights)
     return FineTuneJob(
@@ -150,6 +163,15 @@ def _parse(raw: Any, network: NetworkSpec, *, network_file: str, data_file: str,
         weights_file=weights,
         new_head=new_head,
     )
+
+
+def _require_onnxruntime() -> None:
+    """A one-line ValueError with the install hint when int8 quantization cannot run here (checked before training)."""
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        raise ValueError(f"finetune.quantize int8 needs onnx and onnxruntime, which are not installed: {QUANTIZE_HINT}") from None
 
 
 def build_model(job: FineTuneJob):
@@ -186,7 +208,7 @@ def run(job: FineTuneJob, *, progress: bool = True, resume_hint: str, device=Non
     print(
         f"particle-nas: fine-tune {job.name!r} ({job.settings.mode}): {counts.trainable:,} of {counts.total:,} parameters train ({counts.ratio:.2%}); "
         f"{len(task.train)} training / {len(task.val)} validation clips, {task.num_classes} classes, {job.train.epochs} epochs on {device}"
-        + (f"; continuing after epoch {done}" if done else "")
+        + (f"; trained already ({done} epoch{'s' * (done != 1)}): nothing to train" if done >= job.train.epochs else f"; continuing after epoch {done}" if done else "")
         + f" -> {job.out_dir}/",
         file=sys.stderr,
     )
@@ -200,7 +222,8 @@ def run(job: FineTuneJob, *, progress: bool = True, resume_hint: str, device=Non
 
         return EXIT_INTERRUPTED
     load_best(model, result.best_path)
-    report = _measure(job, model, task, result, counts, device=device)
+    quantization = _quantize(job, model, task) if job.settings.quantize == "int8" else None
+    report = _measure(job, model, task, result, counts, device=device, quantization=quantization)
     from particle_nas.results import write_finetune_report
 
     json_path, html_path = write_finetune_report(report, job.out_dir)
@@ -208,8 +231,51 @@ def run(job: FineTuneJob, *, progress: bool = True, resume_hint: str, device=Non
         f"best epoch {result.best_epoch}: top-1 {report['top1']:.4f}, top-{report['top_k']} {report['top5']:.4f} "
         f"(macro F1 {report['macro']['f1']:.4f}) -> {result.best_path}"
     )
+    if quantization is not None:
+        print(
+            f"int8 ({quantization['backend']}): top-1 {quantization['top1']['int8']:.4f} (fp32 {quantization['top1']['fp32']:.4f}), "
+            f"{quantization['size_bytes']['int8']:,} bytes (fp32 {quantization['size_bytes']['fp32']:,}) -> {job.out_dir / INT8_MODEL}"
+        )
     print(f"wrote {json_path}, {html_path}")
     return 0
+
+
+def _quantize(job: FineTuneJob, model, task) -> dict[str, Any]:
+    """Int8 of the best epoch's model, calibrated on training clips, saved as INT8_MODEL and measured against it.
+
+    Top-1 and top-5 of both are over every validation clip (``predict``); sizes (the
+    two ONNX files), CPU latency and top-1 agreement come from ``compare_int8``, on
+    at most CALIBRATION_CLIPS validation clips (the first ones).
+    """
+    import copy
+
+    import torch
+
+    from particle_nas.evaluators import CALIBRATION_CLIPS, calibration_batches, compare_int8, load_int8, predict, quantize_int8, save_int8
+
+    cpu_model = copy.deepcopy(model).to("cpu").eval()
+    calibration = calibration_batches(task, seed=job.seed)
+    print(f"particle-nas: quantizing the best epoch to int8 (onnxruntime, calibrated on {sum(map(len, calibration))} training clips)", file=sys.stderr)
+    path = save_int8(quantize_int8(cpu_model, calibration, threads=torch.get_num_threads()), job.out_dir / INT8_MODEL)
+    int8 = load_int8(path)  # what the file holds is what is measured
+    batch = job.train.eval_batch_size
+    fp32, quantized = (predict(m, task.val, num_classes=task.num_classes, batch_size=batch) for m in (cpu_model, int8))
+    clips, labels = task.val.batch(slice(0, CALIBRATION_CLIPS))
+    compared = compare_int8(cpu_model, int8, clips, labels, batch_size=batch)
+    return {
+        "backend": compared["backend"],
+        "file": INT8_MODEL,
+        "calibration_clips": sum(map(len, calibration)),
+        "size_bytes": {"fp32": compared["size_bytes_fp32"], "int8": compared["size_bytes_int8"]},
+        "weight_bytes": {"fp32": compared["weight_bytes_fp32"], "int8": compared["weight_bytes_int8"]},
+        "latency_ms": {"fp32": compared["latency_ms_fp32"], "int8": compared["latency_ms_int8"], "fp32_onnxruntime": compared["latency_ms_fp32_onnxruntime"]},
+        "top1": {"fp32": fp32.top1, "int8": quantized.top1},
+        "top5": {"fp32": fp32.top5, "int8": quantized.top5},
+        "compared_clips": len(clips),
+        "top1_agreement": compared["top1_agreement"],
+        "max_abs_logit_diff": compared["max_abs_logit_diff"],
+        "confusion": [list(row) for row in quantized.confusion],
+    }
 
 
 def _load_task(job: FineTuneJob, *, progress: bool):
@@ -221,7 +287,7 @@ def _load_task(job: FineTuneJob, *, progress: bool):
     return load_or_make_synthetic_task(job.data, cache_dir=job.run_dir.resolve())
 
 
-def _measure(job: FineTuneJob, model, task, result, counts, *, device) -> dict[str, Any]:
+def _measure(job: FineTuneJob, model, task, result, counts, *, device, quantization: dict[str, Any] | None = None) -> dict[str, Any]:
     """What the report holds: the best epoch's predictions on the validation clips, costs, CPU latency."""
     import copy
 
@@ -258,7 +324,7 @@ def _measure(job: FineTuneJob, model, task, result, counts, *, device) -> dict[s
             "params": {"trainable": counts.trainable, "total": counts.total, "ratio": counts.ratio},
             "flops": {"network": cost(job.network).flops, "trained_model": count_cost(cpu_model, input_shape=job.network.input_shape).flops},
             "latency_ms_cpu": latency,
-            "quantization": None,  # filled by an int8 quantization step when one runs (see results/_finetune_report.py)
+            "quantization": quantization,  # finetune.quantize int8: fp32 against int8 (see _quantize, results/_finetune_report.py)
         }
     )
 
@@ -274,6 +340,7 @@ def cmd_finetune(args) -> int:
         seed=args.seed,
         weights=args.weights,
         new_head=args.new_head,
+        quantize=args.quantize,
     )
     command = ["particle-nas", *getattr(args, "argv", sys.argv[1:])]
     return run(job, progress=not args.no_progress, resume_hint=shlex.join(command))

@@ -3,14 +3,17 @@
 Compute, then draw: ``classification_metrics`` and ``finetune_report`` return
 plain data (no plotly, no scikit-learn); ``finetune_html`` only draws it, in
 the dashboard's style, with plotly.js embedded so the page opens offline.
-Element ids (for tests): ``summary``, ``curves``, ``confusion``,
-``per-class``, ``quantization``.
+Element ids (for tests): ``topline``, ``summary``, ``curves``, ``confusion``,
+``per-class``, ``quantization`` (``quantization-table``, ``quantization-per-class``).
 
 An optional ``quantization`` entry of the report (int8 against fp32) is drawn
-when present::
+when present (``particle-nas finetune --quantize int8`` writes it)::
 
-    {"backend": "fbgemm", "size_bytes": {"fp32": ..., "int8": ...},
-     "latency_ms": {"fp32": ..., "int8": ...}, "top1": {"fp32": ..., "int8": ...}}
+    {"backend": "onnxruntime", "size_bytes": {"fp32": ..., "int8": ...},
+     "latency_ms": {"fp32": ..., "int8": ...}, "top1": {"fp32": ..., "int8": ...},
+     # optional: "top5" and "weight_bytes": {"fp32", "int8"}, "confusion" (int8, [true][predicted]; per-class
+     # metrics are added from it), "file", "calibration_clips", "compared_clips",
+     # "top1_agreement", "max_abs_logit_diff", "latency_ms": {"fp32_onnxruntime"}}
 """
 
 from __future__ import annotations
@@ -28,7 +31,8 @@ from ._plots import _plotly, human
 
 REPORT_JSON = "report.json"
 REPORT_HTML = "report.html"
-QUANTIZATION_KEYS = ("size_bytes", "latency_ms", "top1")
+QUANTIZATION_KEYS = ("size_bytes", "latency_ms", "top1")  # required, each {"fp32": ..., "int8": ...}
+_QUANTIZATION_ROWS = ("size_bytes", "weight_bytes", "latency_ms", "top1", "top5")  # drawn when present
 
 
 @dataclass(frozen=True)
@@ -97,13 +101,33 @@ def finetune_report(fields: dict[str, Any]) -> dict[str, Any]:
     for key in ("confusion", "class_names", "epochs", "top1", "params"):
         if key not in fields:
             raise ValueError(f"a fine-tuning report must have {key!r}, but got fields {sorted(fields)}.")
-    metrics = classification_metrics(fields["confusion"], fields["class_names"])
-    return {
-        **fields,
-        "per_class": [asdict(c) for c in metrics.per_class],
-        "macro": asdict(metrics.macro),
-        "weighted": asdict(metrics.weighted),
-    }
+    report = {**fields, **_per_class(fields["confusion"], fields["class_names"])}
+    quant = fields.get("quantization")
+    if isinstance(quant, dict) and "confusion" in quant and "per_class" not in quant:
+        report["quantization"] = {**quant, **_per_class(quant["confusion"], fields["class_names"])}
+    return report
+
+
+def _per_class(confusion: Sequence[Sequence[int]], class_names: Sequence[str]) -> dict[str, Any]:
+    metrics = classification_metrics(confusion, class_names)
+    return {"per_class": [asdict(c) for c in metrics.per_class], "macro": asdict(metrics.macro), "weighted": asdict(metrics.weighted)}
+
+
+def topline(report: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """The page's first line, as (key, label, text): top-1 and size, fp32 against int8, and the share of parameters trained."""
+    quant = report.get("quantization") or {}
+    params = report["params"]
+    if quant:
+        top1, size = quant["top1"], quant["size_bytes"]
+        top1_text = f"{float(top1['fp32']):.4f} fp32 \u2192 {float(top1['int8']):.4f} int8"
+        ratio = f" ({float(size['int8']) / float(size['fp32']):.2g}x)" if size.get("fp32") else ""
+        size_text = f"{human(size['fp32'], 'B')} fp32 \u2192 {human(size['int8'], 'B')} int8{ratio}"
+        if quant.get("weight_bytes"):
+            size_text += f"; weights {human(quant['weight_bytes']['fp32'], 'B')} \u2192 {human(quant['weight_bytes']['int8'], 'B')}"
+    else:
+        top1_text, size_text = f"{float(report['top1']):.4f} fp32 (int8 not measured)", "int8 not measured (--quantize int8)"
+    trained = f"{params['ratio']:.2%} of the parameters ({params['trainable']:,} of {params['total']:,})"
+    return [("top1", "top-1", top1_text), ("size", "size", size_text), ("trainable", "trains", trained)]
 
 
 # ---------------------------------------------------------------- drawing
@@ -167,15 +191,39 @@ def quantization_section(quant: dict[str, Any] | None) -> str:
             '<section class="wide" id="quantization"><h2>int8 quantization</h2><p class="note">Not measured for this run. '
             "When the report holds a <code>quantization</code> entry (size, CPU latency and top-1 of the fp32 and int8 models), it is shown here.</p></section>"
         )
-    fmt = {"size_bytes": lambda v: human(v, "B"), "latency_ms": lambda v: f"{float(v):.3g} ms", "top1": lambda v: f"{float(v):.4f}"}
+    fmt = {"size_bytes": lambda v: human(v, "B"), "weight_bytes": lambda v: human(v, "B"), "latency_ms": lambda v: f"{float(v):.3g} ms", "top1": lambda v: f"{float(v):.4f}", "top5": lambda v: f"{float(v):.4f}"}
     rows = []
-    for key in QUANTIZATION_KEYS:
-        values = quant.get(key) or {}
+    for key in _QUANTIZATION_ROWS:
+        values = quant.get(key)
+        if not values:
+            continue
         fp32, int8 = values.get("fp32"), values.get("int8")
         change = f"{float(int8) / float(fp32):.3g}x" if fp32 and int8 is not None else ""
         rows.append([(key, key), (fp32 or "", "" if fp32 is None else fmt[key](fp32)), (int8 or "", "" if int8 is None else fmt[key](int8)), (change, change)])
-    backend = html.escape(str(quant.get("backend", "")))
-    return f'<section class="wide" id="quantization"><h2>int8 quantization</h2><p class="note">Backend {backend}; int8 / fp32 in the last column.</p>{_table("quantization-table", ["", "fp32", "int8", "int8 / fp32"], rows)}</section>'
+    notes = [f"Backend {html.escape(str(quant.get('backend', '')))}; int8 / fp32 in the last column."]
+    if quant.get("file"):
+        notes.append(f"The int8 model: <code>{html.escape(str(quant['file']))}</code> (<code>particle_nas.evaluators.load_int8</code> reads it), calibrated on {quant.get('calibration_clips', '?')} training clips.")
+    notes.append("size_bytes: bytes of the ONNX files; weight_bytes: of their stored tensors alone (int8 weights, int32 biases, scales and zero points against float32; the graph and its names are left out). Latency: median batch-1 forward on the CPU (fp32 in PyTorch, int8 in ONNX Runtime" + (f"; fp32 in ONNX Runtime {float(quant['latency_ms']['fp32_onnxruntime']):.3g} ms" if "fp32_onnxruntime" in quant["latency_ms"] else "") + ").")
+    if "top1_agreement" in quant:
+        notes.append(f"Same top-1 class as fp32 on {float(quant['top1_agreement']):.1%} of {quant.get('compared_clips', '?')} validation clips (largest logit difference {float(quant.get('max_abs_logit_diff', float('nan'))):.3g}).")
+    per_class = ""
+    if quant.get("per_class"):
+        per_class = (
+            '<p class="note">The int8 model, per class, on the validation videos:</p>'
+            + _table("quantization-per-class", ["class", "precision", "recall", "F1", "support"], [_metric_row(c) for c in quant["per_class"]] + [_metric_row(quant["macro"])])
+        )
+    return f'<section class="wide" id="quantization"><h2>int8 quantization</h2><p class="note">{" ".join(notes)}</p>{_table("quantization-table", ["", "fp32", "int8", "int8 / fp32"], rows)}{per_class}</section>'
+
+
+_TOPLINE_CSS = """
+#topline { display: flex; flex-wrap: wrap; gap: 10px 28px; margin-top: 8px; font-size: 15px; }
+#topline .stat b { font-weight: 600; margin-right: 6px; opacity: 0.8; }
+"""
+
+
+def topline_html(report: dict[str, Any]) -> str:
+    stats = "".join(f'<span class="stat" data-key="{key}"><b>{html.escape(label)}</b>{html.escape(text)}</span>' for key, label, text in topline(report))
+    return f'<div id="topline">{stats}</div>'
 
 
 def finetune_html(report: dict[str, Any]) -> str:
@@ -209,12 +257,11 @@ def finetune_html(report: dict[str, Any]) -> str:
         quantization_section(report.get("quantization")),
     ]
     title = f"particle-nas fine-tuning: {report.get('name', '')}"
-    head = f"top-1 {report['top1']:.4f}, top-{report.get('top_k', 5)} {report.get('top5', float('nan')):.4f}; {params['trainable']:,} trainable parameters of {params['total']:,} ({params['ratio']:.2%})"
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        f"<title>{html.escape(title)}</title><style>{_CSS}</style>"
+        f"<title>{html.escape(title)}</title><style>{_CSS}{_TOPLINE_CSS}</style>"
         f'<script type="text/javascript">{get_plotlyjs()}</script></head><body>'
-        f"<header><h1>{html.escape(title)}</h1><p>{html.escape(head)}</p></header>"
+        f"<header><h1>{html.escape(title)}</h1>{topline_html(report)}</header>"
         f"<main>{''.join(sections)}</main><script>{_SORT_JS}</script>"
         "</body></html>\n"
     )

@@ -42,8 +42,8 @@ SHOWN_COMMANDS: dict[str, str] = {
     "report --pick": "tests/cli/test_cli.py::test_report_with_another_pick_rewrites_best_yaml",
     "presets": "tests/cli/test_cli_presets.py::test_presets_table_lists_published_and_counted",
     "presets --show": "tests/cli/test_cli_presets.py::test_presets_show_states_where_flops_were_counted",
-    "finetune --data --mode --new-head --weights": "tests/cli/test_finetune_cli.py::test_new_head_fine_tunes_weights_of_another_number_of_classes",
     "search --no-progress --seed": "tests/cli/test_cli_replay.py::test_search_on_the_table_runs_in_seconds_and_the_dashboard_says_replay",
+    "finetune --data --mode --new-head --quantize --weights": "tests/cli/test_finetune_cli.py::test_the_docs_example_on_generated_videos_runs_as_written",
 }
 
 # Other programs shown in the docs (matched by how the command starts), and why no test here runs them as shown.

@@ -1,12 +1,14 @@
 from __future__ import annotations
 
+import dataclasses
+import json
 from unittest import mock
 
 import pytest
 import yaml
 
 from particle_nas.cli import main
-from particle_nas.config import ConfigError, load_config, parse_config
+from particle_nas.config import FINGERPRINT_ADDED_LATER, ConfigError, load_config, parse_config
 from particle_nas.evaluators import TrainConfig
 
 BASE = {
@@ -148,3 +150,24 @@ def test_device_may_change_on_resume_and_precision_only_fingerprints_when_set():
     assert "precision" not in base["train"] and "deterministic" not in base["train"]  # runs made before these settings still resume
     assert parse_config(_with("train", precision="fp32")).fingerprint()["train"]["precision"] == "fp32"
     assert parse_config(_with("train", deterministic=True)).fingerprint()["train"]["deterministic"] is True
+
+
+def test_a_video_folder_study_made_before_class_index_still_resumes(tmp_path):
+    for cls in ("a", "b"):
+        (tmp_path / cls).mkdir()
+    (tmp_path / "classInd.txt").write_text("1 b\n2 a\n")
+    doc = {**BASE, "data": {"kind": "video_folder", "root": str(tmp_path), "clip": [4, 16, 16]}}
+    config = parse_config(doc, source="cfg.yaml")
+    # the data section as a study made before VideoFolderConfig had class_index stored it (as JSON)
+    old_data = {"root": str(tmp_path), "clip": [4, 16, 16], "train_list": None, "val_list": None, "hmdb_split_dir": None, "split": 1, "val_fraction": 0.2, "seed": 0, "class_names": ["a", "b"]}
+    fingerprint = json.loads(json.dumps(config.fingerprint()))
+    assert fingerprint["data"] == old_data
+    with_index = parse_config({**doc, "data": {**doc["data"], "class_index": "classInd.txt"}}, source="cfg.yaml").fingerprint()
+    assert with_index["data"]["class_index"] == "classInd.txt" and with_index["data"]["class_names"] == ["b", "a"]  # set: it counts
+
+
+def test_every_field_added_later_exists_with_a_default():
+    for cls, names in FINGERPRINT_ADDED_LATER.items():
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        for name in names:
+            assert name in fields and fields[name].default is not dataclasses.MISSING, (cls.__name__, name)

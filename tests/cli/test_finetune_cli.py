@@ -13,8 +13,10 @@ import torch
 import yaml
 from safetensors.torch import load_file, save_file
 
+import particle_nas
 import particle_nas.evaluators
 from particle_nas.cli import main
+from particle_nas.finetune import load_job
 from particle_nas.space import NetworkSpec, ParticleSpec, build_network, particle_to_record
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -141,6 +143,7 @@ def _bad_inputs(tmp_path: Path, ucf: Path, files: dict[str, Path]) -> dict[str, 
     (tmp_path / "noclass.yaml").write_text(data_yaml(ucf).replace(str(ucf / "ucfTrainTestlist" / "testlist01.txt"), str(partial)))
     (tmp_path / "clip.yaml").write_text(data_yaml(ucf).replace("data:\n", "data:\n  clip: [8, 16, 16]\n"))
     (tmp_path / "mode.yaml").write_text(data_yaml(ucf, extra="finetune:\n  mode: lora\n"))
+    (tmp_path / "quantize.yaml").write_text(data_yaml(ucf, extra="finetune:\n  quantize: fp16\n"))
     four = write_network(tmp_path / "four.yaml", NETWORK.replace(num_classes=4))
     wider = write_weights(tmp_path / "wider.safetensors", NETWORK.replace(widths=(8, 24)))
     (tmp_path / "text.safetensors").write_text("not weights")
@@ -153,10 +156,11 @@ def _bad_inputs(tmp_path: Path, ucf: Path, files: dict[str, Path]) -> dict[str, 
         "weights of another network": (["--data", data, "--weights", str(wider)], "stages.1.0.branch.0.weight must have shape (16, 1, 3, 3, 3) in this network, but got (24, 1, 3, 3, 3)."),
         "not a weights file": (["--data", data, "--weights", str(tmp_path / "text.safetensors")], "must be a safetensors file of the network's weights"),
         "unknown mode": (["--data", str(tmp_path / "mode.yaml")], "finetune.mode must be one of ('full', 'linear', 'adapters', 'bitfit'), but got 'lora'"),
+        "unknown quantization": (["--data", str(tmp_path / "quantize.yaml")], "finetune.quantize must be one of ('none', 'int8'), but got 'fp16'"),
     }
 
 
-CASES = ("no videos", "a class without videos", "clip differs", "classes differ", "weights of another network", "not a weights file", "unknown mode")
+CASES = ("no videos", "a class without videos", "clip differs", "classes differ", "weights of another network", "not a weights file", "unknown mode", "unknown quantization")
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -182,6 +186,55 @@ def test_another_setting_on_an_existing_run_is_refused_and_its_checkpoint_kept(f
     assert last.read_bytes() == before
 
 
+# ---------------------------------------------------------------- int8 quantization of the best epoch
+def check_int8(out: Path, report: dict, data) -> dict:
+    """The report's int8 entry is complete, and model-int8.onnx reloads to its recorded top-1 and top-5 on ``data``'s validation videos."""
+    from particle_nas.evaluators import load_int8, load_video_task, predict
+
+    quant = report["quantization"]
+    assert quant["backend"] == "onnxruntime" and quant["file"] == "model-int8.onnx" and 0 < quant["calibration_clips"] <= 64
+    path = out / "model-int8.onnx"
+    assert path.stat().st_size == quant["size_bytes"]["int8"] and quant["size_bytes"]["fp32"] > 0
+    assert 0 < quant["weight_bytes"]["int8"] < quant["weight_bytes"]["fp32"]
+    assert quant["top1"]["fp32"] == pytest.approx(report["top1"]) and quant["top5"]["fp32"] == pytest.approx(report["top5"])
+    assert all(quant["latency_ms"][k] > 0 for k in ("fp32", "int8", "fp32_onnxruntime"))
+    assert len(quant["per_class"]) == len(report["class_names"]) and sum(map(sum, quant["confusion"])) == report["data"]["val_videos"]
+    task = load_video_task(data, progress=False)
+    predictions = predict(load_int8(path), task.val, num_classes=task.num_classes)
+    assert (predictions.top1, predictions.top5) == (pytest.approx(quant["top1"]["int8"]), pytest.approx(quant["top5"]["int8"]))
+    return quant
+
+
+def test_quantize_after_a_finished_run_measures_int8_without_training_again(files, capsys) -> None:
+    pytest.importorskip("onnxruntime", reason="int8 quantization needs onnxruntime (pip install -e '.[export]')")
+    argv = finetune(files, "--mode", "adapters", "--epochs", "1")
+    assert main(argv) == 0
+    out = files["runs"] / "ucf" / "finetune"
+    last, best = (out / "checkpoints" / "last.pt").read_bytes(), (out / "best.safetensors").read_bytes()
+    assert json.loads((out / "report.json").read_text())["quantization"] is None and not (out / "model-int8.onnx").exists()
+    capsys.readouterr()
+
+    assert main(argv + ["--quantize", "int8"]) == 0  # the same run: quantize is not part of its fingerprint
+    captured = capsys.readouterr()
+    assert "trained already (1 epoch): nothing to train" in captured.err and "quantizing the best epoch to int8" in captured.err
+    assert (out / "checkpoints" / "last.pt").read_bytes() == last and (out / "best.safetensors").read_bytes() == best  # not trained again
+    report = json.loads((out / "report.json").read_text())
+    assert report["settings"]["quantize"] == "int8" and report["resumed_from"] == 1
+    quant = check_int8(out, report, load_job(str(files["network"]), str(files["data"])).data)
+    assert re.search(rf"int8 \(onnxruntime\): top-1 {quant['top1']['int8']:.4f} \(fp32 {report['top1']:.4f}\), {quant['size_bytes']['int8']:,} bytes", captured.out)
+    page = (out / "report.html").read_text()
+    assert 'id="quantization-table"' in page and 'id="quantization-per-class"' in page and f"{quant['top1']['int8']:.4f} int8" in page
+
+
+def test_quantize_without_onnxruntime_is_one_line_with_the_install_hint(files, monkeypatch, capsys) -> None:
+    files["data"].write_text(files["data"].read_text() + "finetune:\n  quantize: int8\n")  # asked for in DATA.yaml
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import onnxruntime raises ImportError
+    assert main(finetune(files)) == 2
+    err = capsys.readouterr().err
+    assert err == 'particle-nas: error: finetune.quantize int8 needs onnx and onnxruntime, which are not installed: pip install -e ".[export]"\n'
+    assert not files["runs"].exists()
+
+
 # ---------------------------------------------------------------- docs/finetune.md, on generated videos
 def _doc_commands() -> list[str]:
     text = (ROOT / "docs" / "finetune.md").read_text()
@@ -193,6 +246,7 @@ def _doc_commands() -> list[str]:
 def test_the_docs_example_on_generated_videos_runs_as_written(tmp_path: Path, monkeypatch, capsys) -> None:
     import runpy
 
+    pytest.importorskip("onnxruntime", reason="the example quantizes to int8 (pip install -e '.[export]')")
     (tmp_path / "examples").symlink_to(ROOT / "examples")
     monkeypatch.chdir(tmp_path)
     commands = _doc_commands()
@@ -207,13 +261,20 @@ def test_the_docs_example_on_generated_videos_runs_as_written(tmp_path: Path, mo
         else:
             assert words[0] == "particle-nas", command
             assert main(words[1:] + ["--no-progress"] * (words[1] in ("search", "finetune"))) == 0, command
-    report = json.loads((tmp_path / "runs" / "ucf-demo" / "finetune" / "report.json").read_text())
+    out = tmp_path / "runs" / "ucf-demo" / "finetune"
+    report = json.loads((out / "report.json").read_text())
     assert report["mode"] == "adapters" and report["new_head"] is True and report["weights"] == "demo.safetensors"
-    assert (tmp_path / "runs" / "ucf-demo" / "finetune" / "report.html").is_file()
     torch.testing.assert_close(report["params"]["ratio"], report["params"]["trainable"] / report["params"]["total"])
+    full = sum(p.numel() for p in build_network(particle_nas.load_network("demo.yaml").replace(num_classes=3)).parameters())
+    assert report["params"]["trainable"] <= 0.10 * full < report["params"]["total"]  # adapters train at most 10% of what full trains
+    # int8: its accuracy and size are in the report, and model-int8.onnx reloads to the recorded top-1
+    assert report["settings"]["quantize"] == "int8"
+    quant = check_int8(out, report, load_job("demo.yaml", "examples/finetune/ucf_demo.yaml", new_head=True).data)
+    page = (out / "report.html").read_text()
+    assert f"{quant['top1']['fp32']:.4f} fp32 \u2192 {quant['top1']['int8']:.4f} int8" in page and 'id="quantization-table"' in page
     snippet = re.search(r"To use the fine-tuned model:\s*```python\n(.*?)```", (ROOT / "docs" / "finetune.md").read_text(), re.S).group(1)
     scope: dict = {}
     exec(compile(snippet, "docs/finetune.md", "exec"), scope)  # the page's Python, as written
     model = scope["model"]
     assert not model.training and sum(".adapter." in k for k in model.state_dict()) > 0
-    assert model(torch.zeros(1, 3, 4, 16, 16)).shape == (1, 3)
+    assert model(torch.zeros(1, 3, 4, 16, 16)).shape == (1, 3) and scope["int8"](torch.zeros(2, 3, 4, 16, 16)).shape == (2, 3)

@@ -136,6 +136,7 @@ def test_int8_file_is_smaller_and_reloads_to_the_same_outputs(tmp_path) -> None:
     report = compare_int8(model, int8, _clips(4, seed=2), torch.zeros(4, dtype=torch.int64), warmup=0, repeats=1)
     assert path.stat().st_size == report["size_bytes_int8"] < report["size_bytes_fp32"]
     assert weight_bytes(int8) < state_bytes(model) / 3  # int8 weights: about a quarter of float32
+    assert report["weight_bytes_int8"] == weight_bytes(int8) < report["weight_bytes_fp32"] / 3 < report["size_bytes_fp32"] / 3
     reloaded = load_int8(path)
     x = _clips(5, seed=4)
     with torch.no_grad():
