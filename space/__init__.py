@@ -19,13 +19,14 @@ from ._domain import AXES, STAGE_MODES, Axis, SearchSpace
 from ._checks import check_choice, check_clip, check_int, check_number
 from ._errors import SpecError
 from ._io import read_yaml
-from ._layers import ParallelSum, ParticleBlock, ParticleNet, SqueezeExcite, TemporalShift
-from ._spec import ACTIVATIONS, FACTORIZATIONS, KERNELS, POOLS, R2PLUS1D_MIDS, WIRINGS, NetworkSpec, ParticleSpec, particle_from_record, particle_to_record
+from ._layers import ConvGRU, ParallelSum, ParticleBlock, ParticleNet, SqueezeExcite, TemporalShift
+from ._spec import ACTIVATIONS, FACTORIZATIONS, KERNELS, POOLS, R2PLUS1D_MIDS, RECURRENT, WIRINGS, NetworkSpec, ParticleSpec, particle_from_record, particle_to_record
 
 __all__ = [
     "ACTIVATIONS",
     "AXES",
     "Axis",
+    "ConvGRU",
     "Cost",
     "FACTORIZATION_COSTS",
     "FACTORIZATIONS",
@@ -38,6 +39,7 @@ __all__ = [
     "POOLS",
     "ParticleSpec",
     "R2PLUS1D_MIDS",
+    "RECURRENT",
     "STAGE_MODES",
     "SearchSpace",
     "SpecError",
