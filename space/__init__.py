@@ -16,6 +16,7 @@ from ._build import (
 )
 from ._cost import FACTORIZATION_COSTS, WIRING_COSTS, Cost, cost
 from ._domain import AXES, STAGE_MODES, Axis, SearchSpace
+from ._inflate import INFLATABLE, NOT_INFLATABLE, as_2d, check_inflatable, inflate, inflate_state_dict
 from ._checks import check_choice, check_clip, check_int, check_number
 from ._errors import SpecError
 from ._io import read_yaml
@@ -31,7 +32,9 @@ __all__ = [
     "FACTORIZATION_COSTS",
     "FACTORIZATIONS",
     "FACTORIZATION_BUILDERS",
+    "INFLATABLE",
     "KERNELS",
+    "NOT_INFLATABLE",
     "NetworkSpec",
     "ParallelSum",
     "ParticleBlock",
@@ -48,8 +51,10 @@ __all__ = [
     "WIRINGS",
     "WIRING_BUILDERS",
     "WIRING_COSTS",
+    "as_2d",
     "build_network",
     "check_choice",
+    "check_inflatable",
     "check_clip",
     "check_int",
     "check_number",
@@ -58,6 +63,8 @@ __all__ = [
     "build_particle",
     "dense_inner_width",
     "effective_prune_ratio",
+    "inflate",
+    "inflate_state_dict",
     "inner_width",
     "particle_from_record",
     "particle_to_record",
