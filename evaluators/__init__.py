@@ -15,7 +15,7 @@ from ._data import (
     make_synthetic_task,
     normalize,
 )
-from ._evaluate import Evaluation, EvaluatorSettings, ProxyEvaluator, training_seed
+from ._evaluate import Evaluation, EvaluatorSettings, ProxyEvaluator, load_weights, save_weights, training_seed
 from ._metrics import METRIC_DIRECTIONS, METRICS, ZERO_COST, GradNorm, Latency, Metric, Naswot, Snip, Synflow, make_metric
 from ._prune import prune_network, prunes, unpruned_spec
 from ._video import VIDEO_EXTENSIONS, VideoFolderConfig, VideoTask, decode_clip, list_videos, load_video_task
@@ -61,12 +61,14 @@ __all__ = [
     "evaluate_accuracy",
     "generate_clips",
     "load_or_make_synthetic_task",
+    "load_weights",
     "lr_factor",
     "make_synthetic_task",
     "network_cost",
     "normalize",
     "prune_network",
     "prunes",
+    "save_weights",
     "train_proxy",
     "training_seed",
     "unpruned_spec",

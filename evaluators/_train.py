@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -42,6 +44,7 @@ class TrainConfig:
     threads: int | None = None  # torch.set_num_threads during training (restored afterwards); None = leave as is
     memory_format: str = "auto"  # see MEMORY_FORMATS: layout of the model's weights and of each batch; auto = memory_format_for(device)
     finetune_epochs: int = 1  # specs with prune_ratio > 0: epochs of fine-tuning after structured pruning (0 = none)
+    init_from: str | None = None  # a .safetensors state_dict of the network's 2D form (space.as_2d), inflated to start training from; None = fresh weights
 
     def __post_init__(self) -> None:
         p = "TrainConfig."
@@ -64,6 +67,10 @@ class TrainConfig:
         check_int(p + "finetune_epochs", self.finetune_epochs, low=0, high=10_000)
         if self.threads is not None:
             check_int(p + "threads", self.threads, low=1, high=1024)
+        if self.init_from is not None:
+            if not isinstance(self.init_from, (str, os.PathLike)) or not str(self.init_from).endswith(".safetensors") or not Path(self.init_from).is_file():
+                raise SpecError(p + "init_from", "must name an existing .safetensors file (the trained 2D network's weights)", self.init_from)
+            object.__setattr__(self, "init_from", os.fspath(self.init_from))
 
 
 @dataclass(frozen=True)
