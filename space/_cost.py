@@ -6,7 +6,8 @@ network out, sharing its width rules (``dense_inner_width``, ``pruned_width``,
 network (see ``particle_nas.evaluators.count_cost``):
 
 - params: every trainable tensor: conv weights (no bias), batch-norm scale and
-  shift, squeeze-excite convs with their biases, the linear head with its bias;
+  shift, squeeze-excite convs and conv_gru's input-to-gate convs with their
+  biases, the linear head with its bias;
 - FLOPs: multiply-adds of conv and linear layers for one clip: a conv costs
   ``weights x output positions``, the head ``in x out``. Batch norm,
   activations, pooling, additions, temporal shifts and the GRU's gating
