@@ -24,6 +24,8 @@ PARTICLES: dict[str, ParticleSpec] = {
     "csn_ip_bottleneck": ParticleSpec(factorization="csn_ip", wiring="bottleneck", expansion=1.0),
     "temporal_shift_residual": ParticleSpec(factorization="temporal_shift", wiring="residual"),
     "x3d_inverted": ParticleSpec(factorization="csn_ir", wiring="inverted", expansion=2.0, squeeze_excite=0.25, activation="silu"),
+    "conv_gru_residual": ParticleSpec(factorization="conv_gru", wiring="residual", temporal_kernel=1),  # ConvNet + GRU, 1x1x1 gates
+    "conv_gru_k3_residual": ParticleSpec(factorization="conv_gru", wiring="residual", temporal_kernel=3),  # 1x3x3 gates (ConvGRU)
 }
 # The proxy network of examples/quickstart.yaml.
 NETWORK = dict(stem_channels=16, widths=(16, 32, 64), depths=(1, 1, 1), temporal_strides=(1, 1, 1), spatial_strides=(1, 2, 2))

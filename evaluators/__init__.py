@@ -50,7 +50,7 @@ from ._finetune import (
     prepare_for_finetuning,
     read_checkpoint,
 )
-from ._evaluate import CALIBRATION_CLIPS, Evaluation, EvaluatorSettings, ProxyEvaluator, calibration_batches, quantize_network, quantized_stages, training_seed
+from ._evaluate import CALIBRATION_CLIPS, Evaluation, EvaluatorSettings, ProxyEvaluator, calibration_batches, load_weights, quantize_network, quantized_stages, save_weights, training_seed
 from ._metrics import METRIC_DIRECTIONS, METRICS, GradNorm, Latency, Metric, Naswot, SizeBytes, Snip, Synflow, make_metric
 from ._quantize import QUANT_BACKENDS, Int8Model, compare_int8, export_onnx, load_int8, quantize_int8, save_int8, size_bytes, state_bytes, weight_bytes
 from ._registry import METRIC_INFO, OBJECTIVES, OPTIONAL_METRICS, ZERO_COST, Constraint, MetricInfo, human
@@ -144,12 +144,14 @@ __all__ = [
     "generate_clips",
     "human",
     "load_or_make_synthetic_task",
+    "load_weights",
     "lr_factor",
     "make_synthetic_task",
     "network_cost",
     "normalize",
     "prune_network",
     "prunes",
+    "save_weights",
     "train_proxy",
     "training_seed",
     "unpruned_spec",

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from particle_nas.space import NetworkSpec, SpecError, build_network, check_int
+from particle_nas.space import NetworkSpec, SpecError, build_network, check_int, inflate_state_dict
 
 from ._cost import network_cost
 from ._data import SyntheticConfig, SyntheticTask, load_or_make_synthetic_task
@@ -166,6 +166,17 @@ def save_weights(model: Any, path: str | Path) -> Path:
     return path
 
 
+def load_weights(path: str | Path) -> dict[str, torch.Tensor]:
+    """The ``state_dict`` that ``save_weights`` wrote at ``path``, on the CPU."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError) as err:
+        raise SpecError("TrainConfig.init_from", f"must be a safetensors file of a network's state_dict ({err})", str(path)) from None
+
+
 @dataclass(frozen=True)
 class ProxyEvaluator:
     """Train a spec's proxy network on the synthetic task and count its cost.
@@ -224,8 +235,9 @@ class ProxyEvaluator:
         ``accuracy``, ``epoch_accuracy`` and ``train_loss`` then end with the
         fine-tuning epochs (or the pruned network's accuracy, without them).
         Latency and zero-cost scores are measured on the (pruned) architecture
-        of ``spec`` before training. With ``weights_path``, the final trained
-        ``state_dict`` is saved there (safetensors).
+        of ``spec`` before training, with fresh weights. Training starts from
+        ``initial_network`` (fresh, or inflated from ``train.init_from``). With
+        ``weights_path``, the final trained ``state_dict`` is saved there (safetensors).
 
         When a particle of ``spec`` says ``quantize: int8``, the final network is
         quantized (``quantize_network``, calibrated on training clips): ``accuracy``
@@ -270,8 +282,8 @@ class ProxyEvaluator:
             self.quantize(model, spec, task, seed=config.seed, metrics=metrics)
             return Evaluation(accuracy=None, epoch_accuracy=None, train_loss=None, flops=cost.flops, params=cost.params, duration_s=None, metrics=metrics, **where)
         start = time.perf_counter()
-        if pruning:
-            model = build_network(unpruned_spec(spec), seed=seed).to(device)
+        if pruning or self.train.init_from is not None:
+            model = self.initial_network(unpruned_spec(spec), seed=seed).to(device)
         result = train_proxy(model, task, config=config, on_epoch=on_epoch)
         accuracy, epoch_accuracy, train_loss, before = result.accuracy, result.epoch_accuracy, result.train_loss, None
         if pruning:
@@ -311,6 +323,22 @@ class ProxyEvaluator:
                 clip = task.train.batch(slice(0, 1))
                 metrics["latency_ms"] = Latency(warmup=self.evaluators.latency_warmup, repeats=self.evaluators.latency_repeats).measure(stored, clip)
         return stored
+
+    def initial_network(self, spec: NetworkSpec, *, seed: int) -> torch.nn.Module:
+        """The network that training starts from: ``build_network(spec, seed=seed)``, holding with ``train.init_from``
+        the weights of that file inflated by I3D's rule (``space.inflate_state_dict``: the file holds the network's
+        2D form, ``space.as_2d(spec)``, or the network itself, whose tensors are copied)."""
+        model = build_network(spec, seed=seed)
+        path = self.train.init_from
+        if path is not None:
+            try:
+                state = inflate_state_dict(load_weights(path), model)
+            except SpecError as err:
+                if err.field == "TrainConfig.init_from":
+                    raise
+                raise SpecError("TrainConfig.init_from", f"must hold the weights of the network or of its 2D form, space.as_2d ({err})", path) from None
+            model.load_state_dict(state)
+        return model
 
     def measure(self, model: torch.nn.Module, task: SyntheticTask | VideoTask, *, seed: int, precision: PrecisionPolicy | None = None) -> dict[str, float]:
         """Latency and zero-cost scores of an untrained ``model`` (left unchanged), as enabled in ``evaluators``.

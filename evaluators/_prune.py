@@ -8,6 +8,10 @@ of lowest L1 magnitude (torch-pruning's group L1, summed over every layer the
 channel touches: batch norms, depthwise convs, parallel branches, the next
 conv's inputs), until each layer has the width ``build_network`` gives the
 pruned spec. The residual stream, the stem and the head are never touched.
+The hidden channels of a conv_gru particle's GRU are inner channels: each is
+removed from its six gate convs at once (their outputs, the inputs of the
+three that read the previous state) and from the layer after the GRU, as
+torch-pruning follows the recurrence through the traced frames.
 """
 
 from __future__ import annotations

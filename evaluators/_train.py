@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -47,6 +49,7 @@ class TrainConfig:
     device: str = "auto"  # auto (CUDA when available, else cpu) | cpu | cuda | cuda:N; see resolve_device (docs/gpu.md)
     precision: str = "auto"  # auto | fp32 | bf16 | fp16; auto: fp32 on the CPU, bf16 on CUDA (fp16 + GradScaler without bf16); see precision_policy
     deterministic: bool = False  # CUDA: deterministic kernels, no cudnn autotuning (slower; bit-reproducible runs). No effect on the CPU
+    init_from: str | None = None  # a .safetensors state_dict of the network's 2D form (space.as_2d), inflated to start training from; None = fresh weights
 
     def __post_init__(self) -> None:
         p = "TrainConfig."
@@ -73,6 +76,10 @@ class TrainConfig:
         check_precision(p + "precision", self.precision)
         if not isinstance(self.deterministic, bool):
             raise SpecError(p + "deterministic", "must be true or false", self.deterministic)
+        if self.init_from is not None:
+            if not isinstance(self.init_from, (str, os.PathLike)) or not str(self.init_from).endswith(".safetensors") or not Path(self.init_from).is_file():
+                raise SpecError(p + "init_from", "must name an existing .safetensors file (the trained 2D network's weights)", self.init_from)
+            object.__setattr__(self, "init_from", os.fspath(self.init_from))
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 # section, and space's _OMIT_WHEN_DEFAULT for particle and network fields). Add a new field here.
 FINGERPRINT_ADDED_LATER: dict[type, frozenset[str]] = {
     VideoFolderConfig: frozenset({"class_index"}),  # with particle-nas finetune (UCF101's classInd.txt)
-    TrainConfig: frozenset({"precision", "deterministic"}),  # with GPU training
+    TrainConfig: frozenset({"precision", "deterministic", "init_from"}),  # with GPU training; with inflation
     EvaluatorSettings: frozenset({"replay"}),  # with ParticleBench's replayed searches
 }
 

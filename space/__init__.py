@@ -19,22 +19,26 @@ from ._build import (
 )
 from ._cost import FACTORIZATION_COSTS, WIRING_COSTS, Cost, cost
 from ._domain import AXES, STAGE_MODES, Axis, SearchSpace
+from ._inflate import INFLATABLE, NOT_INFLATABLE, as_2d, check_inflatable, inflate, inflate_state_dict
 from ._checks import check_choice, check_clip, check_int, check_number
 from ._errors import SpecError
 from ._io import read_yaml
-from ._layers import Adapter, ParallelConcat, ParallelSum, ParticleBlock, ParticleNet, SqueezeExcite, TemporalShift
-from ._spec import ACTIVATIONS, FACTORIZATIONS, KERNELS, POOLS, QUANTIZE_MODES, R2PLUS1D_MIDS, WIRINGS, NetworkSpec, ParticleSpec, particle_from_record, particle_to_record
+from ._layers import Adapter, ConvGRU, ParallelConcat, ParallelSum, ParticleBlock, ParticleNet, SqueezeExcite, TemporalShift
+from ._spec import ACTIVATIONS, FACTORIZATIONS, KERNELS, POOLS, QUANTIZE_MODES, R2PLUS1D_MIDS, RECURRENT, WIRINGS, NetworkSpec, ParticleSpec, particle_from_record, particle_to_record
 
 __all__ = [
     "ACTIVATIONS",
     "AXES",
     "Adapter",
     "Axis",
+    "ConvGRU",
     "Cost",
     "FACTORIZATION_COSTS",
     "FACTORIZATIONS",
     "FACTORIZATION_BUILDERS",
+    "INFLATABLE",
     "KERNELS",
+    "NOT_INFLATABLE",
     "NetworkSpec",
     "ParallelConcat",
     "ParallelSum",
@@ -44,6 +48,7 @@ __all__ = [
     "ParticleSpec",
     "QUANTIZE_MODES",
     "R2PLUS1D_MIDS",
+    "RECURRENT",
     "STAGE_MODES",
     "SearchSpace",
     "SpecError",
@@ -55,8 +60,10 @@ __all__ = [
     "adapter_width",
     "add_adapters",
     "block_out_channels",
+    "as_2d",
     "build_network",
     "check_choice",
+    "check_inflatable",
     "check_clip",
     "check_int",
     "check_number",
@@ -67,6 +74,8 @@ __all__ = [
     "dense_inner_width",
     "effective_prune_ratio",
     "inception_widths",
+    "inflate",
+    "inflate_state_dict",
     "inner_width",
     "particle_from_record",
     "particle_to_record",

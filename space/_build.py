@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from ._errors import SpecError
-from ._layers import ParallelConcat, ParallelSum, ParticleBlock, ParticleNet, SqueezeExcite, TemporalShift
+from ._layers import ConvGRU, ParallelConcat, ParallelSum, ParticleBlock, ParticleNet, SqueezeExcite, TemporalShift
 from ._spec import POOLS, NetworkSpec, ParticleSpec
 
 ACTIVATION_LAYERS: dict[str, Callable[[], nn.Module]] = {
@@ -229,6 +229,43 @@ def create_depthwise_2plus1d_conv(*, cin: int, cout: int, kt: int, k: int, strid
     )
 
 
+def conv_gru_groups(cin: int, cout: int, *, depthwise: bool) -> tuple[int, int, int]:
+    """Groups of conv_gru's ``(spatial conv, input-to-gate convs, hidden-to-gate convs)``: all 1, or channel-wise in depthwise mode."""
+    if not depthwise:
+        return 1, 1, 1
+    return channel_groups(cin, cout), cout, cout
+
+
+def _gate(cin: int, cout: int, kg: int, groups: int, *, bias: bool) -> nn.Conv3d:
+    return nn.Conv3d(cin, cout, (1, kg, kg), padding=(0, kg // 2, kg // 2), groups=groups, bias=bias)
+
+
+def create_conv_gru_conv(*, cin: int, cout: int, kt: int, k: int, stride: tuple[int, int], depthwise: bool, particle: ParticleSpec, basis: tuple[int, int], dense: tuple[int, int]) -> nn.Module:
+    """ConvNet + recurrence: a 2D conv per frame, then a convolutional GRU over time (``ConvGRU``)::
+
+        cin -> [1 x k x k, stride (st, s, s)] -> cout -> BN -> act -> x_t (every st-th frame)
+        x_t, h_{t-1} -> gates z, r and candidate n: [1 x kt x kt] convs on x_t (with bias) + on h_{t-1} (or r * h_{t-1})
+                     -> h_t = (1 - z) h_{t-1} + z n, h_0 = 0 -> cout, one hidden state per frame
+
+    ``kt`` (the particle's temporal_kernel) is the gate convs' kernel: the GRU
+    itself reaches every earlier frame. In depthwise mode every conv is channel-wise.
+    """
+    g_spatial, g_x, g_h = conv_gru_groups(cin, cout, depthwise=depthwise)
+    return nn.Sequential(
+        _conv(cin, cout, (1, k, k), (stride[0], stride[1], stride[1]), g_spatial),
+        nn.BatchNorm3d(cout),
+        ACTIVATION_LAYERS[particle.activation](),
+        ConvGRU(
+            update_x=_gate(cout, cout, kt, g_x, bias=True),
+            reset_x=_gate(cout, cout, kt, g_x, bias=True),
+            candidate_x=_gate(cout, cout, kt, g_x, bias=True),
+            update_h=_gate(cout, cout, kt, g_h, bias=False),
+            reset_h=_gate(cout, cout, kt, g_h, bias=False),
+            candidate_h=_gate(cout, cout, kt, g_h, bias=False),
+        ),
+    )
+
+
 FACTORIZATION_BUILDERS: dict[str, ConvBuilder] = {
     "full": create_full_conv,
     "r2plus1d": create_r2plus1d_conv,
@@ -238,6 +275,7 @@ FACTORIZATION_BUILDERS: dict[str, ConvBuilder] = {
     "temporal_shift": create_temporal_shift_conv,
     "p3d_b": create_p3d_b_conv,
     "depthwise_2plus1d": create_depthwise_2plus1d_conv,
+    "conv_gru": create_conv_gru_conv,
 }
 
 

@@ -2,14 +2,16 @@
 
 Pure integer arithmetic over the spec, layer for layer as ``_build`` lays the
 network out, sharing its width rules (``dense_inner_width``, ``pruned_width``,
-``effective_prune_ratio``, ``r2plus1d_widths``, ``se_width``, ``channel_groups``). It counts what fvcore counts on the built
+``effective_prune_ratio``, ``r2plus1d_widths``, ``se_width``, ``channel_groups``, ``conv_gru_groups``). It counts what fvcore counts on the built
 network (see ``particle_nas.evaluators.count_cost``):
 
 - params: every trainable tensor: conv weights (no bias), batch-norm scale and
-  shift, squeeze-excite convs with their biases, the linear head with its bias;
+  shift, squeeze-excite convs and conv_gru's input-to-gate convs with their
+  biases, the linear head with its bias;
 - FLOPs: multiply-adds of conv and linear layers for one clip: a conv costs
   ``weights x output positions``, the head ``in x out``. Batch norm,
-  activations, pooling, additions and temporal shifts are free.
+  activations, pooling, additions, temporal shifts and the GRU's gating
+  (sigmoid, tanh, products) are free; its gate convs are convs like any other.
 
 Each factorization and wiring has a cost function in a registry next to the
 builder registry; ``tests/space/test_analytic_cost.py`` checks every one against fvcore.
@@ -23,6 +25,7 @@ from typing import Callable
 
 from ._build import (
     channel_groups,
+    conv_gru_groups,
     dense_inner_width,
     effective_prune_ratio,
     head_in_features,
@@ -139,6 +142,17 @@ def _depthwise_2plus1d_cost(tally: _Tally, *, cin: int, cout: int, kt: int, k: i
     tally.conv(cin, cout, kt, 1, stride[0], 1, channel_groups(cin, cout))
 
 
+def _conv_gru_cost(tally: _Tally, *, cin: int, cout: int, kt: int, k: int, stride: tuple[int, int], depthwise: bool, particle: ParticleSpec, basis: tuple[int, int], dense: tuple[int, int]) -> None:
+    """Spatial conv, then 3 input-to-gate convs (with bias) on every frame and 3 hidden-to-gate convs once per frame, h_0 included."""
+    g_spatial, g_x, g_h = conv_gru_groups(cin, cout, depthwise=depthwise)
+    tally.conv(cin, cout, 1, k, stride[0], stride[1], g_spatial)
+    tally.norm(cout)
+    for _ in range(3):  # update, reset, candidate
+        tally.conv(cout, cout, 1, kt, 1, 1, g_x)
+        tally.params += cout  # bias
+        tally.conv(cout, cout, 1, kt, 1, 1, g_h)  # T calls of one frame each: the same count as one call over T frames
+
+
 FACTORIZATION_COSTS: dict[str, ConvCost] = {
     "full": _full_cost,
     "r2plus1d": _r2plus1d_cost,
@@ -148,6 +162,7 @@ FACTORIZATION_COSTS: dict[str, ConvCost] = {
     "temporal_shift": _spatial_only_cost,  # the shift itself is free
     "p3d_b": _p3d_b_cost,
     "depthwise_2plus1d": _depthwise_2plus1d_cost,
+    "conv_gru": _conv_gru_cost,
 }
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Mapping
 
 from ._errors import SpecError
-from ._spec import DEFAULT_EXPANSION, EXPANDING_WIRINGS, INCEPTION_FIELDS, NO_TEMPORAL_KERNEL, ParticleSpec
+from ._spec import DEFAULT_EXPANSION, EXPANDING_WIRINGS, INCEPTION_FIELDS, NO_TEMPORAL_KERNEL, RECURRENT, ParticleSpec
 
 # Inception's list-valued fields: a space may fix them (one list), not search them; branch_widths (absolute, for presets) is no axis.
 FIXED_LIST_AXES = frozenset({"branch_fractions", "reduce_fractions"})
@@ -208,7 +208,9 @@ class SearchSpace:
         ratio. An axis whose values depend on an earlier choice (temporal kernels
         >= 3 for ``temporal_shift``) is asked under a distinct name
         (``temporal_kernel@temporal_shift``), so engines that require a fixed
-        value set per name stay consistent.
+        value set per name stay consistent. So is one whose meaning does:
+        ``temporal_kernel@conv_gru`` sizes a recurrent particle's gate convs,
+        so a model-based sampler does not pool it with the other factorizations' kernels.
         """
         values: dict[str, Any] = {}
 
@@ -232,6 +234,8 @@ class SearchSpace:
                 values[name] = limited.choices[0] if limited.is_fixed else choose(limited)
             elif name == "temporal_kernel" and axis is None and factorization == "temporal_shift":
                 values[name] = 3
+            elif name == "temporal_kernel" and factorization in RECURRENT and axis is not None and not axis.is_fixed:
+                values[name] = choose(dataclasses.replace(axis, name=f"temporal_kernel@{factorization}"))  # it sizes the gate convs
             elif name == "expansion" and wiring not in EXPANDING_WIRINGS:
                 values[name] = 1.0
             elif name == "shift_fraction" and factorization != "temporal_shift":

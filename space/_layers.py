@@ -39,6 +39,43 @@ class TemporalShift(nn.Module):
         return f"fold={self.fold}, reach={self.reach}"
 
 
+class ConvGRU(nn.Module):
+    """A convolutional GRU over the frames of a clip; returns every frame's hidden state (T preserved).
+
+    ``*_x`` convs see the input ``x`` (all frames in one call), ``*_h`` convs the
+    previous hidden state (one frame per call); ``h_0 = 0``::
+
+        z_t = sigmoid(update_x(x)_t + update_h(h_{t-1}))
+        r_t = sigmoid(reset_x(x)_t + reset_h(h_{t-1}))
+        n_t = tanh(candidate_x(x)_t + candidate_h(r_t * h_{t-1}))
+        h_t = (1 - z_t) * h_{t-1} + z_t * n_t
+    """
+
+    def __init__(self, *, update_x: nn.Module, reset_x: nn.Module, candidate_x: nn.Module, update_h: nn.Module, reset_h: nn.Module, candidate_h: nn.Module) -> None:
+        super().__init__()
+        self.update_x = update_x
+        self.reset_x = reset_x
+        self.candidate_x = candidate_x
+        self.update_h = update_h
+        self.reset_h = reset_h
+        self.candidate_h = candidate_h
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # Frames are taken with select and joined with stack (not slices and cat): torch-pruning reads
+        # those as channel operations, select and stack as element-wise ones, which they are for channels.
+        zx, rx, nx = self.update_x(x), self.reset_x(x), self.candidate_x(x)
+        n_batch, channels, frames, height, width = zx.shape
+        h = zx.new_zeros((n_batch, channels, 1, height, width))
+        states = []
+        for t in range(frames):
+            z = torch.sigmoid(zx.select(2, t).unsqueeze(2) + self.update_h(h))
+            r = torch.sigmoid(rx.select(2, t).unsqueeze(2) + self.reset_h(h))
+            n = torch.tanh(nx.select(2, t).unsqueeze(2) + self.candidate_h(r * h))
+            h = h + z * (n - h)
+            states.append(h.select(2, 0))
+        return torch.stack(states, dim=2)
+
+
 class SqueezeExcite(nn.Module):
     """Channel gating from the clip-wide mean: pool -> 1x1x1 -> ReLU -> 1x1x1 -> sigmoid -> scale."""
 

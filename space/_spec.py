@@ -28,6 +28,7 @@ FACTORIZATIONS: tuple[str, ...] = (
     "temporal_shift",  # TSM: shift a fraction of channels along time, then 1 x k x k
     "p3d_b",  # P3D-B: parallel 1 x k x k and kt x 1 x 1 branches, summed
     "depthwise_2plus1d",  # MoViNet-style: depthwise 1 x k x k, then depthwise kt x 1 x 1
+    "conv_gru",  # ConvNet + recurrence: 1 x k x k per frame, then a convolutional GRU over time (gate convs 1 x kt x kt)
 )
 WIRINGS: tuple[str, ...] = ("plain", "residual", "bottleneck", "inverted", "single", "inception")
 ACTIVATIONS: tuple[str, ...] = ("relu", "silu")
@@ -35,6 +36,8 @@ KERNELS: tuple[int, ...] = (1, 3, 5, 7)
 
 # Factorizations whose conv has no temporal kernel of its own.
 NO_TEMPORAL_KERNEL = frozenset({"spatial_only"})
+# Factorizations that mix frames by a recurrence over time, whatever their temporal_kernel (it sizes their gate convs).
+RECURRENT = frozenset({"conv_gru"})
 # Wirings with a width ratio; for the others, expansion must stay 1.
 EXPANDING_WIRINGS = frozenset({"bottleneck", "inverted"})
 DEFAULT_EXPANSION = {"plain": 1.0, "residual": 1.0, "bottleneck": 0.25, "inverted": 4.0, "single": 1.0, "inception": 1.0}
@@ -66,7 +69,7 @@ class ParticleSpec:
 
     factorization: str = "r2plus1d"  # see FACTORIZATIONS
     wiring: str = "residual"  # see WIRINGS
-    temporal_kernel: int = 3  # kt; must be 1 for spatial_only; >= 3 for temporal_shift (shift reach (kt-1)/2)
+    temporal_kernel: int = 3  # kt; must be 1 for spatial_only; >= 3 for temporal_shift (shift reach (kt-1)/2); conv_gru: gate convs 1 x kt x kt
     spatial_kernel: int = 3  # k, square
     expansion: float | None = None  # inner width / output width (bottleneck) or / input width (inverted); None = wiring default
     squeeze_excite: float = 0.0  # SE bottleneck ratio of the inner width; 0 = no SE
@@ -136,7 +139,7 @@ class ParticleSpec:
     @property
     def mixes_time(self) -> bool:
         """Whether the particle's conv mixes information across frames."""
-        return self.factorization not in NO_TEMPORAL_KERNEL and self.temporal_kernel > 1
+        return self.factorization in RECURRENT or (self.factorization not in NO_TEMPORAL_KERNEL and self.temporal_kernel > 1)
 
     def to_dict(self) -> dict[str, Any]:
         return _drop_defaults(dataclasses.asdict(self))

@@ -124,3 +124,15 @@ def test_hypervolume_curve_is_the_normalized_staircase():
     sq = _load("search_quality")
     # points (accuracy, flops) with reference flops 10: (0.5, 5) covers 0.5 x 5 = 2.5, then (0.8, 8) adds 0.3 x 2 = 0.6.
     assert sq.hypervolume_curve([0.5, 0.4, 0.8], [5.0, 6.0, 8.0], ref_flops=10.0) == pytest.approx([0.25, 0.25, 0.31])
+
+
+def test_particles_bench_trains_the_recurrent_particle_beside_the_3d_ones(monkeypatch, capsys):
+    """docs/recurrent.md's bench command, on a tiny task: one line per particle with its analytic FLOPs."""
+    particles = _load("particles")
+    assert {"conv_gru_residual", "conv_gru_k3_residual", "full_residual"} <= set(particles.PARTICLES)
+    argv = ["particles.py", "--threads", "1", "--particles", "conv_gru_residual", "full_residual", "--train-size", "32", "--val-size", "16", "--epochs", "1"]
+    monkeypatch.setattr("sys.argv", argv)
+    particles.main()
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].startswith("conv_gru_residual") and "flops 43.9M" in lines[1]
+    assert lines[2].startswith("full_residual") and "flops 72.2M" in lines[2]

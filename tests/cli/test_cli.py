@@ -86,7 +86,7 @@ def test_cost_of_a_bare_particle_file(tmp_path):
 @pytest.mark.parametrize(
     ("change", "expected"),
     [
-        ({"space": {"factorization": ["full", "conv4d"]}}, "space.factorization must be one of ('full', 'r2plus1d', 'csn_ip', 'csn_ir', 'spatial_only', 'temporal_shift', 'p3d_b', 'depthwise_2plus1d'), but got 'conv4d'."),
+        ({"space": {"factorization": ["full", "conv4d"]}}, "space.factorization must be one of ('full', 'r2plus1d', 'csn_ip', 'csn_ir', 'spatial_only', 'temporal_shift', 'p3d_b', 'depthwise_2plus1d', 'conv_gru'), but got 'conv4d'."),
         ({"space": {"temporal_kernel": [2]}}, "space.temporal_kernel must be one of (1, 3, 5, 7), but got 2."),
         ({"network": {"widths": [8, 16], "depths": [1, 1], "temporal_strides": [4, 2], "spatial_strides": [1, 2]}}, "network.clip must have at least as many frames as the total temporal stride (8), but got [4, 16, 16]."),
         ({"search": {"trials": "many"}}, "search.trials must be an integer, but got 'many'."),

@@ -51,7 +51,7 @@ def test_fingerprint_ignores_what_may_change_on_resume():
 @pytest.mark.parametrize(
     ("doc", "message"),
     [
-        (_with("space", factorization=["full", "x3d"]), "cfg.yaml: space.factorization must be one of ('full', 'r2plus1d', 'csn_ip', 'csn_ir', 'spatial_only', 'temporal_shift', 'p3d_b', 'depthwise_2plus1d'), but got 'x3d'."),
+        (_with("space", factorization=["full", "x3d"]), "cfg.yaml: space.factorization must be one of ('full', 'r2plus1d', 'csn_ip', 'csn_ir', 'spatial_only', 'temporal_shift', 'p3d_b', 'depthwise_2plus1d', 'conv_gru'), but got 'x3d'."),
         (_with("space", temporal_kernel=[3, 9]), "cfg.yaml: space.temporal_kernel must be one of (1, 3, 5, 7), but got 9."),
         (_with("network", temporal_strides=[4, 2]), "cfg.yaml: network.clip must have at least as many frames as the total temporal stride (8), but got [4, 16, 16]."),
         (_with("network", widths=[8, -1]), "cfg.yaml: network.widths[1] must be in [1, 8192], but got -1."),

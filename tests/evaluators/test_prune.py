@@ -142,3 +142,39 @@ def test_evaluation_records_accuracy_before_and_after_pruning() -> None:
 def test_finetune_epochs_is_validated() -> None:
     with pytest.raises(ValueError, match="TrainConfig.finetune_epochs"):
         TrainConfig(finetune_epochs=-1)
+
+
+@pytest.mark.parametrize("wiring", ["residual", "bottleneck", "inverted"])
+def test_conv_gru_loses_a_hidden_channel_from_every_gate_at_once(wiring: str) -> None:
+    """A hidden channel of the GRU is one channel of all six gate convs (and of the recurrent inputs, and of the next layer)."""
+    from particle_nas.space import ConvGRU
+
+    spec = _spec(wiring, "conv_gru")
+    dense = build_network(unpruned_spec(spec), seed=0)
+    _randomize(dense, seed=4)
+
+    def parts(model: nn.Module) -> tuple[nn.Sequential, nn.Module]:
+        branch = model.stages[0][0].branch
+        i = next(i for i, m in enumerate(branch) if isinstance(m, nn.Sequential) and isinstance(m[-1], ConvGRU))
+        return branch[i], branch[i + 1]  # (2D conv -> BN -> act -> GRU), and the batch norm after it
+
+    (conv, after_norm) = parts(dense)
+    before = {"spatial_norm": conv[1].weight.detach().clone(), "next_norm": after_norm.weight.detach().clone()}
+    before.update({name: (m.weight.detach().clone(), None if m.bias is None else m.bias.detach().clone()) for name, m in conv[3].named_children()})
+    (conv, after_norm) = parts(prune_network(dense, spec))
+    gru = conv[3]
+
+    def kept(new: torch.Tensor, old: torch.Tensor) -> list[int]:
+        return [next(i for i in range(len(old)) if old[i] == v) for v in new]
+
+    hidden = kept(gru.update_x.bias, before["update_x"][1])
+    inputs = kept(conv[1].weight, before["spatial_norm"])
+    assert len(hidden) < len(before["update_x"][1]) and hidden == sorted(hidden)
+    depthwise = wiring == "inverted"
+    for name, m in gru.named_children():
+        weight, bias = before[name]
+        columns = slice(None) if depthwise else (hidden if name.endswith("_h") else inputs)
+        assert torch.equal(m.weight, weight[hidden][:, columns]), name
+        if bias is not None:
+            assert torch.equal(m.bias, bias[hidden]), name
+    assert torch.equal(after_norm.weight, before["next_norm"][hidden])
