@@ -25,6 +25,7 @@ from typing import Any, Callable, Mapping, NamedTuple
 import optuna
 from optuna.trial import TrialState
 
+from particle_nas.evaluators import TrialStopped
 from particle_nas.space import Axis, NetworkSpec, SearchSpace, particle_to_record
 from particle_nas.space import cost as analytic_cost
 
@@ -318,6 +319,14 @@ class TrialRecorder:
             trial.set_user_attr("constraints", violations)
             trial.set_user_attr("feasible", all(v <= 0 for v in violations))
         return values
+
+    def stopped(self, trial: Any, stop: TrialStopped) -> None:
+        """Record a trial stopped early (told PRUNED): what it measured, its per-epoch accuracies, where and why it stopped."""
+        for key, value in stop.record.items():
+            trial.set_user_attr(key, value)
+        trial.set_user_attr("epoch_accuracy", list(stop.epoch_accuracy))
+        trial.set_user_attr("stopped_at_epoch", stop.epoch)
+        trial.set_user_attr("fail_reason", f"pruned: stopped by {stop.rule or 'early stopping'} after epoch {stop.epoch}")
 
     def fail(self, trial: Any, err: BaseException | str) -> str:
         """Record why ``trial`` failed (one line); Ctrl-C reads 'interrupted: Ctrl-C'."""
