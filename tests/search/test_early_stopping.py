@@ -241,3 +241,24 @@ def test_a_stopped_replay_counts_only_the_epochs_it_trained(tiny_bench):
         evaluator.evaluate(spec, seed=0, on_epoch=stop_after_one)
     assert err.value.record["duration_s"] == pytest.approx(row["epoch_seconds"][0])
     assert err.value.record["flops"] == row["flops"] and err.value.record["replay"] is True
+
+
+# ---------------------------------------------------------------- Ray: the same rule as a Tune scheduler
+@pytest.mark.slow
+def test_ray_stops_with_the_same_rule(tmp_path, local_ray, monkeypatch):
+    monkeypatch.setattr("particle_nas.search._ray.make_sampler", lambda settings, seed: ScriptedSampler(seed=seed))  # the searcher samples in the driver
+    settings = SearchSettings(backend="ray", sampler="random", trials=len(ORDER), early_stopping="mo-asha")
+    ray_job = SearchJob(run_dir=tmp_path / "run", name="run", space=SPACE, network=NETWORK, evaluator=CurveEvaluator(), settings=settings, seed=0, fingerprint={"seed": 0}, config={"seed": 0}, workers=2)
+    summary = run(ray_job, progress=False)
+    assert summary.finished == len(ORDER) and summary.failed == 0
+    study = open_run(tmp_path / "run")
+    trials = {t.number: t for t in study.get_trials()}
+    # Trial 2 (the dominated particle) starts once a trial has finished, so it meets that trial's record at rung 1.
+    assert trials[2].state == TrialState.PRUNED and trials[2].user_attrs["stopped_at_epoch"] == 1
+    for t in trials.values():
+        assert "1" in t.user_attrs["rung_accuracy"] and t.user_attrs["rung_costs"]["flops"] == cost(NETWORK.replace(particle=ORDER[t.number])).flops
+        if t.state == TrialState.PRUNED:
+            k = t.user_attrs["stopped_at_epoch"]
+            assert t.user_attrs["fail_reason"] == f"pruned: stopped by MO-ASHA after epoch {k}"
+            assert t.user_attrs["epoch_accuracy"] == pytest.approx(CURVES[ORDER[t.number]][:k])
+    assert not {t.number for t in trials.values() if t.state != TrialState.COMPLETE} & {t.number for t in study.best_trials}
