@@ -9,6 +9,7 @@ nothing cheaper beats it. The most expensive one stays poor: dominated, stopped 
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 
 import optuna
@@ -111,11 +112,13 @@ class CurveEvaluator:
     """Reports each particle's scripted accuracy after every epoch; lets TrialStopped through with 10 s per epoch trained."""
 
     train: Train = field(default_factory=Train)
+    sleep_s: float = 0.0  # per epoch
 
     def evaluate(self, spec, *, seed, on_epoch=None):
         curve = CURVES[spec.particle]
         spent = cost(spec)
         for epoch, accuracy in enumerate(curve, start=1):
+            time.sleep(self.sleep_s)
             if on_epoch is not None:
                 try:
                     on_epoch(epoch, accuracy)
@@ -137,10 +140,10 @@ def scripted(monkeypatch):
     monkeypatch.setattr("particle_nas.search._optuna.make_sampler", lambda settings, seed: ScriptedSampler(seed=seed))
 
 
-def job(tmp_path, rule: str, *, trials: int = len(ORDER), workers: int = 1, **search) -> SearchJob:
+def job(tmp_path, rule: str, *, trials: int = len(ORDER), workers: int = 1, sleep_s: float = 0.0, **search) -> SearchJob:
     settings = SearchSettings(sampler="random", trials=trials, early_stopping=rule, **search)
     return SearchJob(
-        run_dir=tmp_path / "run", name="run", space=SPACE, network=NETWORK, evaluator=CurveEvaluator(), settings=settings,
+        run_dir=tmp_path / "run", name="run", space=SPACE, network=NETWORK, evaluator=CurveEvaluator(sleep_s=sleep_s), settings=settings,
         seed=0, fingerprint={"seed": 0}, config={"seed": 0}, workers=workers, storage=str(tmp_path / "run" / STUDY_JOURNAL) if workers > 1 else None,
     )  # fmt: skip
 
@@ -199,7 +202,7 @@ def test_a_resumed_run_ranks_against_the_rungs_before_it_and_never_reruns_a_stop
 
 def test_two_workers_share_the_rungs_through_the_journal(tmp_path):
     # Spawned workers do not see a monkeypatched sampler: the random sampler draws (duplicates reuse a record).
-    summary = run(job(tmp_path, "mo-asha", trials=8, workers=2), progress=False)
+    summary = run(job(tmp_path, "mo-asha", trials=8, workers=2, sleep_s=0.2), progress=False)  # long enough for both workers to start
     assert summary.finished == 8 and summary.failed == 0
     trials = open_run(tmp_path / "run").get_trials()
     assert len({t.user_attrs["worker"] for t in trials}) == 2
