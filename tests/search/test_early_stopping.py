@@ -17,7 +17,8 @@ import pytest
 from optuna.trial import TrialState
 
 from particle_nas.evaluators import ReplayEvaluator, TrialStopped, load_table
-from particle_nas.results import open_run, trials_table
+from particle_nas.results import dashboard_html, open_run, trials_table
+from particle_nas.results._dashboard import failed_trials
 from particle_nas.search import STUDY_JOURNAL, SearchJob, SearchSettings, run
 from particle_nas.search._early_stopping import EarlyStopping, crowding_distance, nondominated_sort, promote, rank_order
 from particle_nas.space import NetworkSpec, ParticleSpec, SearchSpace, SpecError, cost
@@ -187,6 +188,11 @@ def test_a_stopped_trial_is_pruned_with_its_epochs_and_never_on_the_front(tmp_pa
     df = trials_table(study)
     assert not df.loc[df["state"] != "COMPLETE", "pareto"].any()
     assert key(SLOW) in {(r["factorization"], r["temporal_kernel"]) for _, r in df[df["pareto"]].iterrows()}  # the slow learner ends on the front
+    assert df.set_index("number").loc[sorted(pruned), "stopped_at_epoch"].tolist() == [study.trials[n].user_attrs["stopped_at_epoch"] for n in sorted(pruned)]
+    failed = {f["number"]: f for f in failed_trials(df)}  # the dashboard's "did not complete" table
+    assert set(failed) == pruned
+    assert all(failed[n]["epoch"] == study.trials[n].user_attrs["stopped_at_epoch"] and failed[n]["reason"].startswith("pruned: stopped by MO-ASHA") for n in pruned)
+    assert ">epoch reached</th>" in dashboard_html(study, run="run")
 
 
 def test_a_resumed_run_ranks_against_the_rungs_before_it_and_never_reruns_a_stopped_trial(tmp_path, scripted):
