@@ -348,6 +348,7 @@ class SearchSummary:
     storage: str
     finished: int  # finished trials in the study (complete, pruned, or failed for a reason of their own)
     complete: int
+    stopped: int  # stopped early by ASHA / MO-ASHA (PRUNED with stopped_at_epoch)
     failed: int  # failed for a reason of their own (raised, NaN loss, out of memory, ...)
     interrupted_trials: int  # failed because the process running them stopped; replaced on resume
     fail_reasons: tuple[tuple[str, int], ...]  # (reason, count), most common first
@@ -370,6 +371,7 @@ def summarize(job: SearchJob, *, before: set[int], interrupted: bool, deadline: 
         storage=str(job.storage),
         finished=finished,
         complete=sum(t.state == TrialState.COMPLETE for t in final),
+        stopped=sum(t.state == TrialState.PRUNED and "stopped_at_epoch" in t.user_attrs for t in final),
         failed=len(failed),
         interrupted_trials=sum(t.state == TrialState.FAIL for t in final) - len(failed),
         fail_reasons=tuple(reasons.most_common()),
