@@ -3,7 +3,7 @@
     python bench/search_quality.py --table bench/particlebench/table.jsonl.gz --out bench/search_quality
     python bench/search_quality.py --table T --samplers random nsga2 --seeds 2 --trials 20 --out OUT   # a quick look
 
-Runs every sampler (``--samplers``, default random nsga2 tpe) with ``--seeds``
+Runs every sampler (``--samplers``, default random nsga2 tpe nsga2+mo-asha nsga2+asha) with ``--seeds``
 seeds (0 .. S-1, default 20) for ``--trials`` trials (default 100) on the
 table, through the same engine the CLI runs (``particle_nas.search.run_search``,
 in ``run_one``) with the replay evaluator: no training, each run in its own
@@ -14,6 +14,12 @@ divided by the box [0, 1] x [0, that FLOPs], so 1.0 would be a free, perfect
 network; the table's own front gives the best any search can reach. Against
 simulated time, a trial costs the table's recorded seconds of its evaluation;
 a repeat of a particle already tried costs nothing (the engine reuses it).
+``SAMPLER+RULE`` runs the sampler with early stopping (``search.early_stopping``
+RULE: ``asha`` ranks each rung by accuracy, ``mo-asha`` by accuracy and
+FLOPs; grace 1 epoch, reduction factor 2): a stopped trial costs the recorded
+seconds of the epochs it trained and adds nothing to the front. results.md
+also gives, per sampler, the simulated time its mean curve takes to reach
+the final mean hypervolume of the baseline (``--baseline``, default nsga2).
 Writes results.md (mean and standard error per sampler), results.json (every
 run's curve), hypervolume.html and, when kaleido is installed, hypervolume.png.
 """
@@ -40,6 +46,9 @@ from particle_nas.evaluators import ReplayEvaluator, load_table, table_particles
 from particle_nas.results import hypervolume_2d
 
 SAMPLERS = ("random", "nsga2", "tpe")  # the engines' samplers that draw particles (progressive walks a network instead)
+STOPPING = ("asha", "mo-asha")  # early stopping rules a sampler may be combined with: "nsga2+mo-asha"
+CHOICES = SAMPLERS + tuple(f"{s}+{rule}" for s in SAMPLERS for rule in STOPPING)
+DEFAULT = ("random", "nsga2", "tpe", "nsga2+mo-asha", "nsga2+asha")
 REFERENCE_MARGIN = 1.1  # the reference FLOPs: this x the table's largest
 TIME_POINTS = 60  # points of the simulated-time grid
 
@@ -48,10 +57,18 @@ def reference_flops(table) -> float:
     return REFERENCE_MARGIN * max(float(r["flops"]) for r in table.rows)
 
 
-def hypervolume_curve(accuracy: list[float], flops: list[float], *, ref_flops: float) -> list[float]:
-    """Normalized hypervolume of the (accuracy up, FLOPs down) front after each point, reference (0, ``ref_flops``)."""
-    loss = np.column_stack([-np.asarray(accuracy, dtype=float), np.asarray(flops, dtype=float)])
-    return [hypervolume_2d(loss[: i + 1], (0.0, ref_flops)) / ref_flops for i in range(len(loss))]
+def hypervolume_curve(accuracy: list[float | None], flops: list[float], *, ref_flops: float) -> list[float]:
+    """Normalized hypervolume of the (accuracy up, FLOPs down) front after each point, reference (0, ``ref_flops``).
+
+    A point without accuracy (a trial stopped early) leaves the front as it was.
+    """
+    curve: list[float] = []
+    front: list[tuple[float, float]] = []
+    for acc, cost in zip(accuracy, flops):
+        if acc is not None:
+            front.append((-float(acc), float(cost)))
+        curve.append(hypervolume_2d(np.array(front), (0.0, ref_flops)) / ref_flops if front else 0.0)
+    return curve
 
 
 def run_one(table_path: str, *, sampler: str, seed: int, trials: int, population: int, workdir: str) -> dict[str, Any]:
@@ -65,8 +82,9 @@ def run_one(table_path: str, *, sampler: str, seed: int, trials: int, population
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     logging.getLogger("fvcore").setLevel(logging.ERROR)
     table = load_table(table_path)
-    settings = SearchSettings(sampler=sampler, trials=trials, population=population, objectives=("accuracy", "flops"))
-    name = f"{sampler}-{seed}"
+    base, _, rule = sampler.partition("+")
+    settings = SearchSettings(sampler=base, trials=trials, population=population, objectives=("accuracy", "flops"), early_stopping=rule or "none")
+    name = f"{sampler.replace('+', '_')}-{seed}"
     run_dir = Path(workdir) / name
     start = time.perf_counter()
     run_search(
@@ -78,6 +96,11 @@ def run_one(table_path: str, *, sampler: str, seed: int, trials: int, population
     out = {"sampler": sampler, "seed": seed, "accuracy": [], "flops": [], "seconds": [], "elapsed_s": elapsed}
     for trial in sorted(open_run(run_dir, study_name=name).get_trials(deepcopy=False), key=lambda t: t.number):
         attrs = trial.user_attrs
+        if trial.state.name == "PRUNED" and "stopped_at_epoch" in attrs:  # stopped early: its epochs cost time, it adds no point
+            out["accuracy"].append(None)
+            out["flops"].append(float(attrs["flops"]))
+            out["seconds"].append(float(attrs["duration_s"]))
+            continue
         if trial.state.name != "COMPLETE":
             continue
         out["accuracy"].append(float(attrs["accuracy"]))
@@ -86,8 +109,12 @@ def run_one(table_path: str, *, sampler: str, seed: int, trials: int, population
     return out
 
 
-def summarize(runs: list[dict[str, Any]], *, ref_flops: float, trials: int) -> dict[str, Any]:
-    """Per sampler: mean and standard error of the hypervolume after each trial and on a common simulated-time grid."""
+def summarize(runs: list[dict[str, Any]], *, ref_flops: float, trials: int, baseline: str | None = None) -> dict[str, Any]:
+    """Per sampler: mean and standard error of the hypervolume after each trial and on a common simulated-time grid.
+
+    ``reach_s``: the first grid time at which the sampler's mean reaches the final mean of ``baseline``
+    (default: the first sampler), None if it never does.
+    """
     for run in runs:
         run["hypervolume"] = hypervolume_curve(run["accuracy"], run["flops"], ref_flops=ref_flops)
         run["time"] = np.cumsum(run["seconds"]).tolist()
@@ -99,7 +126,13 @@ def summarize(runs: list[dict[str, Any]], *, ref_flops: float, trials: int) -> d
         by_trial = np.array([(run["hypervolume"] + [run["hypervolume"][-1] if run["hypervolume"] else 0.0] * trials)[:trials] for run in mine])
         by_time = np.array([[run["hypervolume"][i - 1] if (i := int(np.searchsorted(run["time"], t, side="right"))) else 0.0 for t in grid] for run in mine])
         samplers[sampler] = {"runs": len(mine), "by_trial": _mean_se(by_trial), "by_time": _mean_se(by_time)}
-    return {"time_grid_s": grid, "samplers": samplers}
+    baseline = baseline if baseline in samplers else next(iter(samplers), None)
+    if baseline is not None:  # the simulated time each mean curve takes to reach the baseline's final mean hypervolume
+        target = samplers[baseline]["by_time"]["mean"][-1]
+        for stats in samplers.values():
+            reached = [t for t, hv in zip(grid, stats["by_time"]["mean"]) if hv >= target - 1e-12]
+            stats["reach_s"] = reached[0] if reached else None
+    return {"time_grid_s": grid, "samplers": samplers, "baseline": baseline}
 
 
 def _mean_se(values: np.ndarray) -> dict[str, list[float]]:
@@ -118,6 +151,8 @@ def markdown(summary: dict[str, Any], *, table, optimum: float, ref_flops: float
     marks = sorted({m for m in (10, 25, 50, trials) if m <= trials})
     grid = summary["time_grid_s"]
     times = [len(grid) // 4, len(grid) // 2, len(grid) - 1]
+    baseline = summary.get("baseline")
+    base = summary["samplers"][baseline].get("reach_s") if baseline else None
     machines = sorted({f"{r['machine'].get('cpu')} ({r['machine'].get('device')}, torch {r['machine'].get('torch')})" for r in table.rows})
     lines = [
         "# Search quality on ParticleBench",
@@ -130,13 +165,20 @@ def markdown(summary: dict[str, Any], *, table, optimum: float, ref_flops: float
         f"({REFERENCE_MARGIN:g} x the table's largest), divided by that box; the table's own front reaches {optimum:.4f}. "
         "Mean ± standard error over seeds.",
         "",
-        "| sampler | seeds | " + " | ".join(f"after {m} trials" for m in marks) + " | " + " | ".join(f"at {grid[i] / 3600:.2f} h simulated" for i in times) + " |",
-        "| --- | --- | " + " | ".join("---" for _ in marks) + " | " + " | ".join("---" for _ in times) + " |",
+        "| sampler | seeds | " + " | ".join(f"after {m} trials" for m in marks) + " | " + " | ".join(f"at {grid[i] / 3600:.2f} h simulated" for i in times) + f" | simulated h to reach {baseline}'s final |",
+        "| --- | --- | " + " | ".join("---" for _ in marks) + " | " + " | ".join("---" for _ in times) + " | --- |",
     ]
     for sampler, stats in summary["samplers"].items():
         cells = [_cell(stats["by_trial"], m - 1) for m in marks] + [_cell(stats["by_time"], i) for i in times]
+        reach = stats.get("reach_s")
+        cells.append("never" if reach is None else f"{reach / 3600:.2f}" + (f" ({reach / base:.0%} of {baseline}'s)" if base else ""))
         lines.append(f"| {sampler} | {stats['runs']} | " + " | ".join(cells) + " |")
-    lines += ["", "Simulated time: the table's recorded wall seconds of each trial's evaluation, summed over a run; a repeated particle costs nothing.", ""]
+    lines += [
+        "",
+        "Simulated time: the table's recorded wall seconds of each trial's evaluation, summed over a run; a repeated particle costs nothing; "
+        "a trial stopped early (SAMPLER+asha, SAMPLER+mo-asha) costs the seconds of the epochs it trained and adds no point to the front.",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -182,10 +224,11 @@ def run(args: argparse.Namespace) -> dict[str, Path]:
             done = (f.result() for f in [pool.submit(run_one, args.table, sampler=s, seed=k, **common) for s, k in tasks])
         for result in done:
             runs.append(result)
-            print(f"[{len(runs)}/{len(tasks)}] {result['sampler']} seed {result['seed']}: {len(result['accuracy'])} complete trials in {result['elapsed_s']:.1f} s", flush=True)
+            stopped = sum(a is None for a in result["accuracy"])
+            print(f"[{len(runs)}/{len(tasks)}] {result['sampler']} seed {result['seed']}: {len(result['accuracy']) - stopped} complete, {stopped} stopped early, in {result['elapsed_s']:.1f} s", flush=True)
         if args.jobs != 1:
             pool.shutdown()
-    summary = summarize(runs, ref_flops=ref_flops, trials=args.trials)
+    summary = summarize(runs, ref_flops=ref_flops, trials=args.trials, baseline=args.baseline)
     command = shlex.join(["python", "bench/search_quality.py", *args.argv])
     written = {"md": out / "results.md", "json": out / "results.json", "html": out / "hypervolume.html"}
     written["md"].write_text(markdown(summary, table=table, optimum=optimum, ref_flops=ref_flops, trials=args.trials, command=command), encoding="utf-8")
@@ -208,7 +251,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--table", required=True, help="a ParticleBench table (bench/particlebench.py generate)")
     parser.add_argument("--out", required=True, help="folder for results.md, results.json, hypervolume.html (.png)")
-    parser.add_argument("--samplers", nargs="+", default=list(SAMPLERS), choices=SAMPLERS)
+    parser.add_argument("--samplers", nargs="+", default=list(DEFAULT), choices=CHOICES, help="samplers, SAMPLER+asha or SAMPLER+mo-asha for early stopping (default: %(default)s)")
+    parser.add_argument("--baseline", default="nsga2", help="the sampler whose final hypervolume the others race to (default nsga2; the first sampler when absent)")
     parser.add_argument("--seeds", type=int, default=20, help="seeds per sampler: 0 .. SEEDS-1 (default 20)")
     parser.add_argument("--trials", type=int, default=100, help="trials per search (default 100)")
     parser.add_argument("--population", type=int, default=8, help="NSGA-II generation size (default 8, the quickstart's)")

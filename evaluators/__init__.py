@@ -57,11 +57,12 @@ from ._registry import METRIC_INFO, OBJECTIVES, OPTIONAL_METRICS, ZERO_COST, Con
 from ._prune import prune_network, prunes, unpruned_spec
 from ._replay import TABLE_FORMAT, ReplayEvaluator, Table, canonical_particle, check_replay, load_table, space_hash, table_particles
 from ._video import VIDEO_EXTENSIONS, VideoFolderConfig, VideoTask, check_video_split, decode_clip, list_videos, load_video_task
-from ._train import MEMORY_FORMATS, OPTIMIZERS, SCHEDULES, TrainConfig, TrainingDiverged, TrainResult, TrainState, device_clips, evaluate_accuracy, lr_factor, memory_format_for, train_proxy
+from ._train import MEMORY_FORMATS, OPTIMIZERS, SCHEDULES, TrainConfig, TrainingDiverged, TrainResult, TrialStopped, TrainState, device_clips, evaluate_accuracy, lr_factor, memory_format_for, train_proxy
 
 __all__ = [
     "CALIBRATION_CLIPS",
     "calibration_batches",
+    "TrialStopped",
     "Int8Model",
     "QUANT_BACKENDS",
     "SizeBytes",

@@ -34,7 +34,7 @@ from ._device import (
 from ._metrics import ZERO_COST, Latency, make_metric
 from ._prune import prune_network, prunes, unpruned_spec
 from ._quantize import quantize_int8, size_bytes
-from ._train import EpochCallback, TrainConfig, _num_threads, device_clips, evaluate_accuracy, train_proxy
+from ._train import EpochCallback, TrainConfig, TrialStopped, _num_threads, device_clips, evaluate_accuracy, train_proxy
 from ._video import VideoFolderConfig, VideoTask, load_video_task
 
 _TRAIN_OUTPUTS = ("accuracy", "epoch_accuracy", "train_loss", "duration_s")
@@ -284,7 +284,11 @@ class ProxyEvaluator:
         start = time.perf_counter()
         if pruning or self.train.init_from is not None:
             model = self.initial_network(unpruned_spec(spec), seed=seed).to(device)
-        result = train_proxy(model, task, config=config, on_epoch=on_epoch)
+        try:
+            result = train_proxy(model, task, config=config, on_epoch=on_epoch)
+        except TrialStopped as stop:  # early stopping: what the stopped trial cost, for its record
+            stop.record.update(metrics, flops=cost.flops, params=cost.params, duration_s=time.perf_counter() - start, **where)
+            raise
         accuracy, epoch_accuracy, train_loss, before = result.accuracy, result.epoch_accuracy, result.train_loss, None
         if pruning:
             before = result.accuracy

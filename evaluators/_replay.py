@@ -29,7 +29,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 from particle_nas.space import NetworkSpec, ParticleSpec, SearchSpace, SpecError, check_int, effective_prune_ratio
 
-from ._train import TrainConfig
+from ._train import TrainConfig, TrialStopped
 
 TABLE_FORMAT = "particlebench-1"
 # Header fields that decide the table's numbers (a resumed generation must match them all).
@@ -257,6 +257,9 @@ class ReplayEvaluator:
     included). ``duration_s`` is simulated: the recorded wall seconds of those
     epochs (with E: of the whole evaluation, counting, building, pruning and
     fine-tuning included). Every answer comes from the table's first seed.
+    When ``on_epoch`` stops the trial (``TrialStopped`` after epoch k), the
+    stop's record holds the costs and ``duration_s``: the recorded seconds of
+    epochs 1..k only.
     """
 
     table: Table
@@ -291,10 +294,14 @@ class ReplayEvaluator:
             raise ValueError(f"particle {particle.to_dict()} is not in table {table.path} (space hash {table.space_hash}); the replay answers only the table's space.")
         e = self.epochs
         accuracies = [float(a) for a in row["epoch_accuracy"]]
+        record: dict[str, Any] = {"flops": int(row["flops"]), "params": int(row["params"]), "latency_ms": float(row["latency_ms"])}
         if on_epoch is not None:
             for epoch in range(1, e + 1):
-                on_epoch(epoch, accuracies[epoch - 1])
-        record: dict[str, Any] = {"flops": int(row["flops"]), "params": int(row["params"]), "latency_ms": float(row["latency_ms"])}
+                try:
+                    on_epoch(epoch, accuracies[epoch - 1])
+                except TrialStopped as stop:  # early stopping: simulated time of the epochs trained, up to this one
+                    stop.record.update(record, duration_s=float(sum(row["epoch_seconds"][:epoch])), replay=True, replay_table=table.path)
+                    raise
         if e == table.epochs:
             record.update(accuracy=float(row["accuracy"]), epoch_accuracy=accuracies, train_loss=list(row["train_loss"]), duration_s=float(row["wall_s"]))
             if row.get("accuracy_before_prune") is not None:

@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -131,6 +132,33 @@ class TrainingDiverged(ValueError):
         super().__init__(message)
         self.epoch = epoch
         self.loss = loss
+
+
+class TrialStopped(Exception):
+    """Raised by an ``on_epoch`` callback to stop training after ``epoch`` (early stopping: the search decides).
+
+    Evaluators let it through and add what they know of the stopped trial to
+    ``record`` (``flops``, ``params``, ``duration_s`` of the epochs trained;
+    replayed: the table's seconds of those epochs). ``epoch_accuracy`` holds
+    the validation accuracy after each epoch trained; ``rule`` names who
+    stopped it (e.g. "MO-ASHA"). The exception pickles (worker processes).
+    """
+
+    def __init__(self, message: str = "stopped early", *, epoch: int = 0, epoch_accuracy: tuple[float, ...] = (), rule: str = "") -> None:
+        super().__init__(message)
+        self.epoch = epoch
+        self.epoch_accuracy = tuple(epoch_accuracy)
+        self.rule = rule
+        self.record: dict[str, Any] = {}
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_stopped, (str(self), self.epoch, self.epoch_accuracy, self.rule, self.record))
+
+
+def _rebuild_stopped(message: str, epoch: int, epoch_accuracy: tuple[float, ...], rule: str, record: dict[str, Any]) -> TrialStopped:
+    err = TrialStopped(message, epoch=epoch, epoch_accuracy=epoch_accuracy, rule=rule)
+    err.record.update(record)
+    return err
 
 
 @contextlib.contextmanager

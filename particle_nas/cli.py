@@ -101,7 +101,8 @@ def _search(config, *, run_dir: Path, workers: int | None, storage: str | None, 
     else:
         print(f"wrote {write_trials_csv(trials_table(study), layout.trials_csv)}")
     print(
-        f"{summary.finished}/{summary.target} trials finished ({summary.complete} complete, {summary.failed} failed; "
+        f"{summary.finished}/{summary.target} trials finished ({summary.complete} complete, "
+        f"{f'{summary.stopped} stopped early, ' if summary.stopped else ''}{summary.failed} failed; "
         f"{summary.new} new this run, {summary.reused} reused identical particles)"
     )
     print(f"optuna-dashboard {summary.storage}")

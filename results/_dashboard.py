@@ -291,12 +291,14 @@ def _scalar(value: Any) -> Any:
 
 
 def failed_trials(df: pd.DataFrame) -> list[dict[str, Any]]:
-    """Trials that did not complete (failed, pruned, still running), with the reason recorded for each."""
+    """Trials that did not complete (failed, pruned, stopped early, still running), with the reason recorded for each and the epoch a stopped one reached."""
     rows = df[df["state"] != "COMPLETE"]
     out = []
     for _, row in rows.iterrows():
         particle = " / ".join(str(row[c]) for c in ("factorization", "wiring") if c in row and not _missing(row[c]))
         reason = row.get("fail_reason")
-        out.append({"number": int(row["number"]), "state": str(row["state"]), "particle": particle, "reason": "" if _missing(reason) else str(reason)})
+        stopped = row.get("stopped_at_epoch")
+        epoch = None if _missing(stopped) else int(stopped)  # stopped early: the epoch it reached
+        out.append({"number": int(row["number"]), "state": str(row["state"]), "particle": particle, "epoch": epoch, "reason": "" if _missing(reason) else str(reason)})
     return out
 

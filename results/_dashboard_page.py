@@ -157,8 +157,9 @@ def _cell(value: Any, column: str) -> str:
 
 def failed_table(failed: list[dict[str, Any]]) -> str:
     """The trials that did not complete, with their recorded reason, as a sortable HTML table."""
-    columns = ("number", "state", "particle", "reason")
-    head = "".join(f'<th data-col="{i}" title="click to sort">{c}</th>' for i, c in enumerate(columns))
+    columns = ("number", "state", "particle", "epoch", "reason")  # epoch: the last one a trial stopped early trained
+    titles = {"epoch": "epoch reached"}
+    head = "".join(f'<th data-col="{i}" title="click to sort">{titles.get(c, c)}</th>' for i, c in enumerate(columns))
     body = "".join(f'<tr data-trial="{f["number"]}">' + "".join(_cell(f[c], c) for c in columns) + "</tr>" for f in failed)
     return f'<table id="failed" class="sortable"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 

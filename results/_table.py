@@ -40,6 +40,7 @@ COLUMNS: tuple[str, ...] = (
     "accuracy_before_prune",  # trials whose spec prunes: validation top-1 of the unpruned network before pruning
     "accuracy_fp32",  # trials whose spec quantizes (int8): validation top-1 of the float network (accuracy is the int8 one's)
     "epoch_accuracy",
+    "stopped_at_epoch",  # trials stopped early (ASHA, MO-ASHA; state PRUNED): the last epoch they trained
     "duration_s",
     *METRIC_COLUMNS,
     *DEVICE_COLUMNS,
@@ -133,7 +134,7 @@ def trials_table(study: optuna.Study) -> pd.DataFrame:
     Columns (``COLUMNS``): number, state (e.g. "COMPLETE"), every
     ``ParticleSpec`` field, flops, params, accuracy, accuracy_before_prune
     (NA unless the spec prunes), epoch_accuracy (space
-    separated, 4 decimals), duration_s, the optional evaluators' numbers
+    separated, 4 decimals), stopped_at_epoch (trials stopped early), duration_s, the optional evaluators' numbers
     (``METRIC_COLUMNS``: latency_ms, latency_batch_ms and zero-cost scores),
     device, precision, latency_device (``DEVICE_COLUMNS``), datetime_start,
     datetime_complete, fail_reason, duplicate_of, pareto, feasible, network.
@@ -171,6 +172,7 @@ def trials_table(study: optuna.Study) -> pd.DataFrame:
         columns["accuracy_before_prune"].append(attrs.get("accuracy_before_prune"))
         columns["accuracy_fp32"].append(attrs.get("accuracy_fp32"))
         columns["epoch_accuracy"].append(_compact(attrs.get("epoch_accuracy")))
+        columns["stopped_at_epoch"].append(attrs.get("stopped_at_epoch"))
         columns["duration_s"].append(attrs.get("duration_s"))
         for name in (*METRIC_COLUMNS, *DEVICE_COLUMNS):
             columns[name].append(attrs.get(name))
@@ -204,7 +206,7 @@ def trials_table(study: optuna.Study) -> pd.DataFrame:
 
 
 def _dtype(name: str, defaults: ParticleSpec) -> Any:
-    if name in ("number", "flops", "params", "duplicate_of"):
+    if name in ("number", "flops", "params", "duplicate_of", "stopped_at_epoch"):
         return "Int64"
     if name in ("accuracy", "accuracy_before_prune", "accuracy_fp32", "duration_s", *METRIC_COLUMNS):
         return "float64"

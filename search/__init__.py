@@ -3,10 +3,13 @@
 A search is a ``SearchJob`` run by one ``Engine`` (``LocalEngine``: Optuna
 worker processes; ``RayEngine``: Ray Tune; ``ProgressiveEngine``: progressive
 expansion) through ``run``, which owns what every engine honours (see
-``_contract``). ``RunLayout`` names the files of a run directory.
+``_contract``). ``RunLayout`` names the files of a run directory. Early stopping (ASHA, MO-ASHA)
+ranks a rung with ``promote`` (``nondominated_sort``, ``crowding_distance``) on
+every engine.
 """
 
 from ._contract import Engine, Plan, SearchJob, SearchSummary, TrialRecorder, log_to_file, make_sampler, open_study, suggest
+from ._early_stopping import EarlyStopping, crowding_distance, nondominated_sort, promote, rank_order
 from ._layout import STUDY_DB, STUDY_JOURNAL, RunLayout, read_run_file, resolve_storage, write_run_file
 from ._optuna import LocalEngine
 from ._progressive import ProgressiveEngine
@@ -19,6 +22,7 @@ from ._trial import INTERRUPTED, Evaluator, evaluation_record, objective_values,
 __all__ = [
     "BACKENDS",
     "EARLY_STOPPING",
+    "EarlyStopping",
     "Engine",
     "Evaluator",
     "INTERRUPTED",
@@ -35,13 +39,17 @@ __all__ = [
     "SearchSettings",
     "SearchSummary",
     "TrialRecorder",
+    "crowding_distance",
     "engine_for",
     "evaluation_record",
     "log_to_file",
     "make_sampler",
+    "nondominated_sort",
     "objective_values",
     "open_storage",
     "open_study",
+    "promote",
+    "rank_order",
     "read_run_file",
     "resolve_storage",
     "run",

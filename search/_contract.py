@@ -25,6 +25,7 @@ from typing import Any, Callable, Mapping, NamedTuple
 import optuna
 from optuna.trial import TrialState
 
+from particle_nas.evaluators import TrialStopped
 from particle_nas.space import Axis, NetworkSpec, SearchSpace, particle_to_record
 from particle_nas.space import cost as analytic_cost
 
@@ -319,6 +320,14 @@ class TrialRecorder:
             trial.set_user_attr("feasible", all(v <= 0 for v in violations))
         return values
 
+    def stopped(self, trial: Any, stop: TrialStopped) -> None:
+        """Record a trial stopped early (told PRUNED): what it measured, its per-epoch accuracies, where and why it stopped."""
+        for key, value in stop.record.items():
+            trial.set_user_attr(key, value)
+        trial.set_user_attr("epoch_accuracy", list(stop.epoch_accuracy))
+        trial.set_user_attr("stopped_at_epoch", stop.epoch)
+        trial.set_user_attr("fail_reason", f"pruned: stopped by {stop.rule or 'early stopping'} after epoch {stop.epoch}")
+
     def fail(self, trial: Any, err: BaseException | str) -> str:
         """Record why ``trial`` failed (one line); Ctrl-C reads 'interrupted: Ctrl-C'."""
         reason = err if isinstance(err, str) else fail_reason(err)
@@ -339,6 +348,7 @@ class SearchSummary:
     storage: str
     finished: int  # finished trials in the study (complete, pruned, or failed for a reason of their own)
     complete: int
+    stopped: int  # stopped early by ASHA / MO-ASHA (PRUNED with stopped_at_epoch)
     failed: int  # failed for a reason of their own (raised, NaN loss, out of memory, ...)
     interrupted_trials: int  # failed because the process running them stopped; replaced on resume
     fail_reasons: tuple[tuple[str, int], ...]  # (reason, count), most common first
@@ -361,6 +371,7 @@ def summarize(job: SearchJob, *, before: set[int], interrupted: bool, deadline: 
         storage=str(job.storage),
         finished=finished,
         complete=sum(t.state == TrialState.COMPLETE for t in final),
+        stopped=sum(t.state == TrialState.PRUNED and "stopped_at_epoch" in t.user_attrs for t in final),
         failed=len(failed),
         interrupted_trials=sum(t.state == TrialState.FAIL for t in final) - len(failed),
         fail_reasons=tuple(reasons.most_common()),

@@ -15,7 +15,10 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from particle_nas.evaluators import TrialStopped
+
 from ._contract import Engine, SearchJob, TrialRecorder, fail_stale_trials, is_finished, make_sampler, progress_bar, sample_network, target_reached
+from ._early_stopping import early_stopping, study_on_epoch
 from ._storage import claim_sampler_slot, open_storage, worker_id
 
 
@@ -53,6 +56,7 @@ def work(job: SearchJob, *, deadline: float | None, worker: int = 0, bar: Any = 
     slot = claim_sampler_slot(study, job.storage) if job.storage.startswith("postgresql") else worker
     study.sampler = make_sampler(job.settings, seed=job.seed + slot)
     recorder = TrialRecorder(job)
+    stopping = early_stopping(job.settings, evaluator=job.evaluator)
     while deadline is None or time.time() < deadline:
         trial = _next_trial(study, job)
         if trial is None:
@@ -75,8 +79,16 @@ def work(job: SearchJob, *, deadline: float | None, worker: int = 0, bar: Any = 
                     if bar is not None:
                         bar.set_postfix_str(f"{label} epoch {epoch} acc {accuracy:.3f}", refresh=True)
 
+                if stopping is not None:
+                    on_epoch = study_on_epoch(stopping, study, trial, network, then=on_epoch)
                 record = recorder.evaluate(network, weights=plan.weights, on_epoch=on_epoch)
             values = recorder.finish(trial, record)
+        except TrialStopped as stop:  # early stopping: finished, never on the front
+            recorder.stopped(trial, stop)
+            study.tell(trial, state=TrialState.PRUNED)
+            if bar is not None:
+                bar.update(1)
+            continue
         except BaseException as err:  # recorded on the trial; the search goes on unless it was Ctrl-C
             recorder.fail(trial, err)
             study.tell(trial, state=TrialState.FAIL)

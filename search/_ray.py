@@ -4,18 +4,20 @@ The driver (this process) holds the Optuna study, in the same storage the
 local backend uses (``runs/NAME/study.db``, or ``study.journal``), so the
 trial table, the Pareto page, export and optuna-dashboard read a Ray run
 exactly like a local one. Ray workers only train: each Tune trial gets a
-particle, reports validation accuracy after every epoch (for ASHA) and its
+particle, reports validation accuracy after every epoch (for early stopping) and its
 full evaluation record at the end; the searcher writes that record to the
 Optuna trial's user attributes through the same ``TrialRecorder`` as every
 engine (budgets, duplicates, constraints, failure reasons).
 
-Early stopping (``search.early_stopping: asha``): ASHA stops a trial whose
-per-epoch validation accuracy is in the bottom of its rung. A stopped trial
+Early stopping (``search.early_stopping: asha | mo-asha``): a Tune scheduler
+(``_scheduler_class``) judges each trial at the rung epochs with the same
+ranking as the local engine (``_early_stopping``): accuracy alone, or
+accuracy and the analytic costs. Its rung records start from those the
+study holds (a resumed run ranks against the trials of earlier runs), and the
+searcher writes each trial's rungs back on its Optuna trial. A stopped trial
 is told to Optuna as PRUNED, never COMPLETE, so its partial accuracy never
 enters the Pareto front; Optuna's multi-objective samplers (NSGA-II, TPE)
-learn only from COMPLETE trials, so ASHA saves training time on poor
-particles while the sampler ranks full-budget results only. Pruned trials
-count toward ``search.trials``.
+learn only from COMPLETE trials. Pruned trials count toward ``search.trials``.
 """
 
 from __future__ import annotations
@@ -31,7 +33,10 @@ import optuna
 
 from particle_nas.space import particle_from_record, particle_to_record
 
+from particle_nas.space import NetworkSpec
+
 from ._contract import Engine, SearchJob, TrialRecorder, count_finished, fail_stale_trials, make_sampler, sample_network, target_reached
+from ._early_stopping import EarlyStopping, early_stopping, prior_costs, rung_record, stored_rungs
 from ._storage import open_storage
 from ._trial import fail_reason
 
@@ -109,6 +114,16 @@ def _searcher_class():
             self._epochs: dict[str, list[float]] = {}
             self._target = target  # trials the study should hold; kept in the searcher's checkpoint for Tuner.restore
             self._deadline = deadline  # time.time() after which no trial starts
+            self._stopping = early_stopping(job.settings, evaluator=job.evaluator)
+
+        def _write_rungs(self, ot_trial: Any, epochs: list[float]) -> None:
+            """Keep the trial's rung accuracies on its Optuna trial (where a resumed run's scheduler reads them)."""
+            if self._stopping is None:
+                return
+            rungs = {str(r): epochs[r - 1] for r in self._stopping.rungs if r <= len(epochs)}
+            if rungs:
+                ot_trial.set_user_attr("rung_accuracy", rungs)
+                ot_trial.set_user_attr("rung_costs", prior_costs(NetworkSpec.from_dict(ot_trial.user_attrs["network"])))
 
         def suggest(self, trial_id: str) -> Any:
             # A restored experiment would otherwise sample up to its original num_samples, on top of the
@@ -123,7 +138,10 @@ def _searcher_class():
 
         def on_trial_result(self, trial_id: str, result: dict) -> None:
             if "val_accuracy" in result and not result.get("finished"):
-                self._epochs.setdefault(trial_id, []).append(float(result["val_accuracy"]))
+                epochs = self._epochs.setdefault(trial_id, [])
+                epochs.append(float(result["val_accuracy"]))
+                if self._stopping is not None and len(epochs) in self._stopping.rungs and trial_id in self._ot_trials:
+                    self._write_rungs(self._ot_trials[trial_id], epochs)
 
         def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
             ot_trial = self._ot_trials.get(trial_id)
@@ -155,12 +173,51 @@ def _searcher_class():
                 error = True
             elif error:
                 recorder.fail(ot_trial, "ray: the trial's worker failed (see the Ray logs)")
-            elif epochs:  # stopped by the scheduler (ASHA) before its last epoch
+            elif epochs:  # stopped by the scheduler (ASHA, MO-ASHA) before its last epoch
+                self._write_rungs(ot_trial, epochs)
                 ot_trial.set_user_attr("epoch_accuracy", epochs)
-                ot_trial.set_user_attr("fail_reason", f"pruned: stopped by ASHA after epoch {len(epochs)}")
+                ot_trial.set_user_attr("stopped_at_epoch", len(epochs))
+                rule = self._stopping.name if self._stopping is not None else "the scheduler"
+                ot_trial.set_user_attr("fail_reason", f"pruned: stopped by {rule} after epoch {len(epochs)}")
             return super().on_trial_complete(trial_id, result=None, error=error)
 
     return ParticleOptunaSearch
+
+
+def _scheduler_class():
+    from ray.tune.schedulers import FIFOScheduler, TrialScheduler
+
+    class RungScheduler(FIFOScheduler):
+        """ASHA / MO-ASHA for Tune: each per-epoch report at a rung is ranked with ``EarlyStopping.keeps`` (the local engine's rule).
+
+        Rung records: those the study held when the scheduler was made (earlier
+        runs), then this run's trials in the order they reach the rung. A
+        trial's costs come from its particle's analytic cost.
+        """
+
+        def __init__(self, job: SearchJob, stopping: EarlyStopping) -> None:
+            super().__init__()
+            self._job, self._stopping = job, stopping
+            study = optuna.load_study(study_name=job.name, storage=open_storage(str(job.storage)))
+            trials = study.get_trials(deepcopy=False)
+            self._rungs: dict[int, dict[Any, dict[str, float]]] = {r: {("study", n): v for n, v in stored_rungs(trials, r).items()} for r in stopping.rungs}
+            self._costs: dict[str, dict[str, float]] = {}
+
+        def set_search_properties(self, metric: str | None, mode: str | None, **spec: Any) -> bool:
+            return True  # ranks on val_accuracy and the costs, whatever the searcher's metrics
+
+        def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
+            epoch = result.get("epoch")
+            if result.get("finished") or "val_accuracy" not in result or epoch not in self._stopping.rungs:
+                return TrialScheduler.CONTINUE
+            if trial.trial_id not in self._costs:
+                particle = particle_from_record(json.loads(trial.config["particle"]))
+                self._costs[trial.trial_id] = prior_costs(self._job.network.replace(particle=particle))
+            reached = self._rungs[epoch]
+            reached[trial.trial_id] = rung_record(result["val_accuracy"], self._costs[trial.trial_id])
+            return TrialScheduler.CONTINUE if self._stopping.keeps(trial.trial_id, epoch, reached) else TrialScheduler.STOP
+
+    return RungScheduler
 
 
 def _check_reachable(address: str) -> None:
@@ -198,7 +255,6 @@ class RayEngine(Engine):
 
     def run(self, job: SearchJob, study: optuna.Study, *, progress: bool, deadline: float | None) -> bool:
         ray, tune, _ = _import_ray()
-        from ray.tune.schedulers import ASHAScheduler
 
         settings, layout = job.settings, job.layout
         resources = settings.resources_per_trial or {"cpu": 1.0, "gpu": 0.0}
@@ -240,12 +296,9 @@ class RayEngine(Engine):
                 target=settings.trials,
                 deadline=deadline,
             )
-            scheduler = None
-            if settings.early_stopping == "asha":
-                epochs = getattr(getattr(job.evaluator, "train", None), "epochs", 100)
-                # max_t one past the last epoch: ASHA stops a trial that reaches max_t, and a trial that trained
-                # every epoch must live to send its final report (the record); the rungs stay 1, 2, 4, ... < epochs.
-                scheduler = ASHAScheduler(metric="val_accuracy", mode="max", time_attr="epoch", max_t=max(1, epochs) + 1, grace_period=1, reduction_factor=2)
+            stopping = early_stopping(settings, evaluator=job.evaluator)
+            # No rung at the last epoch: a trial that trained every epoch lives to send its final report (the record).
+            scheduler = None if stopping is None else _scheduler_class()(job, stopping)
             tuner = tune.Tuner(
                 trainable,
                 tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=remaining, max_concurrent_trials=job.workers, reuse_actors=True),

@@ -10,6 +10,7 @@ from typing import Any, Mapping
 from particle_nas.space import NetworkSpec, SearchSpace, check_int
 
 from ._contract import CTRL_C, STOPPED, Engine, SearchJob, SearchSummary, fail_stale_trials, is_finished, open_study, summarize
+from ._early_stopping import early_stopping
 from ._settings import SearchSettings
 from ._trial import Evaluator
 
@@ -42,6 +43,7 @@ def run(job: SearchJob, engine: Engine | None = None, *, progress: bool = True) 
     if job.workers is not None:
         check_int("workers", job.workers, low=1, high=1024)
     engine.check(job)
+    early_stopping(job.settings, evaluator=job.evaluator)  # refuses an evaluator without an epoch budget, before anything is opened
     layout = job.layout
     location = layout.storage(url=job.storage, workers=engine.writers(job))
     started = engine.started(job)  # with the storage URL the user gave, if any

@@ -10,7 +10,7 @@ from particle_nas.space import SpecError, check_choice, check_int, check_number
 
 SAMPLERS: tuple[str, ...] = ("nsga2", "tpe", "random", "progressive")
 BACKENDS: tuple[str, ...] = ("optuna", "ray")
-EARLY_STOPPING: tuple[str, ...] = ("none", "asha")
+EARLY_STOPPING: tuple[str, ...] = ("none", "asha", "mo-asha")
 # The search settings a resumed run may change; everything else must match the study's fingerprint.
 RESUMABLE: tuple[str, ...] = ("trials", "timeout", "export", "resources_per_trial", "max_flops", "max_params")
 
@@ -27,7 +27,9 @@ class SearchSettings:
     population: int = 8  # nsga2 only: population size per generation
     export: str = "knee"  # pick rule for best.yaml (knee, max-accuracy, "flops<=2e7", ...)
     resources_per_trial: dict | None = None  # ray only: {cpu: 1, gpu: 0} (fractions allowed); None = one CPU per trial
-    early_stopping: str = "none"  # ray only: none | asha (stops trials on per-epoch validation accuracy)
+    early_stopping: str = "none"  # none | asha (ranks a rung by accuracy) | mo-asha (by accuracy and the costs): see _early_stopping
+    grace_epochs: int = 1  # early stopping: the first rung's epoch (rungs at grace * reduction_factor**k)
+    reduction_factor: int = 2  # early stopping: 1 / reduction_factor of the trials reaching a rung go on
     flops_budget: float | None = None  # progressive only: largest network FLOPs the expansion may reach
     max_flops: float | None = None  # budget: a candidate costing more multiply-adds is pruned before it is built; None = no limit
     max_params: float | None = None  # budget: a candidate with more parameters is pruned before it is built; None = no limit
@@ -64,8 +66,10 @@ class SearchSettings:
         if self.sampler == "progressive" and (self.flops_budget is None or self.backend != "optuna"):
             raise SpecError(p + "flops_budget", "must be set for the progressive sampler (which runs on the optuna backend)", self.flops_budget)
         check_choice(p + "early_stopping", self.early_stopping, EARLY_STOPPING)
-        if self.early_stopping != "none" and self.backend != "ray":
-            raise SpecError(p + "early_stopping", "must be none unless search.backend is ray", self.early_stopping)
+        if self.early_stopping != "none" and self.sampler == "progressive":
+            raise SpecError(p + "early_stopping", "must be none for the progressive sampler", self.early_stopping)
+        check_int(p + "grace_epochs", self.grace_epochs, low=1, high=1_000_000)
+        check_int(p + "reduction_factor", self.reduction_factor, low=2, high=1_000)
         if self.resources_per_trial is not None:
             res = self.resources_per_trial
             if not isinstance(res, dict) or not set(res) <= {"cpu", "gpu"}:

@@ -136,3 +136,43 @@ def test_particles_bench_trains_the_recurrent_particle_beside_the_3d_ones(monkey
     lines = capsys.readouterr().out.splitlines()
     assert lines[1].startswith("conv_gru_residual") and "flops 43.9M" in lines[1]
     assert lines[2].startswith("full_residual") and "flops 72.2M" in lines[2]
+
+
+def _four_epoch_table(tiny: Path, out: Path) -> Path:
+    """The tiny table's rows with made-up 4-epoch curves (same accuracy after epoch 1, so ASHA's rung 1 ties), for a race with early stopping."""
+    from particle_nas.evaluators import load_table
+    from particle_nas.evaluators._replay import write_table
+
+    table = load_table(tiny)
+    header = {**table.meta, "epochs": 4, "train": {**table.meta["train"], "epochs": 4}}
+    rows = []
+    for k, row in enumerate(table.rows):
+        final = 0.55 + 0.1 * k
+        curve = [0.5, 0.5 + (final - 0.5) / 3, 0.5 + 2 * (final - 0.5) / 3, final]
+        rows.append({**row, "accuracy": final, "epoch_accuracy": curve, "train_loss": [1.0, 0.9, 0.8, 0.7], "epoch_seconds": [10.0 + k] * 4, "wall_s": 4 * (10.0 + k) + 1.0})
+    return write_table(out, header, rows)
+
+
+def test_search_quality_races_early_stopping_against_the_default_search(tiny_bench, tmp_path):
+    table = _four_epoch_table(tiny_bench[1], tmp_path / "four.jsonl.gz")
+    sq = _load("search_quality")
+    argv = ["--table", str(table), "--out", str(tmp_path / "out"), "--samplers", "nsga2", "nsga2+mo-asha", "nsga2+asha", "--seeds", "1", "--trials", "4", "--population", "2"]
+    assert sq.main(argv) == 0
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    runs = {r["sampler"]: r for r in results["runs"]}
+    assert set(runs) == {"nsga2", "nsga2+mo-asha", "nsga2+asha"} and results["baseline"] == "nsga2"
+    seconds = {4 * (10.0 + k) + 1.0 for k in range(4)} | {0.0}  # a complete trial (or a reused one)
+    stopped = [(s, a) for s, a in zip(runs["nsga2+asha"]["seconds"], runs["nsga2+asha"]["accuracy"]) if a is None]
+    assert stopped and all(s in {10.0 + k for k in range(4)} for s, _ in stopped)  # stopped after epoch 1: that epoch's seconds only
+    for run in runs.values():
+        assert all(s in seconds for s, a in zip(run["seconds"], run["accuracy"]) if a is not None)
+        assert all(a <= b for a, b in zip(run["hypervolume"], run["hypervolume"][1:]))
+        assert run["time"][-1] == pytest.approx(sum(run["seconds"]))
+    assert results["samplers"]["nsga2"]["reach_s"] is not None  # the baseline reaches its own final value
+    md = (tmp_path / "out" / "results.md").read_text()
+    assert "| nsga2+mo-asha | 1 |" in md and "simulated h to reach nsga2's final" in md
+
+
+def test_hypervolume_curve_skips_stopped_trials():
+    sq = _load("search_quality")
+    assert sq.hypervolume_curve([None, 0.5, None, 0.8], [1.0, 5.0, 2.0, 8.0], ref_flops=10.0) == pytest.approx([0.0, 0.25, 0.25, 0.31])

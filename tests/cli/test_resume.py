@@ -77,8 +77,8 @@ def test_sigkilled_search_resumes_with_every_completed_trial(tmp_path, workers):
 @pytest.mark.parametrize(
     "search, message",
     [
-        ({"early_stopping": "asha"}, "search.early_stopping must be none unless search.backend is ray, but got 'asha'."),
-        ({"backend": "ray", "early_stopping": "hyperband"}, "search.early_stopping must be one of ('none', 'asha'), but got 'hyperband'."),
+        ({"early_stopping": "mo-asha", "reduction_factor": 1}, "search.reduction_factor must be in [2, 1000], but got 1."),
+        ({"backend": "ray", "early_stopping": "hyperband"}, "search.early_stopping must be one of ('none', 'asha', 'mo-asha'), but got 'hyperband'."),
         ({"backend": "ray", "resources_per_trial": {"cpu": -1}}, "search.resources_per_trial.cpu must be"),
         ({"backend": "ray", "resources_per_trial": {"tpu": 1}}, "search.resources_per_trial must be a mapping with keys cpu and gpu"),
         ({"sampler": "progressive"}, "search.flops_budget must be set for the progressive sampler"),

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import pickle
+
 import pytest
 
-from particle_nas.evaluators import Evaluation, ProxyEvaluator, SyntheticConfig, TrainConfig, network_cost
+from particle_nas.evaluators import Evaluation, ProxyEvaluator, SyntheticConfig, TrainConfig, TrialStopped, network_cost
 from particle_nas.space import NetworkSpec, SpecError
 
 
@@ -22,6 +24,20 @@ def test_evaluate_counts_cost_and_trains(evaluator: ProxyEvaluator, tiny_spec) -
     assert set(result.to_dict()) == {"accuracy", "epoch_accuracy", "train_loss", "flops", "params", "duration_s", "size_bytes", "device", "precision"}  # accuracy_before_prune only when the spec prunes
     assert (result.device, result.precision) == ("cpu", "fp32")
     assert result.accuracy_before_prune is None  # the spec does not prune
+
+
+def test_a_trial_stopped_by_on_epoch_carries_its_cost_and_time(evaluator: ProxyEvaluator, tiny_spec) -> None:
+    spec = tiny_spec()
+
+    def stop(epoch: int, accuracy: float) -> None:
+        raise TrialStopped("stopped", epoch=epoch, epoch_accuracy=(accuracy,), rule="MO-ASHA")
+
+    with pytest.raises(TrialStopped) as err:
+        evaluator.evaluate(spec, seed=0, on_epoch=stop)
+    record, cost = err.value.record, network_cost(spec)
+    assert (record["flops"], record["params"]) == (cost.flops, cost.params) and record["duration_s"] > 0 and record["device"] == "cpu"
+    again = pickle.loads(pickle.dumps(err.value))  # a worker process hands it back whole
+    assert (again.epoch, again.epoch_accuracy, again.rule, again.record) == (1, err.value.epoch_accuracy, "MO-ASHA", record)
 
 
 def test_evaluate_is_reproducible_per_seed(evaluator: ProxyEvaluator, tiny_spec) -> None:

@@ -12,7 +12,6 @@ import dataclasses
 import json
 import math
 import os
-import sys
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -68,27 +67,6 @@ class FakeEvaluator:
 def calls(evaluator: FakeEvaluator) -> list[int]:
     """FLOPs of every network the evaluator was called on, in any process."""
     return [json.loads(p.read_text())["flops"] for p in Path(evaluator.calls_dir).iterdir()]
-
-
-@pytest.fixture(scope="module")
-def local_ray():
-    """One local Ray (2 CPUs) for the module; the engine uses it and leaves it running."""
-    pytest.importorskip("ray.tune", reason='the ray backend needs pip install "ray[tune]"')
-    import ray
-    import ray.cloudpickle
-
-    saved = os.environ.get("RAY_AUTH_MODE")
-    os.environ["RAY_AUTH_MODE"] = "disabled"  # a throwaway local Ray
-    ray.init(num_cpus=2, num_gpus=0, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers get this module's evaluator by value
-    try:
-        yield
-    finally:
-        ray.shutdown()
-        if saved is None:
-            os.environ.pop("RAY_AUTH_MODE", None)
-        else:
-            os.environ["RAY_AUTH_MODE"] = saved
 
 
 @pytest.fixture(params=ENGINES)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-
 from pathlib import Path
+from types import SimpleNamespace
 
 import optuna
 import pytest
@@ -23,7 +23,8 @@ NETWORK = NetworkSpec(widths=(8, 16), depths=(1, 1), temporal_strides=(1, 1), sp
 def _searcher():
     storage = optuna.storages.InMemoryStorage()
     # the searcher only names weight paths; nothing is written, nothing is evaluated in the driver
-    job = SearchJob(run_dir=Path("runs/unused"), name="s", space=SPACE, network=NETWORK, evaluator=None, settings=SearchSettings(), seed=0, fingerprint={}, config={})
+    epochs = SimpleNamespace(train=SimpleNamespace(epochs=4))  # the evaluator's budget, which early stopping reads; never called
+    job = SearchJob(run_dir=Path("runs/unused"), name="s", space=SPACE, network=NETWORK, evaluator=epochs, settings=SearchSettings(early_stopping="asha"), seed=0, fingerprint={}, config={})
     searcher = _searcher_class()(
         space=_DefineParticle(job),
         metric=["accuracy", "flops"],
@@ -57,6 +58,8 @@ def test_completed_stopped_and_failed_tune_trials():
     assert stopped.state == TrialState.PRUNED and stopped.values is None  # never on the Pareto front
     assert stopped.user_attrs["epoch_accuracy"] == [0.2]
     assert stopped.user_attrs["fail_reason"] == "pruned: stopped by ASHA after epoch 1"
+    assert stopped.user_attrs["stopped_at_epoch"] == 1 and stopped.user_attrs["rung_accuracy"] == {"1": 0.2}  # where a resumed run's scheduler reads it
+    assert done.user_attrs["rung_accuracy"] == {"1": 0.4}  # the rungs it reported (epochs 1, 2 of 4; this one sent epoch 1 only)
     assert failed.state == TrialState.FAIL and failed.user_attrs["fail_reason"] == "RuntimeError: boom"
     assert crashed.state == TrialState.FAIL and crashed.user_attrs["fail_reason"].startswith("ray: the trial's worker failed")
 
