@@ -15,6 +15,7 @@ from safetensors.torch import load_file, save_file
 
 import particle_nas
 import particle_nas.evaluators
+from particle_nas.evaluators import save_weights
 from particle_nas.cli import main
 from particle_nas.finetune import build_model, load_job
 from particle_nas.space import NOT_INFLATABLE, NetworkSpec, ParticleSpec, as_2d, build_network, inflate, particle_to_record
@@ -187,9 +188,10 @@ def test_another_setting_on_an_existing_run_is_refused_and_its_checkpoint_kept(f
 
 
 # ---------------------------------------------------------------- --inflate: start from the network's 2D form (I3D)
-def test_inflate_starts_from_the_2d_form_s_weights_inflated_and_a_resume_keeps_it(files, tmp_path: Path, capsys) -> None:
-    flat = write_weights(tmp_path / "2d.safetensors", as_2d(NETWORK))
-    argv = finetune(files, "--weights", str(flat), "--epochs", "1")
+def test_inflate_starts_from_the_2d_form_s_weights_inflated_and_a_resume_keeps_it(files, ucf: Path, tmp_path: Path, capsys) -> None:
+    flat = save_weights(build_network(as_2d(NETWORK), seed=5), tmp_path / "2d.safetensors")  # as docs/finetune.md shows
+    files["data"].write_text(data_yaml(ucf, epochs=1))
+    argv = finetune(files, "--weights", str(flat))  # docs/finetune.md's command
     assert main(argv) == 2  # without --inflate: refused, with the hint
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "in this network, but got (8, 1, 1, 3, 3) (these are the weights of the network's 2D form: pass --inflate)." in err, err
@@ -216,7 +218,7 @@ def test_inflate_starts_from_the_2d_form_s_weights_inflated_and_a_resume_keeps_i
     assert main(argv + ["--inflate", "--epochs", "2"]) == 0  # continues: the same fingerprint
     assert json.loads((out / "report.json").read_text())["resumed_from"] == 1
     capsys.readouterr()
-    assert main(argv[:-2] + ["--epochs", "2"]) == 2 and "pass --inflate" in capsys.readouterr().err  # not without it
+    assert main(argv + ["--epochs", "2"]) == 2 and "pass --inflate" in capsys.readouterr().err  # not without it
     job = load_job(str(files["network"]), str(files["data"]), weights=str(flat), inflate=True)
     assert job.fingerprint()["inflated"] is True and "inflated" not in load_job(str(files["network"]), str(files["data"]), weights=str(flat)).fingerprint()
 
