@@ -223,6 +223,22 @@ def test_inflate_starts_from_the_2d_form_s_weights_inflated_and_a_resume_keeps_i
     assert job.fingerprint()["inflated"] is True and "inflated" not in load_job(str(files["network"]), str(files["data"]), weights=str(flat)).fingerprint()
 
 
+def test_inflate_with_new_head_keeps_a_fresh_head_and_a_3d_file_is_named_as_not_the_2d_form(files, tmp_path: Path) -> None:
+    eight = NETWORK.replace(num_classes=8)
+    network = str(write_network(tmp_path / "eight.yaml", eight))
+    flat = save_weights(build_network(as_2d(eight), seed=5), tmp_path / "2d.safetensors")
+    job = load_job(network, str(files["data"]), weights=str(flat), inflate=True, new_head=True)
+    start, given = build_model(job).state_dict(), load_file(str(flat))
+    fresh = build_network(job.network, seed=job.seed).state_dict()
+    assert start["head.3.weight"].shape == (3, 16) and torch.equal(start["head.3.weight"], fresh["head.3.weight"])
+    key = "stages.0.0.branch.3.weight"  # a temporal kernel, inflated (3 frames from 1)
+    assert given[key].shape[2] == 1 and start[key].shape[2] == 3
+    torch.testing.assert_close(start[key].sum(dim=2, keepdim=True), given[key])
+    three_d = write_weights(tmp_path / "3d.safetensors", eight)
+    with pytest.raises(ValueError, match=r"3d.safetensors \(--inflate: the weights of the network's 2D form\): stages.0.0.branch.\d.weight must have shape \(8, 1, 1, 3, 3\)"):
+        build_model(load_job(network, str(files["data"]), weights=str(three_d), inflate=True, new_head=True))
+
+
 @pytest.mark.parametrize("factorization", sorted(NOT_INFLATABLE))
 def test_inflate_refuses_a_factorization_it_cannot_inflate_before_anything_is_written(factorization: str, files, tmp_path: Path, capsys) -> None:
     network = NETWORK.replace(particle=NETWORK.particle.replace(factorization=factorization))
