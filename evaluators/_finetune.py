@@ -164,7 +164,8 @@ def check_weights(model: nn.Module, weights: dict[str, torch.Tensor], *, where: 
         got = weights.get(key)
         if got is not None and tuple(got.shape) != tuple(want.shape):
             classes = key in head and tuple(got.shape[1:]) == tuple(want.shape[1:])
-            hint = " (another number of classes: pass --new-head to train a new head)" if classes else ""
+            flat = got.dim() == want.dim() == 5 and got.shape[2] == 1 < want.shape[2] and got.shape[:2] == want.shape[:2] and got.shape[3:] == want.shape[3:]
+            hint = " (another number of classes: pass --new-head to train a new head)" if classes else " (these are the weights of the network's 2D form: pass --inflate)" if flat else ""
             raise ValueError(f"{where}: {key} must have shape {tuple(want.shape)} in this network, but got {tuple(got.shape)}{hint}.")
     return {k: v for k, v in weights.items() if k in expected}
 

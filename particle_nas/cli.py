@@ -291,6 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("network", help="network YAML: what `particle-nas export` writes, or a run's best.yaml")
     f.add_argument("--data", required=True, help="data YAML: data (kind video_folder, root, split files, ...), train (epochs, batch_size, lr, ...), finetune (mode, adapter_reduction, quantize)")
     f.add_argument("--weights", help="initial weights (.safetensors, e.g. from `particle-nas export --weights`); default: the network's seeded initialization")
+    f.add_argument("--inflate", action="store_true", help="--weights are those of the network's 2D form (every temporal kernel 1): inflate them by I3D's rule (each temporal kernel repeated over its frames, divided by their number)")
     f.add_argument("--mode", choices=("full", "linear", "adapters", "bitfit"), help="what trains (overrides finetune.mode; default full)")
     f.add_argument("--new-head", action="store_true", help="replace the head's last layer with a fresh one for the data's classes (the network has another number of classes)")
     f.add_argument("--epochs", type=int, help="training epochs (overrides train.epochs; may be raised to continue a finished run)")

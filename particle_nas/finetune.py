@@ -39,6 +39,7 @@ class FineTuneJob:
     settings: FineTuneSettings
     weights_file: str | None
     new_head: bool
+    inflate: bool = False  # weights_file holds the weights of the network's 2D form (space.as_2d), inflated by I3D's rule
 
     @property
     def run_dir(self) -> Path:
@@ -71,6 +72,8 @@ class FineTuneJob:
             "finetune": {k: v for k, v in _to_plain(self.settings, added_later={}).items() if k != "quantize"},
             "weights": weights,
             "new_head": self.new_head,
+            # added later: in the fingerprint only when set, so earlier runs keep theirs
+            **({"inflated": True} if self.inflate else {}),
         }
 
 
@@ -86,19 +89,34 @@ def load_job(
     weights: str | None = None,
     new_head: bool = False,
     quantize: str | None = None,
+    inflate: bool = False,
 ) -> FineTuneJob:
-    """Read and check NETWORK.yaml and DATA.yaml (command-line values win); a one-line ValueError on bad input."""
+    """Read and check NETWORK.yaml and DATA.yaml (command-line values win); a one-line ValueError on bad input.
+
+    ``inflate``: ``weights`` are those of the network's 2D form (every temporal
+    kernel 1, ``space.as_2d``), inflated by I3D's rule when the model is built.
+    """
     from particle_nas.results import load_network
 
     network = load_network(network_file)
+    if inflate:
+        if weights is None:
+            raise ConfigError("--inflate must come with --weights (the weights of the network's 2D form), but got no --weights.")
+        from particle_nas.space import check_inflatable
+
+        try:
+            check_inflatable(network)
+        except SpecError as err:
+            raise ConfigError(f"{network_file}: --inflate: {err}") from None
     try:
         raw = read_yaml(data_file, what="data file")
     except ValueError as err:
         raise ConfigError(str(err)) from None
     try:
-        return _parse(raw, network, network_file=network_file, data_file=data_file, mode=mode, epochs=epochs, name=name, output_dir=output_dir, seed=seed, weights=weights, new_head=new_head, quantize=quantize)
+        job = _parse(raw, network, network_file=network_file, data_file=data_file, mode=mode, epochs=epochs, name=name, output_dir=output_dir, seed=seed, weights=weights, new_head=new_head, quantize=quantize)
     except SpecError as err:
         raise ConfigError(f"{data_file}: {_relocate(_finetune_field(err))}") from None
+    return dataclasses.replace(job, inflate=inflate)
 
 
 def _finetune_field(err: SpecError) -> SpecError:
@@ -188,7 +206,21 @@ def build_model(job: FineTuneJob):
         except Exception as err:  # safetensors' own error type: not a safetensors file, truncated, ...
             raise ValueError(f"{job.weights_file} must be a safetensors file of the network's weights, but it does not load ({' '.join(str(err).split())[:120]}).") from None
     model = build_network(job.network, seed=job.seed)
+    if job.inflate:
+        weights = _inflated(job, weights, model)
     return prepare_for_finetuning(model, job.settings, seed=job.seed, weights=weights, where=job.weights_file or "weights", new_head=job.new_head)
+
+
+def _inflated(job: FineTuneJob, weights_2d, model) -> dict:
+    """``weights_2d`` (checked against the network's 2D form) inflated to ``model`` by I3D's rule; with --new-head the head keeps ``model``'s."""
+    from particle_nas.evaluators import check_weights, head_linear_keys
+    from particle_nas.space import as_2d, build_network, inflate_state_dict
+
+    skip = head_linear_keys(model) if job.new_head else ()
+    network_2d = build_network(as_2d(job.network), seed=job.seed)
+    state_2d = check_weights(network_2d, weights_2d, where=f"{job.weights_file} (--inflate: the weights of the network's 2D form)", skip=skip)
+    fresh = model.state_dict()
+    return inflate_state_dict({**state_2d, **{k: fresh[k] for k in skip}}, model)
 
 
 def run(job: FineTuneJob, *, progress: bool = True, resume_hint: str, device=None, on_epoch=None) -> int:
@@ -310,6 +342,7 @@ def _measure(job: FineTuneJob, model, task, result, counts, *, device, quantizat
             "network": job.network.to_dict(),
             "weights": job.weights_file,
             "new_head": job.new_head,
+            "inflated": job.inflate,
             "device": str(device),
             "data": {"root": getattr(job.data, "root", None), "clip": list(job.data.clip), "train_videos": len(task.train), "val_videos": len(task.val), "skipped": skipped},
             "train": dataclasses.asdict(job.train),
@@ -341,6 +374,7 @@ def cmd_finetune(args) -> int:
         weights=args.weights,
         new_head=args.new_head,
         quantize=args.quantize,
+        inflate=args.inflate,
     )
     command = ["particle-nas", *getattr(args, "argv", sys.argv[1:])]
     return run(job, progress=not args.no_progress, resume_hint=shlex.join(command))

@@ -226,6 +226,14 @@ def topline_html(report: dict[str, Any]) -> str:
     return f'<div id="topline">{stats}</div>'
 
 
+def _weights_note(report: dict[str, Any]) -> str:
+    """Where the initial weights came from: a file (inflated from the network's 2D form with --inflate) or the seeded initialization."""
+    if not report.get("weights"):
+        return "Initial weights: the network's seeded initialization."
+    inflated = " (the network's 2D form, inflated by I3D's rule: --inflate)" if report.get("inflated") else ""
+    return f'Initial weights: <code>{html.escape(str(report["weights"]))}</code>{inflated}.'
+
+
 def finetune_html(report: dict[str, Any]) -> str:
     """The report page as one HTML string (plotly.js embedded)."""
     _plotly()
@@ -245,7 +253,7 @@ def finetune_html(report: dict[str, Any]) -> str:
     data = report.get("data") or {}
     sections = [
         f'<section id="summary"><h2>result</h2><p class="note">Mode <b>{html.escape(str(report.get("mode")))}</b>; '
-        f"{data.get('train_videos', '?')} training and {data.get('val_videos', '?')} validation videos, {len(report['class_names'])} classes.</p>"
+        f"{data.get('train_videos', '?')} training and {data.get('val_videos', '?')} validation videos, {len(report['class_names'])} classes. {_weights_note(report)}</p>"
         + _table("summary-table", ["", "value"], summary_rows)
         + "</section>",
         f'<section><h2>training curves</h2><p class="note">Mean training loss and validation top-1 after each epoch; the star is the epoch kept.</p>{_div(curves_figure(report["epochs"], best_epoch=report.get("best_epoch")), "curves")}</section>',

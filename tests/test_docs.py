@@ -44,6 +44,7 @@ SHOWN_COMMANDS: dict[str, str] = {
     "presets --show": "tests/cli/test_cli_presets.py::test_presets_show_states_where_flops_were_counted",
     "search --no-progress --seed": "tests/cli/test_cli_replay.py::test_search_on_the_table_runs_in_seconds_and_the_dashboard_says_replay",
     "finetune --data --mode --new-head --quantize --weights": "tests/cli/test_finetune_cli.py::test_the_docs_example_on_generated_videos_runs_as_written",
+    "finetune --data --inflate --weights": "tests/cli/test_finetune_cli.py::test_inflate_starts_from_the_2d_form_s_weights_inflated_and_a_resume_keeps_it",
 }
 
 # Other programs shown in the docs (matched by how the command starts), and why no test here runs them as shown.

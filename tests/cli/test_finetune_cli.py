@@ -15,9 +15,10 @@ from safetensors.torch import load_file, save_file
 
 import particle_nas
 import particle_nas.evaluators
+from particle_nas.evaluators import save_weights
 from particle_nas.cli import main
-from particle_nas.finetune import load_job
-from particle_nas.space import NetworkSpec, ParticleSpec, build_network, particle_to_record
+from particle_nas.finetune import build_model, load_job
+from particle_nas.space import NOT_INFLATABLE, NetworkSpec, ParticleSpec, as_2d, build_network, inflate, particle_to_record
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "examples" / "finetune"))
@@ -184,6 +185,73 @@ def test_another_setting_on_an_existing_run_is_refused_and_its_checkpoint_kept(f
     assert main(finetune(files, "--mode", "full", "--epochs", "1")) == 2
     assert "holds a fine-tuning run with other settings (finetune differ); only --epochs may change" in capsys.readouterr().err
     assert last.read_bytes() == before
+
+
+# ---------------------------------------------------------------- --inflate: start from the network's 2D form (I3D)
+def test_inflate_starts_from_the_2d_form_s_weights_inflated_and_a_resume_keeps_it(files, ucf: Path, tmp_path: Path, capsys) -> None:
+    flat = save_weights(build_network(as_2d(NETWORK), seed=5), tmp_path / "2d.safetensors")  # as docs/finetune.md shows
+    files["data"].write_text(data_yaml(ucf, epochs=1))
+    argv = finetune(files, "--weights", str(flat))  # docs/finetune.md's command
+    assert main(argv) == 2  # without --inflate: refused, with the hint
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "in this network, but got (8, 1, 1, 3, 3) (these are the weights of the network's 2D form: pass --inflate)." in err, err
+    assert not files["runs"].exists()
+
+    given = load_file(str(flat))
+    model_2d = build_network(as_2d(NETWORK))
+    model_2d.load_state_dict(given)
+    expected = inflate(model_2d, NETWORK).state_dict()
+    start = build_model(load_job(str(files["network"]), str(files["data"]), weights=str(flat), inflate=True)).state_dict()
+    assert start.keys() == expected.keys() and all(torch.equal(start[k], expected[k]) for k in start)
+    inflated = [k for k in given if given[k].shape != start[k].shape]
+    assert inflated  # the temporal kernels: kt equal slices that sum to the 2D kernel (I3D)
+    for key in inflated:
+        kt = start[key].shape[2]
+        assert kt == 3 and given[key].shape[2] == 1 and torch.equal(start[key], start[key][:, :, :1].expand_as(start[key]))
+        torch.testing.assert_close(start[key].sum(dim=2, keepdim=True), given[key])
+
+    assert main(argv + ["--inflate"]) == 0
+    out = files["runs"] / "ucf" / "finetune"
+    report = json.loads((out / "report.json").read_text())
+    assert report["weights"] == str(flat) and report["inflated"] is True
+    assert f"Initial weights: <code>{flat}</code> (the network's 2D form, inflated by I3D's rule: --inflate)." in (out / "report.html").read_text()
+    assert main(argv + ["--inflate", "--epochs", "2"]) == 0  # continues: the same fingerprint
+    assert json.loads((out / "report.json").read_text())["resumed_from"] == 1
+    capsys.readouterr()
+    assert main(argv + ["--epochs", "2"]) == 2 and "pass --inflate" in capsys.readouterr().err  # not without it
+    job = load_job(str(files["network"]), str(files["data"]), weights=str(flat), inflate=True)
+    assert job.fingerprint()["inflated"] is True and "inflated" not in load_job(str(files["network"]), str(files["data"]), weights=str(flat)).fingerprint()
+
+
+def test_inflate_with_new_head_keeps_a_fresh_head_and_a_3d_file_is_named_as_not_the_2d_form(files, tmp_path: Path) -> None:
+    eight = NETWORK.replace(num_classes=8)
+    network = str(write_network(tmp_path / "eight.yaml", eight))
+    flat = save_weights(build_network(as_2d(eight), seed=5), tmp_path / "2d.safetensors")
+    job = load_job(network, str(files["data"]), weights=str(flat), inflate=True, new_head=True)
+    start, given = build_model(job).state_dict(), load_file(str(flat))
+    fresh = build_network(job.network, seed=job.seed).state_dict()
+    assert start["head.3.weight"].shape == (3, 16) and torch.equal(start["head.3.weight"], fresh["head.3.weight"])
+    key = "stages.0.0.branch.3.weight"  # a temporal kernel, inflated (3 frames from 1)
+    assert given[key].shape[2] == 1 and start[key].shape[2] == 3
+    torch.testing.assert_close(start[key].sum(dim=2, keepdim=True), given[key])
+    three_d = write_weights(tmp_path / "3d.safetensors", eight)
+    with pytest.raises(ValueError, match=r"3d.safetensors \(--inflate: the weights of the network's 2D form\): stages.0.0.branch.\d.weight must have shape \(8, 1, 1, 3, 3\)"):
+        build_model(load_job(network, str(files["data"]), weights=str(three_d), inflate=True, new_head=True))
+
+
+@pytest.mark.parametrize("factorization", sorted(NOT_INFLATABLE))
+def test_inflate_refuses_a_factorization_it_cannot_inflate_before_anything_is_written(factorization: str, files, tmp_path: Path, capsys) -> None:
+    network = NETWORK.replace(particle=NETWORK.particle.replace(factorization=factorization))
+    argv = ["finetune", str(write_network(tmp_path / "n.yaml", network)), "--data", str(files["data"]), "--weights", str(write_weights(tmp_path / "w.safetensors", network))]
+    assert main([*argv, "--inflate", "--output-dir", str(files["runs"]), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"particle-nas: error: {tmp_path / 'n.yaml'}: --inflate: NetworkSpec.particle.factorization must be one of ") and err.count("\n") == 1, err
+    assert f"({factorization}: {NOT_INFLATABLE[factorization]})" in err and not files["runs"].exists()
+
+
+def test_inflate_without_weights_is_refused(files, capsys) -> None:
+    assert main(finetune(files, "--inflate")) == 2
+    assert "--inflate must come with --weights" in capsys.readouterr().err and not files["runs"].exists()
 
 
 # ---------------------------------------------------------------- int8 quantization of the best epoch
