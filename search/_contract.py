@@ -118,6 +118,13 @@ def trial_evaluator(evaluator: Evaluator, *, worker: int | None = None, gpus: Se
     return evaluator if device == train.device else evaluator.on_device(device)
 
 
+def warm_up(evaluator: Evaluator) -> None:
+    """The evaluator's one-time costs in this process (its ``warm_up``, when it has one), before the first trial."""
+    warm = getattr(evaluator, "warm_up", None)
+    if callable(warm):
+        warm()
+
+
 # ---------------------------------------------------------------- logging
 def log_to_file(path: Path) -> None:
     """Send Optuna's log and the search's (every trial; the traceback of each failure) to ``path``, not the terminal.

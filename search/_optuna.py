@@ -23,7 +23,7 @@ from optuna.trial import TrialState
 
 from particle_nas.evaluators import default_workers
 
-from ._contract import Engine, SearchJob, TrialRecorder, fail_stale_trials, is_finished, make_sampler, progress_bar, sample_network, target_reached, trial_evaluator
+from ._contract import Engine, SearchJob, TrialRecorder, fail_stale_trials, is_finished, make_sampler, progress_bar, sample_network, target_reached, trial_evaluator, warm_up
 from ._storage import claim_sampler_slot, open_storage, worker_id
 
 
@@ -72,6 +72,7 @@ def work(job: SearchJob, *, deadline: float | None, worker: int = 0, bar: Any = 
     study = optuna.load_study(study_name=job.name, storage=open_storage(job.storage))
     job = dataclasses.replace(job, evaluator=trial_evaluator(job.evaluator, worker=worker, gpus=job.gpus))  # worker i on GPU i mod G
     best_line = _BestLine()
+    warm_up(job.evaluator)  # the task and torch's lazy imports: once per process, not in the first trial
     slot = claim_sampler_slot(study, job.storage) if job.storage.startswith("postgresql") else worker
     study.sampler = make_sampler(job.settings, seed=job.seed + slot)
     recorder = TrialRecorder(job)

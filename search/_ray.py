@@ -32,7 +32,7 @@ import optuna
 from particle_nas.evaluators import ray_gpu_ids
 from particle_nas.space import particle_from_record, particle_to_record
 
-from ._contract import Engine, SearchJob, TrialRecorder, count_finished, fail_stale_trials, make_sampler, sample_network, target_reached, trial_evaluator
+from ._contract import Engine, SearchJob, TrialRecorder, count_finished, fail_stale_trials, make_sampler, sample_network, target_reached, trial_evaluator, warm_up
 from ._storage import open_storage
 from ._trial import fail_reason
 
@@ -91,6 +91,7 @@ def _train_particle(config: dict[str, Any], job: SearchJob) -> None:
 
     try:
         evaluator = trial_evaluator(job.evaluator, ray_gpu_ids=ray_gpu_ids())  # the GPU Ray gave the trial is its cuda:0; none: the CPU
+        warm_up(evaluator)  # paid by the first trial of a (reused) actor only
         record = TrialRecorder(job).evaluate(network, weights=config["weights"], evaluator=evaluator, on_epoch=on_epoch)
     except Exception as err:
         tune.report({"finished": False, "fail_reason": fail_reason(err)})

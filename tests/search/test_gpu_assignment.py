@@ -226,3 +226,18 @@ def test_resume_keeps_the_gpus_the_run_was_started_with(tmp_path, monkeypatch):
     assert main(["resume", str(run_dir), "--no-progress"]) == 0
     assert main(["resume", str(run_dir), "--gpus", "0", "--no-progress"]) == 0
     assert asked == [[1, 0], "0"]
+
+
+@pytest.mark.slow  # spawns two worker processes (about 25 s on the loaded 2-core VM)
+def test_the_documented_gpus_command_runs(fake_gpus, tmp_path, capsys):
+    """docs/gpu.md's `search CONFIG --gpus 0,1 --workers N`: the parent (seeing 2 faked GPUs) accepts and records them.
+
+    The worker processes start afresh and see this machine as it is (no CUDA), so they train on the CPU.
+    """
+    fake_gpus(2)
+    assert main(["search", str(_config(tmp_path, search={"trials": 2})), "--gpus", "0,1", "--workers", "2", "--no-progress"]) == 0
+    run_dir = tmp_path / "runs" / "tiny"
+    started = read_run_file(run_dir)
+    assert (started["gpus"], started["workers"], started["processes"]) == ([0, 1], 2, 2)
+    table = trials_table(open_run(run_dir))
+    assert len(table) == 2 and set(table["device"].dropna()) == {"cpu"}
