@@ -124,3 +124,24 @@ def test_hypervolume_curve_is_the_normalized_staircase():
     sq = _load("search_quality")
     # points (accuracy, flops) with reference flops 10: (0.5, 5) covers 0.5 x 5 = 2.5, then (0.8, 8) adds 0.3 x 2 = 0.6.
     assert sq.hypervolume_curve([0.5, 0.4, 0.8], [5.0, 6.0, 8.0], ref_flops=10.0) == pytest.approx([0.25, 0.25, 0.31])
+
+
+def test_throughput_overhead_splits_start_steady_and_end():
+    pd = pytest.importorskip("pandas")
+    throughput = _load("throughput")
+    began = pd.Timestamp("2026-01-01 00:00:00")
+    at = lambda s: str(began + pd.Timedelta(seconds=s))  # noqa: E731
+    table = pd.DataFrame(
+        {
+            "state": ["COMPLETE", "COMPLETE", "COMPLETE"],
+            "duplicate_of": [None, None, 0.0],  # the reused trial trained nothing
+            "duration_s": [3.0, 5.0, 3.0],
+            "datetime_start": [at(10), at(14), at(20)],
+            "datetime_complete": [at(14), at(20), at(21)],
+        }
+    )
+    got = throughput.figures(table, wall=25.0, began=began, parallel=1)
+    assert got["trained"] == 2 and got["trials_per_min"] == pytest.approx(60 * 2 / 25)
+    assert (got["start_s"], got["end_s"]) == (pytest.approx(10.0), pytest.approx(4.0))
+    assert got["steady_s"] == pytest.approx((11 - 8) / 3)  # 11 s from first start to last end, 8 s of it training
+    assert got["overhead_s"] == pytest.approx((25 - 8) / 3)
