@@ -12,6 +12,7 @@ reasons are the same whichever engine runs the trial.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -264,6 +265,12 @@ def network_key(network: NetworkSpec | Mapping[str, Any]) -> str:
     return json.dumps(spec.to_dict(), sort_keys=True)
 
 
+@functools.lru_cache(maxsize=1 << 16)
+def _stored_key(text: str) -> str:
+    """``network_key`` of a stored network (its JSON): parsed once per process, not once per trial asked after it."""
+    return network_key(json.loads(text))
+
+
 def measured(attrs: Mapping[str, Any]) -> dict[str, Any]:
     """A trial's record: its user attributes that measure rather than describe it."""
     return {k: v for k, v in attrs.items() if k not in DESCRIPTIVE_ATTRS and k not in ("worker", "expansion")}
@@ -289,7 +296,7 @@ class TrialRecorder:
         for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
             if isinstance(t.user_attrs.get("network"), dict) and "duplicate_of" not in t.user_attrs:
                 try:
-                    known.setdefault(network_key(t.user_attrs["network"]), t)
+                    known.setdefault(_stored_key(json.dumps(t.user_attrs["network"], sort_keys=True)), t)
                 except (ValueError, TypeError):  # a network this version cannot read: never reused
                     continue
         return known

@@ -145,3 +145,16 @@ def test_throughput_overhead_splits_start_steady_and_end():
     assert (got["start_s"], got["end_s"]) == (pytest.approx(10.0), pytest.approx(4.0))
     assert got["steady_s"] == pytest.approx((11 - 8) / 3)  # 11 s from first start to last end, 8 s of it training
     assert got["overhead_s"] == pytest.approx((25 - 8) / 3)
+
+
+def test_search_overhead_lookups_agree():
+    """The cached lookup finds the same trials as parsing every network again."""
+    from particle_nas.search import SearchJob, SearchSettings, TrialRecorder
+    from particle_nas.space import SearchSpace
+
+    overhead = _load("search_overhead")
+    study, base = overhead.study_of(6)
+    job = SearchJob(run_dir=None, name="t", space=SearchSpace.from_dict({}), network=base, evaluator=None, settings=SearchSettings(), seed=0, fingerprint={}, config={})
+    cached = TrialRecorder(job).known(study)
+    assert len(cached) == 6
+    assert {k: t.number for k, t in cached.items()} == {k: t.number for k, t in overhead.parsed_every_time(study).items()}
