@@ -10,8 +10,9 @@ tested on machines without a GPU:
   dtype and whether a GradScaler is needed (``PrecisionPolicy``).
 - ``cuda_backends(deterministic=...)``: cudnn autotuning for the fixed proxy
   shapes, or deterministic kernels; restored on exit.
-- ``gpu_for_worker``, ``parse_gpus``, ``trial_device``: which GPU a worker
-  process or a Ray trial uses.
+- ``gpu_for_worker``, ``parse_gpus``, ``check_gpus``, ``default_workers``,
+  ``trial_device``: which GPU a worker process or a Ray trial uses, and how
+  many local workers a search runs by default.
 - ``is_out_of_memory`` / ``TrialOutOfMemory`` / ``free_device_memory``: a CUDA
   out-of-memory becomes a failed trial whose reason starts ``out of memory``.
 - ``DeviceClips``: a ClipSet's batches on a device (synthetic clips moved to
@@ -238,6 +239,57 @@ def gpu_for_worker(worker: int, *, gpus: Sequence[int] | None, device_count: int
     if device_count <= 0:
         return None
     return worker % device_count
+
+
+def check_gpus(
+    text: str | Sequence[int] | None,
+    requested: str,
+    *,
+    cuda_available: bool | None = None,
+    device_count: int | None = None,
+    field: str = "--gpus",
+) -> tuple[int, ...] | None:
+    """``--gpus`` for a search whose ``train.device`` is ``requested``: the GPU indices, or None when not given.
+
+    One SpecError line when GPUs are named on a machine without CUDA, for a
+    ``train.device`` that is not auto or cuda (cpu, or one GPU: cuda:N), or
+    beyond ``device_count`` (see ``parse_gpus``).
+    """
+    if text is None or (isinstance(text, str) and text.strip() in ("", "all")):
+        return None
+    shown = text if isinstance(text, str) else ",".join(str(g) for g in text)
+    available = torch.cuda.is_available() if cuda_available is None else cuda_available
+    if not available:
+        raise SpecError(field, "must be left out on a machine without CUDA (torch.cuda.is_available() is False: no GPU, or a CPU-only torch build)", shown)
+    if requested not in ("auto", "cuda"):
+        raise SpecError(field, f"must be left out when train.device is {requested} (it names the device already; use auto or cuda to spread workers over GPUs)", shown)
+    count = torch.cuda.device_count() if device_count is None else device_count
+    return parse_gpus(text, device_count=count, field=field)
+
+
+def default_workers(
+    requested: str,
+    *,
+    gpus: Sequence[int] | None,
+    trials_per_gpu: int,
+    cuda_available: bool | None = None,
+    device_count: int | None = None,
+) -> int:
+    """How many local worker processes a search runs when ``--workers`` is not given.
+
+    ``trials_per_gpu`` per GPU the workers train on: ``len(gpus)`` GPUs, else
+    every visible one for ``train.device`` auto or cuda, one for cuda:N. One
+    worker on the CPU (no CUDA, or ``train.device`` cpu): the CPU path is unchanged.
+    """
+    if requested == "cpu" or not (torch.cuda.is_available() if cuda_available is None else cuda_available):
+        return 1
+    if gpus:
+        count = len(gpus)
+    elif requested.startswith("cuda:"):
+        count = 1
+    else:
+        count = torch.cuda.device_count() if device_count is None else device_count
+    return max(1, count * trials_per_gpu)
 
 
 def ray_gpu_ids() -> list[Any]:

@@ -261,6 +261,16 @@ class ProxyEvaluator:
         free_device_memory()
         raise TrialOutOfMemory(reason)
 
+    def warm_up(self) -> None:
+        """Pay a process's one-time costs before its first trial, so that no trial's ``duration_s`` holds them.
+
+        The task (generated, decoded or loaded once per process) and torch's
+        lazy import of ``torch._dynamo``, which the first optimizer triggers
+        (about 2 s of CPU on an idle core, far more under load).
+        """
+        self.task()
+        import torch._dynamo  # noqa: F401
+
     def on_device(self, device: str) -> ProxyEvaluator:
         """This evaluator with ``train.device`` set to ``device`` (e.g. a worker's ``trial_device(...)``)."""
         check_device("train.device", device)

@@ -35,7 +35,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     overrides = {"trials": args.trials, "timeout": args.timeout, "seed": args.seed, "name": args.name, "output_dir": args.output_dir}
     config = load_config(args.config, overrides=overrides)
     resume_hint = f"particle-nas resume {config.run_dir}"
-    return _search(config, run_dir=config.run_dir, workers=args.workers, storage=args.storage, address=args.address, backend=args.backend, progress=not args.no_progress, resume_hint=resume_hint)
+    return _search(config, run_dir=config.run_dir, workers=args.workers, storage=args.storage, address=args.address, backend=args.backend, gpus=args.gpus, progress=not args.no_progress, resume_hint=resume_hint)
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
@@ -53,10 +53,11 @@ def cmd_resume(args: argparse.Namespace) -> int:
     config = parse_config(raw, source=str(run_dir), overrides={"trials": args.trials, "timeout": args.timeout})
     workers = args.workers if args.workers is not None else started.get("workers")
     address = args.address if args.address is not None else started.get("address")
-    return _search(config, run_dir=run_dir, workers=workers, storage=None, address=address, backend=None, progress=not args.no_progress, resume_hint=f"particle-nas resume {run_dir}")
+    gpus = args.gpus if args.gpus is not None else started.get("gpus")
+    return _search(config, run_dir=run_dir, workers=workers, storage=None, address=address, backend=None, gpus=gpus, progress=not args.no_progress, resume_hint=f"particle-nas resume {run_dir}")
 
 
-def _search(config, *, run_dir: Path, workers: int | None, storage: str | None, address: str | None, backend: str | None, progress: bool, resume_hint: str) -> int:
+def _search(config, *, run_dir: Path, workers: int | None, storage: str | None, address: str | None, backend: str | None, gpus, progress: bool, resume_hint: str) -> int:
     import dataclasses
 
     from particle_nas.config import make_evaluator
@@ -70,14 +71,18 @@ def _search(config, *, run_dir: Path, workers: int | None, storage: str | None, 
         from particle_nas.space import check_int
 
         check_int("workers", workers, low=1, high=1024)
+    if gpus is not None:
+        from particle_nas.evaluators import check_gpus
+
+        if config.search.backend == "ray":
+            raise ValueError(f"--gpus must be left out with the ray backend (Ray gives each trial its GPU: search.resources_per_trial), but got {gpus!r}.")
+        gpus = check_gpus(gpus, config.train.device)
     _quiet_libraries()
     print(f"particle-nas: search {config.name!r}: {config.search.trials} trials, sampler {config.search.sampler}, backend {config.search.backend}, seed {config.seed} -> {run_dir}/", file=sys.stderr)
     layout = RunLayout(Path(run_dir))
     log_to_file(layout.log_file)
     evaluator = make_evaluator(config, cache_dir=Path(run_dir).resolve())  # ProxyEvaluator, or ReplayEvaluator with evaluators.replay
     ray = config.search.backend == "ray"
-    if not ray:
-        workers = 1 if workers is None else workers
     job = SearchJob(
         run_dir=Path(run_dir),
         name=config.name,
@@ -91,6 +96,7 @@ def _search(config, *, run_dir: Path, workers: int | None, storage: str | None, 
         storage=storage,
         workers=workers,
         address=address if ray else None,
+        gpus=gpus,
     )
     summary = run(job, progress=progress)
     study = open_run(run_dir, study_name=config.name)
@@ -252,7 +258,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--output-dir", help="where runs are written (overrides output_dir; default runs)")
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
     s.add_argument("--backend", choices=("optuna", "ray"), help="optuna: local worker processes; ray: Ray Tune (overrides search.backend)")
-    s.add_argument("--workers", type=int, help="optuna: worker processes on one study (default 1); ray: most trials at once (default: one per CPU)")
+    s.add_argument("--workers", type=int, help="optuna: worker processes on one study (default 1; with CUDA: search.trials_per_gpu per GPU); ray: most trials at once (default: one per CPU)")
+    s.add_argument("--gpus", help="optuna: the GPUs the workers spread over, e.g. 0,1 (worker i on the i-th mod their number; default: every visible GPU); refused without CUDA")
     s.add_argument("--storage", help="a PostgreSQL URL for the study, shared by the workers of several machines (pip install 'particle-nas[postgres]'; docs/postgres.md); default: RUN/study.db, or RUN/study.journal with --workers > 1")
     s.add_argument("--address", help="ray: HOST:PORT of a running cluster (`ray start --head`); default: start a local Ray")
     s.set_defaults(func=cmd_search)
@@ -263,6 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
     rs.add_argument("--timeout", type=float, help="stop starting new trials after this many seconds")
     rs.add_argument("--workers", type=int, help="worker processes / concurrent trials (default: as the run was started)")
     rs.add_argument("--address", help="ray: HOST:PORT of a running cluster (default: as the run was started)")
+    rs.add_argument("--gpus", help="optuna: the GPUs the workers spread over, e.g. 0,1 (default: as the run was started)")
     rs.add_argument("--no-progress", action="store_true", help="no progress bar")
     rs.set_defaults(func=cmd_resume)
 

@@ -12,6 +12,7 @@ reasons are the same whichever engine runs the trial.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -20,12 +21,12 @@ from abc import ABC, abstractmethod
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, NamedTuple
+from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
 import optuna
 from optuna.trial import TrialState
 
-from particle_nas.evaluators import TrialStopped
+from particle_nas.evaluators import TrialStopped, trial_device
 from particle_nas.space import Axis, NetworkSpec, SearchSpace, particle_to_record
 from particle_nas.space import cost as analytic_cost
 
@@ -57,6 +58,7 @@ class SearchJob:
     storage: str | None = None  # a database URL; None: the run directory's study.db or study.journal (run resolves it)
     workers: int | None = 1  # optuna: worker processes (None: 1); ray: most trials at once (None: one per CPU)
     address: str | None = None  # ray: HOST:PORT of a running cluster; None: a local Ray
+    gpus: tuple[int, ...] | None = None  # optuna: the GPUs workers spread over (worker i on gpus[i % len]); None: every visible GPU
 
     @property
     def layout(self) -> RunLayout:
@@ -73,13 +75,19 @@ class Engine(ABC):
     """
 
     name: str = ""
+    assigns_gpus: bool = False  # places its workers on job.gpus (otherwise job.gpus is refused)
 
     def check(self, job: SearchJob) -> None:
         """Refuse a job this engine cannot run (one-line ValueError), before anything is opened."""
 
     def started(self, job: SearchJob) -> dict[str, Any]:
-        """What run.json records of how this job was started."""
-        return {"backend": job.settings.backend, "workers": job.workers, **({"storage": job.storage} if job.storage else {})}
+        """What run.json records of how this job was started (and on which device and precision it asked to train)."""
+        train = getattr(job.evaluator, "train", None)
+        asked = {"device": train.device, "precision": train.precision} if train is not None and hasattr(train, "precision") else {}
+        return {
+            "backend": job.settings.backend, "workers": job.workers, **({"storage": job.storage} if job.storage else {}),
+            **asked, "gpus": list(job.gpus) if job.gpus else None, "trials_per_gpu": job.settings.trials_per_gpu,
+        }  # fmt: skip
 
     def writers(self, job: SearchJob) -> int:
         """How many processes write the study at once (decides the storage of a new run)."""
@@ -96,6 +104,26 @@ class Engine(ABC):
     @abstractmethod
     def run(self, job: SearchJob, study: optuna.Study, *, progress: bool, deadline: float | None) -> bool:
         """Run trials on ``study``; True when interrupted."""
+
+
+def trial_evaluator(evaluator: Evaluator, *, worker: int | None = None, gpus: Sequence[int] | None = None, ray_gpu_ids: Sequence[Any] | None = None) -> Evaluator:
+    """``evaluator`` training on the device of local worker ``worker`` (over ``gpus``) or of a Ray trial given ``ray_gpu_ids``.
+
+    See ``trial_device``: the CPU stays the CPU, and an evaluator without a
+    training device (a replayed table) is returned as it is.
+    """
+    train = getattr(evaluator, "train", None)
+    if train is None or not hasattr(evaluator, "on_device"):
+        return evaluator
+    device = trial_device(train.device, worker=worker, gpus=gpus, ray_gpu_ids=ray_gpu_ids)
+    return evaluator if device == train.device else evaluator.on_device(device)
+
+
+def warm_up(evaluator: Evaluator) -> None:
+    """The evaluator's one-time costs in this process (its ``warm_up``, when it has one), before the first trial."""
+    warm = getattr(evaluator, "warm_up", None)
+    if callable(warm):
+        warm()
 
 
 # ---------------------------------------------------------------- logging
@@ -237,6 +265,12 @@ def network_key(network: NetworkSpec | Mapping[str, Any]) -> str:
     return json.dumps(spec.to_dict(), sort_keys=True)
 
 
+@functools.lru_cache(maxsize=1 << 16)
+def _stored_key(text: str) -> str:
+    """``network_key`` of a stored network (its JSON): parsed once per process, not once per trial asked after it."""
+    return network_key(json.loads(text))
+
+
 def measured(attrs: Mapping[str, Any]) -> dict[str, Any]:
     """A trial's record: its user attributes that measure rather than describe it."""
     return {k: v for k, v in attrs.items() if k not in DESCRIPTIVE_ATTRS and k not in ("worker", "expansion")}
@@ -262,7 +296,7 @@ class TrialRecorder:
         for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
             if isinstance(t.user_attrs.get("network"), dict) and "duplicate_of" not in t.user_attrs:
                 try:
-                    known.setdefault(network_key(t.user_attrs["network"]), t)
+                    known.setdefault(_stored_key(json.dumps(t.user_attrs["network"], sort_keys=True)), t)
                 except (ValueError, TypeError):  # a network this version cannot read: never reused
                     continue
         return known

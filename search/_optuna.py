@@ -5,19 +5,25 @@ differ only by their particle. ``workers`` > 1 runs that many processes on the
 study; they need a storage safe for concurrent writers: a new run gets
 ``study.journal`` (Optuna's JournalStorage file backend), or a PostgreSQL URL.
 Trials of workers that died are failed-interrupted and replaced.
+
+On a machine with CUDA, worker ``i`` trains on GPU ``i mod G`` (of ``job.gpus``,
+else of every visible GPU), and without ``workers`` the engine runs
+``search.trials_per_gpu`` workers per GPU (``default_workers``); on the CPU
+nothing changes (one worker unless asked).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Any
 
 import optuna
 from optuna.trial import TrialState
 
-from particle_nas.evaluators import TrialStopped
+from particle_nas.evaluators import TrialStopped, default_workers
 
-from ._contract import Engine, SearchJob, TrialRecorder, fail_stale_trials, is_finished, make_sampler, progress_bar, sample_network, target_reached
+from ._contract import Engine, SearchJob, TrialRecorder, fail_stale_trials, is_finished, make_sampler, progress_bar, sample_network, target_reached, trial_evaluator, warm_up
 from ._early_stopping import early_stopping, study_on_epoch
 from ._storage import claim_sampler_slot, open_storage, worker_id
 
@@ -38,10 +44,22 @@ def _next_trial(study: optuna.Study, job: SearchJob) -> optuna.Trial | None:
     return trial
 
 
-def _best_line(study: optuna.Study) -> str:
-    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    best = max(t.user_attrs["accuracy"] for t in complete)
-    return f"best acc {best:.3f} | front {len(study.best_trials)}"
+class _BestLine:
+    """The bar's "best acc | front" postfix, the Pareto front recounted at most every ``every`` seconds.
+
+    ``study.best_trials`` reads every trial and sorts out the front: after each
+    trial of a long (or replayed) search that cost more than the trials.
+    """
+
+    def __init__(self, every: float = 5.0) -> None:
+        self.every, self.best, self.front, self.counted = every, float("-inf"), 0, float("-inf")
+
+    def __call__(self, study: optuna.Study, accuracy: float) -> str:
+        self.best = max(self.best, accuracy)
+        now = time.monotonic()
+        if now - self.counted >= self.every:
+            self.front, self.counted = len(study.best_trials), now
+        return f"best acc {self.best:.3f} | front {self.front}"
 
 
 def work(job: SearchJob, *, deadline: float | None, worker: int = 0, bar: Any = None) -> bool:
@@ -53,6 +71,9 @@ def work(job: SearchJob, *, deadline: float | None, worker: int = 0, bar: Any = 
     claim_sampler_slot), unique across the machines sharing it.
     """
     study = optuna.load_study(study_name=job.name, storage=open_storage(job.storage))
+    job = dataclasses.replace(job, evaluator=trial_evaluator(job.evaluator, worker=worker, gpus=job.gpus))  # worker i on GPU i mod G
+    best_line = _BestLine()
+    warm_up(job.evaluator)  # the task and torch's lazy imports: once per process, not in the first trial
     slot = claim_sampler_slot(study, job.storage) if job.storage.startswith("postgresql") else worker
     study.sampler = make_sampler(job.settings, seed=job.seed + slot)
     recorder = TrialRecorder(job)
@@ -102,7 +123,8 @@ def work(job: SearchJob, *, deadline: float | None, worker: int = 0, bar: Any = 
         study.tell(trial, values)
         if bar is not None:
             bar.update(1)
-            bar.set_postfix_str(_best_line(study), refresh=True)
+            if not bar.disable:
+                bar.set_postfix_str(best_line(study, float(record["accuracy"])), refresh=True)
     return False
 
 
@@ -128,9 +150,19 @@ class LocalEngine(Engine):
     """Optuna's samplers on this machine: trials in this process, or in ``job.workers`` processes."""
 
     name = "optuna"
+    assigns_gpus = True
 
     def writers(self, job: SearchJob) -> int:
-        return job.workers or 1
+        """``job.workers``, or by default ``search.trials_per_gpu`` per GPU (``default_workers``): 1 on the CPU."""
+        if job.workers is not None:
+            return job.workers
+        train = getattr(job.evaluator, "train", None)
+        if train is None or not hasattr(job.evaluator, "on_device"):  # a replayed table trains nothing
+            return 1
+        return default_workers(train.device, gpus=job.gpus, trials_per_gpu=job.settings.trials_per_gpu)
+
+    def started(self, job: SearchJob) -> dict[str, Any]:
+        return {**super().started(job), "processes": self.writers(job)}
 
     def run(self, job: SearchJob, study: optuna.Study, *, progress: bool, deadline: float | None) -> bool:
         bar = progress_bar(job, study, progress=progress)

@@ -31,11 +31,12 @@ from typing import Any
 
 import optuna
 
+from particle_nas.evaluators import ray_gpu_ids
 from particle_nas.space import particle_from_record, particle_to_record
 
 from particle_nas.space import NetworkSpec
 
-from ._contract import Engine, SearchJob, TrialRecorder, count_finished, fail_stale_trials, make_sampler, sample_network, target_reached
+from ._contract import Engine, SearchJob, TrialRecorder, count_finished, fail_stale_trials, make_sampler, sample_network, target_reached, trial_evaluator, warm_up
 from ._early_stopping import EarlyStopping, early_stopping, prior_costs, rung_record, stored_rungs
 from ._storage import open_storage
 from ._trial import fail_reason
@@ -94,7 +95,9 @@ def _train_particle(config: dict[str, Any], job: SearchJob) -> None:
         tune.report({"epoch": epoch, "val_accuracy": float(accuracy), "finished": False})
 
     try:
-        record = TrialRecorder(job).evaluate(network, weights=config["weights"], on_epoch=on_epoch)
+        evaluator = trial_evaluator(job.evaluator, ray_gpu_ids=ray_gpu_ids())  # the GPU Ray gave the trial is its cuda:0; none: the CPU
+        warm_up(evaluator)  # paid by the first trial of a (reused) actor only
+        record = TrialRecorder(job).evaluate(network, weights=config["weights"], evaluator=evaluator, on_epoch=on_epoch)
     except Exception as err:
         tune.report({"finished": False, "fail_reason": fail_reason(err)})
         return

@@ -42,6 +42,8 @@ def run(job: SearchJob, engine: Engine | None = None, *, progress: bool = True) 
     engine = engine or engine_for(job.settings)
     if job.workers is not None:
         check_int("workers", job.workers, low=1, high=1024)
+    if job.gpus and not engine.assigns_gpus:
+        raise ValueError(f"gpus must be left out with the {engine.name} engine (only the optuna backend's workers spread over GPUs; Ray gives each trial its GPU: search.resources_per_trial), but got {list(job.gpus)}.")
     engine.check(job)
     early_stopping(job.settings, evaluator=job.evaluator)  # refuses an evaluator without an epoch budget, before anything is opened
     layout = job.layout
@@ -80,10 +82,11 @@ def run_search(
     workers: int | None = 1,
     storage: str | None = None,
     address: str | None = None,
+    gpus: tuple[int, ...] | None = None,
 ) -> SearchSummary:
     """``run(SearchJob(...))`` on the engine the settings name (see SearchJob for the arguments)."""
     job = SearchJob(
         run_dir=Path(run_dir), name=name, space=space, network=network, evaluator=evaluator, settings=settings,
-        seed=seed, fingerprint=fingerprint, config=config, storage=storage, workers=workers, address=address,
+        seed=seed, fingerprint=fingerprint, config=config, storage=storage, workers=workers, address=address, gpus=gpus,
     )  # fmt: skip
     return run(job, progress=progress)

@@ -12,7 +12,8 @@ SAMPLERS: tuple[str, ...] = ("nsga2", "tpe", "random", "progressive")
 BACKENDS: tuple[str, ...] = ("optuna", "ray")
 EARLY_STOPPING: tuple[str, ...] = ("none", "asha", "mo-asha")
 # The search settings a resumed run may change; everything else must match the study's fingerprint.
-RESUMABLE: tuple[str, ...] = ("trials", "timeout", "export", "resources_per_trial", "max_flops", "max_params")
+# trials_per_gpu only decides how many local workers share a GPU (every trial trains with the same seed), so it may change too.
+RESUMABLE: tuple[str, ...] = ("trials", "timeout", "export", "resources_per_trial", "max_flops", "max_params", "trials_per_gpu")
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,7 @@ class SearchSettings:
     max_flops: float | None = None  # budget: a candidate costing more multiply-adds is pruned before it is built; None = no limit
     max_params: float | None = None  # budget: a candidate with more parameters is pruned before it is built; None = no limit
     constraints: tuple[str, ...] = ()  # e.g. ["flops <= 2e9", "latency_ms <= 30"]: trials breaking one are infeasible
+    trials_per_gpu: int = 1  # optuna only: worker processes training at once on each GPU (the default --workers is GPUs x this); no effect without CUDA
 
     def __post_init__(self) -> None:
         p = "search."
@@ -79,6 +81,9 @@ class SearchSettings:
             if res.get("cpu", 1) == 0 and res.get("gpu", 0) == 0:
                 raise SpecError(p + "resources_per_trial", "must ask for some cpu or gpu", res)
             object.__setattr__(self, "resources_per_trial", {"cpu": float(res.get("cpu", 1)), "gpu": float(res.get("gpu", 0))})
+        check_int(p + "trials_per_gpu", self.trials_per_gpu, low=1, high=64)
+        if self.trials_per_gpu != 1 and self.backend == "ray":
+            raise SpecError(p + "trials_per_gpu", "must be 1 with the ray backend (pack Ray trials on a GPU with resources_per_trial: {gpu: 0.25})", self.trials_per_gpu)
         for name in ("max_flops", "max_params"):
             if getattr(self, name) is not None:
                 check_number(p + name, getattr(self, name), low=0.0, low_open=True)

@@ -176,3 +176,37 @@ def test_search_quality_races_early_stopping_against_the_default_search(tiny_ben
 def test_hypervolume_curve_skips_stopped_trials():
     sq = _load("search_quality")
     assert sq.hypervolume_curve([None, 0.5, None, 0.8], [1.0, 5.0, 2.0, 8.0], ref_flops=10.0) == pytest.approx([0.0, 0.25, 0.25, 0.31])
+
+
+def test_throughput_overhead_splits_start_steady_and_end():
+    pd = pytest.importorskip("pandas")
+    throughput = _load("throughput")
+    began = pd.Timestamp("2026-01-01 00:00:00")
+    at = lambda s: str(began + pd.Timedelta(seconds=s))  # noqa: E731
+    table = pd.DataFrame(
+        {
+            "state": ["COMPLETE", "COMPLETE", "COMPLETE"],
+            "duplicate_of": [None, None, 0.0],  # the reused trial trained nothing
+            "duration_s": [3.0, 5.0, 3.0],
+            "datetime_start": [at(10), at(14), at(20)],
+            "datetime_complete": [at(14), at(20), at(21)],
+        }
+    )
+    got = throughput.figures(table, wall=25.0, began=began, parallel=1)
+    assert got["trained"] == 2 and got["trials_per_min"] == pytest.approx(60 * 2 / 25)
+    assert (got["start_s"], got["end_s"]) == (pytest.approx(10.0), pytest.approx(4.0))
+    assert got["steady_s"] == pytest.approx((11 - 8) / 3)  # 11 s from first start to last end, 8 s of it training
+    assert got["overhead_s"] == pytest.approx((25 - 8) / 3)
+
+
+def test_search_overhead_lookups_agree():
+    """The cached lookup finds the same trials as parsing every network again."""
+    from particle_nas.search import SearchJob, SearchSettings, TrialRecorder
+    from particle_nas.space import SearchSpace
+
+    overhead = _load("search_overhead")
+    study, base = overhead.study_of(6)
+    job = SearchJob(run_dir=None, name="t", space=SearchSpace.from_dict({}), network=base, evaluator=None, settings=SearchSettings(), seed=0, fingerprint={}, config={})
+    cached = TrialRecorder(job).known(study)
+    assert len(cached) == 6
+    assert {k: t.number for k, t in cached.items()} == {k: t.number for k, t in overhead.parsed_every_time(study).items()}

@@ -29,6 +29,7 @@ SHOWN_COMMANDS: dict[str, str] = {
     "search --trials": "tests/cli/test_cli.py::test_rerun_resumes_without_redoing_trials",
     "search --name --seed --trials": "tests/cli/test_cli.py::test_flags_override_the_config_file",
     "search --workers": "tests/cli/test_resume.py::test_sigkilled_search_resumes_with_every_completed_trial",
+    "search --gpus --workers": "tests/search/test_gpu_assignment.py::test_the_documented_gpus_command_runs",
     "search --backend": "tests/search/test_ray_local.py::test_backend_flag_runs_the_search_on_a_local_ray",
     "search --address --backend": "tests/search/test_ray_cluster.py::test_search_through_a_running_cluster_matches_the_local_backend",
     "resume": "tests/cli/test_resume.py::test_sigkilled_search_resumes_with_every_completed_trial",

@@ -165,5 +165,5 @@ def test_a_trial_that_raises_is_recorded_with_its_reason(tmp_path, engine):
 def test_a_resume_may_change_only_the_resumable_settings(tmp_path):
     run(job(tmp_path, "optuna", make_evaluator(tmp_path), trials=1), progress=False)
     changed = job(tmp_path, "optuna", make_evaluator(tmp_path), trials=2)
-    with pytest.raises(ValueError, match=r"changed: seed\); only search.trials, search.timeout, search.export, .*search.max_params may change on resume"):
+    with pytest.raises(ValueError, match=r"changed: seed\); only search.trials, search.timeout, search.export, .*search.max_params, search.trials_per_gpu may change on resume"):
         run(dataclasses.replace(changed, fingerprint={"seed": 1}), progress=False)
