@@ -6,7 +6,7 @@ expansion) through ``run``, which owns what every engine honours (see
 ``_contract``). ``RunLayout`` names the files of a run directory.
 """
 
-from ._contract import Engine, Plan, SearchJob, SearchSummary, TrialRecorder, log_to_file, make_sampler, open_study, suggest
+from ._contract import BASELINE_ATTR, Engine, Plan, SearchJob, SearchSummary, TrialRecorder, log_to_file, make_sampler, open_study, suggest
 from ._layout import STUDY_DB, STUDY_JOURNAL, RunLayout, read_run_file, resolve_storage, write_run_file
 from ._optuna import LocalEngine
 from ._progressive import ProgressiveEngine
@@ -18,6 +18,7 @@ from ._trial import INTERRUPTED, Evaluator, evaluation_record, objective_values,
 
 __all__ = [
     "BACKENDS",
+    "BASELINE_ATTR",
     "EARLY_STOPPING",
     "Engine",
     "Evaluator",

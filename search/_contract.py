@@ -25,7 +25,7 @@ from typing import Any, Callable, Mapping, NamedTuple
 import optuna
 from optuna.trial import TrialState
 
-from particle_nas.space import Axis, NetworkSpec, SearchSpace, particle_to_record
+from particle_nas.space import BASELINES, Axis, NetworkSpec, ParticleSpec, SearchSpace, SpecError, particle_to_record
 from particle_nas.space import cost as analytic_cost
 
 from ._layout import RunLayout
@@ -37,6 +37,7 @@ _log = logging.getLogger("particle_nas.search")
 LOG_FORMAT = "%(asctime)s %(levelname)s [pid %(process)d] %(name)s: %(message)s"
 CTRL_C = f"{INTERRUPTED}: Ctrl-C"
 STOPPED = f"{INTERRUPTED}: the process running it stopped"
+BASELINE_ATTR = "baseline"  # a baseline trial's label (a name of space.BASELINES), set when it is queued
 
 
 # ---------------------------------------------------------------- the job
@@ -151,9 +152,82 @@ def suggest(trial: optuna.Trial, axis: Axis) -> Any:
 
 
 def sample_network(job: SearchJob, trial: optuna.Trial) -> NetworkSpec:
-    """The job's network with a particle (or one per stage) sampled on ``trial``."""
+    """The job's network with a particle (or one per stage) sampled on ``trial``; a queued baseline's particle on a baseline trial."""
+    name = trial.user_attrs.get(BASELINE_ATTR)
+    if name is not None:
+        return baseline_network(job, trial, str(name))
     particle = job.space.sample_network(lambda axis: suggest(trial, axis), stages=len(job.network.widths))
     return job.network.replace(particle=particle)
+
+
+# ---------------------------------------------------------------- baselines
+def _within(axis: Axis, value: Any) -> tuple[bool, Any]:
+    """Whether ``value`` is one of the axis's values, and the axis's own spelling of it."""
+    if axis.choices is not None:
+        same = [c for c in axis.choices if c == value and isinstance(c, bool) == isinstance(value, bool)]
+        return (True, same[0]) if same else (False, None)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not axis.low <= value <= axis.high or (axis.is_int and not isinstance(value, int)):
+        return False, None
+    if axis.step is not None and abs((value - axis.low) / axis.step - round((value - axis.low) / axis.step)) > 1e-9:
+        return False, None
+    return True, value
+
+
+def baseline_params(job: SearchJob, particle: ParticleSpec) -> list[tuple[Axis, Any]]:
+    """The axes the space would ask for ``particle`` on which its value lies in the space, with that value.
+
+    A baseline trial records these as its params, so the samplers see it where it
+    lies in the space; an axis where it lies outside (an SE ratio the space does
+    not offer, a wiring it leaves out) is left out of its params rather than
+    recorded as a value it does not have. Optuna's samplers treat a missing param
+    as an axis that did not apply (as for conditional axes), so they still work.
+    """
+    asked: list[tuple[Axis, Any]] = []
+
+    def choose(axis: Axis) -> Any:
+        value = getattr(particle, axis.name.split(".", 1)[-1].split("@")[0])
+        inside, spelled = _within(axis, value)
+        if inside:
+            asked.append((axis, spelled))
+        return value
+
+    try:
+        job.space.sample_network(choose, stages=len(job.network.widths))
+    except SpecError:  # the space's fixed values and the baseline's do not make a particle: the axes asked so far stand
+        pass
+    return asked
+
+
+def baseline_network(job: SearchJob, trial: optuna.Trial, name: str) -> NetworkSpec:
+    """The job's network with baseline ``name``'s particle; its in-space axes are suggested on ``trial`` (fixed when queued)."""
+    if name not in BASELINES:
+        raise ValueError(f"a baseline trial must name one of {list(BASELINES)}, but got {name!r}.")
+    particle = BASELINES[name].particle
+    for axis, _ in baseline_params(job, particle):
+        suggest(trial, axis)
+    return job.network.replace(particle=particle)
+
+
+def enqueue_baselines(job: SearchJob, study: optuna.Study) -> tuple[str, ...]:
+    """Queue the job's baselines as the first trials of a new study, once; the names queued. Call under the run's lock.
+
+    A study records the baselines it was given (study attribute ``baselines``),
+    so a resumed run, or a second process starting on the same study, never
+    queues them again. The progressive sampler samples no particle: it skips
+    them, with a note.
+    """
+    if "baselines" in study.user_attrs:
+        return ()
+    names = job.settings.baseline_names
+    if job.settings.baselines and not names:
+        tqdm_write("particle-nas: note: search.baselines is skipped by the progressive sampler (it grows one network; it samples no particle)")
+    if study.get_trials(deepcopy=False):  # a study begun before this run queued anything: baselines would not come first
+        names = ()
+    for name in names:
+        params = {axis.name: value for axis, value in baseline_params(job, BASELINES[name].particle)}
+        study.enqueue_trial(params, user_attrs={BASELINE_ATTR: name})
+    study.set_user_attr("baselines", list(names))
+    return names
 
 
 def is_finished(trial: optuna.trial.FrozenTrial) -> bool:
@@ -219,7 +293,8 @@ def fail_stale_trials(study: optuna.Study, *, mine: bool = False, reason: str = 
     stale = [
         t
         for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING))
-        if "worker" not in t.user_attrs or worker_alive(t.user_attrs["worker"]) is False or (mine and t.user_attrs["worker"] == me)
+        if not (t.state == TrialState.WAITING and BASELINE_ATTR in t.user_attrs)  # a queued baseline waits for its turn
+        and ("worker" not in t.user_attrs or worker_alive(t.user_attrs["worker"]) is False or (mine and t.user_attrs["worker"] == me))
     ]
     storage = study._storage  # Optuna has no public call to fail a trial it did not start.
     for trial in stale:
@@ -347,6 +422,7 @@ class SearchSummary:
     target: int  # trials the study should hold
     interrupted: bool  # stopped by Ctrl-C
     timed_out: bool  # stopped by the timeout before reaching target
+    baselines: int = 0  # of the finished trials, how many are baselines (the rest were searched)
 
 
 def summarize(job: SearchJob, *, before: set[int], interrupted: bool, deadline: float | None) -> SearchSummary:
@@ -368,5 +444,6 @@ def summarize(job: SearchJob, *, before: set[int], interrupted: bool, deadline: 
         reused=sum("duplicate_of" in t.user_attrs for t in added),
         target=job.settings.trials,
         interrupted=interrupted,
+        baselines=sum(is_finished(t) and BASELINE_ATTR in t.user_attrs for t in final),
         timed_out=not interrupted and deadline is not None and finished < job.settings.trials and time.time() >= deadline,
     )
