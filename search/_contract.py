@@ -25,7 +25,7 @@ from typing import Any, Callable, Mapping, NamedTuple
 import optuna
 from optuna.trial import TrialState
 
-from particle_nas.space import BASELINES, Axis, NetworkSpec, ParticleSpec, SearchSpace, SpecError, particle_to_record
+from particle_nas.space import BASELINES, Axis, NetworkSpec, SearchSpace, particle_to_record
 from particle_nas.space import cost as analytic_cost
 
 from ._layout import RunLayout
@@ -135,11 +135,14 @@ def progress_bar(job: SearchJob, study: optuna.Study, *, progress: bool) -> Any:
 
 # ---------------------------------------------------------------- the study
 def make_sampler(settings: SearchSettings, *, seed: int) -> optuna.samplers.BaseSampler:
+    """The settings' sampler, seeded, and blind to baseline trials (see SearchedOnlySampler)."""
     if settings.sampler == "nsga2":
-        return optuna.samplers.NSGAIISampler(population_size=settings.population, seed=seed)
-    if settings.sampler == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=max(4, settings.population))
-    return optuna.samplers.RandomSampler(seed=seed)  # random, and progressive (which samples nothing)
+        sampler = optuna.samplers.NSGAIISampler(population_size=settings.population, seed=seed)
+    elif settings.sampler == "tpe":
+        sampler = optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=max(4, settings.population))
+    else:
+        sampler = optuna.samplers.RandomSampler(seed=seed)  # random, and progressive (which samples nothing)
+    return SearchedOnlySampler(sampler)
 
 
 def suggest(trial: optuna.Trial, axis: Axis) -> Any:
@@ -161,51 +164,64 @@ def sample_network(job: SearchJob, trial: optuna.Trial) -> NetworkSpec:
 
 
 # ---------------------------------------------------------------- baselines
-def _within(axis: Axis, value: Any) -> tuple[bool, Any]:
-    """Whether ``value`` is one of the axis's values, and the axis's own spelling of it."""
-    if axis.choices is not None:
-        same = [c for c in axis.choices if c == value and isinstance(c, bool) == isinstance(value, bool)]
-        return (True, same[0]) if same else (False, None)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not axis.low <= value <= axis.high or (axis.is_int and not isinstance(value, int)):
-        return False, None
-    if axis.step is not None and abs((value - axis.low) / axis.step - round((value - axis.low) / axis.step)) > 1e-9:
-        return False, None
-    return True, value
-
-
-def baseline_params(job: SearchJob, particle: ParticleSpec) -> list[tuple[Axis, Any]]:
-    """The axes the space would ask for ``particle`` on which its value lies in the space, with that value.
-
-    A baseline trial records these as its params, so the samplers see it where it
-    lies in the space; an axis where it lies outside (an SE ratio the space does
-    not offer, a wiring it leaves out) is left out of its params rather than
-    recorded as a value it does not have. Optuna's samplers treat a missing param
-    as an axis that did not apply (as for conditional axes), so they still work.
-    """
-    asked: list[tuple[Axis, Any]] = []
-
-    def choose(axis: Axis) -> Any:
-        value = getattr(particle, axis.name.split(".", 1)[-1].split("@")[0])
-        inside, spelled = _within(axis, value)
-        if inside:
-            asked.append((axis, spelled))
-        return value
-
-    try:
-        job.space.sample_network(choose, stages=len(job.network.widths))
-    except SpecError:  # the space's fixed values and the baseline's do not make a particle: the axes asked so far stand
-        pass
-    return asked
-
-
 def baseline_network(job: SearchJob, trial: optuna.Trial, name: str) -> NetworkSpec:
-    """The job's network with baseline ``name``'s particle; its in-space axes are suggested on ``trial`` (fixed when queued)."""
+    """The job's network with baseline ``name``'s particle. Nothing is suggested: a baseline records no params."""
     if name not in BASELINES:
         raise ValueError(f"a baseline trial must name one of {list(BASELINES)}, but got {name!r}.")
-    particle = BASELINES[name].particle
-    for axis, _ in baseline_params(job, particle):
-        suggest(trial, axis)
-    return job.network.replace(particle=particle)
+    return job.network.replace(particle=BASELINES[name].particle)
+
+
+class _SearchedTrials:
+    """A study as a sampler sees it: every trial but the baselines (everything else is the study's own)."""
+
+    def __init__(self, study: optuna.Study) -> None:
+        self._study = study
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._study, name)
+
+    def _get_trials(self, deepcopy: bool = True, states: Any = None, use_cache: bool = False) -> list[optuna.trial.FrozenTrial]:
+        return [t for t in self._study._get_trials(deepcopy=deepcopy, states=states, use_cache=use_cache) if BASELINE_ATTR not in t.user_attrs]
+
+    def get_trials(self, deepcopy: bool = True, states: Any = None) -> list[optuna.trial.FrozenTrial]:
+        return [t for t in self._study.get_trials(deepcopy=deepcopy, states=states) if BASELINE_ATTR not in t.user_attrs]
+
+    @property
+    def trials(self) -> list[optuna.trial.FrozenTrial]:
+        return self.get_trials()
+
+
+class SearchedOnlySampler(optuna.samplers.BaseSampler):
+    """``sampler``, blind to the baseline trials: it learns from the searched trials only.
+
+    Baselines are a yardstick, not a seed: a baseline particle may lie outside
+    the space (its trial records no params), and NSGA-II's populations, TPE's
+    observations and their search spaces are the searched trials' alone, so a
+    search draws the same particles with baselines on or off.
+    """
+
+    def __init__(self, sampler: optuna.samplers.BaseSampler) -> None:
+        self.sampler = sampler
+
+    def infer_relative_search_space(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
+        return self.sampler.infer_relative_search_space(_SearchedTrials(study), trial)
+
+    def sample_relative(self, study: optuna.Study, trial: optuna.trial.FrozenTrial, search_space: dict[str, Any]) -> dict[str, Any]:
+        return self.sampler.sample_relative(_SearchedTrials(study), trial, search_space)
+
+    def sample_independent(self, study: optuna.Study, trial: optuna.trial.FrozenTrial, param_name: str, param_distribution: Any) -> Any:
+        return self.sampler.sample_independent(_SearchedTrials(study), trial, param_name, param_distribution)
+
+    def before_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        if BASELINE_ATTR not in trial.user_attrs:
+            self.sampler.before_trial(_SearchedTrials(study), trial)
+
+    def after_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial, state: TrialState, values: Any) -> None:
+        if BASELINE_ATTR not in trial.user_attrs:
+            self.sampler.after_trial(_SearchedTrials(study), trial, state, values)
+
+    def reseed_rng(self) -> None:
+        self.sampler.reseed_rng()
 
 
 def enqueue_baselines(job: SearchJob, study: optuna.Study) -> tuple[str, ...]:
@@ -224,8 +240,7 @@ def enqueue_baselines(job: SearchJob, study: optuna.Study) -> tuple[str, ...]:
     if study.get_trials(deepcopy=False):  # a study begun before this run queued anything: baselines would not come first
         names = ()
     for name in names:
-        params = {axis.name: value for axis, value in baseline_params(job, BASELINES[name].particle)}
-        study.enqueue_trial(params, user_attrs={BASELINE_ATTR: name})
+        study.enqueue_trial({}, user_attrs={BASELINE_ATTR: name})
     study.set_user_attr("baselines", list(names))
     return names
 
@@ -313,7 +328,7 @@ def network_key(network: NetworkSpec | Mapping[str, Any]) -> str:
 
 def measured(attrs: Mapping[str, Any]) -> dict[str, Any]:
     """A trial's record: its user attributes that measure rather than describe it."""
-    return {k: v for k, v in attrs.items() if k not in DESCRIPTIVE_ATTRS and k not in ("worker", "expansion")}
+    return {k: v for k, v in attrs.items() if k not in DESCRIPTIVE_ATTRS and k not in ("worker", "expansion", BASELINE_ATTR)}
 
 
 class Plan(NamedTuple):

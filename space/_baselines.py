@@ -27,12 +27,13 @@ class Baseline:
 
     name: str  # the label on trials, plots and the summary, e.g. "R(2+1)D"
     particle: ParticleSpec
-    source: str  # where the block comes from (paper, and the preset that reproduces the whole network, if any)
+    source: str  # where the block comes from
+    preset: str | None = None  # the reference preset (space.presets) reproducing the whole network, whose particle this is
 
 
 def _from_preset(name: str, preset: str, paper: str) -> Baseline:
     particle = PRESETS[preset].spec.particle
-    return Baseline(name=name, particle=particle, source=f"{paper}; the particle of preset {preset!r} (space/presets.py)")
+    return Baseline(name=name, particle=particle, source=paper, preset=preset)
 
 
 BASELINES: dict[str, Baseline] = {
@@ -51,7 +52,7 @@ BASELINES: dict[str, Baseline] = {
         Baseline(
             name="TSM",
             particle=ParticleSpec(factorization="temporal_shift", wiring="residual", temporal_kernel=3, shift_fraction=0.25),
-            source="Lin et al., ICCV 2019 (TSM): residual shift, 1/4 of the channels (1/8 each way) before the 2D conv; no preset",
+            source="Lin et al., ICCV 2019 (TSM): residual shift, 1/4 of the channels (1/8 each way) before the 2D conv",
         ),
     )
 }
