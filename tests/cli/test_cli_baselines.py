@@ -45,3 +45,29 @@ def test_a_search_runs_labels_draws_and_summarizes_its_baselines(tmp_path):
     csv = pd.read_csv(run / "trials.csv")
     assert len(csv) == 5 and csv["baseline"].dropna().tolist() == NAMES
     assert "baselines: 3 baselines + 2 searched" in done.stdout
+
+
+def test_baselines_are_fingerprinted_only_when_set(tmp_path):
+    """Turning baselines on (or off) is refused on resume; configs that never set them keep their old fingerprint."""
+    from pathlib import Path
+
+    from particle_nas.config import load_config, parse_config
+    from particle_nas.space import BASELINES
+
+    quickstart = load_config(Path(__file__).resolve().parents[2] / "examples" / "quickstart.yaml")
+    assert quickstart.search.baselines is True and quickstart.search.baseline_names == tuple(BASELINES)
+    assert quickstart.fingerprint()["search"]["baselines"] is True
+    assert "baselines" not in parse_config(TINY).fingerprint()["search"]
+    listed = parse_config({**TINY, "search": {**TINY["search"], "baselines": NAMES}})
+    assert listed.search.baselines == tuple(NAMES) and listed.fingerprint()["search"]["baselines"] == NAMES
+
+
+def test_an_unknown_baseline_is_one_clear_line(tmp_path):
+    config = tmp_path / "bad.yaml"
+    config.write_text(yaml.safe_dump({**TINY, "search": {**TINY["search"], "baselines": ["C3D", "ResNet"]}}))
+    done = run_cli("search", str(config), "--no-progress", cwd=tmp_path)
+    assert done.returncode == 2 and not (tmp_path / "runs").exists()
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"particle-nas: error: {config}: search.baselines must list distinct names from "
+        "['C3D', 'R(2+1)D', 'ip-CSN', 'ir-CSN', 'X3D', 'TSM'], but got ['C3D', 'ResNet']."
+    )
