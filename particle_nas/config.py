@@ -27,7 +27,6 @@ _DERIVED_NETWORK_FIELDS = {"clip": "data.clip", "num_classes": "data.num_classes
 # only when not at their default (runs made before they existed still resume).
 _TRAIN_RESUMABLE: tuple[str, ...] = ("device",)
 _TRAIN_DEFAULTS_UNPRINTED: dict[str, Any] = {"precision": "auto", "deterministic": False}
-_SEARCH_DEFAULTS_UNPRINTED: dict[str, Any] = {"baselines": False}
 _PREFIXES = {"NetworkSpec.": "network.", "TrainConfig.": "train.", "SyntheticConfig.": "data.", "ParticleSpec.": "space.", "EvaluatorSettings.": "evaluators.", "VideoFolderConfig.": "data."}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
@@ -60,18 +59,13 @@ class RunConfig:
         """Everything that decides trial results; a resumed study must match it."""
         return {
             "seed": self.seed,
-            "search": _printed(self.search, RESUMABLE, _SEARCH_DEFAULTS_UNPRINTED),
+            "search": {k: v for k, v in _to_plain(self.search).items() if k not in RESUMABLE and (k, v) != ("baselines", False)},  # set only: older studies resume
             "space": self.space.to_dict(),
             "network": self.network.to_dict(),
             "data": _to_plain(self.data),
-            "train": _printed(self.train, _TRAIN_RESUMABLE, _TRAIN_DEFAULTS_UNPRINTED),
+            "train": {k: v for k, v in _to_plain(self.train).items() if k not in _TRAIN_RESUMABLE and not (k in _TRAIN_DEFAULTS_UNPRINTED and _TRAIN_DEFAULTS_UNPRINTED[k] == v)},
             **({"evaluators": _to_plain(self.evaluators)} if self.evaluators != EvaluatorSettings() else {}),
         }
-
-
-def _printed(settings: Any, resumable: tuple[str, ...], unprinted: Mapping[str, Any]) -> dict[str, Any]:
-    """The fingerprinted fields of a settings dataclass: not those a resume may change, nor later ones left at their default."""
-    return {k: v for k, v in _to_plain(settings).items() if k not in resumable and not (k in unprinted and unprinted[k] == v)}
 
 
 def _to_plain(obj: Any) -> Any:
