@@ -302,13 +302,14 @@ def fail_stale_trials(study: optuna.Study, *, mine: bool = False, reason: str = 
     before recording itself, which happens under the run lock). Trials of live
     workers, and of workers on other hosts, are left alone, so several workers
     can share one study. ``mine`` also fails the trials of this process (when
-    it knows none of them still runs), with ``reason``. Call under the run's lock.
+    it knows none of them still runs), with ``reason``. A queued baseline (WAITING,
+    see enqueue_baselines) is not stale: it waits for its turn. Call under the run's lock.
     """
     me = worker_id()
     stale = [
         t
         for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING))
-        if not (t.state == TrialState.WAITING and BASELINE_ATTR in t.user_attrs)  # a queued baseline waits for its turn
+        if not (t.state == TrialState.WAITING and BASELINE_ATTR in t.user_attrs)
         and ("worker" not in t.user_attrs or worker_alive(t.user_attrs["worker"]) is False or (mine and t.user_attrs["worker"] == me))
     ]
     storage = study._storage  # Optuna has no public call to fail a trial it did not start.
