@@ -61,7 +61,7 @@ def _search(config, *, run_dir: Path, workers: int | None, storage: str | None, 
     import dataclasses
 
     from particle_nas.config import make_evaluator
-    from particle_nas.results import open_run, trials_table, write_run_outputs, write_trials_csv
+    from particle_nas.results import baseline_lines, open_run, trials_table, write_run_outputs, write_trials_csv
     from particle_nas.search import RunLayout, SearchJob, log_to_file, run
 
     if backend is not None and backend != config.search.backend:
@@ -111,6 +111,10 @@ def _search(config, *, run_dir: Path, workers: int | None, storage: str | None, 
         f"{f'{summary.stopped} stopped early, ' if summary.stopped else ''}{summary.failed} failed; "
         f"{summary.new} new this run, {summary.reused} reused identical particles)"
     )
+    if summary.baselines:
+        print(f"baselines: {summary.baselines} baselines + {summary.finished - summary.baselines} searched")
+        for line in baseline_lines(trials_table(study)):
+            print(f"  {line}")
     print(f"optuna-dashboard {summary.storage}")
     if summary.interrupted:
         print(f"particle-nas: interrupted; completed trials are saved. To continue: {resume_hint}", file=sys.stderr)

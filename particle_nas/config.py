@@ -34,7 +34,7 @@ FINGERPRINT_ADDED_LATER: dict[type, frozenset[str]] = {
     VideoFolderConfig: frozenset({"class_index"}),  # with particle-nas finetune (UCF101's classInd.txt)
     TrainConfig: frozenset({"precision", "deterministic", "init_from"}),  # with GPU training; with inflation
     EvaluatorSettings: frozenset({"replay"}),  # with ParticleBench's replayed searches
-    SearchSettings: frozenset({"grace_epochs", "reduction_factor"}),  # with multi-objective early stopping
+    SearchSettings: frozenset({"grace_epochs", "reduction_factor", "baselines"}),  # with multi-objective early stopping; with baselines
 }
 
 

@@ -1,7 +1,7 @@
 """particle_nas.results: finished trials as tables, Pareto fronts, figures and particle files.
 
 Compute, then draw: ``pareto_mask``, ``knee_index``, ``pareto_front``,
-``pick``, ``hypervolume_history``, ``param_importance``, ``parallel_axes`` and
+``pick``, ``baseline_results``, ``hypervolume_history``, ``param_importance``, ``parallel_axes`` and
 ``pareto_members`` return plain data; ``pareto_figure`` and ``write_dashboard``
 only draw (plotly is imported when they are called). Reads the Optuna study the search writes. Downstream
 of search and evaluators: the run directory's files come from ``particle_nas.search.RunLayout``, metric
@@ -14,7 +14,7 @@ from ._dashboard import HypervolumeHistory, Importance, dashboard_table, hypervo
 from ._dashboard_page import dashboard_html, write_dashboard
 from ._finetune_report import Classification, ClassMetrics, classification_metrics, finetune_html, finetune_report, write_finetune_report
 from ._export import load_network, load_particle, particle_document, particle_yaml, write_particle_yaml
-from ._pareto import COLUMN_DIRECTIONS, ParetoFront, knee_index, pareto_front, pareto_mask, pick
+from ._pareto import COLUMN_DIRECTIONS, BaselineResult, ParetoFront, baseline_lines, baseline_results, knee_index, pareto_front, pareto_mask, pick
 from ._plots import hover_text, human, pareto_figure, write_html
 from ._report import RunOutputs, write_run_outputs
 from ._table import COLUMNS, PARTICLE_FIELDS, open_run, trials_table, write_trials_csv
@@ -28,12 +28,15 @@ __all__ = [
     "write_finetune_report",
     "COLUMNS",
     "COLUMN_DIRECTIONS",
+    "BaselineResult",
     "HypervolumeHistory",
     "Importance",
     "PARTICLE_FIELDS",
     "ParetoFront",
     "RunOutputs",
     "hover_text",
+    "baseline_lines",
+    "baseline_results",
     "dashboard_html",
     "dashboard_table",
     "human",

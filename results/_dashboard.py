@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Sequence
 import numpy as np
 import pandas as pd
 
+from particle_nas.search import BASELINE_ATTR
+
 from ._export import particle_document, particle_yaml
 from ._pareto import COLUMN_DIRECTIONS, pareto_mask
 from ._table import PARTICLE_FIELDS, trials_table
@@ -145,14 +147,15 @@ def param_importance(study: optuna.Study, *, min_trials: int = 4) -> Importance:
     Axes that were not asked in every complete trial (e.g. ``temporal_kernel``
     for ``spatial_only``) fall outside Optuna's intersection search space and
     are left out; axes with a single value carry no information and are left
-    out too. Fewer than ``min_trials`` complete trials, or nothing left to
+    out too, and so are baseline trials (search.baselines: they sample nothing). Fewer than ``min_trials`` complete trials, or nothing left to
     rank, gives empty values and the reason, never an exception.
     """
     import optuna
     from optuna.trial import TrialState
 
     evaluator, method, sign = _importance_evaluator()
-    complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if _accuracy(t) is not None]
+    # Baseline trials record no params (their particle may lie outside the space): Optuna leaves them out, and so does this count.
+    complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if _accuracy(t) is not None and BASELINE_ATTR not in t.user_attrs]
     if len(complete) < min_trials:
         return Importance({}, f"needs at least {min_trials} complete trials with an accuracy, but the study has {len(complete)}.", method)
     varying = set()
@@ -257,7 +260,7 @@ def _label(value: Any) -> str:
 
 
 # ---------------------------------------------------------------- the table of Pareto members
-MEMBER_COLUMNS = ("number", "accuracy", "flops", "params", "latency_ms", "factorization", "wiring", "temporal_kernel", "spatial_kernel", "expansion", "squeeze_excite", "activation", "prune_ratio", "preset", "duplicate_of")
+MEMBER_COLUMNS = ("number", "accuracy", "flops", "params", "latency_ms", "factorization", "wiring", "temporal_kernel", "spatial_kernel", "expansion", "squeeze_excite", "activation", "prune_ratio", "preset", "baseline", "duplicate_of")
 
 
 def pareto_members(df: pd.DataFrame, *, run: str) -> list[dict[str, Any]]:

@@ -32,8 +32,8 @@ from ._dashboard import (
     searched_axes,
 )
 from ._files import atomic_write
-from ._pareto import pareto_front
-from ._plots import AXIS_TITLES, _plotly, pareto_figure
+from ._pareto import baseline_lines, pareto_front
+from ._plots import AXIS_TITLES, _plotly, labelled_trace, pareto_figure
 
 if TYPE_CHECKING:
     import optuna
@@ -47,26 +47,11 @@ PLOT_CONFIG = {"displaylogo": False, "responsive": True}
 # ---------------------------------------------------------------- figures
 def preset_trace(df: pd.DataFrame, *, x: str, y: str = "accuracy") -> go.Scatter | None:
     """The reference presets evaluated in the study, as labelled markers (an overlay: they are also trials)."""
-    go = _plotly()
-    rows = complete_rows(df)
-    rows = rows[rows["preset"].notna() & rows[x].notna() & rows[y].notna()]
-    if rows.empty:
-        return None
-    return go.Scatter(
-        x=rows[x].astype(float).tolist(),
-        y=rows[y].astype(float).tolist(),
-        mode="markers+text",
-        name="reference presets",
-        text=rows["preset"].astype(str).tolist(),
-        textposition="top center",
-        marker=PRESET_STYLE,
-        customdata=rows["number"].astype(int).tolist(),
-        hovertemplate="<b>%{text}</b> (trial %{customdata})<br>" + f"{x}: %{{x:.4g}}<br>{y}: %{{y:.4f}}<extra></extra>",
-    )
+    return labelled_trace(df, "preset", x=x, y=y, name="reference presets", style=PRESET_STYLE)
 
 
 def dashboard_pareto_figure(df: pd.DataFrame, *, x: str) -> go.Figure:
-    """``pareto_figure`` on (x, accuracy) with the presets drawn over it."""
+    """``pareto_figure`` on (x, accuracy) (baselines labelled) with the presets drawn over it."""
     fig = pareto_figure(df, x=x, y="accuracy", title="")
     overlay = preset_trace(df, x=x)
     if overlay is not None:
@@ -272,6 +257,15 @@ def dashboard_html(study: optuna.Study, *, run: str) -> str:
         f"Click a header to sort; open YAML for the particle file <code>particle-nas export {html.escape(run)} --pick ...</code> writes.</p>"
         f"{members_table(members)}</section>"
     )
+    beaten = baseline_lines(df)
+    if beaten:
+        items = "".join(f"<li>{html.escape(line)}</li>" for line in beaten)
+        sections.append(
+            f'<section class="wide"><h2>baselines ({len(beaten)})</h2>'
+            '<p class="note">The hand-designed particles of classic networks (<code>search.baselines</code>), trained in this run\'s proxy network '
+            "like any trial (purple triangles on the fronts), and the searched Pareto members that dominate each under all the study's objectives.</p>"
+            f'<ul id="baselines">{items}</ul></section>'
+        )
     failed = failed_trials(df)
     if failed:
         sections.append(
@@ -282,9 +276,11 @@ def dashboard_html(study: optuna.Study, *, run: str) -> str:
     knee = "" if front.knee is None else f"; knee: trial {int(df.loc[front.knee, 'number'])} (accuracy {METRIC_INFO['accuracy'].format(df.loc[front.knee, 'accuracy'])}, {METRIC_INFO['flops'].format(df.loc[front.knee, 'flops'])})"
     states = ", ".join(f"{n} {s.lower()}" for s, n in df["state"].value_counts().items())
     presets = int(rows["preset"].notna().sum())
+    baselines = int(df["baseline"].notna().sum())
     summary = (
         f"{len(df)} trials ({states}); {len(front.members)} on the accuracy–FLOPs front{knee}; "
         f"hypervolume {history.values[-1] if history.values else 0:.4f}" + (f"; {presets} reference presets" if presets else "")
+        + (f"; {baselines} baselines + {len(df) - baselines} searched" if baselines else "")
     )
     title = f"particle-nas: {study.study_name}"
     replay = replay_note(study)
@@ -295,7 +291,7 @@ def dashboard_html(study: optuna.Study, *, run: str) -> str:
         f'<script type="text/javascript">{get_plotlyjs()}</script></head><body>'
         f"<header><h1>{html.escape(title)}</h1><p>{html.escape(summary)}</p>{banner}</header>"
         f"<main>{''.join(sections)}</main><script>{_SORT_JS}</script>"
-        f'<script type="application/json" id="dashboard-data">{json.dumps({"complete": len(rows), "front_flops": len(front.members), "presets": presets, "replay": replay is not None})}</script>'
+        f'<script type="application/json" id="dashboard-data">{json.dumps({"complete": len(rows), "front_flops": len(front.members), "presets": presets, "baselines": baselines, "replay": replay is not None})}</script>'
         "</body></html>\n"
     )
 

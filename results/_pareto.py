@@ -294,3 +294,85 @@ def pick(df: pd.DataFrame, rule: str) -> pd.Series:
         keys = (number, flops, -acc, params)
     position = int(np.lexsort(keys)[0])  # np.lexsort sorts by the last key first
     return rows.iloc[position]
+
+
+# ---------------------------------------------------------------- baselines
+class BaselineResult(NamedTuple):
+    """One baseline trial of a table, and the searched Pareto members that dominate it."""
+
+    name: str  # e.g. "R(2+1)D"
+    number: int  # its trial number
+    state: str  # e.g. "COMPLETE", "PRUNED" (over budget)
+    on_front: bool  # it is itself a member of the study's front
+    dominated_by: list[int]  # trial numbers of the searched Pareto members dominating it, largest accuracy gain first
+
+
+def baseline_results(df: pd.DataFrame) -> list[BaselineResult]:
+    """Which searched Pareto members of a ``trials_table`` dominate which baselines, under all the study's objectives.
+
+    A member is a row with ``pareto`` set that is no baseline; it dominates a
+    complete baseline when it is at least as good in every objective
+    (``df.attrs["objectives"]``, default accuracy and flops) and strictly
+    better in one. A baseline that did not complete is listed with no dominator.
+    """
+    if "baseline" not in df.columns:
+        return []
+    objectives = list(df.attrs.get("objectives") or ("accuracy", "flops"))
+    directions = list(df.attrs.get("directions") or (COLUMN_DIRECTIONS[o] for o in objectives))
+    complete = _complete(df)
+    complete = complete[complete[objectives].notna().all(axis=1)]
+    members = complete[complete["pareto"].astype(bool) & complete["baseline"].isna()]
+    member_loss = _as_loss(members[objectives], directions)
+    results = []
+    for label, row in df[df["baseline"].notna()].sort_values("number").iterrows():
+        dominated_by: list[int] = []
+        if label in complete.index:
+            loss = _as_loss(complete.loc[[label], objectives], directions)[0]
+            wins = np.all(member_loss <= loss, axis=1) & np.any(member_loss < loss, axis=1)
+            order = sorted(np.flatnonzero(wins), key=lambda i: (member_loss[i, 0], int(members["number"].iloc[i])))
+            dominated_by = [int(members["number"].iloc[i]) for i in order]
+        results.append(BaselineResult(str(row["baseline"]), int(row["number"]), str(row["state"]), bool(row.get("pareto", False)), dominated_by))
+    return results
+
+
+def _particle_label(row: Any) -> str:
+    if not isinstance(row.get("factorization"), str):
+        return "per-stage particles"
+    return f"{row['factorization']}/{row['wiring']} kt{int(row['temporal_kernel'])}"
+
+
+def baseline_lines(df: pd.DataFrame) -> list[str]:
+    """The summary of ``baseline_results`` in words, one line per baseline, e.g.
+
+    ``trial 12 (csn_ip/bottleneck kt3) dominates R(2+1)D: +0.031 accuracy at 0.42x FLOPs``
+    (the dominating member with the largest accuracy gain; "and N more" when others do too),
+    ``no searched Pareto member dominates X3D (trial 4, on the front)``, or
+    ``C3D (trial 0) did not complete (PRUNED: over budget: ...)``.
+    """
+    objectives = list(df.attrs.get("objectives") or ("accuracy", "flops"))
+    by_number = {int(n): label for label, n in df["number"].items()}
+    lines = []
+    for result in baseline_results(df):
+        base = df.loc[by_number[result.number]]
+        if result.state != "COMPLETE":
+            reason = base.get("fail_reason")
+            lines.append(f"{result.name} (trial {result.number}) did not complete ({result.state}{': ' + str(reason) if isinstance(reason, str) else ''})")
+            continue
+        if not result.dominated_by:
+            where = ", on the front" if result.on_front else ""
+            lines.append(f"no searched Pareto member dominates {result.name} (trial {result.number}{where})")
+            continue
+        best = df.loc[by_number[result.dominated_by[0]]]
+        changes = []
+        for name in objectives:
+            mine, theirs = float(best[name]), float(base[name])
+            if name != "accuracy" and COLUMN_DIRECTIONS.get(name) == "minimize" and theirs > 0:
+                changes.append(f"{mine / theirs:.2f}x {'FLOPs' if name == 'flops' else name}")
+            else:
+                changes.append(f"{mine - theirs:+.3f} {name}")
+        more = len(result.dominated_by) - 1
+        lines.append(
+            f"trial {result.dominated_by[0]} ({_particle_label(best)}) dominates {result.name}: {changes[0]} at {', '.join(changes[1:])}"
+            + (f" (and {more} more Pareto member{'s' if more > 1 else ''})" if more else "")
+        )
+    return lines

@@ -27,6 +27,7 @@ OTHER_STYLE = dict(color="rgba(120, 120, 120, 0.55)", size=7, symbol="circle")
 FRONT_STYLE = dict(color="#d62728", size=10, symbol="diamond", line=dict(color="black", width=1))
 KNEE_STYLE = dict(color="#ffbf00", size=18, symbol="star", line=dict(color="black", width=1.5))
 STEP_STYLE = dict(color="#d62728", width=2)
+BASELINE_STYLE = dict(color="#9467bd", size=13, symbol="triangle-up", line=dict(color="black", width=1))
 
 
 def _plotly() -> Any:
@@ -59,13 +60,38 @@ def hover_text(row: Any) -> str:
     return "<br>".join(lines)
 
 
+def labelled_trace(df: pd.DataFrame, column: str, *, x: str, y: str, name: str, style: dict[str, Any]) -> go.Scatter | None:
+    """The COMPLETE trials labelled in ``column`` (a baseline's or preset's name) as labelled markers; None when there are none.
+
+    An overlay: those trials are drawn in the other traces too.
+    """
+    go = _plotly()
+    if column not in df.columns:
+        return None
+    rows = df[(df["state"].astype(str) == "COMPLETE") & df[column].notna() & df[x].notna() & df[y].notna()]
+    if rows.empty:
+        return None
+    return go.Scatter(
+        x=rows[x].astype(float).tolist(),
+        y=rows[y].astype(float).tolist(),
+        mode="markers+text",
+        name=name,
+        text=rows[column].astype(str).tolist(),
+        textposition="top center",
+        marker=style,
+        customdata=rows["number"].astype(int).tolist(),
+        hovertemplate="<b>%{text}</b> (trial %{customdata})<br>" + f"{x}: %{{x:.4g}}<br>{y}: %{{y:.4f}}<extra></extra>",
+    )
+
+
 def pareto_figure(df: pd.DataFrame, *, x: str = "flops", y: str = "accuracy", title: str | None = None) -> go.Figure:
     """All COMPLETE trials of a ``trials_table`` on (x, y), the front highlighted.
 
     Every complete trial with both values is drawn exactly once, in one of
     three marker traces: "trials" (dominated), "Pareto front" and "knee".
     A fourth trace, "front (step)", is a line only: the staircase joining the
-    front members. flops and params axes are logarithmic (when all values are
+    front members; a fifth, "baselines", labels the baseline trials (search.baselines)
+    over the others, when the study has any. flops and params axes are logarithmic (when all values are
     positive). The front is the two-column front of ``pareto_front(df, x=, y=)``.
     """
     go = _plotly()
@@ -104,6 +130,9 @@ def pareto_figure(df: pd.DataFrame, *, x: str = "flops", y: str = "accuracy", ti
     )
     fig.add_trace(markers(on_front, "Pareto front", FRONT_STYLE))
     fig.add_trace(markers(knee, "knee", KNEE_STYLE))
+    baselines = labelled_trace(df, "baseline", x=x, y=y, name="baselines", style=BASELINE_STYLE)
+    if baselines is not None:
+        fig.add_trace(baselines)
 
     n_complete = len(front.complete)
     if title is None:

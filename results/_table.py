@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from particle_nas.evaluators import OPTIONAL_METRICS
-from particle_nas.search import RunLayout, open_storage
+from particle_nas.search import BASELINE_ATTR, RunLayout, open_storage
 from particle_nas.space import ParticleSpec
 
 from ._files import atomic_write
@@ -48,6 +48,7 @@ COLUMNS: tuple[str, ...] = (
     "datetime_complete",
     "fail_reason",
     "duplicate_of",
+    "baseline",  # a baseline trial's name (search.baselines, e.g. "R(2+1)D"); NA for searched trials
     "pareto",
     "feasible",
     "network",
@@ -137,7 +138,8 @@ def trials_table(study: optuna.Study) -> pd.DataFrame:
     separated, 4 decimals), stopped_at_epoch (trials stopped early), duration_s, the optional evaluators' numbers
     (``METRIC_COLUMNS``: latency_ms, latency_batch_ms and zero-cost scores),
     device, precision, latency_device (``DEVICE_COLUMNS``), datetime_start,
-    datetime_complete, fail_reason, duplicate_of, pareto, feasible, network.
+    datetime_complete, fail_reason, duplicate_of, baseline (the name of a
+    baseline trial, NA for searched ones), pareto, feasible, network.
     ``feasible`` is False for trials that break the search's constraints;
     ``pareto`` marks the non-dominated feasible COMPLETE trials under all the
     study's objectives and directions (the same set as ``study.best_trials``). ``network`` is the
@@ -180,6 +182,7 @@ def trials_table(study: optuna.Study) -> pd.DataFrame:
         columns["datetime_complete"].append(trial.datetime_complete)
         columns["fail_reason"].append(attrs.get("fail_reason"))
         columns["duplicate_of"].append(attrs.get("duplicate_of"))
+        columns["baseline"].append(str(attrs[BASELINE_ATTR]) if attrs.get(BASELINE_ATTR) not in (None, "") else None)
         columns["pareto"].append(False)
         columns["feasible"].append(bool(attrs.get("feasible", True)))
         columns["network"].append(json.dumps(network, separators=(",", ":")) if isinstance(network, dict) else None)

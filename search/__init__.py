@@ -8,7 +8,7 @@ ranks a rung with ``promote`` (``nondominated_sort``, ``crowding_distance``) on
 every engine.
 """
 
-from ._contract import Engine, Plan, SearchJob, SearchSummary, TrialRecorder, log_to_file, make_sampler, open_study, suggest
+from ._contract import BASELINE_ATTR, Engine, Plan, SearchJob, SearchSummary, TrialRecorder, log_to_file, make_sampler, open_study, suggest
 from ._early_stopping import EarlyStopping, crowding_distance, nondominated_sort, promote, rank_order
 from ._layout import STUDY_DB, STUDY_JOURNAL, RunLayout, read_run_file, resolve_storage, write_run_file
 from ._optuna import LocalEngine
@@ -21,6 +21,7 @@ from ._trial import INTERRUPTED, Evaluator, evaluation_record, objective_values,
 
 __all__ = [
     "BACKENDS",
+    "BASELINE_ATTR",
     "EARLY_STOPPING",
     "EarlyStopping",
     "Engine",

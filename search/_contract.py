@@ -27,7 +27,7 @@ import optuna
 from optuna.trial import TrialState
 
 from particle_nas.evaluators import TrialStopped, trial_device
-from particle_nas.space import Axis, NetworkSpec, SearchSpace, particle_to_record
+from particle_nas.space import BASELINES, Axis, NetworkSpec, SearchSpace, particle_to_record
 from particle_nas.space import cost as analytic_cost
 
 from ._layout import RunLayout
@@ -39,6 +39,7 @@ _log = logging.getLogger("particle_nas.search")
 LOG_FORMAT = "%(asctime)s %(levelname)s [pid %(process)d] %(name)s: %(message)s"
 CTRL_C = f"{INTERRUPTED}: Ctrl-C"
 STOPPED = f"{INTERRUPTED}: the process running it stopped"
+BASELINE_ATTR = "baseline"  # a baseline trial's label (a name of space.BASELINES), set when it is queued
 
 
 # ---------------------------------------------------------------- the job
@@ -163,11 +164,14 @@ def progress_bar(job: SearchJob, study: optuna.Study, *, progress: bool) -> Any:
 
 # ---------------------------------------------------------------- the study
 def make_sampler(settings: SearchSettings, *, seed: int) -> optuna.samplers.BaseSampler:
+    """The settings' sampler, seeded, and blind to baseline trials (see SearchedOnlySampler)."""
     if settings.sampler == "nsga2":
-        return optuna.samplers.NSGAIISampler(population_size=settings.population, seed=seed)
-    if settings.sampler == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=max(4, settings.population))
-    return optuna.samplers.RandomSampler(seed=seed)  # random, and progressive (which samples nothing)
+        sampler = optuna.samplers.NSGAIISampler(population_size=settings.population, seed=seed)
+    elif settings.sampler == "tpe":
+        sampler = optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=max(4, settings.population))
+    else:
+        sampler = optuna.samplers.RandomSampler(seed=seed)  # random, and progressive (which samples nothing)
+    return SearchedOnlySampler(sampler)
 
 
 def suggest(trial: optuna.Trial, axis: Axis) -> Any:
@@ -180,9 +184,94 @@ def suggest(trial: optuna.Trial, axis: Axis) -> Any:
 
 
 def sample_network(job: SearchJob, trial: optuna.Trial) -> NetworkSpec:
-    """The job's network with a particle (or one per stage) sampled on ``trial``."""
+    """The job's network with a particle (or one per stage) sampled on ``trial``; a queued baseline's particle on a baseline trial."""
+    name = trial.user_attrs.get(BASELINE_ATTR)
+    if name is not None:
+        return baseline_network(job, trial, str(name))
     particle = job.space.sample_network(lambda axis: suggest(trial, axis), stages=len(job.network.widths))
     return job.network.replace(particle=particle)
+
+
+# ---------------------------------------------------------------- baselines
+def baseline_network(job: SearchJob, trial: optuna.Trial, name: str) -> NetworkSpec:
+    """The job's network with baseline ``name``'s particle. Nothing is suggested: a baseline records no params."""
+    if name not in BASELINES:
+        raise ValueError(f"a baseline trial must name one of {list(BASELINES)}, but got {name!r}.")
+    return job.network.replace(particle=BASELINES[name].particle)
+
+
+class _SearchedTrials:
+    """A study as a sampler sees it: every trial but the baselines (everything else is the study's own)."""
+
+    def __init__(self, study: optuna.Study) -> None:
+        self._study = study
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._study, name)
+
+    def _get_trials(self, deepcopy: bool = True, states: Any = None, use_cache: bool = False) -> list[optuna.trial.FrozenTrial]:
+        return [t for t in self._study._get_trials(deepcopy=deepcopy, states=states, use_cache=use_cache) if BASELINE_ATTR not in t.user_attrs]
+
+    def get_trials(self, deepcopy: bool = True, states: Any = None) -> list[optuna.trial.FrozenTrial]:
+        return [t for t in self._study.get_trials(deepcopy=deepcopy, states=states) if BASELINE_ATTR not in t.user_attrs]
+
+    @property
+    def trials(self) -> list[optuna.trial.FrozenTrial]:
+        return self.get_trials()
+
+
+class SearchedOnlySampler(optuna.samplers.BaseSampler):
+    """``sampler``, blind to the baseline trials: it learns from the searched trials only.
+
+    Baselines are a yardstick, not a seed: a baseline particle may lie outside
+    the space (its trial records no params), and NSGA-II's populations, TPE's
+    observations and their search spaces are the searched trials' alone, so a
+    search draws the same particles with baselines on or off.
+    """
+
+    def __init__(self, sampler: optuna.samplers.BaseSampler) -> None:
+        self.sampler = sampler
+
+    def infer_relative_search_space(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
+        return self.sampler.infer_relative_search_space(_SearchedTrials(study), trial)
+
+    def sample_relative(self, study: optuna.Study, trial: optuna.trial.FrozenTrial, search_space: dict[str, Any]) -> dict[str, Any]:
+        return self.sampler.sample_relative(_SearchedTrials(study), trial, search_space)
+
+    def sample_independent(self, study: optuna.Study, trial: optuna.trial.FrozenTrial, param_name: str, param_distribution: Any) -> Any:
+        return self.sampler.sample_independent(_SearchedTrials(study), trial, param_name, param_distribution)
+
+    def before_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        if BASELINE_ATTR not in trial.user_attrs:
+            self.sampler.before_trial(_SearchedTrials(study), trial)
+
+    def after_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial, state: TrialState, values: Any) -> None:
+        if BASELINE_ATTR not in trial.user_attrs:
+            self.sampler.after_trial(_SearchedTrials(study), trial, state, values)
+
+    def reseed_rng(self) -> None:
+        self.sampler.reseed_rng()
+
+
+def enqueue_baselines(job: SearchJob, study: optuna.Study) -> tuple[str, ...]:
+    """Queue the job's baselines as the first trials of a new study, once; the names queued. Call under the run's lock.
+
+    A study records the baselines it was given (study attribute ``baselines``),
+    so a resumed run, or a second process starting on the same study, never
+    queues them again. The progressive sampler samples no particle: it skips
+    them, with a note.
+    """
+    if "baselines" in study.user_attrs:
+        return ()
+    names = job.settings.baseline_names
+    if job.settings.baselines and not names:
+        tqdm_write("particle-nas: note: search.baselines is skipped by the progressive sampler (it grows one network; it samples no particle)")
+    if study.get_trials(deepcopy=False):  # a study begun before this run queued anything: baselines would not come first
+        names = ()
+    for name in names:
+        study.enqueue_trial({}, user_attrs={BASELINE_ATTR: name})
+    study.set_user_attr("baselines", list(names))
+    return names
 
 
 def is_finished(trial: optuna.trial.FrozenTrial) -> bool:
@@ -242,13 +331,15 @@ def fail_stale_trials(study: optuna.Study, *, mine: bool = False, reason: str = 
     before recording itself, which happens under the run lock). Trials of live
     workers, and of workers on other hosts, are left alone, so several workers
     can share one study. ``mine`` also fails the trials of this process (when
-    it knows none of them still runs), with ``reason``. Call under the run's lock.
+    it knows none of them still runs), with ``reason``. A queued baseline (WAITING,
+    see enqueue_baselines) is not stale: it waits for its turn. Call under the run's lock.
     """
     me = worker_id()
     stale = [
         t
         for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING))
-        if "worker" not in t.user_attrs or worker_alive(t.user_attrs["worker"]) is False or (mine and t.user_attrs["worker"] == me)
+        if not (t.state == TrialState.WAITING and BASELINE_ATTR in t.user_attrs)
+        and ("worker" not in t.user_attrs or worker_alive(t.user_attrs["worker"]) is False or (mine and t.user_attrs["worker"] == me))
     ]
     storage = study._storage  # Optuna has no public call to fail a trial it did not start.
     for trial in stale:
@@ -273,7 +364,7 @@ def _stored_key(text: str) -> str:
 
 def measured(attrs: Mapping[str, Any]) -> dict[str, Any]:
     """A trial's record: its user attributes that measure rather than describe it."""
-    return {k: v for k, v in attrs.items() if k not in DESCRIPTIVE_ATTRS and k not in ("worker", "expansion")}
+    return {k: v for k, v in attrs.items() if k not in DESCRIPTIVE_ATTRS and k not in ("worker", "expansion", BASELINE_ATTR)}
 
 
 class Plan(NamedTuple):
@@ -391,6 +482,7 @@ class SearchSummary:
     target: int  # trials the study should hold
     interrupted: bool  # stopped by Ctrl-C
     timed_out: bool  # stopped by the timeout before reaching target
+    baselines: int = 0  # of the finished trials, how many are baselines (the rest were searched)
 
 
 def summarize(job: SearchJob, *, before: set[int], interrupted: bool, deadline: float | None) -> SearchSummary:
@@ -413,5 +505,6 @@ def summarize(job: SearchJob, *, before: set[int], interrupted: bool, deadline: 
         reused=sum("duplicate_of" in t.user_attrs for t in added),
         target=job.settings.trials,
         interrupted=interrupted,
+        baselines=sum(is_finished(t) and BASELINE_ATTR in t.user_attrs for t in final),
         timed_out=not interrupted and deadline is not None and finished < job.settings.trials and time.time() >= deadline,
     )

@@ -9,7 +9,7 @@ from typing import Any, Mapping
 
 from particle_nas.space import NetworkSpec, SearchSpace, check_int
 
-from ._contract import CTRL_C, STOPPED, Engine, SearchJob, SearchSummary, fail_stale_trials, is_finished, open_study, summarize
+from ._contract import CTRL_C, STOPPED, Engine, SearchJob, SearchSummary, enqueue_baselines, fail_stale_trials, is_finished, open_study, summarize
 from ._early_stopping import early_stopping
 from ._settings import SearchSettings
 from ._trial import Evaluator
@@ -36,7 +36,8 @@ def run(job: SearchJob, engine: Engine | None = None, *, progress: bool = True) 
     Every engine gets the same study: created, or loaded when the fingerprint
     matches; trials left RUNNING by a process that is gone are failed-interrupted
     (and replaced); ``search.timeout`` becomes a deadline after which no trial
-    starts. Ctrl-C fails the trials this process runs with 'interrupted: Ctrl-C'
+    starts; a new study first queues ``settings.baselines`` (the hand-designed
+    particles of ``space.BASELINES``), which every engine then asks like any trial. Ctrl-C fails the trials this process runs with 'interrupted: Ctrl-C'
     and ends with ``summary.interrupted``.
     """
     engine = engine or engine_for(job.settings)
@@ -54,6 +55,7 @@ def run(job: SearchJob, engine: Engine | None = None, *, progress: bool = True) 
     layout.write_run_file(**started)  # how it was started: particle-nas resume continues it the same way
     with layout.lock(storage=job.storage):
         fail_stale_trials(study)
+        enqueue_baselines(job, study)  # a new study's first trials: the hand-designed particles (search.baselines)
     before = {t.number for t in study.get_trials(deepcopy=False) if is_finished(t)}
     deadline = None if job.settings.timeout is None else time.time() + job.settings.timeout
     interrupted = False

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from particle_nas.evaluators import OBJECTIVES, Constraint
-from particle_nas.space import SpecError, check_choice, check_int, check_number
+from particle_nas.space import SpecError, baseline_names, check_choice, check_int, check_number
 
 SAMPLERS: tuple[str, ...] = ("nsga2", "tpe", "random", "progressive")
 BACKENDS: tuple[str, ...] = ("optuna", "ray")
@@ -36,6 +36,7 @@ class SearchSettings:
     max_params: float | None = None  # budget: a candidate with more parameters is pruned before it is built; None = no limit
     constraints: tuple[str, ...] = ()  # e.g. ["flops <= 2e9", "latency_ms <= 30"]: trials breaking one are infeasible
     trials_per_gpu: int = 1  # optuna only: worker processes training at once on each GPU (the default --workers is GPUs x this); no effect without CUDA
+    baselines: bool | tuple[str, ...] = False  # true, false or names from space.BASELINES: hand-designed particles run first (they count toward trials)
 
     def __post_init__(self) -> None:
         p = "search."
@@ -87,8 +88,15 @@ class SearchSettings:
         for name in ("max_flops", "max_params"):
             if getattr(self, name) is not None:
                 check_number(p + name, getattr(self, name), low=0.0, low_open=True)
+        if not isinstance(self.baselines, bool):
+            object.__setattr__(self, "baselines", baseline_names(self.baselines, field=p + "baselines"))  # checked, as a tuple
         if not isinstance(self.export, str) or not self.export.strip():
             raise SpecError(p + "export", "must be a pick rule such as knee, max-accuracy or 'flops<=2e7'", self.export)
+
+    @property
+    def baseline_names(self) -> tuple[str, ...]:
+        """The baselines a new study starts with (none for the progressive sampler, which samples no particle)."""
+        return () if self.sampler == "progressive" else baseline_names(self.baselines)
 
     @property
     def parsed_constraints(self) -> tuple[Constraint, ...]:

@@ -1,6 +1,7 @@
 """particle_nas.space: what a particle is, how it is validated, searched over and built."""
 
 from ._adapters import adapter_width, add_adapters, block_out_channels, create_adapter
+from ._baselines import BASELINES, Baseline, baseline_names
 from ._build import (
     FACTORIZATION_BUILDERS,
     WIRING_BUILDERS,
@@ -28,6 +29,8 @@ from ._spec import ACTIVATIONS, FACTORIZATIONS, KERNELS, POOLS, QUANTIZE_MODES, 
 
 __all__ = [
     "ACTIVATIONS",
+    "BASELINES",
+    "Baseline",
     "AXES",
     "Adapter",
     "Axis",
@@ -58,6 +61,7 @@ __all__ = [
     "WIRING_BUILDERS",
     "WIRING_COSTS",
     "adapter_width",
+    "baseline_names",
     "add_adapters",
     "block_out_channels",
     "as_2d",
