@@ -28,6 +28,7 @@ import os
 import platform
 import random
 import shlex
+import subprocess
 import sys
 import time
 from datetime import datetime, timezone
@@ -79,16 +80,29 @@ def load_recipe(path: str | os.PathLike[str] = DEFAULT_SPACE, *, epochs: int | N
 
 
 def jobs(recipe: Recipe, *, seeds: list[int], subset: int, limit: int | None) -> list[tuple[ParticleSpec, int]]:
-    """(particle, seed) to train, in order: every particle with the first seed, then the subset with the others."""
+    """(particle, seed) to train, in order: the noise subset (the first ``subset`` particles) with every seed, then the rest with the first.
+
+    The subset comes first so that a table still being generated already measures its noise.
+    """
     particles = table_particles(recipe.space)
     random.Random(ORDER_SEED).shuffle(particles)
     if limit is not None:
         particles = particles[:limit]
-    return [(p, seeds[0]) for p in particles] + [(p, s) for s in seeds[1:] for p in particles[:subset]]
+    head = particles[:subset]
+    return [(p, seeds[0]) for p in head] + [(p, s) for s in seeds[1:] for p in head] + [(p, seeds[0]) for p in particles[subset:]]
+
+
+def _commit() -> str | None:
+    """The git commit of the code that trains the rows (None outside a git checkout)."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=HERE, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
 
 
 def machine(device: str, threads: int | None) -> dict[str, Any]:
-    """Where a row was measured."""
+    """Where a row was measured (and with which code)."""
     import torch
 
     cpu = platform.processor() or platform.machine()
@@ -100,9 +114,10 @@ def machine(device: str, threads: int | None) -> dict[str, Any]:
     except OSError:
         pass
     gpu = torch.cuda.get_device_name(torch.device(device)) if device.startswith("cuda") and torch.cuda.is_available() else None
-    return {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__, "device": device, "gpu": gpu, "threads": threads if threads is not None else torch.get_num_threads(), "host": platform.node()}
+    return {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__, "device": device, "gpu": gpu, "threads": threads if threads is not None else torch.get_num_threads(), "host": platform.node(), "commit": _COMMIT}
 
 
+_COMMIT = _commit()
 _EVALUATORS: dict[Any, tuple[ProxyEvaluator, ProxyEvaluator]] = {}
 
 
@@ -130,6 +145,7 @@ def measure(recipe: Recipe, particle: ParticleSpec, seed: int, *, device: str = 
     spec = recipe.network.replace(particle=particle)
     latency = meter.evaluate(spec, seed=seed).metrics["latency_ms"]
     marks: list[float] = []
+    load_before = os.getloadavg()[0]
     start = time.perf_counter()
     result = trainer.evaluate(spec, seed=seed, on_epoch=lambda epoch, accuracy: marks.append(time.perf_counter()))
     wall = time.perf_counter() - start
@@ -149,6 +165,7 @@ def measure(recipe: Recipe, particle: ParticleSpec, seed: int, *, device: str = 
         "latency_ms": latency,
         "latency_threads": threads,
         "machine": machine(device, threads),
+        "load_avg": [round(load_before, 2), round(os.getloadavg()[0], 2)],  # the machine's 1-minute load average before and after training: times and latency from a loaded machine are inflated
         "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
 

@@ -68,7 +68,8 @@ def test_particlebench_generator_writes_every_particle_then_resumes_without_retr
     assert sorted((r["seed"] for r in loaded.rows)) == [0, 0, 0, 0, 1]  # every particle with seed 0, the first one with seed 1 too
     for row in loaded.rows:
         assert len(row["epoch_seconds"]) == 1 and row["wall_s"] >= sum(row["epoch_seconds"]) > 0
-        assert row["latency_ms"] > 0 and row["machine"]["cores"] >= 1 and row["machine"]["torch"]
+        assert row["latency_ms"] > 0 and row["machine"]["cores"] >= 1 and row["machine"]["torch"] and len(row["load_avg"]) == 2
+        assert row["machine"]["commit"]  # the checkout's commit (tests run from the git repository)
         pruned = row["particle"]["prune_ratio"] > 0
         assert len(row["epoch_accuracy"]) == 1 + pruned  # a pruned particle adds its fine-tuning epoch
         assert (row["accuracy_before_prune"] is not None) == pruned
@@ -93,13 +94,14 @@ def test_particlebench_generator_writes_every_particle_then_resumes_without_retr
         pb.main([*generate, "--epochs", "2"])
 
 
-def test_particlebench_jobs_are_a_fixed_order_with_the_second_seed_subset_last():
+def test_particlebench_jobs_are_a_fixed_order_with_the_second_seed_subset_first():
     pb = _load("particlebench")
     recipe = pb.load_recipe()
     jobs = pb.jobs(recipe, seeds=[0, 1], subset=30, limit=None)
     assert len(jobs) == 1024 + 30 and jobs == pb.jobs(recipe, seeds=[0, 1], subset=30, limit=None)
-    assert len({p for p, _ in jobs[:1024]}) == 1024 and [p for p, _ in jobs[1024:]] == [p for p, _ in jobs[:30]]
-    assert pb.jobs(recipe, seeds=[0, 1], subset=2, limit=6) == [*jobs[:6], *((p, 1) for p, _ in jobs[:2])]
+    first = [p for p, s in jobs if s == 0]
+    assert len(set(first)) == 1024 and jobs[30:60] == [(p, 1) for p in first[:30]]  # the noise rows come early
+    assert [p for p, _ in pb.jobs(recipe, seeds=[0, 1], subset=2, limit=6)] == [*first[:2], *first[:2], *first[2:6]]
     assert recipe.train.epochs == 5 and recipe.data.clip == (8, 32, 32)  # the quickstart's default recipe
 
 
