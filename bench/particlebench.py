@@ -3,6 +3,7 @@
     python bench/particlebench.py space                                                   # the table's particles: count, hash
     python bench/particlebench.py generate --out bench/particlebench/table.jsonl.gz --workers 2 --threads 1
     python bench/particlebench.py generate --out pilot.jsonl.gz --limit 4 --second-seed-subset 0   # a pilot: 4 particles
+    python bench/particlebench.py status bench/particlebench/table.jsonl.gz              # how far it got, noise so far, time left
 
 The space, proxy network, task and training recipe are bench/particlebench/space.yaml
 (the quickstart's). ``generate`` lists every distinct network of the space in a
@@ -255,12 +256,48 @@ def show_space(args: argparse.Namespace) -> int:
     return 0
 
 
+def show_status(args: argparse.Namespace) -> int:
+    """How far a table's generation got: rows, the noise measured so far, the pace, the time left at that pace."""
+    from particle_nas.evaluators import load_table
+
+    table = load_table(args.table)
+    rows = table.rows
+    subset = sum(1 for r in rows if int(r["seed"]) != table.seeds[0])
+    total = len(table_particles(table.space))
+    done = total - len(table.missing)
+    print(f"{args.table}: {done} of {total} particles ({len(rows)} rows, {subset} of them with another seed), space hash {table.space_hash}, E = {table.epochs}")
+    print(f"  written by: {' | '.join(table.meta.get('commands', []))}")
+    if rows:
+        cores = sorted({(r['machine']['cpu'], r['machine']['cores'], r['machine']['device'], r['machine'].get('commit')) for r in rows})
+        for cpu, n, device, commit in cores:
+            print(f"  machine: {cpu}, {n} cores, device {device}, commit {commit}")
+        walls = sorted(float(r["wall_s"]) for r in rows)
+        print(f"  seconds per row (one worker): median {walls[len(walls) // 2]:.1f}, range {walls[0]:.1f}-{walls[-1]:.1f}")
+        loads = sorted(max(r.get("load_avg", [0.0])) for r in rows)
+        if loads[-1] > 0:
+            print(f"  load average around a row's training: median {loads[len(loads) // 2]:.2f}, max {loads[-1]:.2f} ({os.cpu_count()} cores here)")
+        stamps = sorted(datetime.fromisoformat(r["finished"]) for r in rows)
+        if len(stamps) > 1:
+            pace = (stamps[-1] - stamps[0]).total_seconds() / (len(stamps) - 1)
+            left = (total - done) + max(0, int(args.second_seed_subset) - subset)
+            print(f"  pace: {pace:.1f} s per row between the first and the last row; {left} rows left: about {left * pace / 3600:.1f} h at that pace")
+    noise = table.noise()
+    if noise.pairs:
+        print(f"  seed noise from {noise.pairs} particles trained twice: one run's std {noise.std:.4f} (final accuracy), mean |difference| {noise.mean_abs_difference:.4f}, max {noise.max_abs_difference:.4f}")
+        print("  per epoch std: " + ", ".join(f"{e}: {v:.4f}" for e, v in enumerate(noise.epoch_std, start=1)))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command_name", required=True)
     s = sub.add_parser("space", help="count and hash the table's particles")
     s.add_argument("--space", default=str(DEFAULT_SPACE), help="space, network, data and training (YAML; default bench/particlebench/space.yaml)")
     s.set_defaults(func=show_space)
+    st = sub.add_parser("status", help="how far a table's generation got: rows, seed noise, pace, time left")
+    st.add_argument("table", help="the table (gzip JSON lines)")
+    st.add_argument("--second-seed-subset", type=int, default=30, help="the noise rows the generation makes (default 30, as generate's)")
+    st.set_defaults(func=show_status)
     g = sub.add_parser("generate", help="train the particles into a table (resumable)")
     g.add_argument("--out", required=True, help="the table (gzip JSON lines), e.g. bench/particlebench/table.jsonl.gz; appended to, resumed")
     g.add_argument("--space", default=str(DEFAULT_SPACE), help="space, network, data and training (YAML; default bench/particlebench/space.yaml)")

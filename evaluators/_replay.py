@@ -179,11 +179,58 @@ class Table:
         """The row of ``particle`` trained with ``seed`` (default: the table's first seed), or None."""
         return self._index.get(row_key(particle, self.seeds[0] if seed is None else seed))
 
+    @functools.cached_property
+    def missing(self) -> tuple[ParticleSpec, ...]:
+        """The space's particles without a row of the first seed yet (a generation still running): empty when complete."""
+        return tuple(p for p in table_particles(self.space) if self.row(p) is None)
+
+    def noise(self) -> SeedNoise:
+        """How much a row's accuracy moves with the training seed, from the particles trained with two seeds."""
+        first, other = self.seeds[0], self.seeds[1:]
+        pairs = [(row, twin) for row in self.rows if int(row["seed"]) == first for s in other if (twin := self.row(ParticleSpec.from_dict(row["particle"]), s)) is not None]
+        return SeedNoise.of(pairs)
+
     def frame(self) -> Any:
         """The rows as a pandas DataFrame: one column per particle field, the lists as lists."""
         import pandas as pd
 
         return pd.DataFrame([{**ParticleSpec.from_dict(r["particle"]).__dict__, **{k: v for k, v in r.items() if k != "particle"}} for r in self.rows])
+
+
+@dataclass(frozen=True)
+class SeedNoise:
+    """Seed-to-seed differences of the particles a table trained with two seeds.
+
+    ``std`` is one run's standard deviation, estimated from the paired
+    differences d = acc(seed b) - acc(seed a) as sqrt(mean(d**2) / 2); ``epoch_std``
+    the same after each of the E epochs. A retrained row is within the noise
+    when it is within 3 ``std`` of its record.
+    """
+
+    pairs: int
+    std: float
+    mean_abs_difference: float
+    max_abs_difference: float
+    epoch_std: tuple[float, ...]
+
+    @classmethod
+    def of(cls, pairs: list[tuple[Mapping[str, Any], Mapping[str, Any]]]) -> SeedNoise:
+        if not pairs:
+            return cls(pairs=0, std=float("nan"), mean_abs_difference=float("nan"), max_abs_difference=float("nan"), epoch_std=())
+        diffs = [float(b["accuracy"]) - float(a["accuracy"]) for a, b in pairs]
+        epochs = min(min(len(a["epoch_accuracy"]), len(b["epoch_accuracy"])) for a, b in pairs)
+        per_epoch = [[float(b["epoch_accuracy"][e]) - float(a["epoch_accuracy"][e]) for a, b in pairs] for e in range(epochs)]
+
+        def std(d: list[float]) -> float:
+            return (sum(x * x for x in d) / len(d) / 2) ** 0.5
+
+        return cls(
+            pairs=len(pairs),
+            std=std(diffs),
+            mean_abs_difference=sum(abs(d) for d in diffs) / len(diffs),
+            max_abs_difference=max(abs(d) for d in diffs),
+            epoch_std=tuple(std(d) for d in per_epoch),
+        )
 
 
 def _check_row(row: Any, where: str) -> None:
@@ -229,6 +276,13 @@ def _differences(table: Mapping[str, Any], config: Mapping[str, Any], ignored: t
     return [f"{k}: table {table.get(k)!r} vs config {config.get(k)!r}" for k in keys if table.get(k) != config.get(k)]
 
 
+def require_complete(table: Table, where: str = "ReplayEvaluator.table") -> None:
+    """Refuse a table whose generation is unfinished: a replay must answer every particle of its space."""
+    if table.missing:
+        done = len(table_particles(table.space)) - len(table.missing)
+        raise SpecError(where, f"must name a complete table, but it holds {done} of its {done + len(table.missing)} particles (its generation is unfinished: rerun the command in its header to finish it)", table.path)
+
+
 def check_replay(table: Table, *, space: SearchSpace, network: NetworkSpec, data: Any, train: Any, where: str = "evaluators.replay") -> None:
     """Refuse a config whose answers the table does not hold: another space, network, task or training recipe.
 
@@ -238,6 +292,7 @@ def check_replay(table: Table, *, space: SearchSpace, network: NetworkSpec, data
     mine = space_hash(space)
     if mine != table.space_hash:
         raise SpecError(where, f"must name a table of the config's space (the table's space hash is {table.space_hash}, {len(table_particles(table.space))} particles; the config's is {mine}; the replay answers only the table's space)", table.path)
+    require_complete(table, where)
     placeholder = table.network.particle
     diffs = _differences(table.meta["network"], network.replace(particle=placeholder).to_dict())
     diffs += [f"data.{d}" for d in _differences(table.meta["data"], plain(data), _IGNORED["data"])]
@@ -273,6 +328,7 @@ class ReplayEvaluator:
         if self.epochs is None:
             object.__setattr__(self, "epochs", self.table.epochs)
         check_int("ReplayEvaluator.epochs", self.epochs, low=1, high=self.table.epochs)
+        require_complete(self.table)
 
     @property
     def train(self) -> TrainConfig:

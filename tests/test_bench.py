@@ -94,6 +94,14 @@ def test_particlebench_generator_writes_every_particle_then_resumes_without_retr
         pb.main([*generate, "--epochs", "2"])
 
 
+def test_particlebench_status_says_how_far_the_table_got_and_its_noise(tiny_bench, capsys):
+    pb = _load("particlebench")
+    assert pb.main(["status", str(tiny_bench[1]), "--second-seed-subset", "1"]) == 0
+    out = capsys.readouterr().out
+    assert ": 4 of 4 particles (5 rows, 1 of them with another seed)" in out and "commit " in out
+    assert "seed noise from 1 particles trained twice: one run's std" in out and "0 rows left" in out
+
+
 def test_particlebench_jobs_are_a_fixed_order_with_the_second_seed_subset_first():
     pb = _load("particlebench")
     recipe = pb.load_recipe()
@@ -148,7 +156,7 @@ def _four_epoch_table(tiny: Path, out: Path) -> Path:
     table = load_table(tiny)
     header = {**table.meta, "epochs": 4, "train": {**table.meta["train"], "epochs": 4}}
     rows = []
-    for k, row in enumerate(table.rows):
+    for k, row in enumerate(r for r in table.rows if r["seed"] == 0):
         final = 0.55 + 0.1 * k
         curve = [0.5, 0.5 + (final - 0.5) / 3, 0.5 + 2 * (final - 0.5) / 3, final]
         rows.append({**row, "accuracy": final, "epoch_accuracy": curve, "train_loss": [1.0, 0.9, 0.8, 0.7], "epoch_seconds": [10.0 + k] * 4, "wall_s": 4 * (10.0 + k) + 1.0})

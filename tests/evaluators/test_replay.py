@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from particle_nas.evaluators import ReplayEvaluator, Table, canonical_particle, check_replay, load_table, space_hash, table_particles
+from particle_nas.evaluators import ReplayEvaluator, SyntheticConfig, Table, TrainConfig, canonical_particle, check_replay, load_table, space_hash, table_particles
 from particle_nas.evaluators._replay import write_table
 from particle_nas.space import NetworkSpec, ParticleSpec, SearchSpace, SpecError, read_yaml
 
@@ -53,8 +53,9 @@ def test_replay_answers_what_the_table_recorded(tiny_bench):
 
 def test_replay_at_an_earlier_epoch_answers_that_epoch(tiny_bench, tmp_path):
     table = load_table(tiny_bench[1])
-    row = dict(table.rows[0], epoch_accuracy=[0.25, 0.5, 0.75], accuracy=0.75, train_loss=[3.0, 2.0, 1.0], epoch_seconds=[1.0, 2.0, 3.0], wall_s=6.5)
-    longer = load_table(write_table(tmp_path / "t.jsonl.gz", {**table.meta, "epochs": 3}, [row]))
+    rows = [dict(r, epoch_accuracy=[0.25, 0.5, 0.75], accuracy=0.75, train_loss=[3.0, 2.0, 1.0], epoch_seconds=[1.0, 2.0, 3.0], wall_s=6.5) for r in table.rows]
+    row = rows[0]
+    longer = load_table(write_table(tmp_path / "t.jsonl.gz", {**table.meta, "epochs": 3}, rows))
     spec = _spec(longer, ParticleSpec.from_dict(row["particle"]))
     record = ReplayEvaluator(table=longer, epochs=2).evaluate(spec, seed=0)
     assert (record["accuracy"], record["epoch_accuracy"], record["duration_s"]) == (0.5, [0.25, 0.5], 3.0)
@@ -68,7 +69,7 @@ def test_table_round_trip_and_lookup(tiny_bench, tmp_path):
     table = load_table(tiny_bench[1])
     again = load_table(write_table(tmp_path / "copy.jsonl.gz", table.meta, table.rows))
     assert again.meta == table.meta and again.rows == table.rows
-    first = ParticleSpec.from_dict(table.rows[-1]["particle"])
+    first = ParticleSpec.from_dict(next(r for r in table.rows if r["seed"] == 1)["particle"])
     assert table.row(first, seed=1)["seed"] == 1 and table.row(first)["seed"] == 0
     frame = table.frame()
     assert len(frame) == len(table.rows) and {"factorization", "prune_ratio", "accuracy", "latency_ms"} <= set(frame.columns)
@@ -104,3 +105,31 @@ def test_load_table_errors_name_the_file(tmp_path):
     bad = write_table(tmp_path / "bad.jsonl.gz", {"format": "other"})
     with pytest.raises(ValueError, match="must start with a 'particlebench-1' header"):
         load_table(bad)
+
+
+def test_an_unfinished_table_is_refused_with_how_far_it_got(tiny_bench, tmp_path):
+    table = load_table(tiny_bench[1])
+    first = [r for r in table.rows if r["seed"] == 0]
+    partial = load_table(write_table(tmp_path / "partial.jsonl.gz", table.meta, first[:3]))
+    assert len(partial.missing) == 1 and not table.missing
+    with pytest.raises(SpecError, match=r"ReplayEvaluator.table must name a complete table, but it holds 3 of its 4 particles .*rerun the command in its header"):
+        ReplayEvaluator(table=partial)
+    data, train = SyntheticConfig(**{**table.meta["data"], "clip": tuple(table.meta["data"]["clip"])}), TrainConfig(**table.meta["train"])
+    with pytest.raises(SpecError, match="evaluators.replay must name a complete table"):
+        check_replay(partial, space=table.space, network=table.network, data=data, train=train)
+
+
+def test_seed_noise_comes_from_the_particles_trained_with_both_seeds(tiny_bench, tmp_path):
+    table = load_table(tiny_bench[1])
+    one = table.noise()
+    (twin,) = [r for r in table.rows if r["seed"] == 1]
+    d = twin["accuracy"] - table.row(ParticleSpec.from_dict(twin["particle"]))["accuracy"]
+    assert one.pairs == 1 and one.std == pytest.approx(abs(d) / 2**0.5) and one.max_abs_difference == pytest.approx(abs(d))
+
+    first = [r for r in table.rows if r["seed"] == 0]
+    seconds = [dict(r, seed=1, accuracy=r["accuracy"] + d, epoch_accuracy=[a + d for a in r["epoch_accuracy"]]) for r, d in zip(first, (0.1, -0.1, 0.3, 0.0))]
+    noise = load_table(write_table(tmp_path / "noise.jsonl.gz", table.meta, first + seconds)).noise()
+    assert noise.pairs == 4 and noise.std == pytest.approx(((0.01 + 0.01 + 0.09) / 4 / 2) ** 0.5)
+    assert noise.mean_abs_difference == pytest.approx(0.125) and noise.max_abs_difference == pytest.approx(0.3)
+    assert noise.epoch_std[0] == pytest.approx(noise.std)
+    assert load_table(write_table(tmp_path / "none.jsonl.gz", table.meta, first)).noise().pairs == 0
