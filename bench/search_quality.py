@@ -3,7 +3,8 @@
     python bench/search_quality.py --table bench/particlebench/table.jsonl.gz --out bench/search_quality
     python bench/search_quality.py --table T --samplers random nsga2 --seeds 2 --trials 20 --out OUT   # a quick look
 
-Runs every sampler (``--samplers``, default random nsga2 tpe nsga2+mo-asha nsga2+asha) with ``--seeds``
+Runs every sampler (``--samplers``, default random nsga2 tpe gp nsga2+mo-asha nsga2+asha;
+gp, Optuna's GPSampler, needs scipy) with ``--seeds``
 seeds (0 .. S-1, default 20) for ``--trials`` trials (default 100) on the
 table, through the same engine the CLI runs (``particle_nas.search.run_search``,
 in ``run_one``) with the replay evaluator: no training, each run in its own
@@ -44,11 +45,12 @@ import numpy as np
 
 from particle_nas.evaluators import ReplayEvaluator, load_table, table_particles
 from particle_nas.results import hypervolume_2d
+from particle_nas.search import SAMPLERS as ENGINE_SAMPLERS
 
-SAMPLERS = ("random", "nsga2", "tpe")  # the engines' samplers that draw particles (progressive walks a network instead)
+SAMPLERS = tuple(s for s in ENGINE_SAMPLERS if s != "progressive")  # the engines' samplers that draw particles (progressive grows the network, which a table cannot answer)
 STOPPING = ("asha", "mo-asha")  # early stopping rules a sampler may be combined with: "nsga2+mo-asha"
 CHOICES = SAMPLERS + tuple(f"{s}+{rule}" for s in SAMPLERS for rule in STOPPING)
-DEFAULT = ("random", "nsga2", "tpe", "nsga2+mo-asha", "nsga2+asha")
+DEFAULT = ("random", "nsga2", "tpe", "gp", "nsga2+mo-asha", "nsga2+asha")
 REFERENCE_MARGIN = 1.1  # the reference FLOPs: this x the table's largest
 TIME_POINTS = 60  # points of the simulated-time grid
 

@@ -169,6 +169,8 @@ def make_sampler(settings: SearchSettings, *, seed: int) -> optuna.samplers.Base
         sampler = optuna.samplers.NSGAIISampler(population_size=settings.population, seed=seed)
     elif settings.sampler == "tpe":
         sampler = optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=max(4, settings.population))
+    elif settings.sampler == "gp":  # Gaussian process, log expected hypervolume improvement with several objectives; the axes a trial may lack (conditional ones) are drawn at random
+        sampler = optuna.samplers.GPSampler(seed=seed, n_startup_trials=max(4, settings.population), warn_independent_sampling=False)
     else:
         sampler = optuna.samplers.RandomSampler(seed=seed)  # random, and progressive (which samples nothing)
     return SearchedOnlySampler(sampler)

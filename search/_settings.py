@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
 from typing import Any
 
 from particle_nas.evaluators import OBJECTIVES, Constraint
 from particle_nas.space import SpecError, baseline_names, check_choice, check_int, check_number
 
-SAMPLERS: tuple[str, ...] = ("nsga2", "tpe", "random", "progressive")
+SAMPLERS: tuple[str, ...] = ("nsga2", "tpe", "gp", "random", "progressive")
 BACKENDS: tuple[str, ...] = ("optuna", "ray")
 EARLY_STOPPING: tuple[str, ...] = ("none", "asha", "mo-asha")
 # The search settings a resumed run may change; everything else must match the study's fingerprint.
@@ -42,6 +43,8 @@ class SearchSettings:
         p = "search."
         check_choice(p + "backend", self.backend, BACKENDS)
         check_choice(p + "sampler", self.sampler, SAMPLERS)
+        if self.sampler == "gp" and importlib.util.find_spec("scipy") is None:
+            raise SpecError(p + "sampler", "can be gp (Optuna's GPSampler) only with scipy installed (pip install 'particle-nas[gp]')", self.sampler)
         check_int(p + "trials", self.trials, low=1, high=1_000_000)
         if self.timeout is not None:
             check_number(p + "timeout", self.timeout, low=0.0, low_open=True)

@@ -116,10 +116,10 @@ def test_particlebench_jobs_are_a_fixed_order_with_the_second_seed_subset_first(
 def test_search_quality_runs_samplers_and_seeds_on_the_table(tiny_bench, tmp_path):
     _, table = tiny_bench
     sq = _load("search_quality")
-    written = sq.main(["--table", str(table), "--out", str(tmp_path), "--samplers", "random", "nsga2", "--seeds", "2", "--trials", "5", "--population", "2"])
+    written = sq.main(["--table", str(table), "--out", str(tmp_path), "--samplers", "random", "nsga2", "gp", "--seeds", "2", "--trials", "5", "--population", "2"])
     assert written == 0
     results = json.loads((tmp_path / "results.json").read_text())
-    assert sorted((r["sampler"], r["seed"]) for r in results["runs"]) == [("nsga2", 0), ("nsga2", 1), ("random", 0), ("random", 1)]
+    assert sorted((r["sampler"], r["seed"]) for r in results["runs"]) == [("gp", 0), ("gp", 1), ("nsga2", 0), ("nsga2", 1), ("random", 0), ("random", 1)]
     for run in results["runs"]:
         curve = run["hypervolume"]
         assert len(curve) == 5 and all(a <= b for a, b in zip(curve, curve[1:])) and curve[-1] <= results["optimum"] + 1e-12

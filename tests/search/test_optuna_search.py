@@ -175,6 +175,27 @@ def test_budget_settings_validate():
     assert SearchSettings(max_flops=10).over_budget(flops=10, params=10**9) is None
 
 
+def test_the_gp_sampler_without_scipy_is_refused_in_one_line(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "scipy" else real(name, *a))
+    with pytest.raises(ValueError, match=r"search.sampler can be gp \(Optuna's GPSampler\) only with scipy installed \(pip install 'particle-nas\[gp\]'\), but got 'gp'"):
+        SearchSettings(sampler="gp")
+    SearchSettings(sampler="tpe")  # the others need nothing more
+
+
+def test_the_gp_sampler_searches_with_constraints(tmp_path):
+    settings = SearchSettings(trials=10, sampler="gp", population=4, constraints=("flops <= 3.5e6",))
+    summary = run_search(
+        run_dir=tmp_path / "run", name="run", space=SPACE, network=NETWORK, evaluator=FakeEvaluator(), settings=settings,
+        seed=0, fingerprint={"seed": 0}, config={"seed": 0}, progress=False,
+    )
+    complete = [t for t in _load(tmp_path).trials if t.state == TrialState.COMPLETE]
+    assert summary.failed == 0 and len(complete) == 10 and all("feasible" in t.user_attrs for t in complete)
+    assert len({tuple(sorted(t.params.items())) for t in complete}) >= 5  # past its 4 random start-up trials it still explores
+
+
 def test_constraints_mark_infeasible_trials_and_keep_them_off_the_front(tmp_path):
     from particle_nas.results import open_run, trials_table
 

@@ -36,7 +36,7 @@ def check_baselines_first(tmp_path, names=NAMES) -> None:
         assert NetworkSpec.from_dict(t.user_attrs["network"]) == NETWORK.replace(particle=BASELINES[t.user_attrs[BASELINE_ATTR]].particle)
 
 
-@pytest.mark.parametrize("sampler", ["nsga2", "tpe"])
+@pytest.mark.parametrize("sampler", ["nsga2", "tpe", "gp"])
 def test_baselines_never_change_what_the_sampler_draws(tmp_path, sampler):
     """Most baselines lie outside SPACE; the sampler is blind to them, so it draws what it draws without them."""
     searched = 8
