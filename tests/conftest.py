@@ -32,6 +32,12 @@ def load_bench(name: str):
 
 
 @pytest.fixture(scope="session")
+def bench_script():
+    """load_bench, for tests outside this file: ``bench_script("particlebench").main([...])``."""
+    return load_bench
+
+
+@pytest.fixture(scope="session")
 def tiny_bench(tmp_path_factory) -> tuple[Path, Path]:
     """(space file, table): every particle of TINY_BENCH with seed 0, and the first of the shuffled order also with seed 1."""
     folder = tmp_path_factory.mktemp("tinybench")

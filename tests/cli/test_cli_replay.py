@@ -43,6 +43,20 @@ def test_search_on_the_table_runs_in_seconds_and_the_dashboard_says_replay(tiny_
     assert 'id="replay"' in dashboard and f"looked up in {tiny_bench[1]}" in dashboard
 
 
+@pytest.mark.parametrize("engine", [pytest.param(["--workers", "2"], id="workers"), pytest.param(["--backend", "ray"], id="ray", marks=pytest.mark.slow)])
+def test_parallel_engines_replay_the_same_answers(tiny_bench, tmp_path, engine):
+    config = _config(tiny_bench, tmp_path, search={"trials": 5, "early_stopping": "none"})
+    result = run_cli("search", str(config), "--no-progress", *engine, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    trials = pd.read_csv(tmp_path / "runs" / "replayed" / "trials.csv")
+    table = load_table(tiny_bench[1])
+    by_particle = {(r["particle"]["factorization"], r["particle"]["prune_ratio"]): r for r in table.rows if r["seed"] == 0}
+    assert len(trials) == 5 and (trials["state"] == "COMPLETE").all()
+    for _, trial in trials.iterrows():
+        row = by_particle[(trial["factorization"], trial["prune_ratio"])]
+        assert (trial["accuracy"], trial["flops"], trial["params"]) == (row["accuracy"], row["flops"], row["params"])
+
+
 def test_a_config_unlike_the_table_is_refused(tiny_bench, tmp_path):
     result = run_cli("search", str(_config(tiny_bench, tmp_path, space={"prune_ratio": [0.0]})), "--no-progress", cwd=tmp_path)
     assert result.returncode == 2 and "evaluators.replay must name a table of the config's space" in result.stderr

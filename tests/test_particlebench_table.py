@@ -1,0 +1,64 @@
+"""The committed ParticleBench table: the documented space and recipe, and rows that retrain to what they say."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from particle_nas.evaluators import load_table, table_particles
+from particle_nas.space import ParticleSpec
+
+
+ROOT = Path(__file__).resolve().parents[1]
+TABLE = ROOT / "bench" / "particlebench" / "table.jsonl.gz"
+SPACE_HASH = "8a1cb3d683b6d296"  # docs/particlebench.md: the quickstart's space, 1,024 distinct networks
+
+
+@pytest.fixture(scope="module")
+def table():
+    return load_table(TABLE)
+
+
+def test_the_table_is_the_documented_space_and_recipe(table, bench_script):
+    recipe = bench_script("particlebench").load_recipe()
+    expected = recipe.header(seeds=[0, 1])
+    assert table.space_hash == SPACE_HASH == expected["space_hash"] and table.meta["particles"] == 1024
+    for key in ("space", "network", "data", "train", "epochs", "seeds", "order_seed"):
+        assert table.meta[key] == expected[key], key
+    assert table.meta["commands"][0] == "python bench/particlebench.py generate --out bench/particlebench/table.jsonl.gz --workers 2 --threads 1"
+    particles = set(table_particles(table.space))
+    for row in table.rows:
+        assert ParticleSpec.from_dict(row["particle"]) in particles and row["seed"] in (0, 1)
+        assert len(row["epoch_accuracy"]) == 5 + (row["particle"]["prune_ratio"] > 0 and row["accuracy_before_prune"] is not None)
+        assert row["machine"]["threads"] == 1 and row["latency_threads"] == 1 and row["machine"]["commit"]
+    assert len(table.rows) == len({(r["seed"], str(sorted(r["particle"].items()))) for r in table.rows})  # no row twice
+
+
+def test_the_noise_subset_comes_first_and_is_measured(table):
+    noise = table.noise()
+    assert noise.pairs == 30  # the generation trains them first
+    assert 0 < noise.std < 0.1 and len(noise.epoch_std) == 5
+
+
+def _cheapest_noise_rows(table, k: int):
+    """The k quickest rows of the particles trained with both seeds (seconds of CI time, not minutes)."""
+    twins = [r for r in table.rows if r["seed"] == 0 and table.row(ParticleSpec.from_dict(r["particle"]), 1) is not None]
+    return sorted(twins, key=lambda r: r["wall_s"])[:k]
+
+
+@pytest.mark.slow
+def test_retrained_rows_match_the_table_within_its_seed_noise(table, bench_script):
+    """Same particle, same seed, one thread: on the machine that made the table the numbers repeat exactly;
+    elsewhere float rounding differs, so a row must come back within 3 standard deviations of the seed noise."""
+    pb = bench_script("particlebench")
+    recipe = pb.load_recipe()
+    noise = table.noise()
+    for row in _cheapest_noise_rows(table, 2):
+        particle = ParticleSpec.from_dict(row["particle"])
+        again = pb.measure(recipe, particle, 0, threads=1)
+        assert (again["flops"], again["params"]) == (row["flops"], row["params"])
+        assert abs(again["accuracy"] - row["accuracy"]) <= 3 * noise.std, (particle, again["accuracy"], row["accuracy"], noise.std)
+        for epoch, (a, b) in enumerate(zip(again["epoch_accuracy"], row["epoch_accuracy"])):
+            bound = 3 * (noise.epoch_std[epoch] if epoch < len(noise.epoch_std) else noise.std)
+            assert abs(a - b) <= bound, (particle, epoch + 1, a, b, bound)
