@@ -4,6 +4,7 @@
     python bench/particlebench.py generate --out bench/particlebench/table.jsonl.gz --workers 2 --threads 1
     python bench/particlebench.py generate --out pilot.jsonl.gz --limit 4 --second-seed-subset 0   # a pilot: 4 particles
     python bench/particlebench.py status bench/particlebench/table.jsonl.gz              # how far it got, noise so far, time left
+    python bench/particlebench.py generate --out bench/particlebench/table.jsonl.gz --backend ray --address HEAD:6379 --workers 64 --threads 1
 
 The space, proxy network, task and training recipe are bench/particlebench/space.yaml
 (the quickstart's). ``generate`` lists every distinct network of the space in a
@@ -34,7 +35,7 @@ import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Iterator, NamedTuple
 
 from particle_nas.config import load_config
 from particle_nas.evaluators import TABLE_FORMAT, EvaluatorSettings, ProxyEvaluator, SyntheticConfig, TrainConfig, space_hash, table_particles
@@ -178,6 +179,71 @@ def _worker_init(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
+class RowWorker:
+    """A Ray actor's state: one process that keeps its task and evaluators from row to row (as a pool worker does)."""
+
+    def __init__(self, threads: int | None) -> None:
+        _worker_init(threads)
+
+    def measure(self, recipe: Recipe, particle: ParticleSpec, seed: int, *, device: str, threads: int | None) -> dict[str, Any]:
+        return measure(recipe, particle, seed, device=device, threads=threads)
+
+
+def _local_rows(recipe: Recipe, todo: list[tuple[ParticleSpec, int]], args: argparse.Namespace) -> Iterator[dict[str, Any]]:
+    """Rows as they finish: in this process (one worker) or in a pool of ``--workers`` processes."""
+    if args.workers == 1:
+        _worker_init(args.threads)
+        for particle, seed in todo:
+            yield measure(recipe, particle, seed, device=args.device, threads=args.threads)
+        return
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(max_workers=args.workers, mp_context=context, initializer=_worker_init, initargs=(args.threads,)) as pool:
+        futures = [pool.submit(measure, recipe, p, s, device=args.device, threads=args.threads) for p, s in todo]
+        try:
+            for future in concurrent.futures.as_completed(futures):
+                yield future.result()
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+
+
+def _ray_rows(recipe: Recipe, todo: list[tuple[ParticleSpec, int]], args: argparse.Namespace) -> Iterator[dict[str, Any]]:
+    """Rows as they finish on a Ray cluster (``--address``; a local Ray without it): ``--workers`` actors, each
+    ``--threads`` CPUs (and ``--gpus-per-row`` of a GPU with ``--device cuda``); this process alone writes the table."""
+    try:
+        import ray
+        import ray.cloudpickle
+        from ray.util import ActorPool
+    except ImportError:
+        raise SystemExit("particlebench: --backend ray needs Ray: pip install -e '.[ray]'") from None
+    started = not ray.is_initialized()
+    if started:
+        ray.init(address=args.address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    module = sys.modules[RowWorker.__module__]
+    if module.__name__ != "__main__":  # loaded as a module (tests): the actors get it by value, as they get a script's
+        ray.cloudpickle.register_pickle_by_value(module)
+    cpus, gpus = args.threads or 1, (args.gpus_per_row if args.device.startswith("cuda") else 0.0)
+    resources = ray.cluster_resources()
+    fits = int(resources.get("CPU", 0) // cpus)
+    if gpus:
+        fits = min(fits, int(resources.get("GPU", 0) // gpus))
+    if fits < 1:
+        raise SystemExit(f"particlebench: a row needs {cpus} CPU(s) and {gpus} GPU(s), but the Ray cluster has {resources.get('CPU', 0):g} CPU(s) and {resources.get('GPU', 0):g} GPU(s)")
+    workers = min(args.workers, fits)
+    if workers < args.workers:
+        print(f"particlebench: the Ray cluster fits {workers} rows at once ({args.workers} asked)", file=sys.stderr, flush=True)
+    actor = ray.remote(num_cpus=cpus, num_gpus=gpus)(RowWorker)
+    actors = [actor.remote(args.threads) for _ in range(workers)]
+    try:
+        pool = ActorPool(actors)
+        yield from pool.map_unordered(lambda a, job: a.measure.remote(recipe, job[0], job[1], device=args.device, threads=args.threads), todo)
+    finally:
+        for a in actors:
+            ray.kill(a)
+        if started:
+            ray.shutdown()
+
+
 def open_table(out: Path, header: dict[str, Any], command: str) -> set[tuple[ParticleSpec, int]]:
     """Create ``out``, or check that it was made with the same recipe; rewrite it whole (dropping a row cut short). Returns the rows done."""
     rows: list[dict[str, Any]] = []
@@ -203,7 +269,11 @@ def generate(args: argparse.Namespace) -> int:
     out = Path(args.out)
     done = open_table(out, recipe.header(seeds=args.seeds), args.recorded_command)
     todo = [(p, s) for p, s in jobs(recipe, seeds=args.seeds, subset=args.second_seed_subset, limit=args.limit) if row_key(p, s) not in done]
-    print(f"{out}: {len(done)} rows done, {len(todo)} to train ({args.workers} worker(s), {args.threads or 'default'} thread(s) each, device {args.device})", flush=True)
+    where = f"on Ray{' at ' + args.address if args.address else ''}" if args.backend == "ray" else "here"
+    print(f"{out}: {len(done)} rows done, {len(todo)} to train ({args.workers} worker(s) {where}, {args.threads or 'default'} thread(s) each, device {args.device})", flush=True)
+    if not todo:
+        print(f"{out}: complete, nothing to train")
+        return 0
     start = time.perf_counter()
     finished = 0
 
@@ -219,21 +289,10 @@ def generate(args: argparse.Namespace) -> int:
             flush=True,
         )
 
+    rows = _ray_rows if args.backend == "ray" else _local_rows
     try:
-        if args.workers == 1:
-            _worker_init(args.threads)
-            for particle, seed in todo:
-                record(measure(recipe, particle, seed, device=args.device, threads=args.threads))
-        else:
-            context = multiprocessing.get_context("spawn")
-            with concurrent.futures.ProcessPoolExecutor(max_workers=args.workers, mp_context=context, initializer=_worker_init, initargs=(args.threads,)) as pool:
-                futures = [pool.submit(measure, recipe, p, s, device=args.device, threads=args.threads) for p, s in todo]
-                try:
-                    for future in concurrent.futures.as_completed(futures):
-                        record(future.result())
-                except BaseException:
-                    pool.shutdown(wait=False, cancel_futures=True)
-                    raise
+        for row in rows(recipe, todo, args):
+            record(row)
     except KeyboardInterrupt:
         print(f"interrupted: {len(done) + finished} rows are in {out}; rerun the same command to continue", file=sys.stderr)
         return 130
@@ -303,6 +362,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--space", default=str(DEFAULT_SPACE), help="space, network, data and training (YAML; default bench/particlebench/space.yaml)")
     g.add_argument("--workers", type=int, default=1, help="particles trained at once, each in its own process (use --threads 1 on a CPU)")
     g.add_argument("--threads", type=int, default=None, help="torch threads per worker, for training and the latency (default: torch's)")
+    g.add_argument("--backend", choices=("local", "ray"), default="local", help="local: --workers processes here; ray: --workers Ray actors (a cluster with --address)")
+    g.add_argument("--address", default=None, help="with --backend ray: HOST:PORT of a running Ray head (default: start a local Ray)")
+    g.add_argument("--gpus-per-row", type=float, default=1.0, help="with --backend ray and --device cuda: the GPU share of each actor (0.25 packs four rows on a GPU)")
     g.add_argument("--device", default="cpu", help="where networks train: cpu, cuda, cuda:1 ... (latency is always measured on the CPU)")
     g.add_argument("--limit", type=int, default=None, help="train only the first K particles of the fixed shuffled order (a pilot)")
     g.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="the first trains every particle; the others the subset (default 0 1)")

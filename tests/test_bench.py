@@ -94,6 +94,24 @@ def test_particlebench_generator_writes_every_particle_then_resumes_without_retr
         pb.main([*generate, "--epochs", "2"])
 
 
+@pytest.mark.slow
+def test_particlebench_on_ray_writes_the_rows_the_local_pool_writes(tiny_bench, tmp_path, monkeypatch):
+    pytest.importorskip("ray")
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")  # a throwaway local Ray
+    space_file, table = tiny_bench
+    out = tmp_path / "ray.jsonl.gz"
+    argv = ["generate", "--space", str(space_file), "--out", str(out), "--seeds", "0", "1", "--second-seed-subset", "1", "--threads", "1", "--backend", "ray", "--workers", "2"]
+    assert _load("particlebench").main(argv) == 0
+    numbers = ("accuracy", "epoch_accuracy", "train_loss", "flops", "params", "accuracy_before_prune")
+
+    def key(r):
+        return json.dumps(r["particle"], sort_keys=True), r["seed"]
+
+    local = {key(r): {k: r[k] for k in numbers} for r in _rows(table)}
+    assert {key(r): {k: r[k] for k in numbers} for r in _rows(out)} == local  # same seed, one thread each: the same numbers
+    assert len({r["machine"]["host"] for r in _rows(out)}) == 1 and "--backend ray" in json.loads(gzip.open(out, "rt").readline())["commands"][0]
+
+
 def test_particlebench_status_says_how_far_the_table_got_and_its_noise(tiny_bench, capsys):
     pb = _load("particlebench")
     assert pb.main(["status", str(tiny_bench[1]), "--second-seed-subset", "1"]) == 0
