@@ -148,9 +148,11 @@ def measure(recipe: Recipe, particle: ParticleSpec, seed: int, *, device: str = 
     latency = meter.evaluate(spec, seed=seed).metrics["latency_ms"]
     marks: list[float] = []
     load_before = os.getloadavg()[0]
+    cpu_start = time.process_time()
     start = time.perf_counter()
     result = trainer.evaluate(spec, seed=seed, on_epoch=lambda epoch, accuracy: marks.append(time.perf_counter()))
     wall = time.perf_counter() - start
+    cpu = time.process_time() - cpu_start
     edges = [start, *marks]
     return {
         "particle": particle.to_dict(),
@@ -167,6 +169,7 @@ def measure(recipe: Recipe, particle: ParticleSpec, seed: int, *, device: str = 
         "latency_ms": latency,
         "latency_threads": threads,
         "machine": machine(device, threads),
+        "cpu_s": cpu,  # CPU seconds this process spent on it; with one thread, cpu_s / wall_s is the share of a core it got (below 0.9: it shared its core)
         "load_avg": [round(load_before, 2), round(os.getloadavg()[0], 2)],  # the machine's 1-minute load average before and after training: times and latency from a loaded machine are inflated
         "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
@@ -244,8 +247,17 @@ def _ray_rows(recipe: Recipe, todo: list[tuple[ParticleSpec, int]], args: argpar
             ray.shutdown()
 
 
-def open_table(out: Path, header: dict[str, Any], command: str) -> set[tuple[ParticleSpec, int]]:
-    """Create ``out``, or check that it was made with the same recipe; rewrite it whole (dropping a row cut short). Returns the rows done."""
+def core_share(row: dict[str, Any]) -> float | None:
+    """The share of a core a one-thread CPU row got while it trained (cpu_s / wall_s), or None when unknown."""
+    machine = row.get("machine", {})
+    if row.get("cpu_s") is None or machine.get("threads") != 1 or machine.get("device") != "cpu" or not row.get("wall_s"):
+        return None
+    return float(row["cpu_s"]) / float(row["wall_s"])
+
+
+def open_table(out: Path, header: dict[str, Any], command: str, *, retime_below: float | None = None) -> set[tuple[ParticleSpec, int]]:
+    """Create ``out``, or check that it was made with the same recipe; rewrite it whole (dropping a row cut short,
+    and with ``retime_below``, the rows that got less than that share of their core). Returns the rows done."""
     rows: list[dict[str, Any]] = []
     commands = [command]
     if out.exists():
@@ -260,6 +272,11 @@ def open_table(out: Path, header: dict[str, Any], command: str) -> set[tuple[Par
         commands = [*old.get("commands", []), command]
         if truncated:
             print(f"{out}: its last row was cut short (a killed run); dropped, to be trained again", file=sys.stderr)
+        if retime_below is not None:
+            kept = [r for r in rows if (share := core_share(r)) is None or share >= retime_below]
+            if len(kept) < len(rows):
+                print(f"{out}: {len(rows) - len(kept)} rows got less than {retime_below:g} of their core (their times are inflated); dropped, to be trained again", file=sys.stderr)
+            rows = kept
     write_table(out, {**header, "commands": commands}, rows)
     return {row_key(ParticleSpec.from_dict(r["particle"]), r["seed"]) for r in rows}
 
@@ -267,7 +284,7 @@ def open_table(out: Path, header: dict[str, Any], command: str) -> set[tuple[Par
 def generate(args: argparse.Namespace) -> int:
     recipe = load_recipe(args.space, epochs=args.epochs, clip=args.clip, train_size=args.train_size, val_size=args.val_size)
     out = Path(args.out)
-    done = open_table(out, recipe.header(seeds=args.seeds), args.recorded_command)
+    done = open_table(out, recipe.header(seeds=args.seeds), args.recorded_command, retime_below=args.retime_below)
     todo = [(p, s) for p, s in jobs(recipe, seeds=args.seeds, subset=args.second_seed_subset, limit=args.limit) if row_key(p, s) not in done]
     where = f"on Ray{' at ' + args.address if args.address else ''}" if args.backend == "ray" else "here"
     print(f"{out}: {len(done)} rows done, {len(todo)} to train ({args.workers} worker(s) {where}, {args.threads or 'default'} thread(s) each, device {args.device})", flush=True)
@@ -332,6 +349,10 @@ def show_status(args: argparse.Namespace) -> int:
             print(f"  machine: {cpu}, {n} cores, device {device}, commit {commit}")
         walls = sorted(float(r["wall_s"]) for r in rows)
         print(f"  seconds per row (one worker): median {walls[len(walls) // 2]:.1f}, range {walls[0]:.1f}-{walls[-1]:.1f}")
+        shares = sorted(x for r in rows if (x := core_share(r)) is not None)
+        if shares:
+            low = sum(x < 0.9 for x in shares)
+            print(f"  share of its core a row got (cpu_s / wall_s): median {shares[len(shares) // 2]:.2f}, min {shares[0]:.2f}; {low} rows below 0.9 (generate --retime-below 0.9 trains them again)")
         loads = sorted(max(r.get("load_avg", [0.0])) for r in rows)
         if loads[-1] > 0:
             print(f"  load average around a row's training: median {loads[len(loads) // 2]:.2f}, max {loads[-1]:.2f} ({os.cpu_count()} cores here)")
@@ -366,6 +387,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--address", default=None, help="with --backend ray: HOST:PORT of a running Ray head (default: start a local Ray)")
     g.add_argument("--gpus-per-row", type=float, default=1.0, help="with --backend ray and --device cuda: the GPU share of each actor (0.25 packs four rows on a GPU)")
     g.add_argument("--device", default="cpu", help="where networks train: cpu, cuda, cuda:1 ... (latency is always measured on the CPU)")
+    g.add_argument("--retime-below", type=float, default=None, metavar="SHARE", help="train again the rows (one thread, CPU) that got less than SHARE of their core, e.g. 0.9: their seconds were inflated by other work")
     g.add_argument("--limit", type=int, default=None, help="train only the first K particles of the fixed shuffled order (a pilot)")
     g.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="the first trains every particle; the others the subset (default 0 1)")
     g.add_argument("--second-seed-subset", type=int, default=30, help="particles also trained with the other seeds (default 30)")

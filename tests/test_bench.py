@@ -67,7 +67,7 @@ def test_particlebench_generator_writes_every_particle_then_resumes_without_retr
     assert len(particles) == 4 and loaded.meta["space_hash"] == space_hash(space)
     assert sorted((r["seed"] for r in loaded.rows)) == [0, 0, 0, 0, 1]  # every particle with seed 0, the first one with seed 1 too
     for row in loaded.rows:
-        assert len(row["epoch_seconds"]) == 1 and row["wall_s"] >= sum(row["epoch_seconds"]) > 0
+        assert len(row["epoch_seconds"]) == 1 and row["wall_s"] >= sum(row["epoch_seconds"]) > 0 and row["cpu_s"] > 0
         assert row["latency_ms"] > 0 and row["machine"]["cores"] >= 1 and row["machine"]["torch"] and len(row["load_avg"]) == 2
         assert row["machine"]["commit"]  # the checkout's commit (tests run from the git repository)
         pruned = row["particle"]["prune_ratio"] > 0
@@ -93,6 +93,17 @@ def test_particlebench_generator_writes_every_particle_then_resumes_without_retr
     with pytest.raises(ValueError, match="another recipe"):
         pb.main([*generate, "--epochs", "2"])
 
+    from particle_nas.evaluators._replay import write_table
+
+    header, *rows = [json.loads(line) for line in gzip.open(copy, "rt")]
+    squeezed = dict(rows[0], cpu_s=0.01 * rows[0]["wall_s"])  # as if it had shared its core with other work
+    write_table(copy, header, [squeezed, *rows[1:]])
+    assert pb.core_share(squeezed) == pytest.approx(0.01) and pb.core_share(rows[1]) > 0
+    assert pb.main([*generate, "--retime-below", "0.9"]) == 0
+    retimed = {(json.dumps(r["particle"], sort_keys=True), r["seed"]): r for r in _rows(copy)}
+    again = retimed[(json.dumps(squeezed["particle"], sort_keys=True), squeezed["seed"])]
+    assert len(retimed) == 5 and again["cpu_s"] != squeezed["cpu_s"] and again["accuracy"] == squeezed["accuracy"]  # trained again: same numbers, new times
+
 
 @pytest.mark.slow
 def test_particlebench_on_ray_writes_the_rows_the_local_pool_writes(tiny_bench, tmp_path, monkeypatch):
@@ -116,7 +127,7 @@ def test_particlebench_status_says_how_far_the_table_got_and_its_noise(tiny_benc
     pb = _load("particlebench")
     assert pb.main(["status", str(tiny_bench[1]), "--second-seed-subset", "1"]) == 0
     out = capsys.readouterr().out
-    assert ": 4 of 4 particles (5 rows, 1 of them with another seed)" in out and "commit " in out
+    assert ": 4 of 4 particles (5 rows, 1 of them with another seed)" in out and "commit " in out and "share of its core a row got" in out
     assert "seed noise from 1 particles trained twice: one run's std" in out and "0 rows left" in out
 
 
