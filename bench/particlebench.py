@@ -23,7 +23,7 @@ refuses a config that differs from it.
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
+import contextlib
 import dataclasses
 import multiprocessing
 import os
@@ -192,22 +192,29 @@ class RowWorker:
         return measure(recipe, particle, seed, device=device, threads=threads)
 
 
+def _measure_job(job: tuple[Recipe, ParticleSpec, int, str, int | None]) -> dict[str, Any]:
+    recipe, particle, seed, device, threads = job
+    return measure(recipe, particle, seed, device=device, threads=threads)
+
+
 def _local_rows(recipe: Recipe, todo: list[tuple[ParticleSpec, int]], args: argparse.Namespace) -> Iterator[dict[str, Any]]:
-    """Rows as they finish: in this process (one worker) or in a pool of ``--workers`` processes."""
+    """Rows as they finish: in this process (one worker) or in a pool of ``--workers`` processes.
+
+    On Ctrl-C (or any error) the pool's workers are terminated at once: the rows they were
+    training are lost, every finished row is already in the table.
+    """
     if args.workers == 1:
         _worker_init(args.threads)
         for particle, seed in todo:
             yield measure(recipe, particle, seed, device=args.device, threads=args.threads)
         return
-    context = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(max_workers=args.workers, mp_context=context, initializer=_worker_init, initargs=(args.threads,)) as pool:
-        futures = [pool.submit(measure, recipe, p, s, device=args.device, threads=args.threads) for p, s in todo]
-        try:
-            for future in concurrent.futures.as_completed(futures):
-                yield future.result()
-        except BaseException:
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise
+    pool = multiprocessing.get_context("spawn").Pool(args.workers, initializer=_worker_init, initargs=(args.threads,))
+    try:
+        yield from pool.imap_unordered(_measure_job, [(recipe, p, s, args.device, args.threads) for p, s in todo])
+        pool.close()
+    finally:
+        pool.terminate()
+        pool.join()
 
 
 def _ray_rows(recipe: Recipe, todo: list[tuple[ParticleSpec, int]], args: argparse.Namespace) -> Iterator[dict[str, Any]]:
@@ -306,10 +313,11 @@ def generate(args: argparse.Namespace) -> int:
             flush=True,
         )
 
-    rows = _ray_rows if args.backend == "ray" else _local_rows
+    rows = (_ray_rows if args.backend == "ray" else _local_rows)(recipe, todo, args)
     try:
-        for row in rows(recipe, todo, args):
-            record(row)
+        with contextlib.closing(rows):  # Ctrl-C while a row is being written still stops the workers
+            for row in rows:
+                record(row)
     except KeyboardInterrupt:
         print(f"interrupted: {len(done) + finished} rows are in {out}; rerun the same command to continue", file=sys.stderr)
         return 130

@@ -123,6 +123,39 @@ def test_particlebench_on_ray_writes_the_rows_the_local_pool_writes(tiny_bench, 
     assert len({r["machine"]["host"] for r in _rows(out)}) == 1 and "--backend ray" in json.loads(gzip.open(out, "rt").readline())["commands"][0]
 
 
+@pytest.mark.slow
+def test_particlebench_ctrl_c_stops_the_workers_at_once_and_keeps_every_finished_row(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import yaml
+    from conftest import TINY_BENCH
+
+    from particle_nas.evaluators._replay import read_lines
+
+    slower = {**TINY_BENCH, "data": {**TINY_BENCH["data"], "clip": [8, 32, 32], "train_size": 256, "val_size": 64}, "train": {**TINY_BENCH["train"], "epochs": 3}}
+    (tmp_path / "space.yaml").write_text(yaml.safe_dump(slower))
+    script = Path(__file__).resolve().parents[1] / "bench" / "particlebench.py"
+    argv = ["generate", "--space", "space.yaml", "--out", "t.jsonl.gz", "--workers", "2", "--threads", "1"]
+    launch = f"import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); sys.argv = {[str(script), *argv]!r}; runpy.run_path(sys.argv[0], run_name='__main__')"
+    proc = subprocess.Popen([sys.executable, "-c", launch], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and not ((tmp_path / "t.jsonl.gz").exists() and len(read_lines(tmp_path / "t.jsonl.gz")[0]) >= 2):
+        time.sleep(0.5)  # a header and a first row
+    proc.send_signal(signal.SIGINT)  # as Ctrl-C does to the command (its workers are terminated, not waited for)
+    stopped = time.monotonic()
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "rerun the same command to continue" in err, err
+    assert time.monotonic() - stopped < 30  # not the rest of the rows' training
+    rows = read_lines(tmp_path / "t.jsonl.gz")[0][1:]
+    assert 1 <= len(rows) < 8
+    resume = ["generate", "--space", str(tmp_path / "space.yaml"), "--out", str(tmp_path / "t.jsonl.gz"), "--workers", "1", "--threads", "1"]
+    assert _load("particlebench").main(resume) == 0  # in this process: one worker
+    assert len(_rows(tmp_path / "t.jsonl.gz")) == 8 and _rows(tmp_path / "t.jsonl.gz")[: len(rows)] == rows  # resumed, nothing trained twice
+
+
 def test_particlebench_status_says_how_far_the_table_got_and_its_noise(tiny_bench, capsys):
     pb = _load("particlebench")
     assert pb.main(["status", str(tiny_bench[1]), "--second-seed-subset", "1"]) == 0
