@@ -91,8 +91,10 @@ def _train_particle(config: dict[str, Any], job: SearchJob) -> None:
         return
     network = job.network.replace(particle=particle_from_record(json.loads(config["particle"])))
 
-    def on_epoch(epoch: int, accuracy: float) -> None:
-        tune.report({"epoch": epoch, "val_accuracy": float(accuracy), "finished": False})
+    start = time.perf_counter()
+
+    def on_epoch(epoch: int, accuracy: float) -> None:  # elapsed_s: what a trial the scheduler stops here has cost
+        tune.report({"epoch": epoch, "val_accuracy": float(accuracy), "finished": False, "elapsed_s": time.perf_counter() - start})
 
     try:
         evaluator = trial_evaluator(job.evaluator, ray_gpu_ids=ray_gpu_ids())  # the GPU Ray gave the trial is its cuda:0; none: the CPU
@@ -115,6 +117,7 @@ def _searcher_class():
             super().__init__(*args, **kwargs)
             self._recorder = TrialRecorder(job)
             self._epochs: dict[str, list[float]] = {}
+            self._elapsed: dict[str, float] = {}  # seconds of training at a trial's last epoch report
             self._target = target  # trials the study should hold; kept in the searcher's checkpoint for Tuner.restore
             self._deadline = deadline  # time.time() after which no trial starts
             self._stopping = early_stopping(job.settings, evaluator=job.evaluator)
@@ -143,6 +146,8 @@ def _searcher_class():
             if "val_accuracy" in result and not result.get("finished"):
                 epochs = self._epochs.setdefault(trial_id, [])
                 epochs.append(float(result["val_accuracy"]))
+                if "elapsed_s" in result:
+                    self._elapsed[trial_id] = float(result["elapsed_s"])
                 if self._stopping is not None and len(epochs) in self._stopping.rungs and trial_id in self._ot_trials:
                     self._write_rungs(self._ot_trials[trial_id], epochs)
 
@@ -160,8 +165,10 @@ def _searcher_class():
         def _complete(self, trial_id: str, ot_trial: Any, result: dict | None, error: bool) -> None:
             recorder = self._recorder
             epochs = self._epochs.pop(trial_id, [])
+            elapsed = self._elapsed.pop(trial_id, None)
             if result and not result.get("finished") and "val_accuracy" in result and len(epochs) < int(result.get("epoch", 0)):
                 epochs.append(float(result["val_accuracy"]))  # the report on which the scheduler stopped it
+                elapsed = float(result.get("elapsed_s", elapsed or 0.0))
             if result and result.get("finished"):
                 try:
                     values = recorder.finish(ot_trial, json.loads(result["record"]))
@@ -176,8 +183,12 @@ def _searcher_class():
                 error = True
             elif error:
                 recorder.fail(ot_trial, "ray: the trial's worker failed (see the Ray logs)")
-            elif epochs:  # stopped by the scheduler (ASHA, MO-ASHA) before its last epoch
+            elif epochs:  # stopped by the scheduler (ASHA, MO-ASHA) before its last epoch: its costs, as the local engine records them
                 self._write_rungs(ot_trial, epochs)
+                for name, value in prior_costs(NetworkSpec.from_dict(ot_trial.user_attrs["network"])).items():
+                    ot_trial.set_user_attr(name, int(value))
+                if elapsed is not None:
+                    ot_trial.set_user_attr("duration_s", elapsed)
                 ot_trial.set_user_attr("epoch_accuracy", epochs)
                 ot_trial.set_user_attr("stopped_at_epoch", len(epochs))
                 rule = self._stopping.name if self._stopping is not None else "the scheduler"

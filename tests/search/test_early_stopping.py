@@ -270,4 +270,6 @@ def test_ray_stops_with_the_same_rule(tmp_path, local_ray, monkeypatch):
             k = t.user_attrs["stopped_at_epoch"]
             assert t.user_attrs["fail_reason"] == f"pruned: stopped by MO-ASHA after epoch {k}"
             assert t.user_attrs["epoch_accuracy"] == pytest.approx(CURVES[ORDER[t.number]][:k])
+            spent = cost(NETWORK.replace(particle=ORDER[t.number]))  # what it cost, as the local engine records it
+            assert (t.user_attrs["flops"], t.user_attrs["params"]) == (spent.flops, spent.params) and t.user_attrs["duration_s"] > 0
     assert not {t.number for t in trials.values() if t.state != TrialState.COMPLETE} & {t.number for t in study.best_trials}
