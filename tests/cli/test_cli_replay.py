@@ -24,6 +24,17 @@ def _config(tiny_bench, tmp_path, **changes):
     return path
 
 
+def check_answers(tmp_path, tiny_bench, *, trials: int, fields: dict[str, str]) -> None:
+    """Every trial of the replayed run completed with its particle's row of the table: trials.csv column -> row field."""
+    done = pd.read_csv(tmp_path / "runs" / "replayed" / "trials.csv")
+    table = load_table(tiny_bench[1])
+    by_particle = {(r["particle"]["factorization"], r["particle"]["prune_ratio"]): r for r in table.rows if r["seed"] == 0}
+    assert len(done) == trials and (done["state"] == "COMPLETE").all()
+    for _, trial in done.iterrows():
+        row = by_particle[(trial["factorization"], trial["prune_ratio"])]
+        assert [trial[column] for column in fields] == [row[field] for field in fields.values()]
+
+
 def test_search_on_the_table_runs_in_seconds_and_the_dashboard_says_replay(tiny_bench, tmp_path):
     config = _config(tiny_bench, tmp_path)
     start = time.perf_counter()
@@ -32,13 +43,7 @@ def test_search_on_the_table_runs_in_seconds_and_the_dashboard_says_replay(tiny_
     assert result.returncode == 0, result.stderr
     assert elapsed < 120  # no training: the time is the interpreter, Optuna and the report (a few seconds when the machine is idle)
     run = tmp_path / "runs" / "replayed"
-    trials = pd.read_csv(run / "trials.csv")
-    table = load_table(tiny_bench[1])
-    by_particle = {(r["particle"]["factorization"], r["particle"]["prune_ratio"]): r for r in table.rows if r["seed"] == 0}
-    assert len(trials) == 6 and (trials["state"] == "COMPLETE").all()
-    for _, trial in trials.iterrows():
-        row = by_particle[(trial["factorization"], trial["prune_ratio"])]
-        assert (trial["accuracy"], trial["flops"], trial["duration_s"]) == (row["accuracy"], row["flops"], row["wall_s"])
+    check_answers(tmp_path, tiny_bench, trials=6, fields={"accuracy": "accuracy", "flops": "flops", "duration_s": "wall_s"})
     dashboard = (run / "dashboard.html").read_text()
     assert 'id="replay"' in dashboard and f"looked up in {tiny_bench[1]}" in dashboard
 
@@ -48,13 +53,7 @@ def test_parallel_engines_replay_the_same_answers(tiny_bench, tmp_path, engine):
     config = _config(tiny_bench, tmp_path, search={"trials": 5, "early_stopping": "none"})
     result = run_cli("search", str(config), "--no-progress", *engine, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    trials = pd.read_csv(tmp_path / "runs" / "replayed" / "trials.csv")
-    table = load_table(tiny_bench[1])
-    by_particle = {(r["particle"]["factorization"], r["particle"]["prune_ratio"]): r for r in table.rows if r["seed"] == 0}
-    assert len(trials) == 5 and (trials["state"] == "COMPLETE").all()
-    for _, trial in trials.iterrows():
-        row = by_particle[(trial["factorization"], trial["prune_ratio"])]
-        assert (trial["accuracy"], trial["flops"], trial["params"]) == (row["accuracy"], row["flops"], row["params"])
+    check_answers(tmp_path, tiny_bench, trials=5, fields={"accuracy": "accuracy", "flops": "flops", "params": "params"})
 
 
 def test_a_config_unlike_the_table_is_refused(tiny_bench, tmp_path):
