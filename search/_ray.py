@@ -16,7 +16,7 @@ accuracy and the analytic costs. Its rung records start from those the
 study holds (a resumed run ranks against the trials of earlier runs), and the
 searcher writes each trial's rungs back on its Optuna trial. A stopped trial
 is told to Optuna as PRUNED, never COMPLETE, so its partial accuracy never
-enters the Pareto front; Optuna's multi-objective samplers (NSGA-II, TPE)
+enters the Pareto front; Optuna's multi-objective samplers (NSGA-II, TPE, GP)
 learn only from COMPLETE trials. Pruned trials count toward ``search.trials``.
 """
 
