@@ -16,8 +16,8 @@ accuracy and the analytic costs. Its rung records start from those the
 study holds (a resumed run ranks against the trials of earlier runs), and the
 searcher writes each trial's rungs back on its Optuna trial. A stopped trial
 is told to Optuna as PRUNED, never COMPLETE, so its partial accuracy never
-enters the Pareto front; Optuna's multi-objective samplers (NSGA-II, TPE, GP)
-learn only from COMPLETE trials. Pruned trials count toward ``search.trials``.
+enters the Pareto front; NSGA-II and GP learn only from COMPLETE trials (TPE
+counts a PRUNED one among its worse trials). Pruned trials count toward ``search.trials``.
 """
 
 from __future__ import annotations
