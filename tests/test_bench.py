@@ -124,18 +124,18 @@ def test_particlebench_on_ray_writes_the_rows_the_local_pool_writes(tiny_bench, 
 
 
 @pytest.mark.slow
-def test_particlebench_ctrl_c_stops_the_workers_at_once_and_keeps_every_finished_row(tmp_path):
+def test_particlebench_ctrl_c_stops_the_workers_at_once_and_keeps_every_finished_row(tiny_bench, tmp_path):
     import signal
     import subprocess
     import sys
     import time
 
     import yaml
-    from conftest import TINY_BENCH
 
     from particle_nas.evaluators._replay import read_lines
 
-    slower = {**TINY_BENCH, "data": {**TINY_BENCH["data"], "clip": [8, 32, 32], "train_size": 256, "val_size": 64}, "train": {**TINY_BENCH["train"], "epochs": 3}}
+    tiny = yaml.safe_load(tiny_bench[0].read_text())
+    slower = {**tiny, "data": {**tiny["data"], "clip": [8, 32, 32], "train_size": 256, "val_size": 64}, "train": {**tiny["train"], "epochs": 3}}
     (tmp_path / "space.yaml").write_text(yaml.safe_dump(slower))
     script = Path(__file__).resolve().parents[1] / "bench" / "particlebench.py"
     argv = ["generate", "--space", "space.yaml", "--out", "t.jsonl.gz", "--workers", "2", "--threads", "1"]
