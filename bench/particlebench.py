@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import functools
 import multiprocessing
 import os
 import platform
@@ -94,8 +95,9 @@ def jobs(recipe: Recipe, *, seeds: list[int], subset: int, limit: int | None) ->
     return [(p, seeds[0]) for p in head] + [(p, s) for s in seeds[1:] for p in head] + [(p, seeds[0]) for p in particles[subset:]]
 
 
+@functools.cache
 def _commit() -> str | None:
-    """The git commit of the code that trains the rows (None outside a git checkout)."""
+    """The git commit of the code that trains the rows (None outside a git checkout); asked once per process, at its first row."""
     try:
         out = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=HERE, capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.SubprocessError):
@@ -116,10 +118,9 @@ def machine(device: str, threads: int | None) -> dict[str, Any]:
     except OSError:
         pass
     gpu = torch.cuda.get_device_name(torch.device(device)) if device.startswith("cuda") and torch.cuda.is_available() else None
-    return {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__, "device": device, "gpu": gpu, "threads": threads if threads is not None else torch.get_num_threads(), "host": platform.node(), "commit": _COMMIT}
+    return {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__, "device": device, "gpu": gpu, "threads": threads if threads is not None else torch.get_num_threads(), "host": platform.node(), "commit": _commit()}
 
 
-_COMMIT = _commit()
 _EVALUATORS: dict[Any, tuple[ProxyEvaluator, ProxyEvaluator]] = {}
 
 
