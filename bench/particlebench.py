@@ -348,7 +348,7 @@ def show_status(args: argparse.Namespace) -> int:
     table = load_table(args.table)
     rows = table.rows
     subset = sum(1 for r in rows if int(r["seed"]) != table.seeds[0])
-    total = len(table_particles(table.space))
+    total = len(table.particles)
     done = total - len(table.missing)
     print(f"{args.table}: {done} of {total} particles ({len(rows)} rows, {subset} of them with another seed), space hash {table.space_hash}, E = {table.epochs}")
     print(f"  written by: {' | '.join(table.meta.get('commands', []))}")

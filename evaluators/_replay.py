@@ -180,9 +180,14 @@ class Table:
         return self._index.get(row_key(particle, self.seeds[0] if seed is None else seed))
 
     @functools.cached_property
+    def particles(self) -> tuple[ParticleSpec, ...]:
+        """The space's distinct particles: the first seed's rows of a complete table."""
+        return tuple(table_particles(self.space))
+
+    @functools.cached_property
     def missing(self) -> tuple[ParticleSpec, ...]:
         """The space's particles without a row of the first seed yet (a generation still running): empty when complete."""
-        return tuple(p for p in table_particles(self.space) if self.row(p) is None)
+        return tuple(p for p in self.particles if self.row(p) is None)
 
     def noise(self) -> SeedNoise:
         """How much a row's accuracy moves with the training seed, from the particles trained with two seeds."""
@@ -279,8 +284,8 @@ def _differences(table: Mapping[str, Any], config: Mapping[str, Any], ignored: t
 def require_complete(table: Table, where: str = "ReplayEvaluator.table") -> None:
     """Refuse a table whose generation is unfinished: a replay must answer every particle of its space."""
     if table.missing:
-        done = len(table_particles(table.space)) - len(table.missing)
-        raise SpecError(where, f"must name a complete table, but it holds {done} of its {done + len(table.missing)} particles (its generation is unfinished: rerun the command in its header to finish it)", table.path)
+        done = len(table.particles) - len(table.missing)
+        raise SpecError(where, f"must name a complete table, but it holds {done} of its {len(table.particles)} particles (its generation is unfinished: rerun the command in its header to finish it)", table.path)
 
 
 def check_replay(table: Table, *, space: SearchSpace, network: NetworkSpec, data: Any, train: Any, where: str = "evaluators.replay") -> None:
