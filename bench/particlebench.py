@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import functools
 import multiprocessing
 import os
 import platform
@@ -95,14 +94,18 @@ def jobs(recipe: Recipe, *, seeds: list[int], subset: int, limit: int | None) ->
     return [(p, seeds[0]) for p in head] + [(p, s) for s in seeds[1:] for p in head] + [(p, seeds[0]) for p in particles[subset:]]
 
 
-@functools.cache
+_COMMIT: dict[str, str | None] = {}  # filled at a process's first row (a plain dict: Ray ships this module by value)
+
+
 def _commit() -> str | None:
     """The git commit of the code that trains the rows (None outside a git checkout); asked once per process, at its first row."""
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=HERE, capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None
+    if "head" not in _COMMIT:
+        try:
+            out = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=HERE, capture_output=True, text=True, timeout=10)
+            _COMMIT["head"] = out.stdout.strip() or None
+        except (OSError, subprocess.SubprocessError):
+            _COMMIT["head"] = None
+    return _COMMIT["head"]
 
 
 def machine(device: str, threads: int | None) -> dict[str, Any]:
