@@ -20,11 +20,11 @@ from particle_nas.results import open_run  # noqa: E402
 TINY = {
     "name": "raykill",
     "seed": 0,
-    "search": {"sampler": "random", "trials": 5, "backend": "ray", "resources_per_trial": {"cpu": 1}},
+    "search": {"sampler": "random", "trials": 6, "backend": "ray", "resources_per_trial": {"cpu": 1}},
     "space": {"factorization": ["full", "r2plus1d", "csn_ir", "temporal_shift"], "wiring": ["plain", "residual"], "temporal_kernel": [3, 5]},
     "network": {"stem_channels": 8, "widths": [8, 16], "depths": [1, 1], "temporal_strides": [1, 1], "spatial_strides": [1, 2]},
-    "data": {"num_classes": 4, "clip": [4, 16, 16], "train_size": 48, "val_size": 24},
-    "train": {"epochs": 2, "batch_size": 16},
+    "data": {"num_classes": 4, "clip": [4, 16, 16], "train_size": 240, "val_size": 24},
+    "train": {"epochs": 3, "batch_size": 16},
 }
 
 
@@ -51,7 +51,7 @@ def test_sigkilled_ray_search_resumes_with_tuner_restore(tmp_path, monkeypatch):
         os.killpg(proc.pid, signal.SIGKILL)  # the driver and the Ray processes it started
         proc.wait(timeout=10)
     before = {t.number: (t.values, t.user_attrs["particle"]) for t in _complete(run_dir)}
-    assert 2 <= len(before) < 5 and (run_dir / "ray").is_dir()
+    assert 2 <= len(before) < 6 and (run_dir / "ray").is_dir()
 
     assert main(["resume", str(run_dir), "--no-progress"]) == 0
     trials = open_run(run_dir).get_trials()
@@ -59,4 +59,4 @@ def test_sigkilled_ray_search_resumes_with_tuner_restore(tmp_path, monkeypatch):
     assert {n: after[n] for n in before} == before  # every trial completed before the kill, unchanged
     assert not [t for t in trials if t.state == TrialState.RUNNING]
     finished = [t for t in trials if t.state == TrialState.COMPLETE or not str(t.user_attrs.get("fail_reason", "")).startswith("interrupted")]
-    assert len(finished) == 5, [(t.number, t.state.name, t.user_attrs.get("fail_reason")) for t in trials]
+    assert len(finished) == 6, [(t.number, t.state.name, t.user_attrs.get("fail_reason")) for t in trials]
