@@ -167,3 +167,18 @@ def test_a_resume_may_change_only_the_resumable_settings(tmp_path):
     changed = job(tmp_path, "optuna", make_evaluator(tmp_path), trials=2)
     with pytest.raises(ValueError, match=r"changed: seed\); only search.trials, search.timeout, search.export, .*search.max_params, search.trials_per_gpu may change on resume"):
         run(dataclasses.replace(changed, fingerprint={"seed": 1}), progress=False)
+
+
+@pytest.mark.parametrize("sampler", ["nsga2", "tpe", "gp"])
+@pytest.mark.parametrize("engine", ["optuna", pytest.param("ray", marks=pytest.mark.slow)])  # progressive has its own walk
+def test_every_model_based_sampler_searches_under_constraints(tmp_path, engine, sampler, request):
+    """Each sampler that learns from trials runs on both Optuna-driven engines: it explores past its start-up trials and marks feasibility."""
+    if engine == "ray":
+        request.getfixturevalue("local_ray")
+    summary = run(job(tmp_path, engine, make_evaluator(tmp_path), trials=10, sampler=sampler, population=4, constraints=(f"flops <= {LIMIT:g}",)), progress=False)
+    complete = [t for t in trials(tmp_path) if t.state == TrialState.COMPLETE]
+    assert summary.finished == 10 and summary.failed == 0 and complete
+    assert {t.user_attrs["feasible"] for t in complete} == {True, False}
+    searched = [t for t in trials(tmp_path) if t.number >= 4]  # past the sampler's 4 start-up (random) trials
+    assert searched and all(t.params for t in searched)
+    assert len({json.dumps(t.params, sort_keys=True) for t in trials(tmp_path)}) >= 3  # not stuck on one particle (NSGA-II repeats some in 18)
