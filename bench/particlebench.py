@@ -370,9 +370,16 @@ def show_status(args: argparse.Namespace) -> int:
             print(f"  load average around a row's training: median {loads[len(loads) // 2]:.2f}, max {loads[-1]:.2f} ({os.cpu_count()} cores here)")
         stamps = sorted(datetime.fromisoformat(r["finished"]) for r in rows)
         if len(stamps) > 1:
-            pace = (stamps[-1] - stamps[0]).total_seconds() / (len(stamps) - 1)
+            # While a generator runs, some row finishes at least once per longest row; a longer gap is a stop.
+            gaps = [(b - a).total_seconds() for a, b in zip(stamps, stamps[1:])]
+            running = [g for g in gaps if g <= 1.1 * walls[-1]]
+            pace = sum(running) / len(running) if running else float("nan")
+            stops = len(gaps) - len(running)
             left = (total - done) + max(0, int(args.second_seed_subset) - subset)
-            print(f"  pace: {pace:.1f} s per row between the first and the last row; {left} rows left: about {left * pace / 3600:.1f} h at that pace")
+            print(
+                f"  pace: {pace:.1f} s per row while generating ({stops} stop(s) longer than the longest row left out); "
+                f"{left} rows left: about {left * pace / 3600:.1f} h at that pace"
+            )
     noise = table.noise()
     if noise.pairs:
         print(f"  seed noise from {noise.pairs} particles trained twice: one run's std {noise.std:.4f} (final accuracy), mean |difference| {noise.mean_abs_difference:.4f}, max {noise.max_abs_difference:.4f}")
