@@ -26,6 +26,7 @@ import json
 import os
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -318,7 +319,11 @@ class RayEngine(Engine):
                 tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=remaining, max_concurrent_trials=job.workers, reuse_actors=True),
                 run_config=tune.RunConfig(name=experiment, storage_path=str(experiments), verbose=1 if progress else 0),
             )
-            tuner.fit()
+            with warnings.catch_warnings():
+                # A model-based sampler (gp fits a Gaussian process) decides inside the define-by-run space: those
+                # seconds are the search's own, not training misplaced in the driver as Ray's warning supposes.
+                warnings.filterwarnings("ignore", message="Define-by-run function passed in the `space` argument took", category=UserWarning)
+                tuner.fit()
         finally:
             if started_here:
                 ray.shutdown()
