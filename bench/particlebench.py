@@ -354,7 +354,7 @@ def show_status(args: argparse.Namespace) -> int:
     total = len(table.particles)
     done = total - len(table.missing)
     print(f"{args.table}: {done} of {total} particles ({len(rows)} rows, {subset} of them with another seed), space hash {table.space_hash}, E = {table.epochs}")
-    print(f"  written by: {' | '.join(table.meta.get('commands', []))}")
+    print(f"  written by: {' | '.join(dict.fromkeys(table.meta.get('commands', [])))}")
     if rows:
         cores = sorted({(r['machine']['cpu'], r['machine']['cores'], r['machine']['device'], r['machine'].get('commit')) for r in rows})
         for cpu, n, device, commit in cores:
@@ -371,8 +371,10 @@ def show_status(args: argparse.Namespace) -> int:
         stamps = sorted(datetime.fromisoformat(r["finished"]) for r in rows)
         if len(stamps) > 1:
             # While a generator runs, some row finishes at least once per longest row; a longer gap is a stop.
+            # A row's length: its CPU seconds where fewer than its wall seconds (a paused or squeezed row's wall is not its length).
+            longest = max(min(float(r["wall_s"]), float(r.get("cpu_s") or r["wall_s"])) for r in rows)
             gaps = [(b - a).total_seconds() for a, b in zip(stamps, stamps[1:])]
-            running = [g for g in gaps if g <= 1.1 * walls[-1]]
+            running = [g for g in gaps if g <= 1.1 * longest]
             pace = sum(running) / len(running) if running else float("nan")
             stops = len(gaps) - len(running)
             left = (total - done) + max(0, int(args.second_seed_subset) - subset)

@@ -165,19 +165,20 @@ def test_particlebench_status_says_how_far_the_table_got_and_its_noise(tiny_benc
 
 
 def test_particlebench_status_paces_only_the_time_a_generator_ran(tiny_bench, tmp_path, capsys):
-    """Rows 60 s apart, then a day's stop, then 60 s apart again: 60 s per row, not the day spread over them."""
+    """Rows 60 s apart, with a 1,000 s pause (inside a row) and a day's stop: 60 s per row, neither stop spread over them."""
     from datetime import datetime, timedelta, timezone
 
     from particle_nas.evaluators._replay import read_lines, write_table
 
     (header, *rows), _ = read_lines(tiny_bench[1])
     start = datetime(2026, 1, 1, tzinfo=timezone.utc)
-    stamps = [start, start + timedelta(seconds=60), start + timedelta(days=1), start + timedelta(days=1, seconds=60), start + timedelta(days=1, seconds=120)]
+    stamps = [start + timedelta(seconds=x) for x in (0, 60, 1060, 1120)] + [start + timedelta(days=1)]
     walls = [70.0, 70.0, 70.0, 70.0, 70.0]
-    restamped = [{**r, "finished": t.isoformat(), "wall_s": w} for r, t, w in zip(rows, stamps, walls)]
+    restamped = [{**r, "finished": t.isoformat(), "wall_s": w, "cpu_s": w - 1} for r, t, w in zip(rows, stamps, walls)]
+    restamped[2]["wall_s"] = 1070.0  # paused mid-row: its wall seconds say nothing of how long a row takes
     write_table(tmp_path / "t.jsonl.gz", header, restamped)
     assert _load("particlebench").main(["status", str(tmp_path / "t.jsonl.gz"), "--second-seed-subset", "1"]) == 0
-    assert "pace: 60.0 s per row while generating (1 stop(s) longer than the longest row left out)" in capsys.readouterr().out
+    assert "pace: 60.0 s per row while generating (2 stop(s) longer than the longest row left out)" in capsys.readouterr().out
 
 
 def test_particlebench_jobs_are_a_fixed_order_with_the_second_seed_subset_first():
