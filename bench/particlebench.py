@@ -371,8 +371,8 @@ def show_status(args: argparse.Namespace) -> int:
         stamps = sorted(datetime.fromisoformat(r["finished"]) for r in rows)
         if len(stamps) > 1:
             # While a generator runs, some row finishes at least once per longest row; a longer gap is a stop.
-            # A row's length: its CPU seconds where fewer than its wall seconds (a paused or squeezed row's wall is not its length).
-            longest = max(min(float(r["wall_s"]), float(r.get("cpu_s") or r["wall_s"])) for r in rows)
+            # A row's length: the part of its wall seconds it had its core (a paused or squeezed row's wall is not its length).
+            longest = max(float(r["wall_s"]) * min(1.0, share) if (share := core_share(r)) is not None else float(r["wall_s"]) for r in rows)
             gaps = [(b - a).total_seconds() for a, b in zip(stamps, stamps[1:])]
             running = [g for g in gaps if g <= 1.1 * longest]
             pace = sum(running) / len(running) if running else float("nan")

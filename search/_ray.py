@@ -141,7 +141,11 @@ def _searcher_class():
                 from ray.tune.search import Searcher
 
                 return Searcher.FINISHED
-            return super().suggest(trial_id)
+            with warnings.catch_warnings():
+                # A model-based sampler (gp fits a Gaussian process) decides inside the define-by-run space: those
+                # seconds are the search's own, not training misplaced in the driver as Ray's warning supposes.
+                warnings.filterwarnings("ignore", message="Define-by-run function passed in the `space` argument took", category=UserWarning)
+                return super().suggest(trial_id)
 
         def on_trial_result(self, trial_id: str, result: dict) -> None:
             if "val_accuracy" in result and not result.get("finished"):
@@ -319,11 +323,7 @@ class RayEngine(Engine):
                 tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=remaining, max_concurrent_trials=job.workers, reuse_actors=True),
                 run_config=tune.RunConfig(name=experiment, storage_path=str(experiments), verbose=1 if progress else 0),
             )
-            with warnings.catch_warnings():
-                # A model-based sampler (gp fits a Gaussian process) decides inside the define-by-run space: those
-                # seconds are the search's own, not training misplaced in the driver as Ray's warning supposes.
-                warnings.filterwarnings("ignore", message="Define-by-run function passed in the `space` argument took", category=UserWarning)
-                tuner.fit()
+            tuner.fit()
         finally:
             if started_here:
                 ray.shutdown()
