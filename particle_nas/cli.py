@@ -32,7 +32,7 @@ def _quiet_libraries() -> None:
 def cmd_search(args: argparse.Namespace) -> int:
     from particle_nas.config import load_config
 
-    overrides = {"trials": args.trials, "timeout": args.timeout, "seed": args.seed, "name": args.name, "output_dir": args.output_dir}
+    overrides = {"trials": args.trials, "timeout": args.timeout, "seed": args.seed, "name": args.name, "output_dir": args.output_dir, "sampler": args.sampler, "early_stopping": args.early_stopping}
     config = load_config(args.config, overrides=overrides)
     resume_hint = f"particle-nas resume {config.run_dir}"
     return _search(config, run_dir=config.run_dir, workers=args.workers, storage=args.storage, address=args.address, backend=args.backend, gpus=args.gpus, progress=not args.no_progress, resume_hint=resume_hint)
@@ -261,6 +261,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--name", help="run name (overrides name); the run goes to OUTPUT_DIR/NAME")
     s.add_argument("--output-dir", help="where runs are written (overrides output_dir; default runs)")
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
+    s.add_argument("--sampler", help="nsga2 | tpe | gp | random | progressive (overrides search.sampler)")
+    s.add_argument("--early-stopping", help="none | asha | mo-asha: stop trials that trail at each rung (overrides search.early_stopping)")
     s.add_argument("--backend", choices=("optuna", "ray"), help="optuna: local worker processes; ray: Ray Tune (overrides search.backend)")
     s.add_argument("--workers", type=int, help="optuna: worker processes on one study (default 1; with CUDA: search.trials_per_gpu per GPU); ray: most trials at once (default: one per CPU)")
     s.add_argument("--gpus", help="optuna: the GPUs the workers spread over, e.g. 0,1 (worker i on the i-th mod their number; default: every visible GPU); refused without CUDA")

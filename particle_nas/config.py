@@ -176,7 +176,7 @@ def _parse(raw: Any, *, source: str, overrides: Mapping[str, Any]) -> RunConfig:
     for key, value in overrides.items():  # command-line flags win over the file
         if value is None:
             continue
-        if key in ("trials", "timeout"):
+        if key in ("trials", "timeout", "sampler", "early_stopping"):
             raw["search"] = {**_section(raw, "search"), key: value}
         else:
             raw[key] = value

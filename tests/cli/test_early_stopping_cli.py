@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pandas as pd
+import pytest
 import yaml
 
 from particle_nas.cli import main
@@ -18,10 +19,16 @@ CONFIG = {
 }
 
 
-def test_a_config_with_mo_asha_runs_on_the_local_engine(tmp_path, capsys):
+@pytest.mark.parametrize("source", ["file", "flags"])
+def test_a_config_with_mo_asha_runs_on_the_local_engine(tmp_path, capsys, source):
     config = tmp_path / "es.yaml"
-    config.write_text(yaml.safe_dump(CONFIG))
-    assert main(["search", str(config), "--output-dir", str(tmp_path / "runs"), "--no-progress"]) == 0
+    flags = []
+    if source == "file":
+        config.write_text(yaml.safe_dump(CONFIG))
+    else:  # the same search from a plain config: --sampler and --early-stopping override search:
+        config.write_text(yaml.safe_dump({**CONFIG, "search": {"sampler": "nsga2", "trials": 5, "grace_epochs": 1, "reduction_factor": 2}}))
+        flags = ["--sampler", "random", "--early-stopping", "mo-asha"]
+    assert main(["search", str(config), "--output-dir", str(tmp_path / "runs"), "--no-progress", *flags]) == 0
     df = pd.read_csv(tmp_path / "runs" / "es" / "trials.csv")
     assert len(df) == 5 and set(df["state"]) <= {"COMPLETE", "PRUNED"}
     stopped = df[df["state"] == "PRUNED"]
@@ -31,3 +38,12 @@ def test_a_config_with_mo_asha_runs_on_the_local_engine(tmp_path, capsys):
     assert stopped["fail_reason"].str.fullmatch(r"pruned: stopped by MO-ASHA after epoch [12]").all()
     assert [len(str(e).split()) for e in stopped["epoch_accuracy"]] == stopped["stopped_at_epoch"].tolist()
     assert not df.loc[df["state"] == "PRUNED", "pareto"].any()
+
+
+def test_a_bad_early_stopping_flag_is_one_line_naming_the_setting(tmp_path, capsys):
+    config = tmp_path / "es.yaml"
+    config.write_text(yaml.safe_dump(CONFIG))
+    assert main(["search", str(config), "--output-dir", str(tmp_path / "runs"), "--early-stopping", "hyperband"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"particle-nas: error: {config}: search.early_stopping must be one of ('none', 'asha', 'mo-asha'), but got 'hyperband'."
+    assert not (tmp_path / "runs").exists()
