@@ -41,10 +41,14 @@ def test_the_noise_subset_comes_first_and_is_measured(table):
     assert 0 < noise.std < 0.1 and len(noise.epoch_std) == 5
 
 
-def _cheapest_noise_rows(table, k: int):
-    """The k quickest rows of the particles trained with both seeds (seconds of CI time, not minutes)."""
-    twins = [r for r in table.rows if r["seed"] == 0 and table.row(ParticleSpec.from_dict(r["particle"]), 1) is not None]
-    return sorted(twins, key=lambda r: r["wall_s"])[:k]
+def _quickest_rows(table, k: int):
+    """The quickest seed-0 row of each of the k quickest factorizations (a minute of CI time, not many)."""
+    quickest: dict[str, dict] = {}
+    for row in table.rows:
+        kind = row["particle"]["factorization"]
+        if row["seed"] == 0 and (kind not in quickest or row["wall_s"] < quickest[kind]["wall_s"]):
+            quickest[kind] = row
+    return sorted(quickest.values(), key=lambda r: r["wall_s"])[:k]
 
 
 @pytest.mark.slow
@@ -54,7 +58,9 @@ def test_retrained_rows_match_the_table_within_its_seed_noise(table, bench_scrip
     pb = bench_script("particlebench")
     recipe = pb.load_recipe()
     noise = table.noise()
-    for row in _cheapest_noise_rows(table, 1):  # about half a minute on one core
+    rows = _quickest_rows(table, 3)  # about a minute on one core
+    assert len({r["particle"]["factorization"] for r in rows}) == 3
+    for row in rows:
         particle = ParticleSpec.from_dict(row["particle"])
         again = pb.measure(recipe, particle, 0, threads=1)
         assert (again["flops"], again["params"]) == (row["flops"], row["params"])
