@@ -30,6 +30,7 @@ SHOWN_COMMANDS: dict[str, str] = {
     "search --name --seed --trials": "tests/cli/test_cli.py::test_flags_override_the_config_file",
     "search --workers": "tests/cli/test_resume.py::test_sigkilled_search_resumes_with_every_completed_trial",
     "search --gpus --workers": "tests/search/test_gpu_assignment.py::test_the_documented_gpus_command_runs",
+    "search --early-stopping --name": "tests/cli/test_early_stopping_cli.py::test_a_config_with_mo_asha_runs_on_the_local_engine",
     "search --backend": "tests/search/test_ray_local.py::test_backend_flag_runs_the_search_on_a_local_ray",
     "search --address --backend": "tests/search/test_ray_cluster.py::test_search_through_a_running_cluster_matches_the_local_backend",
     "resume": "tests/cli/test_resume.py::test_sigkilled_search_resumes_with_every_completed_trial",

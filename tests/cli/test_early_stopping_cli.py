@@ -27,7 +27,7 @@ def test_a_config_with_mo_asha_runs_on_the_local_engine(tmp_path, capsys, source
         config.write_text(yaml.safe_dump(CONFIG))
     else:  # the same search from a plain config: --sampler and --early-stopping override search:
         config.write_text(yaml.safe_dump({**CONFIG, "search": {"sampler": "nsga2", "trials": 5, "grace_epochs": 1, "reduction_factor": 2}}))
-        flags = ["--sampler", "random", "--early-stopping", "mo-asha"]
+        flags = ["--sampler", "random", "--early-stopping", "mo-asha", "--name", "es"]  # README's quickstart line
     assert main(["search", str(config), "--output-dir", str(tmp_path / "runs"), "--no-progress", *flags]) == 0
     df = pd.read_csv(tmp_path / "runs" / "es" / "trials.csv")
     assert len(df) == 5 and set(df["state"]) <= {"COMPLETE", "PRUNED"}
