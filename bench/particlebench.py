@@ -266,6 +266,13 @@ def core_share(row: dict[str, Any]) -> float | None:
     return float(row["cpu_s"]) / float(row["wall_s"])
 
 
+def row_seconds(row: dict[str, Any]) -> float:
+    """How long a row took to train: its wall seconds times the share of its core it had (a paused or squeezed
+    row's wall is not its length); rows whose share is unknown (GPU, several threads) keep their wall seconds."""
+    share = core_share(row)
+    return float(row["wall_s"]) * (1.0 if share is None else min(1.0, share))
+
+
 def open_table(out: Path, header: dict[str, Any], command: str, *, retime_below: float | None = None) -> set[tuple[ParticleSpec, int]]:
     """Create ``out``, or check that it was made with the same recipe; rewrite it whole (dropping a row cut short,
     and with ``retime_below``, the rows that got less than that share of their core). Returns the rows done."""
@@ -371,8 +378,7 @@ def show_status(args: argparse.Namespace) -> int:
         stamps = sorted(datetime.fromisoformat(r["finished"]) for r in rows)
         if len(stamps) > 1:
             # While a generator runs, some row finishes at least once per longest row; a longer gap is a stop.
-            # A row's length: the part of its wall seconds it had its core (a paused or squeezed row's wall is not its length).
-            longest = max(float(r["wall_s"]) * min(1.0, share) if (share := core_share(r)) is not None else float(r["wall_s"]) for r in rows)
+            longest = max(row_seconds(r) for r in rows)
             gaps = [(b - a).total_seconds() for a, b in zip(stamps, stamps[1:])]
             running = [g for g in gaps if g <= 1.1 * longest]
             pace = sum(running) / len(running) if running else float("nan")
