@@ -47,3 +47,16 @@ def test_a_bad_early_stopping_flag_is_one_line_naming_the_setting(tmp_path, caps
     err = capsys.readouterr().err.strip()
     assert err == f"particle-nas: error: {config}: search.early_stopping must be one of ('none', 'asha', 'mo-asha'), but got 'hyperband'."
     assert not (tmp_path / "runs").exists()
+
+
+def test_the_search_flags_help_names_every_sampler_and_rule():
+    """The help is written out (the parser does not import the search package); it must not drift from the registries."""
+    import argparse
+
+    from particle_nas.cli import build_parser
+    from particle_nas.search import EARLY_STOPPING, SAMPLERS
+
+    commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    helps = {flag: action.help for action in commands.choices["search"]._actions for flag in action.option_strings}
+    assert helps["--sampler"].split(" (")[0].split(" | ") == list(SAMPLERS)
+    assert helps["--early-stopping"].split(":")[0].split(" | ") == list(EARLY_STOPPING)
