@@ -366,8 +366,13 @@ def show_status(args: argparse.Namespace) -> int:
         cores = sorted({(r['machine']['cpu'], r['machine']['cores'], r['machine']['device'], r['machine'].get('commit')) for r in rows})
         for cpu, n, device, commit in cores:
             print(f"  machine: {cpu}, {n} cores, device {device}, commit {commit}")
-        walls = sorted(float(r["wall_s"]) for r in rows)
-        print(f"  seconds per row (one worker): median {walls[len(walls) // 2]:.1f}, range {walls[0]:.1f}-{walls[-1]:.1f}")
+        # A paused or squeezed row's wall seconds are not its length: only rows that had their core are timed.
+        walls = sorted(float(r["wall_s"]) for r in rows if (share := core_share(r)) is None or share >= 0.9)
+        if walls:
+            print(
+                f"  seconds per row (one worker), over the {len(walls)} rows that had at least 0.9 of their core: "
+                f"median {walls[len(walls) // 2]:.1f}, range {walls[0]:.1f}-{walls[-1]:.1f}"
+            )
         shares = sorted(x for r in rows if (x := core_share(r)) is not None)
         if shares:
             low = sum(x < 0.9 for x in shares)

@@ -177,7 +177,9 @@ def test_particlebench_status_paces_only_the_time_a_generator_ran(tiny_bench, tm
     restamped[2]["wall_s"] = 1070.0  # paused mid-row: its wall seconds say nothing of how long a row takes
     write_table(tmp_path / "t.jsonl.gz", header, restamped)
     assert _load("particlebench").main(["status", str(tmp_path / "t.jsonl.gz"), "--second-seed-subset", "1"]) == 0
-    assert "pace: 60.0 s per row while generating (2 stop(s) longer than the longest row left out)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "pace: 60.0 s per row while generating (2 stop(s) longer than the longest row left out)" in out
+    assert "over the 4 rows that had at least 0.9 of their core: median 70.0, range 70.0-70.0" in out  # the paused row is not timed
 
 
 def test_particlebench_jobs_are_a_fixed_order_with_the_second_seed_subset_first():
