@@ -20,7 +20,9 @@ RULE: ``asha`` ranks each rung by accuracy, ``mo-asha`` by accuracy and
 FLOPs; grace 1 epoch, reduction factor 2): a stopped trial costs the recorded
 seconds of the epochs it trained and adds nothing to the front. results.md
 also gives, per sampler, the simulated time its mean curve takes to reach
-the final mean hypervolume of the baseline (``--baseline``, default nsga2).
+the final mean hypervolume of the baseline (``--baseline``, default nsga2),
+and the trials its mean curve takes to reach the final mean hypervolume of
+``--trial-baseline`` (default random).
 Writes results.md (mean and standard error per sampler), results.json (every
 run's curve), hypervolume.html and, when kaleido is installed, hypervolume.png.
 """
@@ -111,11 +113,13 @@ def run_one(table_path: str, *, sampler: str, seed: int, trials: int, population
     return out
 
 
-def summarize(runs: list[dict[str, Any]], *, ref_flops: float, trials: int, baseline: str | None = None) -> dict[str, Any]:
+def summarize(runs: list[dict[str, Any]], *, ref_flops: float, trials: int, baseline: str | None = None, trial_baseline: str | None = None) -> dict[str, Any]:
     """Per sampler: mean and standard error of the hypervolume after each trial and on a common simulated-time grid.
 
-    ``reach_s``: the first grid time at which the sampler's mean reaches the final mean of ``baseline``
-    (default: the first sampler), None if it never does.
+    ``total_s``: the mean simulated time of one of its searches. ``reach_s``: the first grid time at which the
+    sampler's mean reaches the final mean of ``baseline`` (default: the first sampler), None if it never does.
+    ``reach_trials``: the first trial count at which its mean reaches ``trial_baseline``'s final mean (when that
+    sampler ran), None if it never does.
     """
     for run in runs:
         run["hypervolume"] = hypervolume_curve(run["accuracy"], run["flops"], ref_flops=ref_flops)
@@ -127,14 +131,21 @@ def summarize(runs: list[dict[str, Any]], *, ref_flops: float, trials: int, base
         mine = [run for run in runs if run["sampler"] == sampler]
         by_trial = np.array([(run["hypervolume"] + [run["hypervolume"][-1] if run["hypervolume"] else 0.0] * trials)[:trials] for run in mine])
         by_time = np.array([[run["hypervolume"][i - 1] if (i := int(np.searchsorted(run["time"], t, side="right"))) else 0.0 for t in grid] for run in mine])
-        samplers[sampler] = {"runs": len(mine), "by_trial": _mean_se(by_trial), "by_time": _mean_se(by_time)}
+        total_s = float(np.mean([run["time"][-1] if run["time"] else 0.0 for run in mine]))
+        samplers[sampler] = {"runs": len(mine), "total_s": total_s, "by_trial": _mean_se(by_trial), "by_time": _mean_se(by_time)}
     baseline = baseline if baseline in samplers else next(iter(samplers), None)
     if baseline is not None:  # the simulated time each mean curve takes to reach the baseline's final mean hypervolume
         target = samplers[baseline]["by_time"]["mean"][-1]
         for stats in samplers.values():
             reached = [t for t, hv in zip(grid, stats["by_time"]["mean"]) if hv >= target - 1e-12]
             stats["reach_s"] = reached[0] if reached else None
-    return {"time_grid_s": grid, "samplers": samplers, "baseline": baseline}
+    trial_baseline = trial_baseline if trial_baseline in samplers else None
+    if trial_baseline is not None:  # the trials each mean curve takes to reach trial_baseline's final mean hypervolume
+        target = samplers[trial_baseline]["by_trial"]["mean"][-1]
+        for stats in samplers.values():
+            reached = [m for m, hv in enumerate(stats["by_trial"]["mean"], start=1) if hv >= target - 1e-12]
+            stats["reach_trials"] = reached[0] if reached else None
+    return {"time_grid_s": grid, "samplers": samplers, "baseline": baseline, "trial_baseline": trial_baseline}
 
 
 def _mean_se(values: np.ndarray) -> dict[str, list[float]]:
@@ -153,8 +164,8 @@ def markdown(summary: dict[str, Any], *, table, optimum: float, ref_flops: float
     marks = sorted({m for m in (10, 25, 50, trials) if m <= trials})
     grid = summary["time_grid_s"]
     times = [len(grid) // 4, len(grid) // 2, len(grid) - 1]
-    baseline = summary.get("baseline")
-    base = summary["samplers"][baseline].get("reach_s") if baseline else None
+    baseline, trial_baseline = summary.get("baseline"), summary.get("trial_baseline")
+    base = summary["samplers"][baseline]["total_s"] if baseline else None
     machines = sorted({f"{r['machine'].get('cpu')} ({r['machine'].get('device')}, torch {r['machine'].get('torch')})" for r in table.rows})
     lines = [
         "# Search quality on ParticleBench",
@@ -167,18 +178,25 @@ def markdown(summary: dict[str, Any], *, table, optimum: float, ref_flops: float
         f"({REFERENCE_MARGIN:g} x the table's largest), divided by that box; the table's own front reaches {optimum:.4f}. "
         "Mean ± standard error over seeds.",
         "",
-        "| sampler | seeds | " + " | ".join(f"after {m} trials" for m in marks) + " | " + " | ".join(f"at {grid[i] / 3600:.2f} h simulated" for i in times) + f" | simulated h to reach {baseline}'s final |",
-        "| --- | --- | " + " | ".join("---" for _ in marks) + " | " + " | ".join("---" for _ in times) + " | --- |",
+        "| sampler | seeds | " + " | ".join(f"after {m} trials" for m in marks) + " | " + " | ".join(f"at {grid[i] / 3600:.2f} h simulated" for i in times)
+        + " | simulated h per search"
+        + (f" | trials to reach {trial_baseline}'s {trials}-trial" if trial_baseline else "")
+        + f" | simulated h to reach {baseline}'s final |",
+        "| --- | --- | " + " | ".join("---" for _ in marks) + " | " + " | ".join("---" for _ in times) + " | ---" + (" | ---" if trial_baseline else "") + " | --- |",
     ]
     for sampler, stats in summary["samplers"].items():
-        cells = [_cell(stats["by_trial"], m - 1) for m in marks] + [_cell(stats["by_time"], i) for i in times]
+        cells = [_cell(stats["by_trial"], m - 1) for m in marks] + [_cell(stats["by_time"], i) for i in times] + [f"{stats['total_s'] / 3600:.2f}"]
+        if trial_baseline:
+            cells.append("never" if stats.get("reach_trials") is None else str(stats["reach_trials"]))
         reach = stats.get("reach_s")
-        cells.append("never" if reach is None else f"{reach / 3600:.2f}" + (f" ({reach / base:.0%} of {baseline}'s)" if base else ""))
+        cells.append("never" if reach is None else f"{reach / 3600:.2f}" + (f" ({reach / base:.0%} of {baseline}'s search)" if base else ""))
         lines.append(f"| {sampler} | {stats['runs']} | " + " | ".join(cells) + " |")
     lines += [
         "",
         "Simulated time: the table's recorded wall seconds of each trial's evaluation, summed over a run; a repeated particle costs nothing; "
-        "a trial stopped early (SAMPLER+asha, SAMPLER+mo-asha) costs the seconds of the epochs it trained and adds no point to the front.",
+        "a trial stopped early (SAMPLER+asha, SAMPLER+mo-asha) costs the seconds of the epochs it trained and adds no point to the front. "
+        "The races compare mean curves: the first trial count (simulated time, on a grid of "
+        f"{TIME_POINTS} points) at which a sampler's mean reaches the other's final mean; the last column's share is of the baseline's mean search time.",
         "",
     ]
     return "\n".join(lines)
@@ -190,7 +208,7 @@ def figure(summary: dict[str, Any], *, optimum: float, trials: int) -> Any:
     from plotly.subplots import make_subplots
 
     fig = make_subplots(rows=1, cols=2, subplot_titles=("hypervolume vs trials", "hypervolume vs simulated training time"))
-    palette = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e")
+    palette = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
     hours = [t / 3600 for t in summary["time_grid_s"]]
     for k, (sampler, stats) in enumerate(summary["samplers"].items()):
         color = palette[k % len(palette)]
@@ -230,7 +248,7 @@ def run(args: argparse.Namespace) -> dict[str, Path]:
             print(f"[{len(runs)}/{len(tasks)}] {result['sampler']} seed {result['seed']}: {len(result['accuracy']) - stopped} complete, {stopped} stopped early, in {result['elapsed_s']:.1f} s", flush=True)
         if args.jobs != 1:
             pool.shutdown()
-    summary = summarize(runs, ref_flops=ref_flops, trials=args.trials, baseline=args.baseline)
+    summary = summarize(runs, ref_flops=ref_flops, trials=args.trials, baseline=args.baseline, trial_baseline=args.trial_baseline)
     command = shlex.join(["python", "bench/search_quality.py", *args.argv])
     written = {"md": out / "results.md", "json": out / "results.json", "html": out / "hypervolume.html"}
     written["md"].write_text(markdown(summary, table=table, optimum=optimum, ref_flops=ref_flops, trials=args.trials, command=command), encoding="utf-8")
@@ -255,6 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", required=True, help="folder for results.md, results.json, hypervolume.html (.png)")
     parser.add_argument("--samplers", nargs="+", default=list(DEFAULT), choices=CHOICES, help="samplers, SAMPLER+asha or SAMPLER+mo-asha for early stopping (default: %(default)s)")
     parser.add_argument("--baseline", default="nsga2", help="the sampler whose final hypervolume the others race to (default nsga2; the first sampler when absent)")
+    parser.add_argument("--trial-baseline", default="random", help="the sampler whose final hypervolume the others race to in trials (default random)")
     parser.add_argument("--seeds", type=int, default=20, help="seeds per sampler: 0 .. SEEDS-1 (default 20)")
     parser.add_argument("--trials", type=int, default=100, help="trials per search (default 100)")
     parser.add_argument("--population", type=int, default=8, help="NSGA-II generation size (default 8, the quickstart's)")

@@ -206,8 +206,30 @@ def test_search_quality_runs_samplers_and_seeds_on_the_table(tiny_bench, tmp_pat
         assert run["time"][-1] == pytest.approx(sum(run["seconds"]))
     assert 0 < results["optimum"] <= 1
     md = (tmp_path / "results.md").read_text()
-    assert "| random | 2 |" in md and "| nsga2 | 2 |" in md and "±" in md
+    assert "| random | 2 |" in md and "| nsga2 | 2 |" in md and "±" in md and "trials to reach random's 5-trial" in md
+    assert 1 <= results["samplers"]["random"]["reach_trials"] <= 5  # random reaches its own final mean
     assert (tmp_path / "hypervolume.html").stat().st_size > 10_000
+
+
+def test_search_quality_races_in_trials_and_in_simulated_time(monkeypatch):
+    """random's mean reaches its 0.25 at trial 2, nsga2's at trial 1; only nsga2 reaches its own 0.31, at its whole search."""
+    sq = _load("search_quality")
+    runs = [{"sampler": "random", "seed": k, "accuracy": [0.1, 0.5], "flops": [5.0, 5.0], "seconds": [10.0, 10.0]} for k in range(2)]
+    runs += [{"sampler": "nsga2", "seed": 0, "accuracy": [0.5, 0.8], "flops": [5.0, 8.0], "seconds": [30.0, 30.0]}]
+    summary = sq.summarize(runs, ref_flops=10.0, trials=2, baseline="nsga2", trial_baseline="random")
+    random, nsga2 = summary["samplers"]["random"], summary["samplers"]["nsga2"]
+    assert (random["reach_trials"], nsga2["reach_trials"]) == (2, 1)
+    assert (random["total_s"], nsga2["total_s"]) == (20.0, 60.0)
+    assert random["reach_s"] is None and nsga2["reach_s"] == pytest.approx(60.0)
+    assert sq.summarize(runs, ref_flops=10.0, trials=2, trial_baseline="tpe")["trial_baseline"] is None  # tpe did not run: no trial race
+    monkeypatch.setattr(sq, "table_particles", lambda space: [space] * 4)
+    md = sq.markdown(summary, table=_FakeTable(), optimum=0.5, ref_flops=10.0, trials=2, command="python bench/search_quality.py")
+    assert "| random | 2 |" in md and "| 0.01 | 2 | never |" in md and "| 0.02 | 1 | 0.02 (100% of nsga2's search) |" in md
+
+
+class _FakeTable:
+    path, space_hash, epochs, space = "t.jsonl.gz", "0" * 16, 2, None
+    rows = [{"machine": {"cpu": "test", "device": "cpu", "torch": "2"}}]
 
 
 def test_hypervolume_curve_is_the_normalized_staircase():
