@@ -57,6 +57,7 @@ NOT_RUN_BY_TESTS: dict[str, str] = {
     # Installing packages needs the network.
     "pip install": "installs packages from PyPI",
     "apt-get": "installs system packages, as root",
+    'python -c "import torch;': "prints the installed torch and whether it sees a GPU: the answer is the machine's",
     # External servers: the tests start their own on random ports instead.
     "ray start": "starts a Ray cluster; tests/search/test_ray_cluster.py starts its own head",
     "optuna-dashboard": "a web server that runs until stopped; tests/cli/test_deploy.py serves a study through optuna-dashboard's app",
