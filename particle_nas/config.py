@@ -16,7 +16,7 @@ from typing import Any, Mapping
 
 from particle_nas.evaluators import EvaluatorSettings, ProxyEvaluator, ReplayEvaluator, SyntheticConfig, TrainConfig, VideoFolderConfig, check_replay, load_table, precision_policy, resolve_device
 from particle_nas.search import RESUMABLE, SearchSettings
-from particle_nas.space import NetworkSpec, SearchSpace, SpecError, read_yaml
+from particle_nas.space import BASELINES, NetworkSpec, SearchSpace, SpecError, read_yaml
 
 SECTIONS: tuple[str, ...] = ("name", "seed", "output_dir", "search", "space", "network", "data", "train", "evaluators")
 # data.kind -> the config class of that kind of task.
@@ -206,7 +206,16 @@ def _parse(raw: Any, *, source: str, overrides: Mapping[str, Any]) -> RunConfig:
         raise SpecError("network.widths", "must all be >= 4 when space.wiring includes 'inception' (one channel for each of its branches)", list(network.widths))
     evaluators = _build(EvaluatorSettings, _section(raw, "evaluators"), "evaluators")
     if evaluators.replay is not None:
-        check_replay(_replay_table(evaluators.replay), space=space, network=network, data=data, train=train)
+        table = _replay_table(evaluators.replay)
+        check_replay(table, space=space, network=network, data=data, train=train)
+        outside = [name for name in search.baseline_names if table.row(BASELINES[name].particle) is None]
+        if outside:  # a baseline the table does not hold would fail at its trial: refuse it before the first
+            inside = [name for name in search.baseline_names if name not in outside]
+            raise SpecError(
+                "search.baselines",
+                f"must name only baselines whose particle the replayed table holds ({outside} are outside its space): use false, or {inside}",
+                search.baselines,
+            )
     outputs = evaluators.outputs
     for i, objective in enumerate(search.objectives):
         if objective not in outputs:

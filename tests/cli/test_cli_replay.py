@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -11,6 +14,8 @@ from cli_tools import run_cli
 
 from particle_nas.config import ConfigError, load_config
 from particle_nas.evaluators import load_table
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _config(tiny_bench, tmp_path, **changes):
@@ -66,3 +71,28 @@ def test_a_config_unlike_the_table_is_refused(tiny_bench, tmp_path):
         load_config(_config(tiny_bench, tmp_path, evaluators={"replay": "nowhere.jsonl.gz"}))
     with pytest.raises(ConfigError, match="evaluators.zero_cost must be empty with replay"):
         load_config(_config(tiny_bench, tmp_path, evaluators={"zero_cost": ["synflow"]}))
+
+
+def test_baselines_outside_the_table_are_refused_before_the_first_trial(tiny_bench, tmp_path):
+    """A hand-designed particle the table lacks would fail at its trial: the config names them and what may stay."""
+    with pytest.raises(ConfigError, match=r"search.baselines must name only baselines whose particle the replayed table holds \(\['C3D', 'R\(2\+1\)D', .*\] are outside its space\): use false, or \[\]"):
+        load_config(_config(tiny_bench, tmp_path, search={"baselines": True}))
+    assert load_config(_config(tiny_bench, tmp_path, search={"baselines": False})).search.baseline_names == ()
+
+
+def test_the_replay_example_is_the_quickstart_answered_from_the_committed_table(tmp_path):
+    """examples/replay.yaml, as the docs run it from the repository: the quickstart's search, 100 trials from the table."""
+    quick, replay = (yaml.safe_load((ROOT / "examples" / f"{name}.yaml").read_text()) for name in ("quickstart", "replay"))
+    for section in ("space", "network", "data", "train"):
+        assert replay[section] == quick[section], section  # what the table was measured with
+    same = {k: v for k, v in quick["search"].items() if k not in ("trials", "baselines")}
+    assert {k: replay["search"][k] for k in same} == same and replay["search"]["trials"] == 100
+    command = [str(Path(sys.executable).with_name("particle-nas")), "search", "examples/replay.yaml", "--seed", "3", "--name", "replay-3", "--no-progress", "--output-dir", str(tmp_path)]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    done = pd.read_csv(tmp_path / "replay-3" / "trials.csv")
+    table = load_table(ROOT / "bench" / "particlebench" / "table.jsonl.gz")
+    answers = {(float(r["accuracy"]), int(r["flops"])) for r in table.rows if r["seed"] == table.seeds[0]}
+    assert len(done) == 100 and (done["state"] == "COMPLETE").all()
+    assert all((float(a), int(f)) in answers for a, f in zip(done["accuracy"], done["flops"]))  # every answer is a row of the table
+    assert 'id="replay"' in (tmp_path / "replay-3" / "dashboard.html").read_text()
