@@ -18,7 +18,10 @@ a repeat of a particle already tried costs nothing (the engine reuses it).
 ``SAMPLER+RULE`` runs the sampler with early stopping (``search.early_stopping``
 RULE: ``asha`` ranks each rung by accuracy, ``mo-asha`` by accuracy and
 FLOPs; grace 1 epoch, reduction factor 2): a stopped trial costs the recorded
-seconds of the epochs it trained and adds nothing to the front. results.md
+seconds of the epochs it trained and adds nothing to the front. With
+``--early-stopping-trials N`` those searches run N trials, so that they can
+spend as much simulated time as the others (the trial columns count their first
+``--trials``). results.md
 also gives, per sampler, the simulated time its mean curve takes to reach
 the final mean hypervolume of the baseline (``--baseline``, default nsga2),
 and the trials its mean curve takes to reach the final mean hypervolume of
@@ -35,6 +38,7 @@ import json
 import logging
 import math
 import multiprocessing
+import os
 import shlex
 import sys
 import tempfile
@@ -236,12 +240,16 @@ def run(args: argparse.Namespace) -> dict[str, Path]:
     runs: list[dict[str, Any]] = []
     tmp_root = "/dev/shm" if Path("/dev/shm").is_dir() else None
     with tempfile.TemporaryDirectory(prefix="search-quality-", dir=tmp_root) as workdir:
-        common = dict(trials=args.trials, population=args.population, workdir=workdir)
+        common = dict(population=args.population, workdir=workdir)
+        budget = {s: args.early_stopping_trials if "+" in s and args.early_stopping_trials else args.trials for s in args.samplers}
         if args.jobs == 1:
-            done = (run_one(args.table, sampler=s, seed=k, **common) for s, k in tasks)
+            done = (run_one(args.table, sampler=s, seed=k, trials=budget[s], **common) for s, k in tasks)
         else:
+            # Each search gets its share of the cores: a GP fit's torch and BLAS threads would otherwise oversubscribe them.
+            threads = str(max(1, (os.cpu_count() or 1) // args.jobs))
+            os.environ.update({var: threads for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")})  # read by the spawned workers
             pool = concurrent.futures.ProcessPoolExecutor(max_workers=args.jobs, mp_context=multiprocessing.get_context("spawn"))
-            done = (f.result() for f in [pool.submit(run_one, args.table, sampler=s, seed=k, **common) for s, k in tasks])
+            done = (f.result() for f in [pool.submit(run_one, args.table, sampler=s, seed=k, trials=budget[s], **common) for s, k in tasks])
         for result in done:
             runs.append(result)
             stopped = sum(a is None for a in result["accuracy"])
@@ -276,6 +284,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--trial-baseline", default="random", help="the sampler whose final hypervolume the others race to in trials (default random)")
     parser.add_argument("--seeds", type=int, default=20, help="seeds per sampler: 0 .. SEEDS-1 (default 20)")
     parser.add_argument("--trials", type=int, default=100, help="trials per search (default 100)")
+    parser.add_argument(
+        "--early-stopping-trials",
+        type=int,
+        default=None,
+        help="trials per search of SAMPLER+RULE (default: --trials); a stopped trial costs a fraction of a full one, so more of them race the others at equal simulated time (the trial columns count the first --trials)",
+    )
     parser.add_argument("--population", type=int, default=8, help="NSGA-II generation size (default 8, the quickstart's)")
     parser.add_argument("--jobs", type=int, default=1, help="searches run at once, each in its own process")
     return parser
