@@ -44,7 +44,7 @@ SHOWN_COMMANDS: dict[str, str] = {
     "report --pick": "tests/cli/test_cli.py::test_report_with_another_pick_rewrites_best_yaml",
     "presets": "tests/cli/test_cli_presets.py::test_presets_table_lists_published_and_counted",
     "presets --show": "tests/cli/test_cli_presets.py::test_presets_show_states_where_flops_were_counted",
-    "search --no-progress --seed": "tests/cli/test_cli_replay.py::test_search_on_the_table_runs_in_seconds_and_the_dashboard_says_replay",
+    "search --name --seed": "tests/cli/test_cli_replay.py::test_the_replay_example_is_the_quickstart_answered_from_the_committed_table",
     "finetune --data --mode --new-head --quantize --weights": "tests/cli/test_finetune_cli.py::test_the_docs_example_on_generated_videos_runs_as_written",
     "finetune --data --inflate --weights": "tests/cli/test_finetune_cli.py::test_inflate_starts_from_the_2d_form_s_weights_inflated_and_a_resume_keeps_it",
 }
