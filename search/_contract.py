@@ -12,6 +12,7 @@ reasons are the same whichever engine runs the trial.
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 import logging
@@ -202,8 +203,25 @@ def baseline_network(job: SearchJob, trial: optuna.Trial, name: str) -> NetworkS
     return job.network.replace(particle=BASELINES[name].particle)
 
 
+def _masked(trials: list[optuna.trial.FrozenTrial], states: Any) -> list[optuna.trial.FrozenTrial]:
+    """``trials`` with every baseline shown as FAIL, then those in ``states`` (all when None).
+
+    The samplers learn from COMPLETE (and TPE from PRUNED) trials only, so a FAIL
+    baseline is one they skip; unlike dropping it, this keeps a full list indexed
+    by trial number, as Optuna 5.1's GA generation cache reads it (``trials[number]``).
+    """
+    shown = []
+    for t in trials:
+        if BASELINE_ATTR in t.user_attrs:
+            t = copy.copy(t)  # the study's cached trial stays as it is
+            t.state = TrialState.FAIL
+        if states is None or t.state in states:
+            shown.append(t)
+    return shown
+
+
 class _SearchedTrials:
-    """A study as a sampler sees it: every trial but the baselines (everything else is the study's own)."""
+    """A study as a sampler sees it: the baselines failed (a sampler learns nothing from them), everything else the study's own."""
 
     def __init__(self, study: optuna.Study) -> None:
         self._study = study
@@ -212,10 +230,10 @@ class _SearchedTrials:
         return getattr(self._study, name)
 
     def _get_trials(self, deepcopy: bool = True, states: Any = None, use_cache: bool = False) -> list[optuna.trial.FrozenTrial]:
-        return [t for t in self._study._get_trials(deepcopy=deepcopy, states=states, use_cache=use_cache) if BASELINE_ATTR not in t.user_attrs]
+        return _masked(self._study._get_trials(deepcopy=deepcopy, states=None, use_cache=use_cache), states)
 
     def get_trials(self, deepcopy: bool = True, states: Any = None) -> list[optuna.trial.FrozenTrial]:
-        return [t for t in self._study.get_trials(deepcopy=deepcopy, states=states) if BASELINE_ATTR not in t.user_attrs]
+        return _masked(self._study.get_trials(deepcopy=deepcopy, states=None), states)
 
     @property
     def trials(self) -> list[optuna.trial.FrozenTrial]:
