@@ -17,6 +17,7 @@ import functools
 import json
 import logging
 import os
+import threading
 import time
 from abc import ABC, abstractmethod
 from collections import Counter
@@ -271,6 +272,21 @@ class SearchedOnlySampler(optuna.samplers.BaseSampler):
 
     def reseed_rng(self) -> None:
         self.sampler.reseed_rng()
+
+    # Ray Tune pickles the searcher, sampler included; Optuna 5.1's GA samplers hold a threading lock, which
+    # does not pickle: it is left out and a fresh one made on unpickling.
+    def __getstate__(self) -> dict[str, Any]:
+        inner = copy.copy(self.sampler)
+        inner.__dict__ = {k: v for k, v in inner.__dict__.items() if not isinstance(v, _LOCK)}
+        return {"sampler": inner, "locks": [k for k, v in self.sampler.__dict__.items() if isinstance(v, _LOCK)]}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.sampler = state["sampler"]
+        for name in state["locks"]:
+            setattr(self.sampler, name, threading.Lock())
+
+
+_LOCK = type(threading.Lock())
 
 
 def enqueue_baselines(job: SearchJob, study: optuna.Study) -> tuple[str, ...]:

@@ -112,3 +112,17 @@ def test_progressive_skips_the_baselines_with_a_note(tmp_path, capsys):
     summary = run(job(tmp_path, "progressive", make_evaluator(tmp_path), trials=3, baselines=True), progress=False)
     assert summary.finished == 3 and summary.baselines == 0 and not baseline_trials(tmp_path)
     assert "search.baselines is skipped by the progressive sampler" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("sampler", ["random", "nsga2", "tpe", "gp"])
+def test_the_sampler_pickles_for_ray(sampler):
+    """Ray Tune pickles the searcher: Optuna 5.1's NSGA-II holds a threading lock, left out and made anew."""
+    import pickle
+
+    from particle_nas.search import make_sampler
+    from particle_nas.search._settings import SearchSettings
+
+    original = make_sampler(SearchSettings(sampler=sampler), seed=0)
+    again = pickle.loads(pickle.dumps(original))
+    assert type(again.sampler) is type(original.sampler)
+    assert set(vars(again.sampler)) == set(vars(original.sampler))  # every attribute back, a lock included
