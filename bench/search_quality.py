@@ -141,15 +141,18 @@ def summarize(runs: list[dict[str, Any]], *, ref_flops: float, trials: int, base
     if baseline is not None:  # the simulated time each mean curve takes to reach the baseline's final mean hypervolume
         target = samplers[baseline]["by_time"]["mean"][-1]
         for stats in samplers.values():
-            reached = [t for t, hv in zip(grid, stats["by_time"]["mean"]) if hv >= target - 1e-12]
-            stats["reach_s"] = reached[0] if reached else None
+            stats["reach_s"] = _first_reaching(grid, stats["by_time"]["mean"], target)
     trial_baseline = trial_baseline if trial_baseline in samplers else None
     if trial_baseline is not None:  # the trials each mean curve takes to reach trial_baseline's final mean hypervolume
         target = samplers[trial_baseline]["by_trial"]["mean"][-1]
         for stats in samplers.values():
-            reached = [m for m, hv in enumerate(stats["by_trial"]["mean"], start=1) if hv >= target - 1e-12]
-            stats["reach_trials"] = reached[0] if reached else None
+            stats["reach_trials"] = _first_reaching(range(1, trials + 1), stats["by_trial"]["mean"], target)
     return {"time_grid_s": grid, "samplers": samplers, "baseline": baseline, "trial_baseline": trial_baseline}
+
+
+def _first_reaching(xs: Any, means: list[float], target: float) -> Any:
+    """The first x whose mean hypervolume reaches ``target``, None if none does."""
+    return next((x for x, hv in zip(xs, means) if hv >= target - 1e-12), None)
 
 
 def _mean_se(values: np.ndarray) -> dict[str, list[float]]:
