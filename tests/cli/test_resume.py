@@ -47,7 +47,9 @@ def test_sigkilled_search_resumes_with_every_completed_trial(tmp_path, workers):
     config.write_text(yaml.safe_dump({**TINY, "output_dir": str(tmp_path / "runs")}))
     run_dir = tmp_path / "runs" / "tiny"
     cmd = [sys.executable, "-m", "particle_nas", "search", str(config), "--no-progress", "--workers", str(workers)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    log = tmp_path / "search.log"  # what the killed search printed, for a failure's message
+    with log.open("wb") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.monotonic() + 50
         while len(_complete(run_dir)) < 2 and proc.poll() is None and time.monotonic() < deadline:
@@ -59,7 +61,7 @@ def test_sigkilled_search_resumes_with_every_completed_trial(tmp_path, workers):
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
     before = {t.number: (t.values, t.user_attrs["particle"], t.user_attrs["accuracy"]) for t in _complete(run_dir)}
-    assert 2 <= len(before) < 8
+    assert 2 <= len(before) < 8, f"{len(before)} complete trials when killed; the run held {sorted(p.name for p in run_dir.glob('*'))}; the search printed:\n{log.read_text()[-3000:]}"
 
     assert main(["resume", str(run_dir), "--no-progress"]) == 0
     trials = open_run(run_dir).get_trials()
