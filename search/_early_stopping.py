@@ -200,12 +200,16 @@ def stored_rungs(trials: Sequence[Any], epoch: int) -> dict[int, dict[str, float
     return reached
 
 
-def study_on_epoch(stopping: EarlyStopping, study: Any, trial: Any, network: NetworkSpec, then: Callable[[int, float], None] | None = None) -> Callable[[int, float], None]:
+def study_on_epoch(
+    stopping: EarlyStopping, study: Any, trial: Any, network: NetworkSpec, then: Callable[[int, float], None] | None = None, *, judged: bool = True
+) -> Callable[[int, float], None]:
     """The local engine's ``on_epoch`` for ``trial``: record each rung on the trial, raise ``TrialStopped`` when it should stop.
 
     The records live on the study's trials, so worker processes sharing the
     study (and a resumed run) rank against each other's. ``then`` is called
-    first (the progress bar).
+    first (the progress bar). A trial that is not ``judged`` (a baseline: a
+    yardstick that must reach the front) records its rungs, which the others
+    are ranked against, and is never stopped.
     """
     costs = prior_costs(network)
     trial.set_user_attr("rung_costs", costs)
@@ -222,7 +226,7 @@ def study_on_epoch(stopping: EarlyStopping, study: Any, trial: Any, network: Net
         trial.set_user_attr("rung_accuracy", dict(rungs))
         reached = stored_rungs(study.get_trials(deepcopy=False), epoch)
         reached[trial.number] = rung_record(accuracy, costs)
-        if not stopping.keeps(trial.number, epoch, reached):
+        if judged and not stopping.keeps(trial.number, epoch, reached):
             raise TrialStopped(stopping.reason(epoch), epoch=epoch, epoch_accuracy=accuracies, rule=stopping.name)
 
     return on_epoch

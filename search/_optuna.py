@@ -23,7 +23,7 @@ from optuna.trial import TrialState
 
 from particle_nas.evaluators import TrialStopped, default_workers
 
-from ._contract import Engine, SearchJob, TrialRecorder, fail_stale_trials, is_finished, make_sampler, progress_bar, sample_network, target_reached, trial_evaluator, warm_up
+from ._contract import BASELINE_ATTR, Engine, SearchJob, TrialRecorder, fail_stale_trials, is_finished, make_sampler, progress_bar, sample_network, target_reached, trial_evaluator, warm_up
 from ._early_stopping import early_stopping, study_on_epoch
 from ._storage import claim_sampler_slot, open_storage, worker_id
 
@@ -101,7 +101,7 @@ def work(job: SearchJob, *, deadline: float | None, worker: int = 0, bar: Any = 
                         bar.set_postfix_str(f"{label} epoch {epoch} acc {accuracy:.3f}", refresh=True)
 
                 if stopping is not None:
-                    on_epoch = study_on_epoch(stopping, study, trial, network, then=on_epoch)
+                    on_epoch = study_on_epoch(stopping, study, trial, network, then=on_epoch, judged=BASELINE_ATTR not in trial.user_attrs)  # a baseline always trains to the end
                 record = recorder.evaluate(network, weights=plan.weights, on_epoch=on_epoch)
             values = recorder.finish(trial, record)
         except TrialStopped as stop:  # early stopping: finished, never on the front

@@ -16,8 +16,9 @@ accuracy and the analytic costs. Its rung records start from those the
 study holds (a resumed run ranks against the trials of earlier runs), and the
 searcher writes each trial's rungs back on its Optuna trial. A stopped trial
 is told to Optuna as PRUNED, never COMPLETE, so its partial accuracy never
-enters the Pareto front; NSGA-II and GP learn only from COMPLETE trials (TPE
-counts a PRUNED one among its worse trials). Pruned trials count toward ``search.trials``.
+enters the Pareto front; the sampler sees it as finished at the accuracy it
+stopped with (``SearchedOnlySampler``), as on the local engine. Pruned trials
+count toward ``search.trials``.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from particle_nas.space import particle_from_record, particle_to_record
 
 from particle_nas.space import NetworkSpec
 
-from ._contract import Engine, SearchJob, TrialRecorder, count_finished, fail_stale_trials, make_sampler, sample_network, target_reached, trial_evaluator, warm_up
+from ._contract import BASELINE_ATTR, Engine, SearchJob, TrialRecorder, count_finished, fail_stale_trials, make_sampler, sample_network, target_reached, trial_evaluator, warm_up
 from ._early_stopping import EarlyStopping, early_stopping, prior_costs, rung_record, stored_rungs
 from ._storage import open_storage
 from ._trial import fail_reason
@@ -70,6 +71,8 @@ class _DefineParticle:
         network = sample_network(self.job, trial)
         plan = recorder.prepare(trial, network, known=recorder.known(trial.study))
         config = {"particle": json.dumps(particle_to_record(network.particle))}
+        if BASELINE_ATTR in trial.user_attrs:  # the scheduler never stops a baseline (see RungScheduler)
+            config["baseline"] = str(trial.user_attrs[BASELINE_ATTR])
         if plan.action == "refused":
             config["refused"] = "1"
         elif plan.action == "reuse":
@@ -211,7 +214,8 @@ def _scheduler_class():
 
         Rung records: those the study held when the scheduler was made (earlier
         runs), then this run's trials in the order they reach the rung. A
-        trial's costs come from its particle's analytic cost.
+        trial's costs come from its particle's analytic cost. A baseline trial
+        (``baseline`` in its config) is ranked against but never stopped.
         """
 
         def __init__(self, job: SearchJob, stopping: EarlyStopping) -> None:
@@ -234,6 +238,8 @@ def _scheduler_class():
                 self._costs[trial.trial_id] = prior_costs(self._job.network.replace(particle=particle))
             reached = self._rungs[epoch]
             reached[trial.trial_id] = rung_record(result["val_accuracy"], self._costs[trial.trial_id])
+            if "baseline" in trial.config:  # a yardstick: ranked against, never stopped
+                return TrialScheduler.CONTINUE
             return TrialScheduler.CONTINUE if self._stopping.keeps(trial.trial_id, epoch, reached) else TrialScheduler.STOP
 
     return RungScheduler

@@ -20,6 +20,7 @@ from particle_nas.evaluators import ReplayEvaluator, TrialStopped, load_table
 from particle_nas.results import dashboard_html, open_run, trials_table
 from particle_nas.results._dashboard import failed_trials
 from particle_nas.search import STUDY_JOURNAL, SearchJob, SearchSettings, run
+from particle_nas.search._contract import stopped_values
 from particle_nas.search._early_stopping import EarlyStopping, crowding_distance, nondominated_sort, promote, rank_order
 from particle_nas.space import NetworkSpec, ParticleSpec, SearchSpace, SpecError, cost
 
@@ -195,6 +196,52 @@ def test_a_stopped_trial_is_pruned_with_its_epochs_and_never_on_the_front(tmp_pa
     assert ">epoch reached</th>" in dashboard_html(study, run="run")
 
 
+def test_the_sampler_sees_a_stopped_trial_finished_at_the_accuracy_it_stopped_with(tmp_path, scripted):
+    """NSGA-II and GP learn from COMPLETE trials only: shown PRUNED, a stopped region would be proposed again and again."""
+    from particle_nas.search._contract import _SearchedTrials
+
+    run(job(tmp_path, "mo-asha", constraints=("flops <= 1e12",)), progress=False)
+    study = open_run(tmp_path / "run")
+    settings = SearchSettings(sampler="gp", constraints=("flops <= 1e12",))
+    shown = {t.number: t for t in _SearchedTrials(study, settings).get_trials()}
+    stopped = [t for t in study.get_trials() if t.state == TrialState.PRUNED]
+    assert stopped and all(t.values is None for t in study.get_trials(states=(TrialState.PRUNED,)))  # the study keeps them PRUNED
+    for t in stopped:
+        seen = shown[t.number]
+        assert seen.state == TrialState.COMPLETE
+        assert seen.values == [t.user_attrs["epoch_accuracy"][-1], t.user_attrs["flops"]]  # the accuracy at the epoch it stopped
+        assert seen.system_attrs["constraints:flops <= 1e+12"] < 0  # feasible, where Optuna's samplers read it
+    assert [t.number for t in _SearchedTrials(study, settings).get_trials(states=(TrialState.COMPLETE,))] == sorted(shown)
+    assert _SearchedTrials(study, None).get_trials(states=(TrialState.PRUNED,))  # without settings: shown as the study holds them
+    # An objective measured only after training (latency) leaves a stopped trial PRUNED for the sampler.
+    latency = SearchSettings(objectives=("accuracy", "latency_ms"))
+    assert all(stopped_values(t.user_attrs, latency) is None for t in stopped)
+    assert all(stopped_values(t.user_attrs, settings) is None for t in study.get_trials(states=(TrialState.COMPLETE,)))
+
+
+def test_a_baseline_is_ranked_against_but_never_stopped(tmp_path, scripted, monkeypatch):
+    """Baselines are the front's yardsticks: with early stopping on they still train to the end, and the others meet their rungs."""
+    from particle_nas.search import BASELINE_ATTR
+    from particle_nas.search._early_stopping import stored_rungs
+    from particle_nas.space import BASELINES
+
+    names = ("C3D", "X3D")
+    for name in names:  # both learn poorly: accuracy-only ASHA would stop the second one at rung 1
+        monkeypatch.setitem(CURVES, BASELINES[name].particle, (0.05, 0.05, 0.05, 0.05))
+    summary = run(job(tmp_path, "asha", trials=len(names) + 4, baselines=names), progress=False)
+    assert summary.baselines == 2 and summary.stopped >= 1
+    study = open_run(tmp_path / "run")
+    trials = sorted(study.get_trials(), key=lambda t: t.number)
+    baselines = [t for t in trials if BASELINE_ATTR in t.user_attrs]
+    assert [t.user_attrs[BASELINE_ATTR] for t in baselines] == list(names)
+    assert all(t.state == TrialState.COMPLETE and "stopped_at_epoch" not in t.user_attrs for t in baselines)
+    assert all(set(t.user_attrs["rung_accuracy"]) == {"1", "2"} for t in baselines)  # their rungs are on record for the others
+    stopping = EarlyStopping(rule="asha", objectives=("accuracy", "flops"), epochs=EPOCHS)
+    second = baselines[1]
+    reached = {n: r for n, r in stored_rungs(trials, 1).items() if n <= second.number}
+    assert not stopping.keeps(second.number, 1, reached)  # the rule alone would have stopped it
+
+
 def test_a_resumed_run_ranks_against_the_rungs_before_it_and_never_reruns_a_stopped_trial(tmp_path, scripted):
     run(job(tmp_path / "once", "mo-asha"), progress=False)
     run(job(tmp_path / "twice", "mo-asha", trials=3), progress=False)
@@ -272,4 +319,23 @@ def test_ray_stops_with_the_same_rule(tmp_path, local_ray, monkeypatch):
             assert t.user_attrs["epoch_accuracy"] == pytest.approx(CURVES[ORDER[t.number]][:k])
             spent = cost(NETWORK.replace(particle=ORDER[t.number]))  # what it cost, as the local engine records it
             assert (t.user_attrs["flops"], t.user_attrs["params"]) == (spent.flops, spent.params) and t.user_attrs["duration_s"] > 0
+            assert stopped_values(t.user_attrs, settings) == ((t.user_attrs["epoch_accuracy"][-1], float(spent.flops)), [])  # the sampler sees it finished
     assert not {t.number for t in trials.values() if t.state != TrialState.COMPLETE} & {t.number for t in study.best_trials}
+
+
+@pytest.mark.slow
+def test_ray_never_stops_a_baseline_either(tmp_path, local_ray, monkeypatch):
+    from particle_nas.search import BASELINE_ATTR
+    from particle_nas.space import BASELINES
+
+    monkeypatch.setattr("particle_nas.search._ray.make_sampler", lambda settings, seed: ScriptedSampler(seed=seed))
+    names = ("C3D", "X3D")
+    for name in names:  # poor learners: accuracy-only ASHA would stop the second at rung 1
+        monkeypatch.setitem(CURVES, BASELINES[name].particle, (0.05, 0.05, 0.05, 0.05))
+    settings = SearchSettings(backend="ray", sampler="random", trials=len(names) + 4, early_stopping="asha", baselines=names)
+    ray_job = SearchJob(run_dir=tmp_path / "run", name="run", space=SPACE, network=NETWORK, evaluator=CurveEvaluator(), settings=settings, seed=0, fingerprint={"seed": 0}, config={"seed": 0}, workers=1)
+    summary = run(ray_job, progress=False)
+    assert summary.baselines == 2 and summary.stopped >= 1
+    baselines = [t for t in open_run(tmp_path / "run").get_trials() if BASELINE_ATTR in t.user_attrs]
+    assert sorted(t.user_attrs[BASELINE_ATTR] for t in baselines) == sorted(names)
+    assert all(t.state == TrialState.COMPLETE and "stopped_at_epoch" not in t.user_attrs and "1" in t.user_attrs["rung_accuracy"] for t in baselines)
