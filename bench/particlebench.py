@@ -4,6 +4,7 @@
     python bench/particlebench.py generate --out bench/particlebench/table.jsonl.gz --workers 2 --threads 1
     python bench/particlebench.py generate --out pilot.jsonl.gz --limit 4 --second-seed-subset 0   # a pilot: 4 particles
     python bench/particlebench.py status bench/particlebench/table.jsonl.gz              # how far it got, noise so far, time left
+    python bench/particlebench.py calibrate bench/particlebench/table.jsonl.gz --before 2026-12-02T09:00:00+00:00 --sample 32 --workers 2
     python bench/particlebench.py generate --out bench/particlebench/table.jsonl.gz --backend ray --address HEAD:6379 --workers 64 --threads 1
 
 The space, proxy network, task and training recipe are bench/particlebench/space.yaml
@@ -18,12 +19,22 @@ the rows already there (Ctrl-C is safe; a row cut short by a kill is dropped
 and trained again). ``--clip``, ``--train-size`` and ``--val-size`` shrink the
 task for a pilot or a test; the header records what was used, and a replay
 refuses a config that differs from it.
+
+A table generated in sittings on two machines mixes their seconds. ``calibrate``
+trains again here a random sample of the rows finished before ``--before`` and
+of those finished after, and writes on every row its ``time_scale``: this
+machine's seconds over the recorded ones (geometric mean over its group's
+sample), so that a replay's simulated time is this machine's throughout. The
+header's ``time_reference`` records the machine, the samples, the spread of the
+ratios and whether the retrained accuracies matched.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import math
+import statistics
 import dataclasses
 import multiprocessing
 import os
@@ -273,6 +284,13 @@ def row_seconds(row: dict[str, Any]) -> float:
     return float(row["wall_s"]) * (1.0 if share is None else min(1.0, share))
 
 
+def check_recipe(out: Path, old: dict[str, Any], header: dict[str, Any]) -> None:
+    """ValueError unless table ``out``'s header ``old`` was made with ``header``'s recipe (seeds: the first one)."""
+    changed = [k for k in RECIPE_KEYS if k != "seeds" and old.get(k) != header.get(k)]
+    if changed or old["seeds"][0] != header["seeds"][0]:
+        raise ValueError(f"{out} was generated with another recipe (it differs in {changed or ['the first seed']}); use another --out.")
+
+
 def open_table(out: Path, header: dict[str, Any], command: str, *, retime_below: float | None = None) -> set[tuple[ParticleSpec, int]]:
     """Create ``out``, or check that it was made with the same recipe; rewrite it whole (dropping a row cut short,
     and with ``retime_below``, the rows that got less than that share of their core). Returns the rows done."""
@@ -283,9 +301,7 @@ def open_table(out: Path, header: dict[str, Any], command: str, *, retime_below:
         if not objects or objects[0].get("format") != TABLE_FORMAT:
             raise ValueError(f"{out} must be a {TABLE_FORMAT} table to resume, but it is not; use another --out.")
         old, rows = objects[0], objects[1:]
-        changed = [k for k in RECIPE_KEYS if k != "seeds" and old.get(k) != header.get(k)]
-        if changed or old["seeds"][0] != header["seeds"][0]:
-            raise ValueError(f"{out} was generated with another recipe (it differs in {changed or ['the first seed']}); use another --out.")
+        check_recipe(out, old, header)
         header = {**header, "seeds": list(dict.fromkeys([*old["seeds"], *header["seeds"]]))}
         commands = [*old.get("commands", []), command]
         if truncated:
@@ -335,6 +351,67 @@ def generate(args: argparse.Namespace) -> int:
     elapsed = time.perf_counter() - start
     per = f"; {elapsed / finished:.1f} s per row with {args.workers} worker(s)" if finished else ""
     print(f"{out}: {len(done) + finished} rows ({finished} new in {elapsed:.0f} s{per})")
+    return 0
+
+
+def calibrate(args: argparse.Namespace) -> int:
+    """Train a sample of each machine's rows again here; write every row's ``time_scale`` (this machine's seconds per recorded second)."""
+    out = Path(args.table)
+    objects, truncated = read_lines(out)
+    if truncated or not objects or objects[0].get("format") != TABLE_FORMAT:
+        raise SystemExit(f"particlebench: {out} must be a whole {TABLE_FORMAT} table to calibrate")
+    header, rows = objects[0], objects[1:]
+    recipe = load_recipe(args.space, epochs=header["epochs"], clip=header["data"]["clip"], train_size=header["data"]["train_size"], val_size=header["data"]["val_size"])
+    check_recipe(out, header, recipe.header(seeds=header["seeds"]))
+    cut = datetime.fromisoformat(args.before)
+    groups = {"before": [r for r in rows if datetime.fromisoformat(r["finished"]) < cut], "after": [r for r in rows if datetime.fromisoformat(r["finished"]) >= cut]}
+    rng = random.Random(args.sample_seed)
+    samples: dict[str, list[dict[str, Any]]] = {}
+    for name, members in groups.items():
+        timed = [r for r in members if (share := core_share(r)) is not None and share >= args.min_core]  # a squeezed row's seconds are not its machine's
+        if len(timed) < 2:
+            raise SystemExit(f"particlebench: calibrate needs at least 2 rows with {args.min_core:g} of their core finished {name} {args.before}, but {out} has {len(timed)}")
+        samples[name] = rng.sample(timed, min(args.sample, len(timed)))
+    todo = [(ParticleSpec.from_dict(r["particle"]), int(r["seed"])) for name in groups for r in samples[name]]
+    print(f"{out}: training again {len(todo)} rows here ({', '.join(f'{len(samples[n])} of the {len(groups[n])} finished {n} {args.before}' for n in groups)}; {args.workers} worker(s), 1 thread each)", flush=True)
+    args.threads, args.device = 1, "cpu"
+    fresh: dict[tuple[ParticleSpec, int], dict[str, Any]] = {}
+    for i, row in enumerate(_local_rows(recipe, todo, args), start=1):
+        fresh[row_key(ParticleSpec.from_dict(row["particle"]), row["seed"])] = row
+        print(f"[{i}/{len(todo)}] wall {row['wall_s']:.1f} s, core {core_share(row) or 0:.2f}", flush=True)
+    reference: dict[str, Any] = {"machine": machine("cpu", 1), "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "before": args.before, "groups": {}}
+    scales = {}
+    for name in groups:
+        pairs = [(old, fresh[row_key(ParticleSpec.from_dict(old["particle"]), old["seed"])]) for old in samples[name]]
+        ratios = [row_seconds(new) / row_seconds(old) for old, new in pairs if (core_share(new) or 0.0) >= args.min_core]
+        if len(ratios) < 2:
+            raise SystemExit(f"particlebench: fewer than 2 of the rows finished {name} {args.before} had {args.min_core:g} of their core here: calibrate on a quieter machine")
+        logs = [math.log(x) for x in ratios]
+        scales[name] = math.exp(statistics.fmean(logs))
+        diffs = [abs(float(new["accuracy"]) - float(old["accuracy"])) for old, new in pairs]
+        reference["groups"][name] = {
+            "rows": len(groups[name]),
+            "sample": len(ratios),
+            "time_scale": round(scales[name], 4),
+            "ratio_geometric_std": round(math.exp(statistics.stdev(logs)), 4),
+            "ratio_range": [round(min(ratios), 4), round(max(ratios), 4)],
+            "accuracy_identical": sum(d == 0.0 for d in diffs),
+            "accuracy_mean_abs_difference": round(statistics.fmean(diffs), 4),
+            "accuracy_max_abs_difference": round(max(diffs), 4),
+        }
+        g = reference["groups"][name]
+        print(
+            f"rows finished {name} {args.before}: {g['rows']} rows; here they take {scales[name]:.3f} x their recorded seconds "
+            f"(geometric mean of {g['sample']} retrained, geometric std {g['ratio_geometric_std']:.3f}, range {g['ratio_range'][0]:.3f}-{g['ratio_range'][1]:.3f}); "
+            f"accuracy identical in {g['accuracy_identical']} of {len(diffs)}, mean |difference| {g['accuracy_mean_abs_difference']:.4f}, max {g['accuracy_max_abs_difference']:.4f}",
+            flush=True,
+        )
+    for name, members in groups.items():
+        for r in members:
+            r["time_scale"] = round(scales[name], 4)
+    header = {**header, "time_reference": reference, "commands": [*header.get("commands", []), args.recorded_command]}
+    write_table(out, header, rows)
+    print(f"{out}: every row's time_scale written; a replay's simulated seconds are this machine's")
     return 0
 
 
@@ -393,6 +470,11 @@ def show_status(args: argparse.Namespace) -> int:
                 f"  pace: {pace:.1f} s per row while generating ({stops} stop(s) longer than the longest row left out); "
                 f"{left} rows left: about {left * pace / 3600:.1f} h at that pace"
             )
+    reference = table.meta.get("time_reference")
+    if reference:
+        groups = "; ".join(f"rows finished {name} {reference['before']}: x {g['time_scale']:.3f} ({g['sample']} retrained)" for name, g in reference["groups"].items())
+        scaled = sorted(float(r["wall_s"]) * float(r.get("time_scale", 1.0)) for r in rows)
+        print(f"  one clock (calibrate, {reference['date']}): {groups}; median row {scaled[len(scaled) // 2]:.1f} s on that machine")
     noise = table.noise()
     if noise.pairs:
         print(f"  seed noise from {noise.pairs} particles trained twice: one run's std {noise.std:.4f} (final accuracy), mean |difference| {noise.mean_abs_difference:.4f}, max {noise.max_abs_difference:.4f}")
@@ -428,6 +510,15 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--train-size", type=int, default=None, help="fewer training clips, for a pilot or a test")
     g.add_argument("--val-size", type=int, default=None, help="fewer validation clips, for a pilot or a test")
     g.set_defaults(func=generate)
+    c = sub.add_parser("calibrate", help="put a table timed on two machines on one clock: retrain a sample of each here, write every row's time_scale")
+    c.add_argument("table", help="the table (gzip JSON lines); rewritten with time_scale on every row")
+    c.add_argument("--before", required=True, metavar="ISO", help="rows finished before this time (e.g. 2026-12-02T09:00:00+00:00) were timed on one machine, the rest on another")
+    c.add_argument("--sample", type=int, default=32, help="rows of each machine trained again here (default 32)")
+    c.add_argument("--sample-seed", type=int, default=0, help="which rows are drawn (default 0)")
+    c.add_argument("--workers", type=int, default=1, help="rows trained at once, one thread each")
+    c.add_argument("--min-core", type=float, default=0.9, metavar="SHARE", help="rows (recorded and retrained) that got less than SHARE of their core are left out of the ratios (default 0.9)")
+    c.add_argument("--space", default=str(DEFAULT_SPACE), help="space, network, data and training (YAML; default bench/particlebench/space.yaml)")
+    c.set_defaults(func=calibrate)
     return parser
 
 

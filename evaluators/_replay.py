@@ -41,6 +41,18 @@ ROW_KEYS: tuple[str, ...] = ("particle", "seed", "accuracy", "epoch_accuracy", "
 _IGNORED = {"data": ("seed",), "train": ("seed", "threads", "memory_format")}
 
 
+def row_seconds_scaled(row: Mapping[str, Any], epochs: int | None = None) -> float:
+    """A row's recorded seconds on the table's reference machine: of its first ``epochs`` epochs, or (None) of its whole evaluation.
+
+    Rows timed on another machine carry ``time_scale`` (written by
+    ``bench/particlebench.py calibrate`` from rows trained on both machines):
+    their seconds times it are the reference machine's. Rows without it were
+    timed there.
+    """
+    seconds = float(row["wall_s"]) if epochs is None else float(sum(row["epoch_seconds"][:epochs]))
+    return seconds * float(row.get("time_scale", 1.0))
+
+
 def canonical_particle(particle: ParticleSpec) -> ParticleSpec:
     """The spec that names ``particle``'s network in a table: a prune ratio that removes nothing is written as 0."""
     if particle.prune_ratio and not effective_prune_ratio(particle):
@@ -316,7 +328,7 @@ class ReplayEvaluator:
     table's E-epoch schedule (with E: the full record, pruning and fine-tuning
     included). ``duration_s`` is simulated: the recorded wall seconds of those
     epochs (with E: of the whole evaluation, counting, building, pruning and
-    fine-tuning included). Every answer comes from the table's first seed.
+    fine-tuning included), on the table's reference machine (``row_seconds_scaled``). Every answer comes from the table's first seed.
     When ``on_epoch`` stops the trial (``TrialStopped`` after epoch k), the
     stop's record holds the costs and ``duration_s``: the recorded seconds of
     epochs 1..k only.
@@ -361,13 +373,13 @@ class ReplayEvaluator:
                 try:
                     on_epoch(epoch, accuracies[epoch - 1])
                 except TrialStopped as stop:  # early stopping: simulated time of the epochs trained, up to this one
-                    stop.record.update(record, duration_s=float(sum(row["epoch_seconds"][:epoch])), replay=True, replay_table=table.path)
+                    stop.record.update(record, duration_s=row_seconds_scaled(row, epoch), replay=True, replay_table=table.path)
                     raise
         if e == table.epochs:
-            record.update(accuracy=float(row["accuracy"]), epoch_accuracy=accuracies, train_loss=list(row["train_loss"]), duration_s=float(row["wall_s"]))
+            record.update(accuracy=float(row["accuracy"]), epoch_accuracy=accuracies, train_loss=list(row["train_loss"]), duration_s=row_seconds_scaled(row))
             if row.get("accuracy_before_prune") is not None:
                 record["accuracy_before_prune"] = float(row["accuracy_before_prune"])
         else:
-            record.update(accuracy=accuracies[e - 1], epoch_accuracy=accuracies[:e], train_loss=list(row["train_loss"][:e]), duration_s=float(sum(row["epoch_seconds"][:e])))
+            record.update(accuracy=accuracies[e - 1], epoch_accuracy=accuracies[:e], train_loss=list(row["train_loss"][:e]), duration_s=row_seconds_scaled(row, e))
         record.update(replay=True, replay_table=table.path)
         return record

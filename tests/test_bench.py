@@ -105,6 +105,40 @@ def test_particlebench_generator_writes_every_particle_then_resumes_without_retr
     assert len(retimed) == 5 and again["cpu_s"] != squeezed["cpu_s"] and again["accuracy"] == squeezed["accuracy"]  # trained again: same numbers, new times
 
 
+def test_particlebench_calibrate_puts_two_machines_on_one_clock(tiny_bench, tmp_path, capsys):
+    """Rows finished before --before were timed on a machine 10 times slower: calibrate retrains a sample of each group and scales them onto this one."""
+    from particle_nas.evaluators import ReplayEvaluator, load_table
+    from particle_nas.evaluators._replay import write_table
+    from particle_nas.space import NetworkSpec
+
+    space_file, table = tiny_bench
+    header, *rows = [json.loads(line) for line in gzip.open(table, "rt")]
+    slow = [dict(r, finished="2026-01-01T00:00:00+00:00", wall_s=10 * r["wall_s"], cpu_s=10 * r["cpu_s"], epoch_seconds=[10 * x for x in r["epoch_seconds"]]) for r in rows[:2]]
+    fast = [dict(r, finished="2026-06-01T00:00:00+00:00") for r in rows[2:]]
+    mixed = tmp_path / "mixed.jsonl.gz"
+    write_table(mixed, header, [*slow, *fast])
+    pb = _load("particlebench")
+    argv = ["calibrate", str(mixed), "--space", str(space_file), "--before", "2026-03-01T00:00:00+00:00", "--sample", "2", "--min-core", "0"]
+    assert pb.main(argv) == 0
+    assert "rows finished before 2026-03-01T00:00:00+00:00: 2 rows" in capsys.readouterr().out
+    calibrated = load_table(mixed)
+    reference = calibrated.meta["time_reference"]
+    before, after = reference["groups"]["before"], reference["groups"]["after"]
+    assert (before["rows"], before["sample"], after["rows"], after["sample"]) == (2, 2, 3, 2)
+    assert before["accuracy_identical"] == 2 and after["accuracy_identical"] == 2  # the same rows, retrained: the same numbers
+    assert before["time_scale"] < after["time_scale"] / 3  # the slow machine's seconds shrink, relative to the other's
+    assert calibrated.meta["commands"][-1].startswith("python bench/particlebench.py calibrate")
+    by_time = {r["finished"]: r["time_scale"] for r in calibrated.rows}
+    assert by_time == {"2026-01-01T00:00:00+00:00": before["time_scale"], "2026-06-01T00:00:00+00:00": after["time_scale"]}
+    row = next(r for r in calibrated.rows if r["finished"].startswith("2026-01"))
+    spec = NetworkSpec.from_dict({**calibrated.meta["network"], "particle": row["particle"]})
+    assert ReplayEvaluator(calibrated).evaluate(spec, seed=0)["duration_s"] == pytest.approx(row["wall_s"] * row["time_scale"])
+    assert pb.main(["status", str(mixed), "--second-seed-subset", "1"]) == 0
+    assert f"one clock (calibrate, {reference['date']}): rows finished before 2026-03-01T00:00:00+00:00: x {before['time_scale']:.3f} (2 retrained)" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="at least 2 rows"):
+        pb.main([*argv[:4], "--before", "2025-01-01T00:00:00+00:00", "--min-core", "0"])
+
+
 @pytest.mark.slow
 def test_particlebench_on_ray_writes_the_rows_the_local_pool_writes(tiny_bench, tmp_path, monkeypatch):
     pytest.importorskip("ray")
