@@ -3,8 +3,8 @@
     python bench/search_quality.py --table bench/particlebench/table.jsonl.gz --out bench/search_quality
     python bench/search_quality.py --table T --samplers random nsga2 --seeds 2 --trials 20 --out OUT   # a quick look
 
-Runs every sampler (``--samplers``, default random nsga2 tpe gp nsga2+mo-asha nsga2+asha;
-gp, Optuna's GPSampler, needs scipy) with ``--seeds``
+Runs every sampler (``--samplers``, default random nsga2 tpe gp gp+mo-asha gp+asha:
+gp, Optuna's GPSampler, is the engine's default sampler) with ``--seeds``
 seeds (0 .. S-1, default 20) for ``--trials`` trials (default 100) on the
 table, through the same engine the CLI runs (``particle_nas.search.run_search``,
 in ``run_one``) with the replay evaluator: no training, each run in its own
@@ -23,7 +23,7 @@ seconds of the epochs it trained and adds nothing to the front. With
 spend as much simulated time as the others (the trial columns count their first
 ``--trials``). results.md
 also gives, per sampler, the simulated time its mean curve takes to reach
-the final mean hypervolume of the baseline (``--baseline``, default nsga2),
+the final mean hypervolume of the baseline (``--baseline``, default the engine's default sampler, gp),
 and the trials its mean curve takes to reach the final mean hypervolume of
 ``--trial-baseline`` (default random).
 Writes results.md (mean and standard error per sampler), results.json (every
@@ -52,13 +52,22 @@ import numpy as np
 from particle_nas.evaluators import ReplayEvaluator, load_table, table_particles
 from particle_nas.results import hypervolume_2d
 from particle_nas.search import SAMPLERS as ENGINE_SAMPLERS
+from particle_nas.search import SearchSettings
 
 SAMPLERS = tuple(s for s in ENGINE_SAMPLERS if s != "progressive")  # the engines' samplers that draw particles (progressive grows the network, which a table cannot answer)
 STOPPING = ("asha", "mo-asha")  # early stopping rules a sampler may be combined with: "nsga2+mo-asha"
 CHOICES = SAMPLERS + tuple(f"{s}+{rule}" for s in SAMPLERS for rule in STOPPING)
-DEFAULT = ("random", "nsga2", "tpe", "gp", "nsga2+mo-asha", "nsga2+asha")
+DEFAULT_SAMPLER = SearchSettings().sampler  # the default search, which the time race is run against
+DEFAULT = ("random", "nsga2", "tpe", "gp", f"{DEFAULT_SAMPLER}+mo-asha", f"{DEFAULT_SAMPLER}+asha")
 REFERENCE_MARGIN = 1.1  # the reference FLOPs: this x the table's largest
 TIME_POINTS = 60  # points of the simulated-time grid
+
+
+def _limit_threads(threads: int) -> None:
+    """A worker's torch threads (Optuna's GP fits run in torch), so that --jobs searches share the cores instead of oversubscribing them."""
+    import torch
+
+    torch.set_num_threads(threads)
 
 
 def reference_flops(table) -> float:
@@ -249,9 +258,8 @@ def run(args: argparse.Namespace) -> dict[str, Path]:
             done = (run_one(args.table, sampler=s, seed=k, trials=budget[s], **common) for s, k in tasks)
         else:
             # Each search gets its share of the cores: a GP fit's torch and BLAS threads would otherwise oversubscribe them.
-            threads = str(max(1, (os.cpu_count() or 1) // args.jobs))
-            os.environ.update({var: threads for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")})  # read by the spawned workers
-            pool = concurrent.futures.ProcessPoolExecutor(max_workers=args.jobs, mp_context=multiprocessing.get_context("spawn"))
+            threads = max(1, (os.cpu_count() or 1) // args.jobs)
+            pool = concurrent.futures.ProcessPoolExecutor(max_workers=args.jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_limit_threads, initargs=(threads,))
             done = (f.result() for f in [pool.submit(run_one, args.table, sampler=s, seed=k, trials=budget[s], **common) for s, k in tasks])
         for result in done:
             runs.append(result)
@@ -283,7 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--table", required=True, help="a ParticleBench table (bench/particlebench.py generate)")
     parser.add_argument("--out", required=True, help="folder for results.md, results.json, hypervolume.html (.png)")
     parser.add_argument("--samplers", nargs="+", default=list(DEFAULT), choices=CHOICES, help="samplers, SAMPLER+asha or SAMPLER+mo-asha for early stopping (default: %(default)s)")
-    parser.add_argument("--baseline", default="nsga2", help="the sampler whose final hypervolume the others race to (default nsga2; the first sampler when absent)")
+    parser.add_argument("--baseline", default=DEFAULT_SAMPLER, help=f"the sampler whose final hypervolume the others race to (default {DEFAULT_SAMPLER}, the default search; the first sampler when absent)")
     parser.add_argument("--trial-baseline", default="random", help="the sampler whose final hypervolume the others race to in trials (default random)")
     parser.add_argument("--seeds", type=int, default=20, help="seeds per sampler: 0 .. SEEDS-1 (default 20)")
     parser.add_argument("--trials", type=int, default=100, help="trials per search (default 100)")
