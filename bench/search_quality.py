@@ -17,7 +17,7 @@ simulated time, a trial costs the table's recorded seconds of its evaluation;
 a repeat of a particle already tried costs nothing (the engine reuses it).
 ``SAMPLER+RULE`` runs the sampler with early stopping (``search.early_stopping``
 RULE: ``asha`` ranks each rung by accuracy, ``mo-asha`` by accuracy and
-FLOPs; grace 1 epoch, reduction factor 2): a stopped trial costs the recorded
+FLOPs; the engine's grace 2 epochs and reduction factor 2 unless ``--grace-epochs`` / ``--reduction-factor``): a stopped trial costs the recorded
 seconds of the epochs it trained and adds nothing to the front. With
 ``--early-stopping-trials N`` those searches run N trials, so that they can
 spend as much simulated time as the others (the trial columns count their first
@@ -88,7 +88,7 @@ def hypervolume_curve(accuracy: list[float | None], flops: list[float], *, ref_f
     return curve
 
 
-def run_one(table_path: str, *, sampler: str, seed: int, trials: int, population: int, workdir: str) -> dict[str, Any]:
+def run_one(table_path: str, *, sampler: str, seed: int, trials: int, population: int, workdir: str, grace_epochs: int = 2, reduction_factor: int = 2) -> dict[str, Any]:
     """One search on the table through the engine the CLI runs; its trials in order (accuracy, flops, simulated seconds)."""
     import optuna
 
@@ -100,7 +100,9 @@ def run_one(table_path: str, *, sampler: str, seed: int, trials: int, population
     logging.getLogger("fvcore").setLevel(logging.ERROR)
     table = load_table(table_path)
     base, _, rule = sampler.partition("+")
-    settings = SearchSettings(sampler=base, trials=trials, population=population, objectives=("accuracy", "flops"), early_stopping=rule or "none")
+    settings = SearchSettings(
+        sampler=base, trials=trials, population=population, objectives=("accuracy", "flops"), early_stopping=rule or "none", grace_epochs=grace_epochs, reduction_factor=reduction_factor
+    )
     name = f"{sampler.replace('+', '_')}-{seed}"
     run_dir = Path(workdir) / name
     start = time.perf_counter()
@@ -252,7 +254,7 @@ def run(args: argparse.Namespace) -> dict[str, Path]:
     runs: list[dict[str, Any]] = []
     tmp_root = "/dev/shm" if Path("/dev/shm").is_dir() else None
     with tempfile.TemporaryDirectory(prefix="search-quality-", dir=tmp_root) as workdir:
-        common = dict(population=args.population, workdir=workdir)
+        common = dict(population=args.population, workdir=workdir, grace_epochs=args.grace_epochs, reduction_factor=args.reduction_factor)
         budget = {s: args.early_stopping_trials if "+" in s and args.early_stopping_trials else args.trials for s in args.samplers}
         if args.jobs == 1:
             done = (run_one(args.table, sampler=s, seed=k, trials=budget[s], **common) for s, k in tasks)
@@ -271,7 +273,7 @@ def run(args: argparse.Namespace) -> dict[str, Path]:
     command = shlex.join(["python", "bench/search_quality.py", *args.argv])
     written = {"md": out / "results.md", "json": out / "results.json", "html": out / "hypervolume.html"}
     written["md"].write_text(markdown(summary, table=table, optimum=optimum, ref_flops=ref_flops, trials=args.trials, command=command), encoding="utf-8")
-    written["json"].write_text(json.dumps({"command": command, "table": table.path, "space_hash": table.space_hash, "reference_flops": ref_flops, "optimum": optimum, **summary, "runs": runs}) + "\n", encoding="utf-8")
+    written["json"].write_text(json.dumps({"command": command, "table": table.path, "space_hash": table.space_hash, "reference_flops": ref_flops, "optimum": optimum, "early_stopping": {"grace_epochs": args.grace_epochs, "reduction_factor": args.reduction_factor}, **summary, "runs": runs}) + "\n", encoding="utf-8")
     fig = figure(summary, optimum=optimum, trials=args.trials)
     fig.write_html(written["html"], include_plotlyjs=True)
     try:
@@ -302,6 +304,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="trials per search of SAMPLER+RULE (default: --trials); a stopped trial costs a fraction of a full one, so more of them race the others at equal simulated time (the trial columns count the first --trials)",
     )
     parser.add_argument("--population", type=int, default=8, help="NSGA-II generation size (default 8, the quickstart's)")
+    parser.add_argument("--grace-epochs", type=int, default=SearchSettings().grace_epochs, help="early stopping's first rung (search.grace_epochs; default %(default)s, the engine's)")
+    parser.add_argument("--reduction-factor", type=int, default=SearchSettings().reduction_factor, help="early stopping keeps 1/N of a rung (search.reduction_factor; default %(default)s, the engine's)")
     parser.add_argument("--jobs", type=int, default=1, help="searches run at once, each in its own process")
     return parser
 

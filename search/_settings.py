@@ -29,7 +29,7 @@ class SearchSettings:
     export: str = "knee"  # pick rule for best.yaml (knee, max-accuracy, "flops<=2e7", ...)
     resources_per_trial: dict | None = None  # ray only: {cpu: 1, gpu: 0} (fractions allowed); None = one CPU per trial
     early_stopping: str = "none"  # none | asha (ranks a rung by accuracy) | mo-asha (by accuracy and the costs): see _early_stopping
-    grace_epochs: int = 1  # early stopping: the first rung's epoch (rungs at grace * reduction_factor**k)
+    grace_epochs: int = 2  # early stopping: the first rung's epoch (rungs at grace * reduction_factor**k); 2: on ParticleBench, epoch 1 ranks too poorly
     reduction_factor: int = 2  # early stopping: 1 / reduction_factor of the trials reaching a rung go on
     flops_budget: float | None = None  # progressive only: largest network FLOPs the expansion may reach
     max_flops: float | None = None  # budget: a candidate costing more multiply-adds is pruned before it is built; None = no limit

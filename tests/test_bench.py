@@ -302,7 +302,7 @@ def _four_epoch_table(tiny: Path, out: Path) -> Path:
 def test_search_quality_races_early_stopping_against_the_default_search(tiny_bench, tmp_path):
     table = _four_epoch_table(tiny_bench[1], tmp_path / "four.jsonl.gz")
     sq = _load("search_quality")
-    argv = ["--table", str(table), "--out", str(tmp_path / "out"), "--samplers", "nsga2", "nsga2+mo-asha", "nsga2+asha", "--seeds", "1", "--trials", "4", "--population", "2"]
+    argv = ["--table", str(table), "--out", str(tmp_path / "out"), "--samplers", "nsga2", "nsga2+mo-asha", "nsga2+asha", "--seeds", "1", "--trials", "4", "--population", "2", "--grace-epochs", "1"]
     assert sq.main(argv) == 0
     results = json.loads((tmp_path / "out" / "results.json").read_text())
     runs = {r["sampler"]: r for r in results["runs"]}
@@ -317,6 +317,14 @@ def test_search_quality_races_early_stopping_against_the_default_search(tiny_ben
     assert results["samplers"]["nsga2"]["reach_s"] is not None  # the baseline reaches its own final value
     md = (tmp_path / "out" / "results.md").read_text()
     assert "| nsga2+mo-asha | 1 |" in md and "simulated h to reach nsga2's final" in md
+    assert results["early_stopping"] == {"grace_epochs": 1, "reduction_factor": 2}
+
+    later = ["--table", str(table), "--out", str(tmp_path / "grace2"), "--samplers", "nsga2+asha", "--seeds", "4", "--trials", "4", "--population", "2"]
+    assert sq.main(later) == 0  # the engine's default first rung, epoch 2: a stopped trial has trained two epochs
+    results = json.loads((tmp_path / "grace2" / "results.json").read_text())
+    assert results["early_stopping"] == {"grace_epochs": 2, "reduction_factor": 2}
+    stopped = [s for run in results["runs"] for s, a in zip(run["seconds"], run["accuracy"]) if a is None]
+    assert stopped and all(s in {2 * (10.0 + k) for k in range(4)} for s in stopped)
 
 
 def test_hypervolume_curve_skips_stopped_trials():

@@ -143,7 +143,7 @@ def scripted(monkeypatch):
 
 
 def job(tmp_path, rule: str, *, trials: int = len(ORDER), workers: int = 1, sleep_s: float = 0.0, **search) -> SearchJob:
-    settings = SearchSettings(sampler="random", trials=trials, early_stopping=rule, **search)
+    settings = SearchSettings(sampler="random", trials=trials, early_stopping=rule, **{"grace_epochs": 1, **search})  # rungs 1 and 2, worked by hand
     return SearchJob(
         run_dir=tmp_path / "run", name="run", space=SPACE, network=NETWORK, evaluator=CurveEvaluator(sleep_s=sleep_s), settings=settings,
         seed=0, fingerprint={"seed": 0}, config={"seed": 0}, workers=workers, storage=str(tmp_path / "run" / STUDY_JOURNAL) if workers > 1 else None,
@@ -303,7 +303,7 @@ def test_a_stopped_replay_counts_only_the_epochs_it_trained(tiny_bench):
 @pytest.mark.slow
 def test_ray_stops_with_the_same_rule(tmp_path, local_ray, monkeypatch):
     monkeypatch.setattr("particle_nas.search._ray.make_sampler", lambda settings, seed: ScriptedSampler(seed=seed))  # the searcher samples in the driver
-    settings = SearchSettings(backend="ray", sampler="random", trials=len(ORDER), early_stopping="mo-asha")
+    settings = SearchSettings(backend="ray", sampler="random", trials=len(ORDER), early_stopping="mo-asha", grace_epochs=1)
     ray_job = SearchJob(run_dir=tmp_path / "run", name="run", space=SPACE, network=NETWORK, evaluator=CurveEvaluator(), settings=settings, seed=0, fingerprint={"seed": 0}, config={"seed": 0}, workers=2)
     summary = run(ray_job, progress=False)
     assert summary.finished == len(ORDER) and summary.failed == 0
@@ -332,7 +332,7 @@ def test_ray_never_stops_a_baseline_either(tmp_path, local_ray, monkeypatch):
     names = ("C3D", "X3D")
     for name in names:  # poor learners: accuracy-only ASHA would stop the second at rung 1
         monkeypatch.setitem(CURVES, BASELINES[name].particle, (0.05, 0.05, 0.05, 0.05))
-    settings = SearchSettings(backend="ray", sampler="random", trials=len(names) + 4, early_stopping="asha", baselines=names)
+    settings = SearchSettings(backend="ray", sampler="random", trials=len(names) + 4, early_stopping="asha", baselines=names, grace_epochs=1)
     ray_job = SearchJob(run_dir=tmp_path / "run", name="run", space=SPACE, network=NETWORK, evaluator=CurveEvaluator(), settings=settings, seed=0, fingerprint={"seed": 0}, config={"seed": 0}, workers=1)
     summary = run(ray_job, progress=False)
     assert summary.baselines == 2 and summary.stopped >= 1

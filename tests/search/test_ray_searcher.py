@@ -24,7 +24,7 @@ def _searcher():
     storage = optuna.storages.InMemoryStorage()
     # the searcher only names weight paths; nothing is written, nothing is evaluated in the driver
     epochs = SimpleNamespace(train=SimpleNamespace(epochs=4))  # the evaluator's budget, which early stopping reads; never called
-    job = SearchJob(run_dir=Path("runs/unused"), name="s", space=SPACE, network=NETWORK, evaluator=epochs, settings=SearchSettings(early_stopping="asha"), seed=0, fingerprint={}, config={})
+    job = SearchJob(run_dir=Path("runs/unused"), name="s", space=SPACE, network=NETWORK, evaluator=epochs, settings=SearchSettings(early_stopping="asha", grace_epochs=1), seed=0, fingerprint={}, config={})
     searcher = _searcher_class()(
         space=_DefineParticle(job),
         metric=["accuracy", "flops"],
