@@ -33,14 +33,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import math
-import statistics
 import dataclasses
+import math
 import multiprocessing
 import os
 import platform
 import random
 import shlex
+import statistics
 import subprocess
 import sys
 import time
@@ -50,7 +50,7 @@ from typing import Any, Iterator, NamedTuple
 
 from particle_nas.config import load_config
 from particle_nas.evaluators import TABLE_FORMAT, EvaluatorSettings, ProxyEvaluator, SyntheticConfig, TrainConfig, space_hash, table_particles
-from particle_nas.evaluators._replay import RECIPE_KEYS, append_row, plain, read_lines, row_key, write_table
+from particle_nas.evaluators._replay import RECIPE_KEYS, append_row, plain, read_lines, row_key, row_seconds_scaled, write_table
 from particle_nas.space import ParticleSpec
 
 HERE = Path(__file__).resolve().parent
@@ -473,7 +473,7 @@ def show_status(args: argparse.Namespace) -> int:
     reference = table.meta.get("time_reference")
     if reference:
         groups = "; ".join(f"rows finished {name} {reference['before']}: x {g['time_scale']:.3f} ({g['sample']} retrained)" for name, g in reference["groups"].items())
-        scaled = sorted(float(r["wall_s"]) * float(r.get("time_scale", 1.0)) for r in rows)
+        scaled = sorted(row_seconds_scaled(r) for r in rows)
         print(f"  one clock (calibrate, {reference['date']}): {groups}; median row {scaled[len(scaled) // 2]:.1f} s on that machine")
     noise = table.noise()
     if noise.pairs:

@@ -57,8 +57,8 @@ from particle_nas.search import SearchSettings
 SAMPLERS = tuple(s for s in ENGINE_SAMPLERS if s != "progressive")  # the engines' samplers that draw particles (progressive grows the network, which a table cannot answer)
 STOPPING = ("asha", "mo-asha")  # early stopping rules a sampler may be combined with: "nsga2+mo-asha"
 CHOICES = SAMPLERS + tuple(f"{s}+{rule}" for s in SAMPLERS for rule in STOPPING)
-DEFAULT_SAMPLER = SearchSettings().sampler  # the default search, which the time race is run against
-DEFAULT = ("random", "nsga2", "tpe", "gp", f"{DEFAULT_SAMPLER}+mo-asha", f"{DEFAULT_SAMPLER}+asha")
+ENGINE = SearchSettings()  # the engine's defaults: the default search (which the time race is run against) and early stopping's rungs
+DEFAULT = ("random", "nsga2", "tpe", "gp", f"{ENGINE.sampler}+mo-asha", f"{ENGINE.sampler}+asha")
 REFERENCE_MARGIN = 1.1  # the reference FLOPs: this x the table's largest
 TIME_POINTS = 60  # points of the simulated-time grid
 
@@ -88,7 +88,7 @@ def hypervolume_curve(accuracy: list[float | None], flops: list[float], *, ref_f
     return curve
 
 
-def run_one(table_path: str, *, sampler: str, seed: int, trials: int, population: int, workdir: str, grace_epochs: int = 2, reduction_factor: int = 2) -> dict[str, Any]:
+def run_one(table_path: str, *, sampler: str, seed: int, trials: int, population: int, workdir: str, grace_epochs: int = ENGINE.grace_epochs, reduction_factor: int = ENGINE.reduction_factor) -> dict[str, Any]:
     """One search on the table through the engine the CLI runs; its trials in order (accuracy, flops, simulated seconds)."""
     import optuna
 
@@ -293,7 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--table", required=True, help="a ParticleBench table (bench/particlebench.py generate)")
     parser.add_argument("--out", required=True, help="folder for results.md, results.json, hypervolume.html (.png)")
     parser.add_argument("--samplers", nargs="+", default=list(DEFAULT), choices=CHOICES, help="samplers, SAMPLER+asha or SAMPLER+mo-asha for early stopping (default: %(default)s)")
-    parser.add_argument("--baseline", default=DEFAULT_SAMPLER, help=f"the sampler whose final hypervolume the others race to (default {DEFAULT_SAMPLER}, the default search; the first sampler when absent)")
+    parser.add_argument("--baseline", default=ENGINE.sampler, help=f"the sampler whose final hypervolume the others race to (default {ENGINE.sampler}, the default search; the first sampler when absent)")
     parser.add_argument("--trial-baseline", default="random", help="the sampler whose final hypervolume the others race to in trials (default random)")
     parser.add_argument("--seeds", type=int, default=20, help="seeds per sampler: 0 .. SEEDS-1 (default 20)")
     parser.add_argument("--trials", type=int, default=100, help="trials per search (default 100)")
@@ -304,8 +304,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="trials per search of SAMPLER+RULE (default: --trials); a stopped trial costs a fraction of a full one, so more of them race the others at equal simulated time (the trial columns count the first --trials)",
     )
     parser.add_argument("--population", type=int, default=8, help="NSGA-II generation size (default 8, the quickstart's)")
-    parser.add_argument("--grace-epochs", type=int, default=SearchSettings().grace_epochs, help="early stopping's first rung (search.grace_epochs; default %(default)s, the engine's)")
-    parser.add_argument("--reduction-factor", type=int, default=SearchSettings().reduction_factor, help="early stopping keeps 1/N of a rung (search.reduction_factor; default %(default)s, the engine's)")
+    parser.add_argument("--grace-epochs", type=int, default=ENGINE.grace_epochs, help="early stopping's first rung (search.grace_epochs; default %(default)s, the engine's)")
+    parser.add_argument("--reduction-factor", type=int, default=ENGINE.reduction_factor, help="early stopping keeps 1/N of a rung (search.reduction_factor; default %(default)s, the engine's)")
     parser.add_argument("--jobs", type=int, default=1, help="searches run at once, each in its own process")
     return parser
 
