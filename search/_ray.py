@@ -29,6 +29,7 @@ import sys
 import time
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -40,6 +41,7 @@ from particle_nas.space import NetworkSpec
 
 from ._contract import BASELINE_ATTR, Engine, SearchJob, TrialRecorder, count_finished, fail_stale_trials, make_sampler, sample_network, target_reached, trial_evaluator, warm_up
 from ._early_stopping import EarlyStopping, early_stopping, prior_costs, rung_record, stored_rungs
+from ._layout import RunLayout
 from ._storage import open_storage
 from ._trial import fail_reason
 
@@ -258,6 +260,27 @@ def _check_reachable(address: str) -> None:
         raise ValueError(f"address must be a running Ray head (ray start --head --port {port}), but connecting to {address!r} failed: {err}.") from None
 
 
+def ray_experiment(layout: RunLayout) -> Path | None:
+    """The Tune experiment ``run.json`` names as the last one (``ray_experiment``), to restore; None when it names none.
+
+    A run directory may come from someone else, and ``Tuner.restore`` runs what the
+    experiment it reads holds: the name must resolve to a folder directly inside the
+    run's own ``ray/`` (itself inside the run directory). ``../../elsewhere``, an
+    absolute path, or a symlink pointing out is refused in one line (ValueError).
+    """
+    last = layout.read_run_file().get("ray_experiment")
+    if last is None or last == "":
+        return None
+    experiments = layout.ray_dir
+    where = f"run.json's ray_experiment must name a Tune experiment inside {experiments}, but got {last!r}"
+    if not isinstance(last, str) or "\0" in last:
+        raise ValueError(f"{where}.")
+    path = experiments / last
+    if experiments.resolve().parent != layout.root.resolve() or path.resolve().parent != experiments.resolve():
+        raise ValueError(f"{where} (resolving to {path.resolve()}).")
+    return path
+
+
 class RayEngine(Engine):
     """Ray Tune trials (a local Ray, or the cluster at ``job.address``); the driver holds the study.
 
@@ -275,6 +298,7 @@ class RayEngine(Engine):
 
     def check(self, job: SearchJob) -> None:
         _import_ray()
+        ray_experiment(job.layout)  # a crafted run.json is refused before Ray starts
         if job.address and job.address != "auto":
             _check_reachable(job.address)
 
@@ -295,14 +319,14 @@ class RayEngine(Engine):
                 where = f"the cluster at {job.address!r} (started with `ray start --head`?)" if job.address else "a local Ray instance"
                 raise ValueError(f"the ray backend must reach {where}, but it failed: {' '.join(str(err).split())[:300]}") from None
         try:
-            last = layout.read_run_file().get("ray_experiment")
-            if last and tune.Tuner.can_restore(str(experiments / last)) and (deadline is None or time.time() < deadline):
+            last = ray_experiment(layout)
+            if last is not None and tune.Tuner.can_restore(str(last)) and (deadline is None or time.time() < deadline):
                 try:
-                    tune.Tuner.restore(str(experiments / last), trainable=trainable, resume_unfinished=True, resume_errored=False, restart_errored=False).fit()
+                    tune.Tuner.restore(str(last), trainable=trainable, resume_unfinished=True, resume_errored=False, restart_errored=False).fit()
                 except (KeyboardInterrupt, ValueError):
                     raise
                 except Exception as err:  # the study still holds every told trial: go on from it with a fresh experiment
-                    print(f"particle-nas: restoring Tune experiment {last} failed ({type(err).__name__}); continuing from the study", file=sys.stderr)
+                    print(f"particle-nas: restoring Tune experiment {last.name} failed ({type(err).__name__}); continuing from the study", file=sys.stderr)
             with layout.lock(storage=job.storage):  # asked by the restored run and never told
                 fail_stale_trials(study, mine=True)
             remaining = settings.trials - count_finished(study)
