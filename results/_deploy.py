@@ -28,18 +28,53 @@ FORMATS = ("torchscript", "onnx")
 SUFFIXES = {"torchscript": ".pt", "onnx": ".onnx", "weights": ".safetensors"}
 
 
+class MissingWeightsError(ValueError):
+    """A trial without weights to export: it saved none, or its file is gone (not a file that was refused)."""
+
+
 def trial_weights(study: optuna.Study, number: int, run_dir: str | os.PathLike[str]) -> Path:
-    """The trained weights file of trial ``number``; ValueError naming the trial when it has none."""
+    """The trained weights file of trial ``number``, checked by ``run_weights``.
+
+    MissingWeightsError (a ValueError) when the trial has none or its file is gone;
+    ValueError when the study points at a file that is refused.
+    """
     trials = [t for t in study.get_trials(deepcopy=False) if t.number == int(number)]
     if not trials:
         raise ValueError(f"trial must be in study {study.study_name!r}, but got {number}.")
     relative = trials[0].user_attrs.get(WEIGHTS_ATTR)
     if not relative:
-        raise ValueError(f"trial {number} must have saved weights to export them, but it has none (runs made before weights were saved, or an evaluator that does not save them).")
-    path = Path(run_dir) / str(relative)
-    if not path.is_file():
-        raise ValueError(f"trial {number}'s weights file must exist, but {path} does not.")
-    return path
+        raise MissingWeightsError(f"trial {number} must have saved weights to export them, but it has none (runs made before weights were saved, or an evaluator that does not save them).")
+    return run_weights(run_dir, relative, what=f"trial {number}'s weights")
+
+
+def run_weights(run_dir: str | os.PathLike[str], relative: Any, *, what: str = "weights") -> Path:
+    """``run_dir / relative`` resolved, once checked to be a safetensors file inside the run directory.
+
+    The path comes from the study, and a run directory may come from someone else:
+    a path that resolves outside ``run_dir`` (``../../etc/passwd``, an absolute path,
+    a symlink pointing out), a name not ending in ``.safetensors``, or a file whose
+    safetensors header does not parse (a pickle renamed, which is never unpickled)
+    is refused in one line (ValueError).
+    """
+    where = f"{what} must be a file inside the run directory {run_dir}, but got {relative!r}"
+    if not isinstance(relative, str) or "\0" in relative:
+        raise ValueError(f"{where}.")
+    path = Path(run_dir) / relative
+    resolved = path.resolve()
+    if not resolved.is_relative_to(Path(run_dir).resolve()):
+        raise ValueError(f"{where} (resolving to {resolved}).")
+    if not resolved.is_file():
+        raise MissingWeightsError(f"{what} file must exist, but {path} does not.")
+    if resolved.suffix != SUFFIXES["weights"]:
+        raise ValueError(f"{what} must be a {SUFFIXES['weights']} file, but got {relative!r}.")
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(resolved), framework="pt") as handle:
+            handle.keys()
+    except (SafetensorError, OSError) as err:
+        raise ValueError(f"{what} must load as safetensors, but {path} does not ({' '.join(str(err).split())}).") from None
+    return resolved
 
 
 def load_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:

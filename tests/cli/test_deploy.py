@@ -189,3 +189,89 @@ def test_optuna_dashboard_serves_the_study_as_it_is(dup_run):
         assert len(detail["best_trials"]) >= 1
         page = urllib.request.urlopen(f"{base}/dashboard", timeout=30)
         assert page.status == 200 and b"<html" in page.read().lower()
+
+
+# ---------------------------------------------------------------- a run directory from someone else
+SMALL = particle_nas.NetworkSpec(stem_channels=4, widths=(4, 8), depths=(1, 1), temporal_strides=(1, 1), spatial_strides=(1, 2), clip=(4, 16, 16), num_classes=3)
+
+
+class _Touch:
+    """Unpickling this object creates ``marker``: proof that a file was unpickled."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def crafted_run(root: Path, weights: str) -> Path:
+    """``root/runs/crafted``: one COMPLETE trial whose ``weights`` attribute is ``weights``, as a study from elsewhere could say."""
+    run = root / "runs" / "crafted"
+    (run / "weights").mkdir(parents=True)
+    study = optuna.create_study(study_name="crafted", storage=f"sqlite:///{run}/study.db", directions=["maximize", "minimize"])
+    study.set_user_attr("objectives", [{"name": "accuracy", "direction": "maximize"}, {"name": "flops", "direction": "minimize"}])
+    attrs = dict(particle=SMALL.particle.to_dict(), network=SMALL.to_dict(), accuracy=0.5, flops=1000, params=100, weights=weights)
+    study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.COMPLETE, values=[0.5, 1000], user_attrs=attrs))
+    return run
+
+
+def _export(run: Path, *args: str, capsys) -> tuple[int, list[str]]:
+    from particle_nas.cli import main
+
+    status = main(["export", str(run), *args])
+    return status, capsys.readouterr().err.strip().splitlines()
+
+
+def test_export_copies_a_safetensors_file_of_the_run(tmp_path, capsys):
+    from particle_nas.results._deploy import save_state_dict
+
+    run = crafted_run(tmp_path, "weights/trial-00000.safetensors")
+    model = particle_nas.build_network(SMALL, seed=3)
+    save_state_dict(model, run / "weights/trial-00000.safetensors")
+    status, err = _export(run, "--weights", "--format", "torchscript", capsys=capsys)
+    assert status == 0, err
+    assert (run / "export.safetensors").read_bytes() == (run / "weights/trial-00000.safetensors").read_bytes()
+    assert (run / "export.pt").is_file()
+
+
+@pytest.mark.parametrize("where", ["dotdot", "absolute", "symlink", "symlinked-folder"])
+@pytest.mark.parametrize("flags", [("--weights",), ("--format", "torchscript")])
+def test_export_refuses_weights_outside_the_run(tmp_path, capsys, where, flags):
+    from particle_nas.results._deploy import save_state_dict
+
+    secret = tmp_path / "elsewhere" / "secret.safetensors"  # a real safetensors file: only its place is wrong
+    secret.parent.mkdir()
+    save_state_dict(particle_nas.build_network(SMALL), secret)
+    relative = {"dotdot": "../../elsewhere/secret.safetensors", "absolute": str(secret)}.get(where, "weights/trial-00000.safetensors")
+    run = crafted_run(tmp_path, relative if where != "symlinked-folder" else "linked/secret.safetensors")
+    if where == "symlink":
+        (run / "weights/trial-00000.safetensors").symlink_to(secret)
+    if where == "symlinked-folder":
+        (run / "linked").symlink_to(secret.parent)
+    status, err = _export(run, *flags, capsys=capsys)
+    assert status == 2 and len(err) == 1
+    assert err[0].startswith("particle-nas: error: trial 0's weights must be a file inside the run directory") and "resolving to" in err[0]
+    assert not (run / "export.safetensors").exists() and not (run / "export.pt").exists()
+
+
+@pytest.mark.parametrize("flags", [("--weights",), ("--format", "torchscript")])
+def test_export_never_unpickles_a_file_named_safetensors(tmp_path, capsys, flags):
+    import pickle
+
+    marker = tmp_path / "unpickled"
+    run = crafted_run(tmp_path, "weights/trial-00000.safetensors")
+    (run / "weights/trial-00000.safetensors").write_bytes(pickle.dumps(_Touch(marker)))
+    status, err = _export(run, *flags, capsys=capsys)
+    assert status == 2 and len(err) == 1
+    assert err[0].startswith("particle-nas: error: trial 0's weights must load as safetensors, but ")
+    assert not marker.exists() and not (run / "export.safetensors").exists()
+    pickle.loads((run / "weights/trial-00000.safetensors").read_bytes())  # the crafted file is live: loading it would have left the marker
+    assert marker.exists()
+
+
+def test_export_refuses_weights_that_are_not_safetensors_by_name(tmp_path, capsys):
+    run = crafted_run(tmp_path, "weights/trial-00000.pt")
+    torch.save(particle_nas.build_network(SMALL).state_dict(), run / "weights/trial-00000.pt")
+    status, err = _export(run, "--weights", capsys=capsys)
+    assert status == 2 and err == ["particle-nas: error: trial 0's weights must be a .safetensors file, but got 'weights/trial-00000.pt'."]
