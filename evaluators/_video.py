@@ -15,20 +15,37 @@ Classes are the sorted sub-folder names, or, with ``class_index`` (UCF101's
 lists, in its order (label i is its line i).
 
 Each video is decoded with PyAV, ``T`` frames are sampled evenly over its
-length (repeated when it is shorter) and resized to ``H x W`` RGB. The clips
-go into one uint8 numpy memmap in the cache folder, written once with a
-progress bar; later trials and runs map it without decoding. Files that do
-not decode (corrupt, no video stream, no frames) are skipped and listed in
-``VideoTask.skipped`` and in the cache's index file; they never stop the run.
+length (repeated when it is shorter) and resized to ``H x W`` RGB; only those
+``T`` frames are kept while decoding. Videos are decoded by several processes
+(every core by default) with a progress bar, and the clips that decode go into
+one uint8 numpy memmap in the cache folder (training clips, then validation
+clips, so each split is a view of it). The cache is built once: a process
+checks the free disk space first, takes a lock beside the cache, writes under a
+unique temporary name and publishes by rename (the data, then its index); others
+wait for the lock and map what it wrote; later trials and runs map the file
+without decoding. Files that do not decode (corrupt, no video stream, no frames)
+are skipped and listed in ``VideoTask.skipped`` and in the cache's index file;
+they never stop the run.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import errno
+import fcntl
 import hashlib
+import itertools
 import json
+import multiprocessing
 import os
+import secrets
+import socket
 import sys
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,7 +57,7 @@ from particle_nas.space import SpecError, check_clip, check_int, check_number
 from ._data import ClipSet, TaskShape
 
 VIDEO_EXTENSIONS: tuple[str, ...] = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".mpg", ".mpeg", ".m4v")
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: only the clips that decode are stored, so a split's rows stay one block
 
 
 @dataclass(frozen=True)
@@ -203,33 +220,133 @@ def check_video_split(config: VideoFolderConfig) -> tuple[list[tuple[str, int]],
 
 
 # ---------------------------------------------------------------- decoding
-def decode_clip(path: str | Path, clip: tuple[int, int, int]) -> np.ndarray:
+def decode_clip(path: str | Path, clip: tuple[int, int, int], *, threads: int = 0) -> np.ndarray:
     """``T`` frames sampled evenly over the video at ``path``, resized to H x W RGB: uint8 (3, T, H, W).
 
-    Raises ValueError when the file does not decode or has no video frames.
+    Frames are decoded in order and only the ``T`` the clip takes are converted
+    and kept, so memory is bounded by the clip, not by the video's length. Which
+    frames those are follows from the stream's frame count (or its duration times
+    its frame rate); when the decoded count differs (no count in the container, a
+    wrong one), the video is decoded a second time knowing the true count.
+    ``threads``: the decoder's threads (0: FFmpeg's choice). Raises ValueError
+    when the file does not decode or has no video frames.
     """
     try:
         import av
     except ImportError:  # pragma: no cover - depends on the environment
         raise ImportError("reading video folders needs PyAV: pip install av") from None
-    frames, height, width = clip
-    images = []
     try:
-        with av.open(str(path)) as container:
-            if not container.streams.video:
-                raise ValueError("no video stream")
-            stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
-            for frame in container.decode(stream):
-                images.append(frame.to_ndarray(width=width, height=height, format="rgb24"))
+        frames, count = _sample_frames(av, path, clip, None, threads=threads)
+        if frames is None:  # the count the container stated was not the decoded one
+            frames, again = _sample_frames(av, path, clip, count, threads=threads)
+            if frames is None:
+                raise ValueError(f"decoded {count} frames, then {again}")
     except ValueError:
         raise
     except Exception as err:  # av.error.*, OSError, ...: a file we cannot read
         raise ValueError(f"{type(err).__name__}: {err}".splitlines()[0]) from None
-    if not images:
+    return frames.transpose(3, 0, 1, 2).copy()  # (3, T, H, W)
+
+
+def _sample_frames(av, path: str | Path, clip: tuple[int, int, int], count: int | None, *, threads: int) -> tuple[np.ndarray | None, int]:
+    """(T x H x W x 3 frames at the even positions for ``count`` frames, the number decoded); None when ``count`` was not that number.
+
+    ``count`` None: the count the container states.
+    """
+    length, height, width = clip
+    with av.open(str(path)) as container:
+        if not container.streams.video:
+            raise ValueError("no video stream")
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        stream.codec_context.thread_count = threads
+        if count is None:
+            count = _stated_frames(stream, container.duration)
+        wanted: dict[int, list[int]] = {}  # frame number -> the clip's slots it fills (several when the video is shorter than the clip)
+        for slot, index in enumerate(np.linspace(0, count - 1, length).round().astype(int).tolist() if count > 0 else ()):
+            wanted.setdefault(index, []).append(slot)
+        frames = np.empty((length, height, width, 3), dtype=np.uint8)
+        decoded = 0
+        for frame in container.decode(stream):
+            slots = wanted.get(decoded)
+            if slots:
+                frames[slots] = frame.to_ndarray(width=width, height=height, format="rgb24")
+            decoded += 1
+    if decoded == 0:
         raise ValueError("no decodable frames")
-    index = np.linspace(0, len(images) - 1, frames).round().astype(int)
-    return np.stack([images[i] for i in index]).transpose(3, 0, 1, 2).copy()  # (3, T, H, W)
+    return (frames if decoded == count else None), decoded
+
+
+def _stated_frames(stream, container_duration: int | None) -> int:
+    """The frame count a stream states: its own, or its duration times its frame rate (0 when neither is known)."""
+    if stream.frames > 0:
+        return int(stream.frames)
+    rate = stream.average_rate or stream.guessed_rate
+    if stream.duration and stream.time_base:
+        seconds = float(stream.duration * stream.time_base)
+    else:
+        seconds = container_duration / 1_000_000 if container_duration else 0.0  # av.time_base: microseconds
+    return round(seconds * float(rate)) if rate else 0
+
+
+def _decode_or_reason(path: str, clip: tuple[int, int, int], threads: int) -> np.ndarray | str:
+    """``decode_clip``, or why the file does not decode (what a decoding process sends back)."""
+    try:
+        return decode_clip(path, clip, threads=threads)
+    except ValueError as err:
+        return str(err)
+
+
+def _all_cores() -> int:
+    """Decoding processes by default: every core this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _decoded(paths: list[str], clip: tuple[int, int, int], *, workers: int, progress: bool, desc: str) -> Iterator[np.ndarray | str]:
+    """``_decode_or_reason`` of every path, in order, by ``workers`` processes (spawned), with a progress bar.
+
+    At most a few clips per process wait to be taken, whatever the number of videos.
+    """
+    from tqdm.auto import tqdm
+
+    workers = min(workers, len(paths))
+    bar = tqdm(total=len(paths), desc=desc, unit="video", disable=not progress, file=sys.stderr, dynamic_ncols=True)
+    try:
+        if workers <= 1 or multiprocessing.current_process().daemon:  # a daemonic process may not start others
+            for path in paths:
+                yield _decode_or_reason(path, clip, 0)
+                bar.update()
+            return
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+        try:
+            todo = iter(paths)
+            pending = deque(pool.submit(_decode_or_reason, path, clip, 1) for path in itertools.islice(todo, 4 * workers))
+            while pending:
+                result = pending.popleft().result()
+                for path in itertools.islice(todo, 1):
+                    pending.append(pool.submit(_decode_or_reason, path, clip, 1))
+                yield result
+                bar.update()
+        except BrokenProcessPool as err:
+            raise ValueError(f"a video decoding process died ({err}); decode with workers=1 to find the file") from None
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+    finally:
+        bar.close()
+
+
+def _kept_clips(config: VideoFolderConfig, entries: list[tuple[str, int]], ok: np.ndarray, skipped: list[str], *, workers: int, progress: bool) -> Iterator[np.ndarray]:
+    """The clips of the entries that decode, in order; sets ``ok`` and names each skipped file (in ``skipped`` and on stderr)."""
+    root = Path(config.root)
+    paths = [str(root / rel) for rel, _ in entries]
+    for i, result in enumerate(_decoded(paths, config.clip, workers=workers, progress=progress, desc=f"decoding {root.name}")):
+        rel = entries[i][0]
+        if isinstance(result, str):
+            skipped.append(rel)
+            print(f"particle-nas: skipped {rel}: {result}", file=sys.stderr)
+        else:
+            ok[i] = True
+            yield result
 
 
 def _digest(config: VideoFolderConfig, entries: list[tuple[str, int]]) -> str:
@@ -245,14 +362,148 @@ def _digest(config: VideoFolderConfig, entries: list[tuple[str, int]]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+# ---------------------------------------------------------------- the cache on disk
+# video-<digest>.u8    the clips that decode, in the split's order (training, then validation), uint8 (3, T, H, W) each
+# video-<digest>.json  which files decoded; published after the data, so its presence means the data is whole
+# video-<digest>.lock  held (flock) by the process that builds the cache; the others wait, then map it
+
+
+def _open_cache(index_path: Path, data_path: Path, n_entries: int, shape_one: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]] | None:
+    """(clips, ok, skipped) of a finished cache, mapped copy-on-write; None when there is none (or it is not whole)."""
+    index = _read_index(index_path)
+    if index is None or len(index.get("ok", ())) != n_entries:
+        return None
+    ok = np.array(index["ok"], dtype=bool)
+    shape = (int(ok.sum()), *shape_one)
+    try:
+        if data_path.stat().st_size != int(np.prod(shape)):
+            return None
+    except OSError:
+        return None
+    clips = np.memmap(data_path, dtype=np.uint8, mode="c", shape=shape) if shape[0] else np.zeros(shape, dtype=np.uint8)
+    return clips, ok, tuple(index["skipped"])
+
+
+def _read_index(path: Path) -> dict | None:
+    try:
+        index = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return index if isinstance(index, dict) and index.get("version") == CACHE_VERSION else None
+
+
+@contextmanager
+def _build_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive flock on ``path`` (waiting for the process that holds it), released on leaving.
+
+    On NFS, Linux emulates flock with POSIX byte-range locks, so the lock holds
+    across machines too. Where no lock can be taken (a filesystem mounted without
+    locking), the cache is built anyway: unique temporary names and the order of
+    publication keep it correct, at the cost of decoding more than once.
+    """
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                print(f"particle-nas: waiting for another process to finish the video cache ({path.name})", file=sys.stderr)
+                fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError as err:
+            print(f"particle-nas: cannot lock {path} ({err.strerror or err}); building the video cache without a lock", file=sys.stderr)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _free_bytes(folder: Path) -> int:
+    st = os.statvfs(folder)
+    return st.f_bavail * st.f_frsize
+
+
+def _space_message(needed: int, folder: Path) -> str:
+    return f"video cache needs {needed} bytes in {folder}, but only {_free_bytes(folder)} bytes are free."
+
+
+def _tmp_name(target: Path) -> Path:
+    """A temporary name beside ``target`` that no other process (on this machine or another) uses."""
+    return target.with_name(f"{target.name}.{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}.tmp")
+
+
+def _remove_dead_tmp(folder: Path, digest: str) -> None:
+    """Remove the temporary files of builders on this machine that died (a kill leaves them)."""
+    host = socket.gethostname()
+    for path in folder.glob(f"video-{digest}.*.tmp"):
+        owner = path.name.split(".")[-2].rsplit("-", 2)
+        if len(owner) != 3 or owner[0] != host or not owner[1].isdigit():
+            continue
+        try:
+            os.kill(int(owner[1]), 0)
+        except ProcessLookupError:
+            path.unlink(missing_ok=True)
+        except OSError:
+            pass  # alive (another user's)
+
+
+def _publish(target: Path, chunks: Iterable[bytes | np.ndarray]) -> None:
+    """Write ``chunks`` to a unique temporary file beside ``target``, then rename it onto ``target``; on any failure, remove it."""
+    tmp = _tmp_name(target)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        try:
+            for chunk in chunks:
+                view = memoryview(chunk).cast("B")
+                while view:
+                    view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _build_cache(config: VideoFolderConfig, entries: list[tuple[str, int]], index_path: Path, data_path: Path, *, workers: int, progress: bool) -> None:
+    """Decode the entries into ``data_path``, then write ``index_path``: each published whole, by rename, the data first."""
+    folder = data_path.parent
+    needed = len(entries) * int(np.prod((3, *config.clip)))
+    if _free_bytes(folder) < needed:
+        raise ValueError(_space_message(needed, folder))
+    ok = np.zeros(len(entries), dtype=bool)
+    skipped: list[str] = []
+    try:
+        _publish(data_path, _kept_clips(config, entries, ok, skipped, workers=workers, progress=progress))
+        index = {"version": CACHE_VERSION, "ok": ok.tolist(), "skipped": skipped, "files": [rel for rel, _ in entries]}
+        _publish(index_path, [json.dumps(index).encode()])
+    except OSError as err:
+        if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        raise ValueError(_space_message(needed, folder)) from None
+
+
+def _decode_in_memory(config: VideoFolderConfig, entries: list[tuple[str, int]], *, workers: int, progress: bool) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+    ok = np.zeros(len(entries), dtype=bool)
+    skipped: list[str] = []
+    clips = np.zeros((len(entries), 3, *config.clip), dtype=np.uint8)
+    rows = 0
+    for rows, clip in enumerate(_kept_clips(config, entries, ok, skipped, workers=workers, progress=progress), start=1):
+        clips[rows - 1] = clip
+    return clips[:rows], ok, tuple(skipped)
+
+
 _MEMORY: dict[tuple[VideoFolderConfig, str | None], VideoTask] = {}
 
 
-def load_video_task(config: VideoFolderConfig, *, cache_dir: str | Path | None = None, progress: bool = True) -> VideoTask:
+def load_video_task(config: VideoFolderConfig, *, cache_dir: str | Path | None = None, progress: bool = True, workers: int | None = None) -> VideoTask:
     """Decode the videos of ``config`` once (into ``cache_dir/video-<digest>.u8`` when given) and map them.
 
     Calls with the same config in one process return the same task; with a
-    ``cache_dir``, later processes read the memmap and decode nothing.
+    ``cache_dir``, later processes read the memmap and decode nothing. Processes
+    that ask at once (local workers, Ray actors, machines sharing the folder)
+    build it once: one holds the folder's lock and decodes, the others wait and
+    map what it wrote. ``workers``: decoding processes (default: every core);
+    the cache is the same whatever their number.
     """
     key = (config, None if cache_dir is None else str(cache_dir))
     if key in _MEMORY:
@@ -261,77 +512,37 @@ def load_video_task(config: VideoFolderConfig, *, cache_dir: str | Path | None =
     entries = train_entries + val_entries
     if not train_entries or not val_entries:
         raise ValueError(f"{config.root}: the split has {len(train_entries)} training and {len(val_entries)} validation videos; both must be non-empty.")
-    digest = _digest(config, entries)
+    if workers is None:
+        workers = _all_cores()
+    check_int("load_video_task.workers", workers, low=1)
     shape_one = (3, *config.clip)
-    index_path = data_path = None
-    clips = None
-    if cache_dir is not None:
+    if cache_dir is None:
+        clips, ok, skipped = _decode_in_memory(config, entries, workers=workers, progress=progress)
+    else:
         folder = Path(cache_dir)
         folder.mkdir(parents=True, exist_ok=True)
+        digest = _digest(config, entries)
         index_path, data_path = folder / f"video-{digest}.json", folder / f"video-{digest}.u8"
-        index = _read_index(index_path)
-        if index is not None and data_path.is_file() and data_path.stat().st_size == len(entries) * int(np.prod(shape_one)):
-            clips = np.memmap(data_path, dtype=np.uint8, mode="c", shape=(len(entries), *shape_one))
-            ok = np.array(index["ok"], dtype=bool)
-            skipped = tuple(index["skipped"])
-    if clips is None:
-        clips, ok, skipped = _decode_all(config, entries, data_path, progress=progress)
-        if index_path is not None:
-            tmp = index_path.with_suffix(".tmp")
-            tmp.write_text(json.dumps({"version": CACHE_VERSION, "ok": ok.tolist(), "skipped": list(skipped), "files": [e[0] for e in entries]}))
-            os.replace(tmp, index_path)
+        cached = _open_cache(index_path, data_path, len(entries), shape_one)
+        if cached is None:
+            with _build_lock(folder / f"video-{digest}.lock"):
+                cached = _open_cache(index_path, data_path, len(entries), shape_one)  # built while this process waited
+                if cached is None:
+                    _remove_dead_tmp(folder, digest)
+                    _build_cache(config, entries, index_path, data_path, workers=workers, progress=progress)
+                    cached = _open_cache(index_path, data_path, len(entries), shape_one)
+            if cached is None:
+                raise ValueError(f"{data_path} must hold the video cache just written, but it does not (was it removed?).")
+        clips, ok, skipped = cached
     labels = torch.tensor([label for _, label in entries], dtype=torch.int64)
-    data = torch.from_numpy(clips) if not isinstance(clips, torch.Tensor) else clips
+    data = torch.from_numpy(clips)
     n_train = len(train_entries)
-    keep_train = torch.from_numpy(np.flatnonzero(ok[:n_train]))
-    keep_val = torch.from_numpy(np.flatnonzero(ok[n_train:]) + n_train)
-    if keep_train.numel() == 0 or keep_val.numel() == 0:
-        raise ValueError(f"{config.root}: no decodable {'training' if keep_train.numel() == 0 else 'validation'} video ({len(skipped)} skipped).")
-    train = ClipSet(clips=_rows(data, keep_train), labels=labels[keep_train])
-    val = ClipSet(clips=_rows(data, keep_val), labels=labels[keep_val])
+    train_rows = int(ok[:n_train].sum())  # the rows hold the clips that decoded: training ones, then validation ones
+    if train_rows == 0 or train_rows == len(data):
+        raise ValueError(f"{config.root}: no decodable {'training' if train_rows == 0 else 'validation'} video ({len(skipped)} skipped).")
+    kept = torch.from_numpy(np.flatnonzero(ok))
+    train = ClipSet(clips=data[:train_rows], labels=labels[kept[:train_rows]])  # views of the memmap: nothing is copied
+    val = ClipSet(clips=data[train_rows:], labels=labels[kept[train_rows:]])
     task = VideoTask(config=config, train=train, val=val, skipped=skipped)
     _MEMORY[key] = task
     return task
-
-
-def _rows(data: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-    """The kept rows; a view (no copy) when they form one contiguous block."""
-    if keep.numel() and int(keep[-1]) - int(keep[0]) + 1 == keep.numel():
-        return data[int(keep[0]) : int(keep[-1]) + 1]
-    return data[keep]
-
-
-def _read_index(path: Path) -> dict | None:
-    try:
-        index = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return index if index.get("version") == CACHE_VERSION else None
-
-
-def _decode_all(config: VideoFolderConfig, entries: list[tuple[str, int]], data_path: Path | None, *, progress: bool) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
-    from tqdm.auto import tqdm
-
-    shape = (len(entries), 3, *config.clip)
-    if data_path is not None:
-        tmp = data_path.with_suffix(".tmp")
-        clips = np.memmap(tmp, dtype=np.uint8, mode="w+", shape=shape)
-    else:
-        tmp = None
-        clips = np.zeros(shape, dtype=np.uint8)
-    ok = np.zeros(len(entries), dtype=bool)
-    skipped = []
-    root = Path(config.root)
-    for i, (rel, _) in enumerate(tqdm(entries, desc=f"decoding {root.name}", unit="video", disable=not progress, file=sys.stderr, dynamic_ncols=True)):
-        try:
-            clips[i] = decode_clip(root / rel, config.clip)
-            ok[i] = True
-        except ValueError as err:
-            skipped.append(rel)
-            print(f"particle-nas: skipped {rel}: {err}", file=sys.stderr)
-    if tmp is not None:
-        clips.flush()
-        del clips
-        os.replace(tmp, data_path)
-        clips = np.memmap(data_path, dtype=np.uint8, mode="c", shape=shape)
-    return clips, ok, tuple(skipped)

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 from particle_nas.evaluators import SyntheticConfig, TrainConfig
@@ -38,3 +40,28 @@ def make_tiny_spec(particle: ParticleSpec | None = None, *, num_classes: int = 4
 @pytest.fixture
 def tiny_spec() -> Callable[..., NetworkSpec]:
     return make_tiny_spec
+
+
+def write_video(path: Path, *, direction: int = 1, codec: str = "mpeg4", frames: int = 12, size: int = 32, rate: int = 12) -> None:
+    """A bright square crossing a dark frame left to right (direction 1) or right to left (-1), encoded with PyAV."""
+    import av
+
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream(codec, rate=rate)
+        stream.width = stream.height = size
+        stream.pix_fmt = "yuvj420p" if codec == "mjpeg" else "yuv420p"
+        for i in range(frames):
+            image = np.full((size, size, 3), 20, dtype=np.uint8)
+            x = 2 + (size - 12) * i // max(1, frames - 1)
+            x = x if direction > 0 else size - 10 - x
+            image[size * 3 // 8 : size * 5 // 8, x : x + 8] = 230
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+@pytest.fixture(scope="session")
+def video_writer() -> Callable[..., None]:
+    """``write_video``: real encoded videos for the video folder tests."""
+    return write_video

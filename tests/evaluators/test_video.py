@@ -19,35 +19,17 @@ from particle_nas.space import SpecError
 
 av = pytest.importorskip("av", reason="the video folder tests need PyAV (pip install av)")
 
-SIZE = 32  # encoded frame size (even, as the codecs want)
 FRAMES = 12
 
 
-def _write_video(path: Path, *, direction: int, codec: str, frames: int = FRAMES) -> None:
-    """A bright square crossing a dark frame left to right (direction 1) or right to left (-1)."""
-    with av.open(str(path), mode="w") as container:
-        stream = container.add_stream(codec, rate=12)
-        stream.width = stream.height = SIZE
-        stream.pix_fmt = "yuvj420p" if codec == "mjpeg" else "yuv420p"
-        for i in range(frames):
-            image = np.full((SIZE, SIZE, 3), 20, dtype=np.uint8)
-            x = 2 + (SIZE - 12) * i // (frames - 1)
-            x = x if direction > 0 else SIZE - 10 - x
-            image[12:20, x : x + 8] = 230
-            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-
-
 @pytest.fixture(scope="module")
-def video_root(tmp_path_factory) -> Path:
+def video_root(tmp_path_factory, video_writer) -> Path:
     """Two classes of three real encoded videos each (mp4 with mpeg4 and h264, avi with mjpeg), plus a corrupt file."""
     root = tmp_path_factory.mktemp("videos")
     for cls, direction in (("left", -1), ("right", 1)):
         (root / cls).mkdir()
         for j, (codec, ext) in enumerate((("mpeg4", "mp4"), ("libx264", "mp4"), ("mjpeg", "avi"))):
-            _write_video(root / cls / f"{cls}_{j}.{ext}", direction=direction, codec=codec, frames=FRAMES + 3 * j)
+            video_writer(root / cls / f"{cls}_{j}.{ext}", direction=direction, codec=codec, frames=FRAMES + 3 * j)
     (root / "right" / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 this is not a video" * 20)
     (root / "notes.txt").write_text("files at the top level are ignored")
     return root
