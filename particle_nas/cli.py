@@ -45,7 +45,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
     run_dir = Path(args.run)
     started = read_run_file(run_dir)
-    study = open_run(run_dir)
+    study = open_run(run_dir, storage=args.storage)
     raw = study.user_attrs.get("config")
     if not isinstance(raw, dict):
         raise ValueError(f"{run_dir} must hold a study made by particle-nas search (its config is stored on the study), but it has none.")
@@ -54,7 +54,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     workers = args.workers if args.workers is not None else started.get("workers")
     address = args.address if args.address is not None else started.get("address")
     gpus = args.gpus if args.gpus is not None else started.get("gpus")
-    return _search(config, run_dir=run_dir, workers=workers, storage=None, address=address, backend=None, gpus=gpus, progress=not args.no_progress, resume_hint=f"particle-nas resume {run_dir}")
+    return _search(config, run_dir=run_dir, workers=workers, storage=args.storage, address=address, backend=None, gpus=gpus, progress=not args.no_progress, resume_hint=f"particle-nas resume {run_dir}")
 
 
 def _search(config, *, run_dir: Path, workers: int | None, storage: str | None, address: str | None, backend: str | None, gpus, progress: bool, resume_hint: str) -> int:
@@ -62,7 +62,7 @@ def _search(config, *, run_dir: Path, workers: int | None, storage: str | None, 
 
     from particle_nas.config import make_evaluator
     from particle_nas.results import baseline_lines, open_run, trials_table, write_run_outputs, write_trials_csv
-    from particle_nas.search import RunLayout, SearchJob, log_to_file, run
+    from particle_nas.search import RunLayout, SearchJob, log_to_file, run, shown_location
 
     if backend is not None and backend != config.search.backend:
         config = dataclasses.replace(config, search=dataclasses.replace(config.search, backend=backend))
@@ -99,7 +99,7 @@ def _search(config, *, run_dir: Path, workers: int | None, storage: str | None, 
         gpus=gpus,
     )
     summary = run(job, progress=progress)
-    study = open_run(run_dir, study_name=config.name)
+    study = open_run(run_dir, study_name=config.name, storage=summary.storage)
     if summary.complete:
         outputs = write_run_outputs(study, run_dir, pick=config.search.export)
         print(f"wrote {outputs.trials_csv}, {outputs.pareto_html}, {outputs.dashboard_html}, {outputs.best_yaml}")
@@ -115,7 +115,7 @@ def _search(config, *, run_dir: Path, workers: int | None, storage: str | None, 
         print(f"baselines: {summary.baselines} baselines + {summary.finished - summary.baselines} searched")
         for line in baseline_lines(trials_table(study)):
             print(f"  {line}")
-    print(f"optuna-dashboard {summary.storage}")
+    print(f"optuna-dashboard {shown_location(summary.storage)}")
     if summary.interrupted:
         print(f"particle-nas: interrupted; completed trials are saved. To continue: {resume_hint}", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -277,6 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
     rs.add_argument("--workers", type=int, help="worker processes / concurrent trials (default: as the run was started)")
     rs.add_argument("--address", help="ray: HOST:PORT of a running cluster (default: as the run was started)")
     rs.add_argument("--gpus", help="optuna: the GPUs the workers spread over, e.g. 0,1 (default: as the run was started)")
+    rs.add_argument("--storage", help="the run's PostgreSQL URL with its password (run.json keeps the URL without it; or set PARTICLE_NAS_STORAGE, PGPASSWORD or ~/.pgpass: docs/postgres.md); another database is refused")
     rs.add_argument("--no-progress", action="store_true", help="no progress bar")
     rs.set_defaults(func=cmd_resume)
 

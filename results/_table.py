@@ -57,29 +57,45 @@ COLUMNS: tuple[str, ...] = (
 
 # ---------------------------------------------------------------- opening a run
 def _study_names(db: Path) -> list[str]:
-    """Study names in an Optuna SQLite file, read without creating or migrating anything."""
+    """Study names in an Optuna SQLite file, read without creating or migrating anything.
+
+    The file is opened read-write (``mode=rw`` never creates one): a writer
+    killed in the middle of a transaction leaves a hot rollback journal
+    (``study.db-journal``), and only a connection that may write rolls it back,
+    which SQLite does on the first read. A read-only connection would refuse
+    the file until then. Where the file cannot be written, it is read
+    read-only, which works unless such a journal waits to be rolled back.
+    """
+    journal = db.with_name(db.name + "-journal")
+    writable = os.access(db, os.W_OK) and os.access(db.parent, os.W_OK)
     try:
-        with closing(sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True)) as conn:
+        with closing(sqlite3.connect(f"{db.resolve().as_uri()}?mode={'rw' if writable else 'ro'}", uri=True)) as conn:
             rows = conn.execute("SELECT study_name FROM studies ORDER BY study_id").fetchall()
     except sqlite3.DatabaseError as err:
+        if not writable and journal.is_file() and journal.stat().st_size > 0:
+            raise ValueError(
+                f"{db} must be writable to be read: a process stopped in the middle of writing it left {journal.name}, which "
+                f"SQLite rolls back on the next read-write open (every complete trial is kept); make {db.parent} writable ({err})."
+            ) from None
         raise ValueError(f"{db} must be an Optuna study database, but reading it failed: {err}.") from None
     return [name for (name,) in rows]
 
 
-def open_run(run_dir: str | os.PathLike[str], *, study_name: str | None = None) -> optuna.Study:
+def open_run(run_dir: str | os.PathLike[str], *, study_name: str | None = None, storage: str | None = None) -> optuna.Study:
     """Load the Optuna study of a run directory (``runs/NAME/study.db``, ``study.journal``, or run.json's storage URL).
 
     The study name defaults to the directory name; when that name is not in the
     file but the file holds exactly one study, that study is used (a renamed
-    run directory still opens). The file is checked read-only first, so a
-    wrong path never creates an empty database.
+    run directory still opens). The file is checked first (never created), so a
+    wrong path never creates an empty database. ``storage``: the URL of the
+    run's database with its password (run.json keeps none; see ``RunLayout.storage``).
     """
     import optuna
 
     run = Path(run_dir)
     layout = RunLayout(run)
     db = layout.study_db
-    location = layout.other_storage()
+    location = layout.other_storage(url=storage)
     if location is not None:
         other = open_storage(location)  # a journal file (several workers) or a database URL named in run.json
         names = [s.study_name for s in optuna.get_all_study_summaries(storage=other, include_best_trial=False)]

@@ -16,7 +16,7 @@ from ._progressive import ProgressiveEngine
 from ._ray import RayEngine
 from ._run import engine_for, run, run_search
 from ._settings import BACKENDS, EARLY_STOPPING, RESUMABLE, SAMPLERS, SearchSettings
-from ._storage import open_storage
+from ._storage import STORAGE_ENV, open_storage, recover_journal, shown_location, without_password
 from ._trial import INTERRUPTED, Evaluator, evaluation_record, objective_values, score_particle
 
 __all__ = [
@@ -34,6 +34,7 @@ __all__ = [
     "RayEngine",
     "RunLayout",
     "SAMPLERS",
+    "STORAGE_ENV",
     "STUDY_DB",
     "STUDY_JOURNAL",
     "SearchJob",
@@ -52,10 +53,13 @@ __all__ = [
     "promote",
     "rank_order",
     "read_run_file",
+    "recover_journal",
     "resolve_storage",
     "run",
     "run_search",
     "score_particle",
+    "shown_location",
     "suggest",
+    "without_password",
     "write_run_file",
 ]

@@ -34,7 +34,7 @@ from particle_nas.space import cost as analytic_cost
 
 from ._layout import RunLayout
 from ._settings import RESUMABLE, SearchSettings
-from ._storage import open_storage, worker_alive, worker_id
+from ._storage import open_storage, worker_alive, worker_id, without_password
 from ._trial import DESCRIPTIVE_ATTRS, INTERRUPTED, Evaluator, fail_reason, objective_values, score_particle
 
 _log = logging.getLogger("particle_nas.search")
@@ -88,7 +88,7 @@ class Engine(ABC):
         train = getattr(job.evaluator, "train", None)
         asked = {"device": train.device, "precision": train.precision} if train is not None and hasattr(train, "precision") else {}
         return {
-            "backend": job.settings.backend, "workers": job.workers, **({"storage": job.storage} if job.storage else {}),
+            "backend": job.settings.backend, "workers": job.workers, **({"storage": without_password(job.storage)} if job.storage else {}),
             **asked, "gpus": list(job.gpus) if job.gpus else None, "trials_per_gpu": job.settings.trials_per_gpu,
         }  # fmt: skip
 

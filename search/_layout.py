@@ -125,13 +125,25 @@ class RunLayout:
     def storage(self, *, url: str | None = None, workers: int = 1) -> str:
         """The storage location of the run: a database URL or the path of a journal file.
 
-        An explicit ``url`` (or the one ``run.json`` names) wins. Otherwise an
-        existing ``study.journal`` or ``study.db`` is used as it is; a new run gets
-        a journal when several workers will write to it, else SQLite. Several
-        workers on an existing SQLite study are refused: SQLite is not safe for
-        concurrent writers.
+        A run keeps the study it was started with: the database run.json names
+        (its password from ``url``, $PARTICLE_NAS_STORAGE or where libpq looks:
+        run.json keeps none), else an existing ``study.journal`` or ``study.db``.
+        A ``url`` naming another study than the one the run holds is refused (a
+        second study in one run directory would overwrite the first's weights).
+        A new run uses ``url``, else a journal when several workers will write
+        to it, else SQLite. Several workers on a SQLite study are refused:
+        SQLite is not safe for concurrent writers.
         """
-        url = url or self.read_run_file().get("storage")
+        from ._storage import shown_location, with_password
+
+        stored = self.read_run_file().get("storage")
+        if stored:
+            url = with_password(str(stored), url)
+        elif url and self.held_study() is not None and url not in (self.sqlite_url(), str(self.study_journal)):
+            raise ValueError(
+                f"storage must be left out for {self.root}, which holds its study in {self.held_study().name}, but got {shown_location(url)}; "
+                "use --name for a new run."
+            )
         if url:
             if str(url).startswith("sqlite") and workers > 1:
                 raise ValueError(f"workers must be 1 with a SQLite storage (several writers on one SQLite file are unsafe), but got {workers}; use a PostgreSQL URL or leave --storage out for a journal file.")
@@ -147,11 +159,18 @@ class RunLayout:
             return self.sqlite_url()
         return str(self.study_journal) if workers > 1 else self.sqlite_url()
 
-    def other_storage(self) -> str | None:
-        """The location of a study kept in a journal file or a database named by run.json; None for study.db (or nothing)."""
+    def held_study(self) -> Path | None:
+        """The study file in the run directory (``study.journal`` or ``study.db``), None when it has neither."""
+        return next((path for path in (self.study_journal, self.study_db) if path.is_file()), None)
+
+    def other_storage(self, *, url: str | None = None) -> str | None:
+        """The location of a study kept in a journal file or a database named by run.json; None for study.db (or nothing).
+
+        ``url``: the database URL with its password (see ``storage``).
+        """
         if not self.study_journal.is_file() and not self.run_file.is_file():
             return None
-        location = self.storage()
+        location = self.storage(url=url)
         return None if location.startswith("sqlite") else location
 
     @contextlib.contextmanager

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import sys
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -19,6 +20,57 @@ import optuna
 
 def is_url(location: str) -> bool:
     return "://" in location
+
+
+STORAGE_ENV = "PARTICLE_NAS_STORAGE"  # a database URL with its password, for a run whose run.json names that database
+
+
+def _split_password(location: str) -> tuple[str, str | None]:
+    """(the location without its password, the password or None); a path or a URL that SQLAlchemy cannot parse is kept as it is."""
+    if not is_url(location):
+        return location, None
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        url = make_url(location)
+    except ArgumentError:
+        return location, None
+    if url.password is None:
+        return location, None
+    return url._replace(password=None).render_as_string(hide_password=False), str(url.password)  # URL.set leaves a None as it was
+
+
+def without_password(location: str) -> str:
+    """``location`` with no password: what run.json keeps (libpq then reads PGPASSWORD or ~/.pgpass)."""
+    return _split_password(location)[0]
+
+
+def shown_location(location: str) -> str:
+    """``location`` for people: a URL's password written ``***`` (terminal, logs, pages)."""
+    if _split_password(location)[1] is None:
+        return location
+    from sqlalchemy.engine import make_url
+
+    return make_url(location).render_as_string(hide_password=True)
+
+
+def with_password(stored: str, given: str | None = None) -> str:
+    """The stored (password-less) location, with the password of ``given`` or of $PARTICLE_NAS_STORAGE when either names the same database.
+
+    ``given`` (``--storage``) naming another database is a ValueError: a run
+    directory holds one study, and a second one in it would overwrite the
+    first's weights. Without either, the stored URL is used as it is, and the
+    database driver looks for the password where libpq does (PGPASSWORD, ~/.pgpass).
+    """
+    if given is not None:
+        if without_password(given) != without_password(stored):
+            raise ValueError(f"storage must be the one this run was started with ({shown_location(stored)}), but got {shown_location(given)}; use --name for a new run.")
+        return given
+    env = os.environ.get(STORAGE_ENV)
+    if env and without_password(env) == without_password(stored):
+        return env
+    return stored
 
 
 # Opening a new study database creates its schema; a second process opening it at that moment (optuna-dashboard,
@@ -41,7 +93,69 @@ def open_storage(location: str) -> optuna.storages.BaseStorage:
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
 
+    recover_journal(location)
     return JournalStorage(JournalFileBackend(location))
+
+
+def recover_journal(path: str | os.PathLike[str]) -> int:
+    """Drop the torn last record of a journal file (a writer killed mid-write); the bytes dropped (0: it was whole).
+
+    Optuna appends each batch of records as complete lines, under the journal's
+    lock (a ``.lock`` symlink beside the file). A writer killed in the middle of
+    an append (SIGKILL, a full disk) leaves a last line without its newline:
+    Optuna skips it when reading, but the next append would glue a new record
+    to it, and that journal could never be read again. The fragment is cut off
+    under the same lock, so a live writer's append is never mistaken for one,
+    with a one-line warning on stderr. A broken line before the last one is
+    a ValueError naming it: that journal was damaged by something else.
+    """
+    from optuna.storages.journal import JournalFileSymlinkLock
+
+    path = Path(path)
+    if not path.is_file() or path.stat().st_size == 0:
+        return 0
+    lock = JournalFileSymlinkLock(str(path))  # the lock JournalFileBackend takes by default, so appends and this exclude each other
+    lock.acquire()
+    try:
+        with open(path, "rb+") as handle:
+            size = handle.seek(0, os.SEEK_END)
+            keep = _last_line_end(handle, size)
+            if keep == size:
+                return 0
+            handle.truncate(keep)
+            handle.flush()
+            os.fsync(handle.fileno())
+    finally:
+        lock.release()
+    print(f"particle-nas: warning: {path} ended in a record torn by a stopped writer ({size - keep} bytes without an end of line); dropped it, every whole record is kept", file=sys.stderr)
+    _check_journal_lines(path)
+    return size - keep
+
+
+def _last_line_end(handle: Any, size: int, *, chunk: int = 1 << 16) -> int:
+    """The offset just past the file's last newline (0 when it has none)."""
+    end = size
+    while end > 0:
+        start = max(0, end - chunk)
+        handle.seek(start)
+        block = handle.read(end - start)
+        newline = block.rfind(b"\n")
+        if newline >= 0:
+            return start + newline + 1
+        end = start
+    return 0
+
+
+def _check_journal_lines(path: Path) -> None:
+    """A ValueError naming the first line of the journal that is not a JSON record."""
+    import json
+
+    with open(path, "rb") as handle:
+        for number, line in enumerate(handle, start=1):
+            try:
+                json.loads(line)
+            except ValueError:
+                raise ValueError(f"{path} must hold one JSON record per line, but line {number} is damaged ({len(line)} bytes); the records before it are intact") from None
 
 
 def _open_database(url: str) -> optuna.storages.BaseStorage:
@@ -67,6 +181,8 @@ def _open_database(url: str) -> optuna.storages.BaseStorage:
                 raise
             else:
                 reason = " ".join(str(getattr(err, "orig", None) or err).split())
+                if "password" in reason and _split_password(url)[1] is None:
+                    reason += f" (run.json keeps no password: give the URL with it as --storage or ${STORAGE_ENV}, or set PGPASSWORD or ~/.pgpass)"
                 raise ValueError(f"storage must be a database particle-nas can open, but opening {shown} failed: {reason}") from None
     raise AssertionError("unreachable")
 

@@ -108,6 +108,18 @@ class PostgresServer:
             conn.execute(f'CREATE DATABASE "{name}"')
         return self.url(name)
 
+    def password_role(self, role: str, password: str) -> str:
+        """A login role that must give ``password`` (scram-sha-256) on 127.0.0.1, owning a new database of its name; its URL, without the password."""
+        import psycopg
+
+        with psycopg.connect(self.url(), autocommit=True) as conn:
+            conn.execute(f"CREATE ROLE \"{role}\" LOGIN PASSWORD '{password}'")
+            conn.execute(f'CREATE DATABASE "{role}" OWNER "{role}"')
+            hba = Path(conn.execute("SHOW hba_file").fetchone()[0])
+            hba.write_text(f"host all {role} 127.0.0.1/32 scram-sha-256\n" + hba.read_text())  # first match wins: before initdb's trust lines
+            conn.execute("SELECT pg_reload_conf()")
+        return f"postgresql://{role}@127.0.0.1:{self.port}/{role}"
+
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGINT)  # fast shutdown: ends client sessions, then exits

@@ -23,7 +23,7 @@ import yaml
 from optuna.trial import TrialState
 
 from particle_nas.cli import main
-from particle_nas.search import INTERRUPTED, open_storage
+from particle_nas.search import INTERRUPTED, STORAGE_ENV, open_storage
 from particle_nas.search import RunLayout
 from particle_nas.search._storage import claim_sampler_slot
 
@@ -283,3 +283,38 @@ def test_an_unreachable_or_unknown_database_is_one_line_without_the_password(tmp
     assert main(["search", str(config), "--storage", url.format(port=port), "--output-dir", str(tmp_path / "runs"), "--no-progress"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith(f"particle-nas: error: {message.format(port=port)}") and "secret" not in err[-1]
+
+
+def _files_holding(root: Path, secret: str) -> list[str]:
+    return [str(p.relative_to(root)) for p in sorted(root.rglob("*")) if p.is_file() and secret.encode() in p.read_bytes()]
+
+
+def test_a_storage_password_is_never_written_or_shown_and_resume_asks_for_it(tmp_path, capsys, postgres_server, postgres_url, monkeypatch):
+    secret = "s3cret-Pa55"
+    bare = postgres_server.password_role("keeper", secret)  # this role's connections must give the password
+    url = bare.replace("keeper@", f"keeper:{secret}@")
+    for name in (STORAGE_ENV, "PGPASSWORD"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("PGPASSFILE", str(tmp_path / "no-pgpass"))
+    config = _config(tmp_path, trials=2)
+    run_dir = tmp_path / "runs" / "tiny"
+
+    out = _main(capsys, "search", str(config), "--storage", url, "--output-dir", str(tmp_path / "runs"), "--no-progress")
+    assert f"optuna-dashboard {bare.replace('keeper@', 'keeper:***@')}" in out and secret not in out
+    assert json.loads((run_dir / "run.json").read_text())["storage"] == bare
+    assert _files_holding(run_dir, secret) == []  # run.json, search.log, trials.csv, the pages, best.yaml
+
+    # run.json keeps no password: without one, resume stops in one line that says where to give it
+    assert main(["resume", str(run_dir), "--trials", "3", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no password supplied" in err[0] and f"--storage or ${STORAGE_ENV}, or set PGPASSWORD" in err[0]
+    # ... given with --storage, or in the environment
+    assert "3/3 trials finished" in _main(capsys, "resume", str(run_dir), "--trials", "3", "--storage", url, "--no-progress")
+    monkeypatch.setenv(STORAGE_ENV, url)
+    out = _main(capsys, "resume", str(run_dir), "--trials", "4", "--no-progress")
+    assert "4/4 trials finished" in out and secret not in out
+    assert _files_holding(run_dir, secret) == []
+    # another database for the same run directory is refused: a second study there would overwrite the first's weights
+    assert main(["resume", str(run_dir), "--storage", postgres_url, "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err == f"particle-nas: error: storage must be the one this run was started with ({bare}), but got {postgres_url}; use --name for a new run."
