@@ -57,6 +57,7 @@ from particle_nas.space import SpecError, check_clip, check_int, check_number
 from ._data import ClipSet, TaskShape
 
 VIDEO_EXTENSIONS: tuple[str, ...] = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".mpg", ".mpeg", ".m4v")
+VIDEOS_PER_DECODER = 100  # the default starts one more decoding process per this many videos, up to every core
 CACHE_VERSION = 2  # 2: only the clips that decode are stored, so a split's rows stay one block
 
 
@@ -297,13 +298,27 @@ def _decode_or_reason(path: str, clip: tuple[int, int, int], threads: int) -> np
         return str(err)
 
 
-def _all_cores() -> int:
-    """Decoding processes by default: every core this process may run on."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+def default_decode_workers(videos: int) -> int:
+    """Decoding processes by default: every core this process may run on, each with at least ``VIDEOS_PER_DECODER`` videos.
+
+    Starting them costs seconds (their fork server imports this package once;
+    see docs/benchmarks.md), as much as decoding dozens of videos, so a small
+    folder is decoded in this process.
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(cores, videos // VIDEOS_PER_DECODER))
+
+
+def _decoder_context() -> multiprocessing.context.BaseContext:
+    """Fork server processes that have imported this module once: a decoding process starts in milliseconds, shares those pages,
+    and inherits no thread or lock of the caller (a search worker, a Ray actor), as a plain fork would."""
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__])
+    return context
 
 
 def _decoded(paths: list[str], clip: tuple[int, int, int], *, workers: int, progress: bool, desc: str) -> Iterator[np.ndarray | str]:
-    """``_decode_or_reason`` of every path, in order, by ``workers`` processes (spawned), with a progress bar.
+    """``_decode_or_reason`` of every path, in order, by ``workers`` processes, with a progress bar.
 
     At most a few clips per process wait to be taken, whatever the number of videos.
     """
@@ -317,7 +332,7 @@ def _decoded(paths: list[str], clip: tuple[int, int, int], *, workers: int, prog
                 yield _decode_or_reason(path, clip, 0)
                 bar.update()
             return
-        pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=_decoder_context())
         try:
             todo = iter(paths)
             pending = deque(pool.submit(_decode_or_reason, path, clip, 1) for path in itertools.islice(todo, 4 * workers))
@@ -502,8 +517,9 @@ def load_video_task(config: VideoFolderConfig, *, cache_dir: str | Path | None =
     ``cache_dir``, later processes read the memmap and decode nothing. Processes
     that ask at once (local workers, Ray actors, machines sharing the folder)
     build it once: one holds the folder's lock and decodes, the others wait and
-    map what it wrote. ``workers``: decoding processes (default: every core);
-    the cache is the same whatever their number.
+    map what it wrote. ``workers``: decoding processes (default:
+    ``default_decode_workers``, every core for a large folder); the cache is
+    the same whatever their number.
     """
     key = (config, None if cache_dir is None else str(cache_dir))
     if key in _MEMORY:
@@ -513,7 +529,7 @@ def load_video_task(config: VideoFolderConfig, *, cache_dir: str | Path | None =
     if not train_entries or not val_entries:
         raise ValueError(f"{config.root}: the split has {len(train_entries)} training and {len(val_entries)} validation videos; both must be non-empty.")
     if workers is None:
-        workers = _all_cores()
+        workers = default_decode_workers(len(entries))
     check_int("load_video_task.workers", workers, low=1)
     shape_one = (3, *config.clip)
     if cache_dir is None:

@@ -364,3 +364,12 @@ def test_search_overhead_lookups_agree():
     cached = TrialRecorder(job).known(study)
     assert len(cached) == 6
     assert {k: t.number for k, t in cached.items()} == {k: t.number for k, t in overhead.parsed_every_time(study).items()}
+
+
+def test_video_decode_bench_builds_the_same_cache_with_1_and_2_processes(tmp_path):
+    pytest.importorskip("av")
+    out = tmp_path / "results.json"
+    result = _load("video_decode").main(["--videos", "4", "--frames", "10", "--size", "32", "32", "--clip", "2", "8", "8", "--rounds", "2", "--out", str(out)])
+    assert json.loads(out.read_text()) == json.loads(json.dumps(result))
+    assert result["identical_cache"] and result["videos"] == result["decoded"][0] == 4
+    assert [row["processes"] for row in result["rows"]] == [1, 2] and all(row["videos_per_s_first"] > 0 and len(row["seconds"]) == 2 for row in result["rows"])

@@ -104,6 +104,13 @@ def test_one_and_two_decoding_processes_write_the_same_cache(videos: Path, tmp_p
     assert json.loads(data_one.with_suffix(".json").read_text()) == json.loads(data_two.with_suffix(".json").read_text())
 
 
+def test_decoding_processes_default_to_every_core_for_a_large_folder_only() -> None:
+    cores = len(os.sched_getaffinity(0))
+    assert _video.default_decode_workers(8) == 1  # starting processes would cost more than it saves
+    assert _video.default_decode_workers(2 * _video.VIDEOS_PER_DECODER) == min(cores, 2)
+    assert _video.default_decode_workers(13_320) == cores  # UCF101
+
+
 def test_decode_workers_must_be_positive(videos: Path) -> None:
     with pytest.raises(SpecError, match="load_video_task.workers must be >= 1, but got 0"):
         load_video_task(_config(videos), workers=0)
