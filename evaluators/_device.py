@@ -9,14 +9,19 @@ tested on machines without a GPU:
 - ``precision_policy(device_type, requested, bf16_supported)``: the autocast
   dtype and whether a GradScaler is needed (``PrecisionPolicy``).
 - ``cuda_backends(deterministic=...)``: cudnn autotuning for the fixed proxy
-  shapes, or deterministic kernels; restored on exit.
+  shapes, or deterministic kernels, and no TF32 (``full_fp32``); restored on exit.
+  ``prepare_cuda_process`` sets what CUDA reads once per process (the cuBLAS
+  workspace), before CUDA starts.
 - ``gpu_for_worker``, ``parse_gpus``, ``check_gpus``, ``default_workers``,
   ``trial_device``: which GPU a worker process or a Ray trial uses, and how
   many local workers a search runs by default.
 - ``is_out_of_memory`` / ``TrialOutOfMemory`` / ``free_device_memory``: a CUDA
-  out-of-memory becomes a failed trial whose reason starts ``out of memory``.
+  out-of-memory becomes a failed trial whose reason starts ``TrialOutOfMemory: out of memory``.
+  ``is_cuda_error``: any other CUDA error (device-side assert, illegal address),
+  after which the process's CUDA context is unusable.
 - ``DeviceClips``: a ClipSet's batches on a device (synthetic clips moved to
-  the GPU once, video clips copied per batch through pinned memory).
+  the GPU once, video clips copied per batch through pinned memory); an
+  epoch's shuffle order goes to the GPU once (``epoch_order``), pinned.
 """
 
 from __future__ import annotations
@@ -154,26 +159,60 @@ def using_device(device: torch.device) -> contextlib.AbstractContextManager:
     return torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
 
 
-@contextlib.contextmanager
-def cuda_backends(device: torch.device, *, deterministic: bool) -> Iterator[None]:
-    """On CUDA: cudnn autotuning for the proxy's fixed shapes, or (``deterministic``) deterministic kernels only.
+CUDNN_BENCHMARK = True  # cudnn autotuning when not deterministic; bench/gpu.py measures on against off (docs/gpu.md)
+CUBLAS_WORKSPACE = ":4096:8"  # what deterministic cuBLAS needs (CUBLAS_WORKSPACE_CONFIG): 8 buffers of 4 MiB
 
-    Deterministic mode sets ``cudnn.deterministic``, turns autotuning off and
-    asks torch for deterministic algorithms (``warn_only``: an op without a
-    deterministic CUDA kernel warns instead of failing), with the cuBLAS
-    workspace setting that needs. Everything is restored on exit. No effect on the CPU.
+
+def prepare_cuda_process() -> None:
+    """Set what CUDA reads once per process, before it starts: ``CUBLAS_WORKSPACE_CONFIG`` (unless set).
+
+    cuBLAS reads its workspace setting when the process first uses it, so a
+    setting made inside a trial comes too late for every later one. A worker
+    calls this first thing; the value suits deterministic and fast kernels alike.
+    """
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
+
+
+@contextlib.contextmanager
+def full_fp32() -> Iterator[None]:
+    """fp32 matrix products and convolutions really in fp32 on CUDA: TF32 off (cuBLAS and cuDNN), restored on exit.
+
+    Only flags are touched (no GPU needed). bf16 and fp16 autocast are not
+    affected; what autocast keeps in fp32 is then exact fp32 too.
+    """
+    matmul, cudnn = torch.backends.cuda.matmul, torch.backends.cudnn
+    before = (matmul.allow_tf32, cudnn.allow_tf32)
+    matmul.allow_tf32, cudnn.allow_tf32 = False, False
+    try:
+        yield
+    finally:
+        matmul.allow_tf32, cudnn.allow_tf32 = before
+
+
+@contextlib.contextmanager
+def cuda_backends(device: torch.device, *, deterministic: bool, benchmark: bool | None = None) -> Iterator[None]:
+    """On CUDA: no TF32 (``full_fp32``), and cudnn autotuning for the proxy's fixed shapes or (``deterministic``) deterministic kernels only.
+
+    ``benchmark`` (default ``CUDNN_BENCHMARK`` unless deterministic) turns
+    cudnn autotuning on or off. Deterministic mode sets ``cudnn.deterministic``,
+    turns autotuning off and asks torch for deterministic algorithms
+    (``warn_only``: an op without a deterministic CUDA kernel warns instead of
+    failing), with the cuBLAS workspace setting that needs (``prepare_cuda_process``;
+    a worker sets it at its start). Everything is restored on exit. No effect on the CPU.
     """
     if device.type != "cuda":
         yield
         return
     cudnn = torch.backends.cudnn
     before = (cudnn.benchmark, cudnn.deterministic, torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled())
-    cudnn.benchmark, cudnn.deterministic = not deterministic, deterministic
+    cudnn.benchmark = (CUDNN_BENCHMARK if benchmark is None else benchmark) and not deterministic
+    cudnn.deterministic = deterministic
     if deterministic:
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        prepare_cuda_process()
         torch.use_deterministic_algorithms(True, warn_only=True)
     try:
-        yield
+        with full_fp32():
+            yield
     finally:
         cudnn.benchmark, cudnn.deterministic = before[0], before[1]
         torch.use_deterministic_algorithms(before[2], warn_only=before[3])
@@ -189,6 +228,24 @@ def is_out_of_memory(err: BaseException) -> bool:
     if isinstance(err, TrialOutOfMemory):
         return False  # already translated
     return isinstance(err, torch.cuda.OutOfMemoryError) or (isinstance(err, RuntimeError) and "out of memory" in str(err).lower())
+
+
+_CUDA_ERROR = re.compile(r"CUDA error|CUDNN_STATUS_|CUBLAS_STATUS_|device-side assert|illegal memory access|unspecified launch failure")
+
+
+def is_cuda_error(err: BaseException) -> bool:
+    """A CUDA error other than out of memory (device-side assert, illegal address, launch failure).
+
+    After one the process's CUDA context is broken: every later kernel fails
+    too, so the process must stop (its trial is interrupted, not failed).
+    ``torch.AcceleratorError`` (torch >= 2.8), or a RuntimeError whose message names a CUDA error.
+    """
+    if is_out_of_memory(err) or isinstance(err, TrialOutOfMemory):
+        return False
+    accelerator = getattr(torch, "AcceleratorError", None)
+    if accelerator is not None and isinstance(err, accelerator):
+        return True
+    return isinstance(err, RuntimeError) and bool(_CUDA_ERROR.search(str(err)))
 
 
 def out_of_memory_message(err: BaseException, device: torch.device) -> str:
@@ -382,6 +439,16 @@ class DeviceClips:
 
     def __len__(self) -> int:
         return len(self.clips)
+
+    def epoch_order(self, order: torch.Tensor) -> torch.Tensor:
+        """An epoch's shuffle order (a CPU permutation) where ``batch`` indexes with it: copied once per epoch, pinned, to the device the clips live on.
+
+        The order is drawn on the CPU (the same batches on every device); resident
+        clips then take their per-step indices from a slice already on the GPU.
+        """
+        if not self.resident:
+            return order
+        return order.pin_memory().to(self.device, non_blocking=True)
 
     def batch(self, index: torch.Tensor | slice) -> tuple[torch.Tensor, torch.Tensor]:
         if not self.cuda:

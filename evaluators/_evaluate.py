@@ -289,7 +289,7 @@ class ProxyEvaluator:
         if self.evaluators.latency:
             where["latency_device"] = where["device"]
         if not self.evaluators.train:
-            self.quantize(model, spec, task, seed=config.seed, metrics=metrics)
+            self.quantize(model, spec, task, seed=config.seed, metrics=metrics, where=where)
             return Evaluation(accuracy=None, epoch_accuracy=None, train_loss=None, flops=cost.flops, params=cost.params, duration_s=None, metrics=metrics, **where)
         start = time.perf_counter()
         if pruning or self.train.init_from is not None:
@@ -308,10 +308,10 @@ class ProxyEvaluator:
                 tuned = train_proxy(model, task, config=finetune)
                 accuracy, epoch_accuracy, train_loss = tuned.accuracy, epoch_accuracy + tuned.epoch_accuracy, train_loss + tuned.train_loss
             else:
-                accuracy = evaluate_accuracy(model, device_clips(task, "val", device), batch_size=config.eval_batch_size, precision=policy)
+                accuracy = evaluate_accuracy(model, device_clips(task, "val", device), batch_size=config.eval_batch_size)
         if weights_path is not None:
             save_weights(model, weights_path)
-        stored = self.quantize(model, spec, task, seed=config.seed, metrics=metrics)
+        stored = self.quantize(model, spec, task, seed=config.seed, metrics=metrics, where=where)
         accuracy_fp32 = None
         if stored is not model:
             accuracy_fp32, accuracy = accuracy, evaluate_accuracy(stored, task.val, batch_size=config.eval_batch_size)
@@ -328,14 +328,23 @@ class ProxyEvaluator:
             **where,
         )
 
-    def quantize(self, model: torch.nn.Module, spec: NetworkSpec, task: SyntheticTask | VideoTask, *, seed: int, metrics: dict[str, float]) -> torch.nn.Module:
-        """The network as ``spec`` stores it (``quantize_network``); sets ``metrics["size_bytes"]``, and latency_ms of an int8 network."""
+    def quantize(
+        self, model: torch.nn.Module, spec: NetworkSpec, task: SyntheticTask | VideoTask, *, seed: int, metrics: dict[str, float], where: dict[str, str] | None = None
+    ) -> torch.nn.Module:
+        """The network as ``spec`` stores it (``quantize_network``); sets ``metrics["size_bytes"]``, and latency_ms of an int8 network.
+
+        An int8 network runs in ONNX Runtime on the CPU, so its ``latency_ms`` is a CPU time:
+        ``where["latency_device"]`` says cpu, and the float network's ``latency_batch_ms`` is dropped.
+        """
         with _num_threads(self.train.threads):
             stored = quantize_network(model, spec, task, seed=seed)
             metrics["size_bytes"] = size_bytes(stored)
             if stored is not model and self.evaluators.latency:
                 clip = task.train.batch(slice(0, 1))
                 metrics["latency_ms"] = Latency(warmup=self.evaluators.latency_warmup, repeats=self.evaluators.latency_repeats).measure(stored, clip)
+                metrics.pop("latency_batch_ms", None)
+                if where is not None:
+                    where["latency_device"] = device_label(torch.device("cpu"))
         return stored
 
     def initial_network(self, spec: NetworkSpec, *, seed: int) -> torch.nn.Module:

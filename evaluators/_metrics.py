@@ -19,6 +19,10 @@ architectures like training would):
   K[i, j] = (number of ReLU/SiLU units where clips i and j agree on being active)
   over one batch; networks that separate inputs into different linear regions score higher.
 
+The zero-cost scores compute in full fp32 (float64 for synflow) on every
+device: on CUDA with TF32 off (``full_fp32``), so a GPU scores as the CPU does
+up to summation order.
+
 Latency (``latency_ms``): median time of a batch-1 forward pass in eval
 mode under no_grad on the model's device, after warm-up passes (wall time on
 the CPU, CUDA events on a GPU; see docs/gpu.md).
@@ -38,6 +42,7 @@ from torch.nn import functional as F
 
 from particle_nas.space import SpecError, check_int
 
+from ._device import full_fp32
 from ._quantize import size_bytes
 from ._registry import METRIC_INFO, ZERO_COST
 
@@ -69,8 +74,9 @@ def _loss_gradients(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) 
     model = copy.deepcopy(model).train()
     x, y = batch
     weights = _weights(model)
-    loss = F.cross_entropy(model(x), y)
-    grads = torch.autograd.grad(loss, weights, allow_unused=True)
+    with full_fp32():
+        loss = F.cross_entropy(model(x), y)
+        grads = torch.autograd.grad(loss, weights, allow_unused=True)
     return [(w.detach(), g if g is not None else torch.zeros_like(w)) for w, g in zip(weights, grads)]
 
 
@@ -89,7 +95,8 @@ class Synflow(Metric):
                     buf.fill_(1.0)
         weights = _weights(net)
         x = torch.ones((1, *batch[0].shape[1:]), dtype=torch.float64, device=batch[0].device)
-        grads = torch.autograd.grad(net(x).sum(), weights, allow_unused=True)
+        with full_fp32():
+            grads = torch.autograd.grad(net(x).sum(), weights, allow_unused=True)
         return sum(float((w.detach() * g).abs().sum()) for w, g in zip(weights, grads) if g is not None)
 
 
@@ -123,7 +130,7 @@ class Naswot(Metric):
 
         handles = [m.register_forward_hook(hook) for m in net.modules() if isinstance(m, (nn.ReLU, nn.SiLU))]
         try:
-            with torch.no_grad():
+            with torch.no_grad(), full_fp32():
                 net(x)
         finally:
             for h in handles:

@@ -18,12 +18,13 @@ from torch.nn import functional as F
 from particle_nas.space import SpecError, TemporalShift, check_choice, check_int, check_number
 
 from ._data import ClipSet, SyntheticTask
-from ._device import DeviceClips, PrecisionPolicy, autocast, check_device, check_precision, cuda_backends, resolve_device, resolve_precision, using_device
+from ._device import DeviceClips, autocast, check_device, check_precision, cuda_backends, resolve_device, resolve_precision, using_device
 
 OPTIMIZERS: tuple[str, ...] = ("sgd", "adamw")
 # Layouts of weights and batches; "auto" picks per device (see memory_format_for).
 MEMORY_FORMATS: dict[str, torch.memory_format | None] = {"auto": None, "contiguous": torch.contiguous_format, "channels_last_3d": torch.channels_last_3d}
 SCHEDULES: tuple[str, ...] = ("cosine", "constant")
+FUSED_ADAMW = False  # CUDA: torch's fused AdamW kernel instead of its default (foreach); bench/gpu.py measures both (docs/gpu.md)
 
 EpochCallback = Callable[[int, float], None]
 StepCallback = Callable[[int, int], None]  # (epoch, step within the epoch), after each optimizer step
@@ -191,11 +192,12 @@ def memory_format_for(name: str, device: torch.device, model: nn.Module | None =
     return torch.channels_last_3d
 
 
-def _optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+def _optimizer(model: nn.Module, config: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
     params = [p for p in model.parameters() if p.requires_grad]
     if config.optimizer == "sgd":
         return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay, nesterov=config.momentum > 0)
-    return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    fused = {"fused": True} if FUSED_ADAMW and device.type == "cuda" else {}
+    return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay, **fused)
 
 
 def lr_factor(step: int, *, total_steps: int, warmup_steps: int, schedule: str) -> float:
@@ -213,18 +215,19 @@ def _device(model: nn.Module) -> torch.device:
     return first.device if first is not None else torch.device("cpu")
 
 
-def evaluate_accuracy(model: nn.Module, clips: ClipSet | DeviceClips, *, batch_size: int = 128, precision: PrecisionPolicy | None = None) -> float:
+def evaluate_accuracy(model: nn.Module, clips: ClipSet | DeviceClips, *, batch_size: int = 128) -> float:
     """Top-1 accuracy of ``model`` on ``clips``, in eval mode under no_grad (training mode restored).
 
-    ``clips`` may already be a ``DeviceClips`` on the model's device; ``precision`` (default fp32) sets autocast.
+    Always in fp32, whatever precision the model trained in: the argmax is taken
+    of the logits ``evaluators.predict`` (the fine-tune report) and an exported
+    network compute, so their top-1 agree. ``clips`` may already be a ``DeviceClips`` on the model's device.
     """
     device = _device(model)
     was_training = model.training
     model.eval()
     correct = torch.zeros((), dtype=torch.int64, device=device)
-    cast = autocast(device, precision) if precision is not None else contextlib.nullcontext()
     try:
-        with torch.no_grad(), cast:
+        with torch.no_grad():
             for start in range(0, len(clips), batch_size):
                 x, y = clips.batch(slice(start, start + batch_size))
                 x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
@@ -241,6 +244,43 @@ def device_clips(task: SyntheticTask, split: str, device: torch.device) -> Devic
     other tasks' (a video folder's memory-mapped cache) are copied per batch through pinned memory.
     """
     return DeviceClips(getattr(task, split), device, resident=isinstance(task, SyntheticTask), key=(task.config, split))
+
+
+class EpochLoss:
+    """An epoch's mean training loss, summed on the device (no sync per step).
+
+    With ``skip_non_finite`` (fp16 with a GradScaler, whose overflowing steps
+    are skipped) a step whose loss is inf or nan is left out of the mean and
+    counted in ``skipped``; the epoch is non-finite only when every step was.
+    Without it (fp32, bf16) one non-finite step makes the epoch's mean non-finite.
+    """
+
+    def __init__(self, device: torch.device, *, skip_non_finite: bool) -> None:
+        self.skip_non_finite = skip_non_finite
+        self.total = torch.zeros((), device=device)
+        self.finite = torch.zeros((), dtype=torch.int64, device=device)
+        self.steps = 0
+
+    def add(self, loss: torch.Tensor) -> None:
+        loss = loss.detach().float()
+        self.steps += 1
+        if not self.skip_non_finite:
+            self.total += loss
+            return
+        ok = torch.isfinite(loss)
+        self.total += torch.where(ok, loss, torch.zeros_like(loss))
+        self.finite += ok
+
+    @property
+    def skipped(self) -> int:
+        return 0 if not self.skip_non_finite else self.steps - int(self.finite.item())
+
+    def mean(self) -> float:
+        """The mean over the counted steps: nan when no step was finite (with ``skip_non_finite``)."""
+        if not self.skip_non_finite:
+            return self.total.item() / self.steps
+        finite = int(self.finite.item())
+        return self.total.item() / finite if finite else math.nan
 
 
 def train_proxy(
@@ -272,7 +312,9 @@ def train_proxy(
     dropout and other global-RNG draws run inside a forked, seeded RNG state,
     so the caller's random state is untouched.
 
-    Raises ``TrainingDiverged`` (a ValueError) when an epoch's loss is nan or inf.
+    Validation runs in fp32 (``evaluate_accuracy``). Raises ``TrainingDiverged`` (a ValueError)
+    when an epoch's mean loss is nan or inf; with fp16, whose GradScaler skips
+    the steps that overflow, only when every step of the epoch did (``EpochLoss``).
     """
     if not isinstance(config, TrainConfig):
         raise TypeError(f"train_proxy expects config to be a TrainConfig, but got {type(config).__name__}.")
@@ -296,7 +338,7 @@ def train_proxy(
         memory_format = memory_format_for(config.memory_format, device, model)
         if memory_format != torch.contiguous_format:
             model.to(memory_format=memory_format)
-        optimizer = _optimizer(model, config)
+        optimizer = _optimizer(model, config, device)
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer,
             lambda step: lr_factor(step, total_steps=total_steps, warmup_steps=warmup_steps, schedule=config.schedule),
@@ -312,8 +354,8 @@ def train_proxy(
         smoothing = config.label_smoothing
         for epoch in range(1 if resume is None else resume.epoch + 1, config.epochs + 1):
             model.train()
-            order = torch.randperm(n, generator=shuffle)
-            loss_sum = torch.zeros((), device=device)
+            order = train.epoch_order(torch.randperm(n, generator=shuffle))  # on the GPU once per epoch, not per step
+            epoch_loss = EpochLoss(device, skip_non_finite=scaler is not None)
             for step in range(steps_per_epoch):
                 x, y = train.batch(order[step * batch_size : (step + 1) * batch_size])
                 x, y = x.to(device, non_blocking=True, memory_format=memory_format), y.to(device, non_blocking=True)
@@ -328,19 +370,20 @@ def train_proxy(
                     scaler.step(optimizer)
                     scaler.update()
                 scheduler.step()
-                loss_sum += loss.detach().float()
+                epoch_loss.add(loss)
                 if on_step is not None:
                     on_step(epoch, step)
-            mean_loss = loss_sum.item() / steps_per_epoch
+            mean_loss = epoch_loss.mean()
             if not math.isfinite(mean_loss):
+                every = " in every step" if epoch_loss.skip_non_finite else ""
                 raise TrainingDiverged(
-                    f"training diverged: loss is {mean_loss} at epoch {epoch} "
+                    f"training diverged: loss is {mean_loss}{every} at epoch {epoch} "
                     f"(optimizer={config.optimizer!r}, lr={config.lr:g}); try a lower TrainConfig.lr.",
                     epoch=epoch,
                     loss=mean_loss,
                 )
             train_loss.append(mean_loss)
-            accuracy = evaluate_accuracy(model, val, batch_size=config.eval_batch_size, precision=policy)
+            accuracy = evaluate_accuracy(model, val, batch_size=config.eval_batch_size)
             epoch_accuracy.append(accuracy)
             if on_epoch is not None:
                 on_epoch(epoch, accuracy)

@@ -224,15 +224,18 @@ def _inflated(job: FineTuneJob, weights_2d, model) -> dict:
 
 
 def run(job: FineTuneJob, *, progress: bool = True, resume_hint: str, device=None, on_epoch=None) -> int:
-    """Check, train (or continue), evaluate the best epoch and write the report. Returns the exit status."""
-    import torch
+    """Check, train (or continue), evaluate the best epoch and write the report. Returns the exit status.
 
-    from particle_nas.evaluators import finetune, load_best, param_counts, read_checkpoint
+    Training and the report run on ``train.device`` (``device``, when given, replaces it): the CPU stays the CPU on a GPU machine.
+    """
+    from particle_nas.evaluators import finetune, load_best, param_counts, read_checkpoint, resolve_device
 
+    if device is not None:
+        job = dataclasses.replace(job, train=dataclasses.replace(job.train, device=str(device)))
+    device = resolve_device(job.train.device, field="train.device")  # one line when CUDA is asked for and not there
     model = build_model(job)
     fingerprint = job.fingerprint()
     checkpoint = read_checkpoint(job.out_dir, fingerprint)  # refuses a run made with other settings, before anything is written
-    device = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
     task = _load_task(job, progress=progress)
     model.to(device)
     done = 0 if checkpoint is None else int(checkpoint["epoch"])

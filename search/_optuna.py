@@ -21,7 +21,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from particle_nas.evaluators import TrialStopped, default_workers
+from particle_nas.evaluators import TrialStopped, default_workers, is_cuda_error, prepare_cuda_process
 
 from ._contract import BASELINE_ATTR, Engine, SearchJob, TrialRecorder, fail_stale_trials, is_finished, make_sampler, progress_bar, sample_network, target_reached, trial_evaluator, warm_up
 from ._early_stopping import early_stopping, study_on_epoch
@@ -70,6 +70,7 @@ def work(job: SearchJob, *, deadline: float | None, worker: int = 0, bar: Any = 
     particles. On PostgreSQL ``i`` is the process's slot in the study (see
     claim_sampler_slot), unique across the machines sharing it.
     """
+    prepare_cuda_process()  # before this process first uses CUDA
     study = optuna.load_study(study_name=job.name, storage=open_storage(job.storage))
     job = dataclasses.replace(job, evaluator=trial_evaluator(job.evaluator, worker=worker, gpus=job.gpus))  # worker i on GPU i mod G
     best_line = _BestLine()
@@ -115,7 +116,7 @@ def work(job: SearchJob, *, deadline: float | None, worker: int = 0, bar: Any = 
             study.tell(trial, state=TrialState.FAIL)
             if bar is not None:
                 bar.update(1)
-            if isinstance(err, KeyboardInterrupt):
+            if isinstance(err, KeyboardInterrupt) or is_cuda_error(err):  # a CUDA error leaves this process's CUDA context broken: it stops
                 return True
             if not isinstance(err, Exception):
                 raise

@@ -8,6 +8,7 @@ import math
 from pathlib import Path
 from typing import Any, Callable, Mapping, Protocol
 
+from particle_nas.evaluators import is_cuda_error
 from particle_nas.space import NetworkSpec, ParticleSpec
 
 INTERRUPTED = "interrupted"  # fail_reason prefix of trials whose process stopped mid-trial
@@ -85,10 +86,15 @@ def score_particle(
 
 
 def fail_reason(err: BaseException) -> str:
-    """One short line for the trial table."""
+    """One short line for the trial table: "TYPE: first line of the message" (out of memory reads "TrialOutOfMemory: out of memory on ...").
+
+    A CUDA error other than out of memory reads "interrupted: the worker stopped after a CUDA error (...)":
+    the process's CUDA context is broken, so the process stops and the trial,
+    not at fault, is run again (it does not count as finished).
+    """
     if isinstance(err, KeyboardInterrupt):
         return f"{INTERRUPTED}: Ctrl-C"
-    if isinstance(err, MemoryError) and str(err).startswith("out of memory"):  # evaluators.TrialOutOfMemory: the reason says it all
-        return str(err).splitlines()[0][:500]
     text = f"{type(err).__name__}: {err}".splitlines()[0]
+    if is_cuda_error(err):
+        return f"{INTERRUPTED}: the worker stopped after a CUDA error ({text})"[:500]
     return text[:500]

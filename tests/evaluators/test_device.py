@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+import os
 import pickle
+from collections.abc import Iterator
 from unittest import mock
 
 import pytest
@@ -16,18 +18,23 @@ from particle_nas.evaluators import (
     SyntheticConfig,
     TrainConfig,
     TrialOutOfMemory,
+    ZERO_COST,
     cuda_backends,
     device_clips,
     gpu_for_worker,
+    is_cuda_error,
     is_out_of_memory,
+    make_metric,
     make_synthetic_task,
     parse_gpus,
     precision_policy,
+    prepare_cuda_process,
     resolve_device,
     resolve_precision,
     train_proxy,
     trial_device,
 )
+from particle_nas.evaluators import _device
 from particle_nas.evaluators._device import _RESIDENT, clear_resident_clips, resident_clips
 from particle_nas.search._trial import fail_reason
 from particle_nas.space import ParticleNet, SpecError, build_network
@@ -141,6 +148,52 @@ def test_cuda_backends_autotune_or_go_deterministic_and_restore(monkeypatch: pyt
     assert (cudnn.benchmark, cudnn.deterministic, torch.are_deterministic_algorithms_enabled()) == (False, False, False)
     with cuda_backends(torch.device("cpu"), deterministic=True):
         assert not cudnn.deterministic and not torch.are_deterministic_algorithms_enabled()  # nothing changes on the CPU
+    with cuda_backends(cuda, deterministic=False, benchmark=False):
+        assert not cudnn.benchmark  # bench/gpu.py's "cudnn.benchmark off" row
+    monkeypatch.setattr(_device, "CUDNN_BENCHMARK", False)
+    with cuda_backends(cuda, deterministic=False):
+        assert not cudnn.benchmark
+
+
+@pytest.fixture
+def tf32_on() -> Iterator[None]:
+    """TF32 allowed (as a user may set it), put back as it was afterwards (torch's flags, set by assignment)."""
+    matmul, cudnn = torch.backends.cuda.matmul, torch.backends.cudnn
+    before = (matmul.allow_tf32, cudnn.allow_tf32)
+    matmul.allow_tf32, cudnn.allow_tf32 = True, True
+    yield
+    matmul.allow_tf32, cudnn.allow_tf32 = before
+
+
+def test_cuda_backends_turn_tf32_off_and_restore_it(tf32_on) -> None:
+    matmul, cudnn = torch.backends.cuda.matmul, torch.backends.cudnn
+    for deterministic in (False, True):  # fp32 means fp32 on CUDA, deterministic or not (autocast's bf16/fp16 are unaffected)
+        with cuda_backends(torch.device("cuda", 0), deterministic=deterministic):
+            assert (matmul.allow_tf32, cudnn.allow_tf32) == (False, False)
+        assert (matmul.allow_tf32, cudnn.allow_tf32) == (True, True)
+    with cuda_backends(torch.device("cpu"), deterministic=False):
+        assert matmul.allow_tf32  # the CPU: nothing touched
+
+
+@pytest.mark.parametrize("name", sorted(ZERO_COST))
+def test_zero_cost_scores_run_without_tf32(tf32_on, tiny_spec, name: str) -> None:
+    matmul, cudnn = torch.backends.cuda.matmul, torch.backends.cudnn
+    model = build_network(tiny_spec(), seed=0)
+    seen: list[tuple[bool, bool]] = []
+    model.register_forward_hook(lambda module, inputs, output: seen.append((matmul.allow_tf32, cudnn.allow_tf32)))
+    batch = (torch.randn(4, *tiny_spec().input_shape, generator=torch.Generator().manual_seed(0)), torch.tensor([0, 1, 2, 3]))
+    make_metric(name).measure(model, batch)
+    assert seen and set(seen) == {(False, False)}  # called outside any trial (no cuda_backends), still no TF32
+    assert (matmul.allow_tf32, cudnn.allow_tf32) == (True, True)
+
+
+def test_a_worker_sets_the_cublas_workspace_before_cuda_starts(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    prepare_cuda_process()
+    assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":16:8")
+    prepare_cuda_process()
+    assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":16:8"  # the user's own setting wins
 
 
 # ---------------------------------------------------------------- GPUs for workers and trials
@@ -220,9 +273,30 @@ def test_a_cuda_out_of_memory_fails_the_trial_and_frees_the_cache(monkeypatch: p
     assert isinstance(info.value, MemoryError) and info.value.__context__ is None and info.value.__cause__ is None
     empty_cache.assert_called_once()
     reason = fail_reason(info.value)
-    assert reason == f"out of memory on cpu: {first}" and "\n" not in reason  # the trial table reads: out of memory ...
+    assert reason == f"TrialOutOfMemory: out of memory on cpu: {first}" and "\n" not in reason  # the prefix docs/gpu.md promises
     back = pickle.loads(pickle.dumps(info.value))  # survives the trip back from a worker process
     assert type(back) is TrialOutOfMemory and str(back) == str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("error", "cuda"),
+    [
+        (RuntimeError("CUDA error: an illegal memory access was encountered\nCompile with `TORCH_USE_CUDA_DSA`"), True),
+        (RuntimeError("CUDA error: device-side assert triggered"), True),
+        (RuntimeError("cuDNN error: CUDNN_STATUS_EXECUTION_FAILED"), True),
+        (RuntimeError("CUBLAS_STATUS_EXECUTION_FAILED when calling `cublasSgemm( handle, ...)`"), True),
+        (torch.AcceleratorError("unspecified launch failure"), True),
+        (torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"), False),  # out of memory: the trial fails, the worker goes on
+        (RuntimeError("CUDA error: out of memory"), False),
+        (TrialOutOfMemory("out of memory on cuda:0 (H100): CUDA error: out of memory"), False),
+        (RuntimeError("shapes cannot be multiplied"), False),
+        (ValueError("CUDA error: not a RuntimeError"), False),
+    ],
+)
+def test_a_cuda_error_other_than_out_of_memory_interrupts_its_trial(error: BaseException, cuda: bool) -> None:
+    assert is_cuda_error(error) is cuda
+    reason = fail_reason(error)
+    assert reason.startswith("interrupted: the worker stopped after a CUDA error (") is cuda and "\n" not in reason
 
 
 def test_other_errors_pass_through(monkeypatch: pytest.MonkeyPatch, tiny_data: SyntheticConfig, tiny_spec) -> None:
@@ -261,3 +335,10 @@ def test_resident_clips_are_moved_once_per_config_and_device(tiny_data: Syntheti
     assert len(_RESIDENT) == 4 and (tiny_data, "train", "meta") not in _RESIDENT
     clear_resident_clips()
     assert not _RESIDENT and DeviceClips(task.val, torch.device("cpu"), resident=True).clips is task.val
+
+
+def test_an_epochs_order_stays_where_the_clips_are_indexed(tiny_data: SyntheticConfig) -> None:
+    task = make_synthetic_task(tiny_data)
+    order = torch.randperm(len(task.train), generator=torch.Generator().manual_seed(0))
+    clips = device_clips(task, "train", torch.device("cpu"))
+    assert clips.epoch_order(order) is order  # the CPU: no copy (on CUDA: one pinned copy per epoch, see docs/gpu.md)

@@ -170,3 +170,35 @@ def test_auto_layout_is_channels_last_3d_on_the_cpu(tiny_data, tiny_spec) -> Non
     train_proxy(model, make_synthetic_task(tiny_data), config=TrainConfig(epochs=1, threads=1))
     conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv3d))
     assert conv.weight.is_contiguous(memory_format=torch.channels_last_3d)
+
+
+# ---------------------------------------------------------------- precision of the epoch's loss and of validation
+def test_with_fp16_an_overflowing_step_is_skipped_and_only_a_whole_non_finite_epoch_diverges() -> None:
+    from particle_nas.evaluators._train import EpochLoss
+
+    scaled = EpochLoss(torch.device("cpu"), skip_non_finite=True)  # fp16: the GradScaler skipped the step whose gradients overflowed
+    for loss in (1.0, math.inf, 3.0, math.nan):
+        scaled.add(torch.tensor(loss, dtype=torch.float16))
+    assert (scaled.mean(), scaled.skipped) == (2.0, 2)  # the mean of the two finite steps
+    overflowing = EpochLoss(torch.device("cpu"), skip_non_finite=True)
+    for _ in range(3):
+        overflowing.add(torch.tensor(math.inf))
+    assert math.isnan(overflowing.mean()) and overflowing.skipped == 3  # no finite step: the epoch diverged
+    plain = EpochLoss(torch.device("cpu"), skip_non_finite=False)  # fp32 and bf16: one non-finite step is the epoch's
+    for loss in (1.0, math.inf, 3.0):
+        plain.add(torch.tensor(loss))
+    assert plain.mean() == math.inf and plain.skipped == 0
+
+
+def test_validation_predicts_in_fp32_like_the_finetune_report(tiny_data, tiny_spec) -> None:
+    """bf16 training (CPU autocast): the training forwards are autocast, every validation forward is not, so the
+    reported top-1 is the one ``predict`` (the fine-tune report, an exported network) computes from the same weights."""
+    from particle_nas.evaluators import predict
+
+    task = make_synthetic_task(tiny_data)
+    model = build_network(tiny_spec(), seed=0)
+    casts: dict[bool, set[bool]] = {True: set(), False: set()}  # training mode -> was autocast on
+    model.register_forward_hook(lambda module, inputs, output: casts[module.training].add(torch.is_autocast_enabled("cpu")))
+    result = train_proxy(model, task, config=TrainConfig(epochs=1, threads=1, precision="bf16"))
+    assert casts == {True: {True}, False: {False}}
+    assert result.accuracy == evaluate_accuracy(model, task.val) == predict(model, task.val, num_classes=tiny_data.num_classes).top1
