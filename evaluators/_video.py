@@ -302,16 +302,15 @@ def default_decode_workers(videos: int) -> int:
     """Decoding processes by default: every core this process may run on, each with at least ``VIDEOS_PER_DECODER`` videos.
 
     Starting them costs seconds (their fork server imports this package once;
-    see docs/benchmarks.md), as much as decoding dozens of videos, so a small
-    folder is decoded in this process.
+    measured in docs/benchmarks.md), so a small folder is decoded in this process.
     """
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     return max(1, min(cores, videos // VIDEOS_PER_DECODER))
 
 
 def _decoder_context() -> multiprocessing.context.BaseContext:
-    """Fork server processes that have imported this module once: a decoding process starts in milliseconds, shares those pages,
-    and inherits no thread or lock of the caller (a search worker, a Ray actor), as a plain fork would."""
+    """Processes forked from a fork server that imported this module once: they import nothing themselves, share its pages,
+    and inherit no thread or lock of the caller (a search worker, a Ray actor), as a plain fork would."""
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload([__name__])
     return context
@@ -449,7 +448,7 @@ def _remove_dead_tmp(folder: Path, digest: str) -> None:
     """Remove the temporary files of builders on this machine that died (a kill leaves them)."""
     host = socket.gethostname()
     for path in folder.glob(f"video-{digest}.*.tmp"):
-        owner = path.name.split(".")[-2].rsplit("-", 2)
+        owner = path.name.removesuffix(".tmp").split(".", 2)[-1].rsplit("-", 2)  # video-<digest>.<u8|json>.<host>-<pid>-<random>.tmp
         if len(owner) != 3 or owner[0] != host or not owner[1].isdigit():
             continue
         try:

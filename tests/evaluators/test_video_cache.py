@@ -243,7 +243,8 @@ def test_a_disk_that_fills_while_writing_leaves_no_temporary_file(videos: Path, 
 
 
 # ---------------------------------------------------------------- a killed builder's leftovers
-def test_a_killed_builders_temporary_file_is_removed_by_the_next_build(videos: Path, tmp_path: Path) -> None:
+def test_a_killed_builders_temporary_file_is_removed_by_the_next_build(videos: Path, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(_video.socket, "gethostname", lambda: "node-1.cluster.example")  # a host name with dots and dashes
     config = _config(videos)
     digest = _video._digest(config, sum(_video.list_videos(config), []))
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
@@ -252,5 +253,7 @@ def test_a_killed_builders_temporary_file_is_removed_by_the_next_build(videos: P
     stale.write_bytes(b"\x00" * 1000)
     alive = tmp_path / f"video-{digest}.u8.{_video.socket.gethostname()}-{os.getpid()}-0badc0de.tmp"  # a builder still at work (this process)
     alive.write_bytes(b"\x00" * 1000)
+    elsewhere = tmp_path / f"video-{digest}.json.other-node-{dead.pid}-0badc0de.tmp"  # another machine's: its pids are not ours to check
+    elsewhere.write_bytes(b"{}")
     load_video_task(config, cache_dir=tmp_path, progress=False, workers=1)
-    assert _leftovers(tmp_path) == [alive.name]
+    assert _leftovers(tmp_path) == sorted([alive.name, elsewhere.name])
