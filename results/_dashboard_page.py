@@ -33,7 +33,7 @@ from ._dashboard import (
 )
 from ._files import atomic_write
 from ._pareto import baseline_lines, pareto_front
-from ._plots import AXIS_TITLES, _plotly, labelled_trace, pareto_figure
+from ._plots import AXIS_TITLES, _plotly, labelled_trace, pareto_figure, plotly_text
 
 if TYPE_CHECKING:
     import optuna
@@ -88,8 +88,8 @@ def parallel_figure(df: pd.DataFrame, axes: list[str]) -> go.Figure:
     drawn, accuracy, numbers = parallel_axes(df, axes)
     dimensions = []
     for axis in drawn:
-        dimension: dict[str, Any] = dict(label=axis.name, values=axis.values)
-        if axis.tickvals is not None:
+        dimension: dict[str, Any] = dict(label=plotly_text(axis.name), values=axis.values)
+        if axis.tickvals is not None:  # parcoords draws tick text as plain text (no tags read): left as it is
             dimension.update(tickvals=axis.tickvals, ticktext=axis.ticktext, range=[-0.25, max(axis.tickvals) + 0.25])
         dimensions.append(dimension)
     dimensions.append(dict(label="accuracy", values=accuracy))
@@ -109,7 +109,7 @@ def importance_figure(importance: Importance) -> go.Figure:
     fig = go.Figure(
         go.Bar(
             x=[importance.values[n] for n in names],
-            y=names,
+            y=[plotly_text(n) for n in names],
             orientation="h",
             marker_color="#2ca02c",
             hovertemplate="%{y}: %{x:.3f}<extra></extra>",
@@ -253,7 +253,7 @@ def dashboard_html(study: optuna.Study, *, run: str) -> str:
     members = pareto_members(df, run=run)
     sections.append(
         f'<section class="wide"><h2>Pareto members ({len(members)})</h2>'
-        f'<p class="note">Non-dominated complete trials under all the study\'s objectives ({", ".join(df.attrs.get("objectives", []))}). '
+        f'<p class="note">Non-dominated complete trials under all the study\'s objectives ({html.escape(", ".join(df.attrs.get("objectives", [])))}). '
         f"Click a header to sort; open YAML for the particle file <code>particle-nas export {html.escape(run)} --pick ...</code> writes.</p>"
         f"{members_table(members)}</section>"
     )

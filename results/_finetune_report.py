@@ -27,7 +27,7 @@ from typing import Any, Sequence
 
 from ._dashboard_page import _CSS, _SORT_JS, _div
 from ._files import atomic_write
-from ._plots import _plotly, human
+from ._plots import _plotly, human, plotly_text
 
 REPORT_JSON = "report.json"
 REPORT_HTML = "report.html"
@@ -154,11 +154,12 @@ def confusion_figure(confusion: list[list[int]], class_names: list[str]):
     go = _plotly()
     rows = [sum(r) for r in confusion]
     share = [[v / rows[i] if rows[i] else 0.0 for v in r] for i, r in enumerate(confusion)]
+    labels = [plotly_text(name) for name in class_names]  # folder names of someone's dataset
     fig = go.Figure(
         go.Heatmap(
             z=share,
-            x=class_names,
-            y=class_names,
+            x=labels,
+            y=labels,
             customdata=confusion,
             colorscale="Blues",
             zmin=0,
@@ -202,10 +203,10 @@ def quantization_section(quant: dict[str, Any] | None) -> str:
         rows.append([(key, key), (fp32 or "", "" if fp32 is None else fmt[key](fp32)), (int8 or "", "" if int8 is None else fmt[key](int8)), (change, change)])
     notes = [f"Backend {html.escape(str(quant.get('backend', '')))}; int8 / fp32 in the last column."]
     if quant.get("file"):
-        notes.append(f"The int8 model: <code>{html.escape(str(quant['file']))}</code> (<code>particle_nas.evaluators.load_int8</code> reads it), calibrated on {quant.get('calibration_clips', '?')} training clips.")
+        notes.append(f"The int8 model: <code>{html.escape(str(quant['file']))}</code> (<code>particle_nas.evaluators.load_int8</code> reads it), calibrated on {html.escape(str(quant.get('calibration_clips', '?')))} training clips.")
     notes.append("size_bytes: bytes of the ONNX files; weight_bytes: of their stored tensors alone (int8 weights, int32 biases, scales and zero points against float32; the graph and its names are left out). Latency: median batch-1 forward on the CPU (fp32 in PyTorch, int8 in ONNX Runtime" + (f"; fp32 in ONNX Runtime {float(quant['latency_ms']['fp32_onnxruntime']):.3g} ms" if "fp32_onnxruntime" in quant["latency_ms"] else "") + ").")
     if "top1_agreement" in quant:
-        notes.append(f"Same top-1 class as fp32 on {float(quant['top1_agreement']):.1%} of {quant.get('compared_clips', '?')} validation clips (largest logit difference {float(quant.get('max_abs_logit_diff', float('nan'))):.3g}).")
+        notes.append(f"Same top-1 class as fp32 on {float(quant['top1_agreement']):.1%} of {html.escape(str(quant.get('compared_clips', '?')))} validation clips (largest logit difference {float(quant.get('max_abs_logit_diff', float('nan'))):.3g}).")
     per_class = ""
     if quant.get("per_class"):
         per_class = (
@@ -253,7 +254,7 @@ def finetune_html(report: dict[str, Any]) -> str:
     data = report.get("data") or {}
     sections = [
         f'<section id="summary"><h2>result</h2><p class="note">Mode <b>{html.escape(str(report.get("mode")))}</b>; '
-        f"{data.get('train_videos', '?')} training and {data.get('val_videos', '?')} validation videos, {len(report['class_names'])} classes. {_weights_note(report)}</p>"
+        f"{html.escape(str(data.get('train_videos', '?')))} training and {html.escape(str(data.get('val_videos', '?')))} validation videos, {len(report['class_names'])} classes. {_weights_note(report)}</p>"
         + _table("summary-table", ["", "value"], summary_rows)
         + "</section>",
         f'<section><h2>training curves</h2><p class="note">Mean training loss and validation top-1 after each epoch; the star is the epoch kept.</p>{_div(curves_figure(report["epochs"], best_epoch=report.get("best_epoch")), "curves")}</section>',

@@ -315,7 +315,7 @@ def baseline_results(df: pd.DataFrame) -> list[BaselineResult]:
     (``df.attrs["objectives"]``, default accuracy and flops) and strictly
     better in one. A baseline that did not complete is listed with no dominator.
     """
-    if "baseline" not in df.columns:
+    if "baseline" not in df.columns or not df["baseline"].notna().any():  # none: nothing to compare, whatever the objectives are named
         return []
     objectives = list(df.attrs.get("objectives") or ("accuracy", "flops"))
     directions = list(df.attrs.get("directions") or (COLUMN_DIRECTIONS[o] for o in objectives))

@@ -6,6 +6,7 @@ works without it.
 
 from __future__ import annotations
 
+import html
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,6 +39,16 @@ def _plotly() -> Any:
     return go
 
 
+def plotly_text(value: Any) -> str:
+    """A string from a study, made safe for plotly text (labels, hover text, titles, tick text).
+
+    plotly.js reads tags in text (``<b>``, ``<br>``, ``<a href>``, ...) and decodes
+    ``&amp;``, ``&lt;`` and ``&gt;``; with those three escaped, a name such as
+    ``<img src=x onerror=...>`` is shown as written and never becomes a tag.
+    """
+    return html.escape(str(value), quote=False)
+
+
 def _is_missing(value: Any) -> bool:
     try:
         return value is None or bool(value != value)  # NaN and pandas NA
@@ -54,7 +65,7 @@ def hover_text(row: Any) -> str:
     for name in PARTICLE_FIELDS:
         value = row.get(name)
         if not _is_missing(value):
-            lines.append(f"{name}: {value}")
+            lines.append(f"{name}: {plotly_text(value)}")
     if not _is_missing(row.get("duplicate_of")):
         lines.append(f"duplicate of trial {int(row['duplicate_of'])}")
     return "<br>".join(lines)
@@ -76,7 +87,7 @@ def labelled_trace(df: pd.DataFrame, column: str, *, x: str, y: str, name: str, 
         y=rows[y].astype(float).tolist(),
         mode="markers+text",
         name=name,
-        text=rows[column].astype(str).tolist(),
+        text=[plotly_text(label) for label in rows[column].tolist()],
         textposition="top center",
         marker=style,
         customdata=rows["number"].astype(int).tolist(),
@@ -137,7 +148,7 @@ def pareto_figure(df: pd.DataFrame, *, x: str = "flops", y: str = "accuracy", ti
     n_complete = len(front.complete)
     if title is None:
         name = df.attrs.get("study_name")
-        title = f"{name + ': ' if name else ''}{len(front.members)} on the front of {n_complete} complete trials"
+        title = f"{plotly_text(name) + ': ' if name else ''}{len(front.members)} on the front of {n_complete} complete trials"
     fig.update_layout(
         title=title,
         template="plotly_white",

@@ -239,7 +239,23 @@ def _dtype(name: str, defaults: ParticleSpec) -> Any:
     return object
 
 
+# A text cell beginning with one of these runs as a formula in a spreadsheet (OWASP, CSV injection).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value: Any) -> Any:
+    """``value``, or a string that would start a formula (``=``, ``+``, ``-``, ``@``, tab, CR) with a leading ``'``; numbers stay numbers."""
+    return "'" + value if isinstance(value, str) and value.startswith(FORMULA_STARTS) else value
+
+
 def write_trials_csv(df: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
-    """Write the table as CSV (no index column), atomically; returns the path."""
-    return atomic_write(path, lambda tmp: df.to_csv(tmp, index=False))
+    """Write the table as CSV (no index column), atomically; returns the path.
+
+    Text from a study (a fail reason, a baseline's name, a particle field) cannot run
+    as a spreadsheet formula: ``spreadsheet_safe`` prefixes such a cell with ``'``.
+    Numeric columns, negative numbers included, are written as they are.
+    """
+    text = [name for name in df.columns if pd.api.types.is_string_dtype(df[name].dtype)]
+    safe = df.assign(**{name: df[name].map(spreadsheet_safe) for name in text}) if text else df
+    return atomic_write(path, lambda tmp: safe.to_csv(tmp, index=False))
 
