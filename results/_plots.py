@@ -40,11 +40,12 @@ def _plotly() -> Any:
 
 
 def plotly_text(value: Any) -> str:
-    """A string from a study, made safe for plotly text (labels, hover text, titles, tick text).
+    """A string from a study, made safe for plotly text (labels, hover text, titles, category ticks).
 
-    plotly.js reads tags in text (``<b>``, ``<br>``, ``<a href>``, ...) and decodes
-    ``&amp;``, ``&lt;`` and ``&gt;``; with those three escaped, a name such as
-    ``<img src=x onerror=...>`` is shown as written and never becomes a tag.
+    plotly.js draws some tags it finds in text (``<a href>`` links, ``<b>``, ``<br>``, ...)
+    and decodes ``&amp;``, ``&lt;`` and ``&gt;``; with those three escaped, a label such as
+    ``<a href="https://...">`` is shown as written and never becomes a link. (Tick text
+    of parallel coordinates is drawn as plain text and needs none.)
     """
     return html.escape(str(value), quote=False)
 
