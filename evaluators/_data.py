@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import json
 import math
 import os
@@ -549,10 +550,12 @@ def _save(path: Path, task: SyntheticTask) -> None:
         "val_clips": task.val.clips,
         "val_labels": task.val.labels,
     }
+    buffer = io.BytesIO()
+    torch.save(data, buffer)  # in memory first: torch's own file writer reports a full disk as a RuntimeError, Python's as OSError ENOSPC
     fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
-    os.close(fd)
     try:
-        torch.save(data, tmp)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(buffer.getbuffer())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -107,6 +108,7 @@ class Evaluation:
     device: str | None = None  # where it ran: "cpu", "cuda:0 (NVIDIA H200)"
     precision: str | None = None  # the resolved train.precision: fp32, bf16 or fp16
     latency_device: str | None = None  # where latency_ms was measured (the training device)
+    weights_error: str | None = None  # why the trained weights could not be saved ("not saved: No space left on device")
 
     def to_dict(self) -> dict[str, Any]:
         """Flat: every measured number by name (fields that were not measured are left out)."""
@@ -155,14 +157,26 @@ def training_seed(*, base: int, seed: int) -> int:
 
 
 def save_weights(model: Any, path: str | Path) -> Path:
-    """Save ``model.state_dict()`` as safetensors at ``path`` (folders created; written whole, then moved)."""
-    from safetensors.torch import save_file
+    """Save ``model.state_dict()`` as safetensors at ``path`` (folders created; written whole, synced, then moved).
+
+    A write that fails (a full disk) raises the OSError and leaves no file
+    behind: neither ``path`` nor the temporary file it is written through.
+    """
+    from safetensors.torch import save
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp))
-    tmp.replace(path)
+    data = save({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()})
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return path
 
 
@@ -309,8 +323,12 @@ class ProxyEvaluator:
                 accuracy, epoch_accuracy, train_loss = tuned.accuracy, epoch_accuracy + tuned.epoch_accuracy, train_loss + tuned.train_loss
             else:
                 accuracy = evaluate_accuracy(model, device_clips(task, "val", device), batch_size=config.eval_batch_size)
+        weights_error = None
         if weights_path is not None:
-            save_weights(model, weights_path)
+            try:
+                save_weights(model, weights_path)
+            except OSError as err:  # a full disk: the trial keeps what it measured, and says its weights are missing
+                weights_error = f"not saved: {err.strerror or err}"
         stored = self.quantize(model, spec, task, seed=config.seed, metrics=metrics, where=where)
         accuracy_fp32 = None
         if stored is not model:
@@ -325,6 +343,7 @@ class ProxyEvaluator:
             metrics=metrics,
             accuracy_before_prune=before,
             accuracy_fp32=accuracy_fp32,
+            weights_error=weights_error,
             **where,
         )
 

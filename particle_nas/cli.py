@@ -332,6 +332,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("particle-nas: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except RuntimeError as err:  # the search stopped with a reason of its own (a worker failed, a full disk): one line
+        from particle_nas.search import SearchStopped
+
+        if not isinstance(err, SearchStopped) or os.environ.get("PARTICLE_NAS_DEBUG"):
+            raise
+        print(f"particle-nas: error: {' '.join(str(err).split())}", file=sys.stderr)
+        return EXIT_NO_TRIAL
     except (ValueError, FileNotFoundError) as err:
         if os.environ.get("PARTICLE_NAS_DEBUG"):
             raise

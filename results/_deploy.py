@@ -43,7 +43,9 @@ def trial_weights(study: optuna.Study, number: int, run_dir: str | os.PathLike[s
         raise ValueError(f"trial must be in study {study.study_name!r}, but got {number}.")
     relative = trials[0].user_attrs.get(WEIGHTS_ATTR)
     if not relative:
-        raise MissingWeightsError(f"trial {number} must have saved weights to export them, but it has none (runs made before weights were saved, or an evaluator that does not save them).")
+        lost = trials[0].user_attrs.get("weights_error")  # the disk was full when the trial saved them
+        why = f"its weights were {lost}" if lost else "runs made before weights were saved, or an evaluator that does not save them"
+        raise MissingWeightsError(f"trial {number} must have saved weights to export them, but it has none ({why}).")
     return run_weights(run_dir, relative, what=f"trial {number}'s weights")
 
 

@@ -16,6 +16,7 @@ from ._progressive import ProgressiveEngine
 from ._ray import RayEngine
 from ._run import engine_for, run, run_search
 from ._settings import BACKENDS, EARLY_STOPPING, RESUMABLE, SAMPLERS, SearchSettings
+from ._stopped import SearchStopped
 from ._storage import STORAGE_ENV, open_storage, recover_journal, shown_location, without_password
 from ._trial import INTERRUPTED, Evaluator, evaluation_record, objective_values, score_particle
 
@@ -39,6 +40,7 @@ __all__ = [
     "STUDY_JOURNAL",
     "SearchJob",
     "SearchSettings",
+    "SearchStopped",
     "SearchSummary",
     "TrialRecorder",
     "crowding_distance",

@@ -139,6 +139,7 @@ def log_to_file(path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(path, encoding="utf-8")
     handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    logging.raiseExceptions = False  # a log line the disk has no room for is dropped, not dumped on the terminal
     optuna.logging.disable_default_handler()
     optuna.logging.set_verbosity(optuna.logging.INFO)
     for name in ("optuna", "particle_nas"):
@@ -499,6 +500,9 @@ class TrialRecorder:
         _, record = score_particle(network.particle, network=network, evaluator=evaluator or self.job.evaluator, seed=self.job.seed, on_epoch=on_epoch, weights_path=path)
         if path is not None and path.is_file():  # a duplicate copies this record, so it points at the same file
             record["weights"] = weights
+        elif record.get("weights_error"):  # a full disk: the result stands, without its weights
+            _log.warning("%s %s", weights, record["weights_error"])
+            tqdm_write(f"particle-nas: warning: {weights} {record['weights_error']}; the trial keeps its result (export --weights will say so)")
         self.check(record)
         return record
 

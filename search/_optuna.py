@@ -15,6 +15,7 @@ nothing changes (one worker unless asked).
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from typing import Any
 
@@ -23,9 +24,11 @@ from optuna.trial import TrialState
 
 from particle_nas.evaluators import TrialStopped, default_workers, is_cuda_error, prepare_cuda_process
 
-from ._contract import BASELINE_ATTR, Engine, SearchJob, TrialRecorder, fail_stale_trials, is_finished, make_sampler, progress_bar, sample_network, target_reached, trial_evaluator, warm_up
+from ._contract import BASELINE_ATTR, Engine, SearchJob, TrialRecorder, fail_stale_trials, is_finished, make_sampler, progress_bar, sample_network, target_reached, tqdm_write, trial_evaluator, warm_up
 from ._early_stopping import early_stopping, study_on_epoch
-from ._storage import claim_sampler_slot, open_storage, worker_id
+from ._storage import claim_sampler_slot, open_storage, storage_full, worker_id
+from ._stopped import SearchStopped
+from ._trial import fail_reason
 
 
 def _next_trial(study: optuna.Study, job: SearchJob) -> optuna.Trial | None:
@@ -135,16 +138,67 @@ def _label(number: int, network: Any) -> str:
     return f"#{number} {first.factorization}/{first.wiring}" + ("" if first is particle else " (per stage)")
 
 
-def _worker_main(engine: LocalEngine, job: SearchJob, worker: int, workers: int, deadline: float | None) -> None:
-    """Entry point of a worker process: set up, run trials, exit 130 on Ctrl-C."""
+def _worker_main(engine: LocalEngine, job: SearchJob, worker: int, workers: int, deadline: float | None, failures: Any = None) -> None:
+    """Entry point of a worker process: set up, run trials, exit 130 on Ctrl-C.
+
+    An exception that escapes ``work`` (trials' own exceptions do not: they fail
+    their trial) is put on ``failures`` as ``(worker, one-line reason)``, logged
+    with its traceback, and the process exits 1: the search stops with that reason.
+    """
     import sys
 
-    engine.setup_worker(job, worker=worker, workers=workers)
     try:
+        engine.setup_worker(job, worker=worker, workers=workers)
         interrupted = work(job, deadline=deadline, worker=worker)
     except KeyboardInterrupt:
         interrupted = True
+    except Exception as err:
+        logging.getLogger("particle_nas.search").error("worker %d stopped", worker, exc_info=err)
+        if failures is not None:
+            failures.put((worker, worker_failure(err, where=job.run_dir)))
+        sys.exit(1)
     sys.exit(130 if interrupted else 0)
+
+
+class WorkerFailed(SearchStopped):
+    """A worker process of the search stopped with an error of its own (not a trial's): the search stops with its reason."""
+
+
+def worker_failure(err: BaseException, *, where: Any = None) -> str:
+    """One line for an exception that stopped a worker (a full disk is said so, with the free bytes of ``where``)."""
+    full = storage_full(err, where=where)
+    return full if full is not None else fail_reason(err)
+
+
+def _stop_workers(procs: list[Any]) -> None:
+    """Ctrl-C to each live worker (each fails its trial 'interrupted' and exits), then wait for all."""
+    import os
+    import signal
+
+    for proc in procs:
+        if proc.is_alive() and proc.pid is not None:
+            os.kill(proc.pid, signal.SIGINT)
+    for proc in procs:
+        proc.join()
+
+
+def _check_workers(procs: list[Any], failures: Any, study: optuna.Study, seen: set[int], *, log: Any) -> None:
+    """Raise WorkerFailed for a worker that stopped with an error; a line for one killed by a signal (the others go on)."""
+    for i, proc in enumerate(procs):
+        if i in seen or proc.is_alive() or proc.exitcode in (0, 130, None):
+            continue
+        seen.add(i)
+        reasons = {}
+        while not failures.empty():  # read after the process ended: what it put is there
+            worker, reason = failures.get()
+            reasons[worker] = reason
+        if proc.exitcode < 0:
+            tqdm_write(f"particle-nas: warning: worker {i} (pid {proc.pid}) was killed by signal {-proc.exitcode}; its trial is replaced, the other workers go on")
+            continue
+        pid = f":{proc.pid}:"
+        ran = any(pid in str(t.user_attrs.get("worker", "")) for t in study.get_trials(deepcopy=False))
+        when = "" if ran else " before its first trial"
+        raise WorkerFailed(f"worker {i} (pid {proc.pid}) stopped{when}: {reasons.get(i, f'exit status {proc.exitcode}')} (traceback in {log})")
 
 
 class LocalEngine(Engine):
@@ -177,26 +231,26 @@ class LocalEngine(Engine):
     def _run_workers(self, job: SearchJob, study: optuna.Study, *, deadline: float | None, bar: Any) -> bool:
         """Run the worker processes on the study; the bar follows the study. True when interrupted."""
         import multiprocessing
-        import os
-        import signal
 
         workers = self.writers(job)
         context = multiprocessing.get_context("spawn")
-        procs = [context.Process(target=_worker_main, args=(self, job, i, workers, deadline), daemon=False) for i in range(workers)]
+        failures = context.SimpleQueue()
+        procs = [context.Process(target=_worker_main, args=(self, job, i, workers, deadline, failures), daemon=False) for i in range(workers)]
         for proc in procs:
             proc.start()
-        interrupted = False
+        interrupted, seen = False, set()
         try:
             while any(proc.is_alive() for proc in procs):
                 for proc in procs:
                     proc.join(timeout=0.5)
+                _check_workers(procs, failures, study, seen, log=job.layout.log_file)
                 done = sum(is_finished(t) for t in study.get_trials(deepcopy=False))
                 bar.update(max(0, min(done, bar.total) - bar.n))
+            _check_workers(procs, failures, study, seen, log=job.layout.log_file)
         except KeyboardInterrupt:
             interrupted = True
-            for proc in procs:
-                if proc.is_alive() and proc.pid is not None:
-                    os.kill(proc.pid, signal.SIGINT)
-            for proc in procs:
-                proc.join()
+            _stop_workers(procs)
+        except WorkerFailed:
+            _stop_workers(procs)
+            raise
         return interrupted or any(proc.exitcode == 130 for proc in procs)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from pathlib import Path
 from typing import Any, Mapping
@@ -12,7 +13,11 @@ from particle_nas.space import NetworkSpec, SearchSpace, check_int
 from ._contract import CTRL_C, STOPPED, Engine, SearchJob, SearchSummary, enqueue_baselines, fail_stale_trials, is_finished, open_study, summarize
 from ._early_stopping import early_stopping
 from ._settings import SearchSettings
+from ._stopped import SearchStopped
+from ._storage import storage_full
 from ._trial import Evaluator
+
+_log = logging.getLogger("particle_nas.search")
 
 
 def engine_for(settings: SearchSettings) -> Engine:
@@ -63,10 +68,29 @@ def run(job: SearchJob, engine: Engine | None = None, *, progress: bool = True) 
         interrupted = bool(engine.run(job, study, progress=progress, deadline=deadline))
     except KeyboardInterrupt:
         interrupted = True
+    except Exception as err:
+        full = storage_full(err, where=job.run_dir)
+        if full is None:
+            raise
+        raise SearchStopped(f"the study could not be written: {full}; every trial it holds is kept: free some space, then particle-nas resume {job.run_dir}") from err
     finally:
-        with layout.lock(storage=job.storage):  # asked by this process but never told: nothing runs them any more
-            fail_stale_trials(study, mine=True, reason=CTRL_C if interrupted else STOPPED)
+        _fail_my_trials(job, study, reason=CTRL_C if interrupted else STOPPED)
     return summarize(job, before=before, interrupted=interrupted, deadline=deadline)
+
+
+def _fail_my_trials(job: SearchJob, study: Any, *, reason: str) -> None:
+    """The trials this process asked for but never told: nothing runs them any more.
+
+    On a full disk this write fails too; the trials then stay RUNNING until the
+    next run fails them as stale, and the error that stopped the search is the one reported.
+    """
+    try:
+        with job.layout.lock(storage=job.storage):
+            fail_stale_trials(study, mine=True, reason=reason)
+    except Exception as err:
+        if storage_full(err) is None:
+            raise
+        _log.warning("could not mark this process's trials %r: %s", reason, err)
 
 
 def run_search(

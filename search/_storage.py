@@ -8,7 +8,9 @@ such a location, and names the worker processes that share it.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import shutil
 import socket
 import sys
 import time
@@ -185,6 +187,24 @@ def _open_database(url: str) -> optuna.storages.BaseStorage:
                     reason += f" (run.json keeps no password: give the URL with it as --storage or ${STORAGE_ENV}, or set PGPASSWORD or ~/.pgpass)"
                 raise ValueError(f"storage must be a database particle-nas can open, but opening {shown} failed: {reason}") from None
     raise AssertionError("unreachable")
+
+
+def storage_full(err: BaseException, *, where: str | os.PathLike[str] | None = None) -> str | None:
+    """One line when ``err``, or an exception that caused it, is a full disk (ENOSPC, SQLite's "database or disk is full"); else None.
+
+    ``where``: a folder on that disk, whose free bytes the line gives.
+    """
+    seen: BaseException | None = err
+    while seen is not None:
+        full = isinstance(seen, OSError) and seen.errno == errno.ENOSPC
+        if full or "database or disk is full" in str(seen):
+            free = ""
+            if where is not None:
+                with contextlib.suppress(OSError):
+                    free = f": {shutil.disk_usage(where).free:,} bytes free in {where}"
+            return f"the disk is full ({' '.join(str(getattr(seen, 'orig', None) or seen).split())}){free}"
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 _LOCK_KEY = 0x7061727469636C65  # pg_advisory_xact_lock key of particle-nas's run lock ("particle"), one per database

@@ -123,3 +123,33 @@ def test_only_trials_of_dead_workers_are_failed(tmp_path):
     assert states[elsewhere.number][0] == TrialState.RUNNING
     for trial in (gone, anonymous):
         assert states[trial.number] == (TrialState.FAIL, "interrupted: the process running it stopped")
+
+
+@dataclass(frozen=True)
+class OneBrokenWorker(LoggingEvaluator):
+    """As LoggingEvaluator, but the first worker process to warm up finds its data gone (its warm-up raises)."""
+
+    token: Path = Path("unused")
+
+    def warm_up(self) -> None:
+        try:
+            os.close(os.open(self.token, os.O_CREAT | os.O_EXCL))  # one process wins the token
+        except FileExistsError:
+            return
+        raise FileNotFoundError(f"[Errno 2] No such file or directory: '{self.token.parent / 'videos'}'")
+
+
+def test_a_worker_that_fails_before_its_first_trial_stops_the_search_with_its_reason(tmp_path):
+    from particle_nas.search import SearchStopped
+
+    run_dir = tmp_path / "run"
+    evaluator = OneBrokenWorker(tmp_path / "calls.jsonl", sleep_s=0.5, token=tmp_path / "token")
+    with pytest.raises(SearchStopped) as stopped:
+        _search(run_dir, evaluator, trials=40, workers=2)
+    message = str(stopped.value)
+    assert "stopped before its first trial: FileNotFoundError: [Errno 2] No such file or directory:" in message
+    assert f"(traceback in {run_dir / 'search.log'})" in message
+    assert "Traceback" in (run_dir / "search.log").read_text()
+    study = optuna.load_study(study_name="run", storage=open_storage(resolve_storage(run_dir)))
+    trials = study.get_trials()
+    assert len(trials) < 40 and not [t for t in trials if t.state == TrialState.RUNNING]  # the other worker was stopped, its trial failed
