@@ -63,6 +63,7 @@ NOT_RUN_BY_TESTS: dict[str, str] = {
     "optuna-dashboard": "a web server that runs until stopped; tests/cli/test_deploy.py serves a study through optuna-dashboard's app",
     # Measurement scripts take minutes to hours; tests/test_bench.py tests their pieces.
     "python bench/": "a measurement script (minutes to hours); tests/test_bench.py tests its pieces",
+    "bash bench/gpu_session.sh": "the GPU machine's one command; tests/test_gpu_session.py runs it as --dry-run on the CPU",
     "python examples/finetune/make_ucf_demo.py": "run by tests/cli/test_finetune_cli.py::test_the_docs_example_on_generated_videos_runs_as_written",
 }
 
