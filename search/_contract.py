@@ -13,12 +13,13 @@ reasons are the same whichever engine runs the trial.
 from __future__ import annotations
 
 import copy
-import functools
 import json
 import logging
 import os
 import threading
 import time
+import types
+import weakref
 from abc import ABC, abstractmethod
 from collections import Counter
 from dataclasses import dataclass
@@ -356,14 +357,81 @@ def is_finished(trial: optuna.trial.FrozenTrial) -> bool:
     return trial.state == TrialState.FAIL and not str(trial.user_attrs.get("fail_reason", "")).startswith(INTERRUPTED)
 
 
+class _Ledger:
+    """One study's trials as the engine counts them before each trial, kept up to date in this process.
+
+    Each look reads the study's trial list once and visits only the trials new
+    since the last look and those not finished then (RUNNING, WAITING): the
+    engine's own work per trial is O(new trials), not O(all trials), and a stored
+    network is parsed once per process. A finished trial never changes again
+    (Optuna refuses to update one), so what it added stays true. Trials another
+    process adds to the same study in between are seen at the next look.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self._reset()
+
+    def _reset(self) -> None:
+        self.seen = 0  # trials numbered below this were visited
+        self.open: set[int] = set()  # of those, the ones not finished when visited (visited again at each look)
+        self.finished = 0  # of those, the finished ones (is_finished)
+        self.known: dict[str, optuna.trial.FrozenTrial] = {}  # see TrialRecorder.known
+        self.afresh = False  # the last look's list was not numbered 0..n-1: the next one counts afresh
+
+    def look(self, study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+        """The study's trials, the counts brought up to date with them. Call under ``lock``.
+
+        ``open`` holds positions in the returned list (trial numbers, unless a
+        trial numbered in between is not visible yet, as may happen with several
+        writers: then this look, and the next, count every trial afresh).
+        """
+        trials = study.get_trials(deepcopy=False)
+        numbered = not trials or trials[-1].number == len(trials) - 1  # sorted and distinct, so 0..n-1 without a gap
+        if self.afresh or not numbered or len(trials) < self.seen:
+            self._reset()
+        for at in [*sorted(self.open), *range(self.seen, len(trials))]:
+            trial = trials[at]
+            if not trial.state.is_finished():
+                self.open.add(at)
+                continue
+            self.open.discard(at)
+            self.finished += is_finished(trial)
+            key = _source_key(trial)
+            if key is not None and (key not in self.known or trial.number < self.known[key].number):
+                self.known[key] = trial
+        self.seen, self.afresh = len(trials), not numbered
+        return trials
+
+
+_ledgers: weakref.WeakKeyDictionary[Any, dict[int, _Ledger]] = weakref.WeakKeyDictionary()
+_ledgers_lock = threading.Lock()
+
+
+def _ledger(study: optuna.Study) -> _Ledger:
+    """This process's ledger of ``study`` (one per storage object and study, whatever Study object names it)."""
+    with _ledgers_lock:
+        try:
+            per_study = _ledgers.setdefault(study._storage, {})
+        except TypeError:  # a storage that takes no weak reference: counted afresh at every look
+            return _Ledger()
+        return per_study.setdefault(study._study_id, _Ledger())
+
+
 def count_finished(study: optuna.Study) -> int:
-    return sum(is_finished(t) for t in study.get_trials(deepcopy=False))
+    """Finished trials of ``study`` (see is_finished)."""
+    ledger = _ledger(study)
+    with ledger.lock:
+        ledger.look(study)
+        return ledger.finished
 
 
 def target_reached(study: optuna.Study, target: int) -> bool:
     """Finished + running trials reach ``target`` (so no new trial is asked)."""
-    trials = study.get_trials(deepcopy=False)
-    return sum(is_finished(t) or t.state == TrialState.RUNNING for t in trials) >= target
+    ledger = _ledger(study)
+    with ledger.lock:
+        trials = ledger.look(study)
+        return ledger.finished + sum(trials[n].state == TrialState.RUNNING for n in ledger.open) >= target
 
 
 def open_study(job: SearchJob, *, sampler: optuna.samplers.BaseSampler | None = None) -> optuna.Study:
@@ -410,9 +478,13 @@ def fail_stale_trials(study: optuna.Study, *, mine: bool = False, reason: str = 
     see enqueue_baselines) is not stale: it waits for its turn. Call under the run's lock.
     """
     me = worker_id()
+    ledger = _ledger(study)
+    with ledger.lock:
+        trials = ledger.look(study)
+        unfinished = [trials[n] for n in sorted(ledger.open)]  # RUNNING and WAITING
     stale = [
         t
-        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING))
+        for t in unfinished
         if not (t.state == TrialState.WAITING and BASELINE_ATTR in t.user_attrs)
         and ("worker" not in t.user_attrs or worker_alive(t.user_attrs["worker"]) is False or (mine and t.user_attrs["worker"] == me))
     ]
@@ -431,10 +503,19 @@ def network_key(network: NetworkSpec | Mapping[str, Any]) -> str:
     return json.dumps(spec.to_dict(), sort_keys=True)
 
 
-@functools.lru_cache(maxsize=1 << 16)
-def _stored_key(text: str) -> str:
-    """``network_key`` of a stored network (its JSON): parsed once per process, not once per trial asked after it."""
-    return network_key(json.loads(text))
+def _source_key(trial: optuna.trial.FrozenTrial) -> str | None:
+    """The network key under which a finished trial's record may be reused; None when it may not be.
+
+    Only a COMPLETE trial that trained its network (not itself a duplicate)
+    is a source; a network this version cannot read is never reused.
+    """
+    network = trial.user_attrs.get("network")
+    if trial.state != TrialState.COMPLETE or not isinstance(network, dict) or "duplicate_of" in trial.user_attrs:
+        return None
+    try:
+        return network_key(network)
+    except (ValueError, TypeError):
+        return None
 
 
 def measured(attrs: Mapping[str, Any]) -> dict[str, Any]:
@@ -456,16 +537,16 @@ class TrialRecorder:
 
     job: SearchJob
 
-    def known(self, study: optuna.Study) -> dict[str, optuna.trial.FrozenTrial]:
-        """COMPLETE trials by network, the first of each (the source of a duplicate)."""
-        known: dict[str, optuna.trial.FrozenTrial] = {}
-        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-            if isinstance(t.user_attrs.get("network"), dict) and "duplicate_of" not in t.user_attrs:
-                try:
-                    known.setdefault(_stored_key(json.dumps(t.user_attrs["network"], sort_keys=True)), t)
-                except (ValueError, TypeError):  # a network this version cannot read: never reused
-                    continue
-        return known
+    def known(self, study: optuna.Study) -> Mapping[str, optuna.trial.FrozenTrial]:
+        """COMPLETE trials by network, the first of each (the source of a duplicate); a read-only view.
+
+        Kept per process and study (see _Ledger): each call visits only the
+        trials added or finished since the last, by any process.
+        """
+        ledger = _ledger(study)
+        with ledger.lock:
+            ledger.look(study)
+            return types.MappingProxyType(ledger.known)
 
     def over_budget(self, network: NetworkSpec) -> dict[str, Any] | None:
         """The attributes of a refused trial when the spec's analytic cost breaks the FLOPs/params budget, else None."""

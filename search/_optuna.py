@@ -24,11 +24,13 @@ from optuna.trial import TrialState
 
 from particle_nas.evaluators import TrialStopped, default_workers, is_cuda_error, prepare_cuda_process
 
-from ._contract import BASELINE_ATTR, Engine, SearchJob, TrialRecorder, fail_stale_trials, is_finished, make_sampler, progress_bar, sample_network, target_reached, tqdm_write, trial_evaluator, warm_up
+from ._contract import BASELINE_ATTR, Engine, SearchJob, TrialRecorder, count_finished, fail_stale_trials, make_sampler, progress_bar, sample_network, target_reached, tqdm_write, trial_evaluator, warm_up
 from ._early_stopping import early_stopping, study_on_epoch
 from ._storage import claim_sampler_slot, open_storage, storage_full, worker_id
 from ._stopped import SearchStopped
 from ._trial import fail_reason
+
+_log = logging.getLogger("particle_nas.search")
 
 
 def _next_trial(study: optuna.Study, job: SearchJob) -> optuna.Trial | None:
@@ -125,6 +127,7 @@ def work(job: SearchJob, *, deadline: float | None, worker: int = 0, bar: Any = 
                 raise
             continue
         study.tell(trial, values)
+        _log.info("trial %d complete: %s", trial.number, ", ".join(f"{v:.6g}" for v in values))  # search.log: every trial
         if bar is not None:
             bar.update(1)
             if not bar.disable:
@@ -244,7 +247,7 @@ class LocalEngine(Engine):
                 for proc in procs:
                     proc.join(timeout=0.5)
                 _check_workers(procs, failures, study, seen, log=job.layout.log_file)
-                done = sum(is_finished(t) for t in study.get_trials(deepcopy=False))
+                done = count_finished(study)
                 bar.update(max(0, min(done, bar.total) - bar.n))
             _check_workers(procs, failures, study, seen, log=job.layout.log_file)
         except KeyboardInterrupt:
