@@ -7,6 +7,7 @@ table of Pareto members) is tested without a browser or plotly.
 
 from __future__ import annotations
 
+import bisect
 import math
 import warnings
 from typing import TYPE_CHECKING, Any, NamedTuple, Sequence
@@ -34,9 +35,9 @@ MAX_CATEGORIES = 12
 
 
 # ---------------------------------------------------------------- the table, with dashboard extras
-def dashboard_table(study: optuna.Study) -> pd.DataFrame:
-    """``trials_table(study)`` plus ``preset`` (str or NA) and ``latency_ms`` (float or NaN) columns."""
-    df = trials_table(study)
+def dashboard_table(study: optuna.Study, *, table: pd.DataFrame | None = None) -> pd.DataFrame:
+    """``trials_table(study)`` (or a copy of ``table``, when it was read already) plus ``preset`` (str or NA) and ``latency_ms`` (float or NaN) columns."""
+    df = trials_table(study) if table is None else table.copy()
     by_number = {t.number: t.user_attrs for t in study.get_trials(deepcopy=False)}
     presets, latencies = [], []
     for number in df["number"]:
@@ -97,10 +98,43 @@ def hypervolume_2d(points: np.ndarray, reference: tuple[float, float]) -> float:
     if len(points) == 0:
         return 0.0
     front = np.unique(points[pareto_mask(points, ("minimize", "minimize"))], axis=0)  # by first loss, ascending
-    # On a front sorted by the first loss the second strictly decreases: a staircase of boxes.
-    next_a = np.append(front[1:, 0], ref_a)
-    area = float(np.sum((next_a - front[:, 0]) * (ref_b - front[:, 1])))
-    return float(area)
+    return _staircase(front[:, 0], front[:, 1], (ref_a, ref_b))
+
+
+def _staircase(first: np.ndarray, second: np.ndarray, reference: tuple[float, float]) -> float:
+    """The area under a front sorted by its first loss (the second then strictly decreases): a staircase of boxes up to ``reference``."""
+    next_a = np.append(first[1:], reference[0])
+    return float(np.sum((next_a - first) * (reference[1] - second)))
+
+
+def running_hypervolume_2d(points: np.ndarray, reference: tuple[float, float]) -> list[float]:
+    """``hypervolume_2d(points[: i + 1], reference)`` for every i, the same numbers in O(n x front) rather than O(n^2 log n).
+
+    The front is kept sorted by the first loss (the second then strictly
+    decreases). A point that some member weakly dominates, or that is not
+    strictly better than the reference, leaves the area as it was (a bisection);
+    otherwise it goes in, the members it dominates go out, and the area is summed
+    again over the front as ``hypervolume_2d`` sums it (same terms, same order,
+    so the same floating-point result).
+    """
+    points = np.asarray(points, dtype=float).reshape(-1, 2)
+    ref_a, ref_b = float(reference[0]), float(reference[1])
+    first: list[float] = []  # the front's first losses, ascending
+    second: list[float] = []  # its second losses, descending
+    areas, area = [], 0.0
+    for a, b in points.tolist():
+        if a < ref_a and b < ref_b:
+            at = bisect.bisect_right(first, a)  # members before ``at`` have a first loss <= a
+            if at == 0 or second[at - 1] > b:  # not weakly dominated by the member just before (the best of those in b)
+                end = at
+                while end < len(first) and second[end] >= b:  # members with first loss >= a that it dominates
+                    end += 1
+                if at and first[at - 1] == a:  # a member with the same first loss and a worse second one
+                    at -= 1
+                first[at:end], second[at:end] = [a], [b]
+                area = _staircase(np.array(first), np.array(second), (ref_a, ref_b))
+        areas.append(area)
+    return areas
 
 
 def hypervolume_history(df: pd.DataFrame, *, cost: str = "flops", reference: tuple[float, float] | None = None) -> HypervolumeHistory:
@@ -124,7 +158,7 @@ def hypervolume_history(df: pd.DataFrame, *, cost: str = "flops", reference: tup
     ref_acc, ref_cost = float(reference[0]), float(reference[1])
     loss = np.column_stack([-acc, spend])
     box = (1.0 - ref_acc) * ref_cost if ref_cost > 0 else 1.0
-    values = [hypervolume_2d(loss[: i + 1], (-ref_acc, ref_cost)) / box for i in range(len(loss))]
+    values = [area / box for area in running_hypervolume_2d(loss, (-ref_acc, ref_cost))]
     what = f"{REFERENCE_MARGIN:g} x the largest of any complete trial" if default else "given"
     description = f"reference point: accuracy {ref_acc:g}, {cost} {ref_cost:.4g} ({what}); shown as a fraction of the box accuracy [{ref_acc:g}, 1] x {cost} [0, {ref_cost:.4g}]"
     return HypervolumeHistory(cost=cost, numbers=[int(n) for n in rows["number"]], values=values, reference=(ref_acc, ref_cost), description=description)

@@ -213,12 +213,12 @@ document.querySelectorAll("table.sortable th[data-col]").forEach(function (th) {
 """
 
 
-def dashboard_html(study: optuna.Study, *, run: str) -> str:
-    """The dashboard page of ``study`` as one HTML string (plotly.js embedded)."""
+def dashboard_html(study: optuna.Study, *, run: str, table: pd.DataFrame | None = None) -> str:
+    """The dashboard page of ``study`` as one HTML string (plotly.js embedded); ``table``: its ``trials_table``, when read already."""
     _plotly()
     from plotly.offline import get_plotlyjs
 
-    df = dashboard_table(study)
+    df = dashboard_table(study, table=table)
     rows = complete_rows(df)
     sections: list[str] = []
     front = pareto_front(df, x="flops", y="accuracy")
@@ -296,8 +296,8 @@ def dashboard_html(study: optuna.Study, *, run: str) -> str:
     )
 
 
-def write_dashboard(study: optuna.Study, path: str | os.PathLike[str], *, run: str | None = None) -> Path:
-    """Write the dashboard of ``study`` to ``path`` (one self-contained HTML file), atomically."""
+def write_dashboard(study: optuna.Study, path: str | os.PathLike[str], *, run: str | None = None, table: pd.DataFrame | None = None) -> Path:
+    """Write the dashboard of ``study`` to ``path`` (one self-contained HTML file), atomically; ``table`` as for dashboard_html."""
     path = Path(path)
-    text = dashboard_html(study, run=run or path.resolve().parent.name)
+    text = dashboard_html(study, run=run or path.resolve().parent.name, table=table)
     return atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))

@@ -28,6 +28,8 @@ OTHER_STYLE = dict(color="rgba(120, 120, 120, 0.55)", size=7, symbol="circle")
 FRONT_STYLE = dict(color="#d62728", size=10, symbol="diamond", line=dict(color="black", width=1))
 KNEE_STYLE = dict(color="#ffbf00", size=18, symbol="star", line=dict(color="black", width=1.5))
 STEP_STYLE = dict(color="#d62728", width=2)
+# A marker trace with more points is drawn by WebGL (scattergl): SVG slows the page with tens of thousands.
+WEBGL_ABOVE = 2000
 BASELINE_STYLE = dict(color="#9467bd", size=13, symbol="triangle-up", line=dict(color="black", width=1))
 
 
@@ -100,7 +102,8 @@ def pareto_figure(df: pd.DataFrame, *, x: str = "flops", y: str = "accuracy", ti
     """All COMPLETE trials of a ``trials_table`` on (x, y), the front highlighted.
 
     Every complete trial with both values is drawn exactly once, in one of
-    three marker traces: "trials" (dominated), "Pareto front" and "knee".
+    three marker traces: "trials" (dominated), "Pareto front" and "knee"
+    (one of more than ``WEBGL_ABOVE`` points is a WebGL ``Scattergl``).
     A fourth trace, "front (step)", is a line only: the staircase joining the
     front members; a fifth, "baselines", labels the baseline trials (search.baselines)
     over the others, when the study has any. flops and params axes are logarithmic (when all values are
@@ -115,13 +118,14 @@ def pareto_figure(df: pd.DataFrame, *, x: str = "flops", y: str = "accuracy", ti
 
     def markers(labels: list[Any], name: str, style: dict[str, Any]) -> go.Scatter:
         rows = df.loc[labels]
-        return go.Scatter(
+        trace = go.Scattergl if len(rows) > WEBGL_ABOVE else go.Scatter
+        return trace(
             x=rows[x].astype(float).tolist(),
             y=rows[y].astype(float).tolist(),
             mode="markers",
             name=name,
             marker=style,
-            text=[hover_text(row) for _, row in rows.iterrows()],
+            text=[hover_text(row) for row in rows.to_dict("records")],  # records, not iterrows: a pandas row costs a millisecond
             customdata=rows["number"].astype(int).tolist(),
             hovertemplate="%{text}<extra></extra>",
         )

@@ -62,7 +62,7 @@ def write_run_outputs(study: optuna.Study, run_dir: str | os.PathLike[str], *, p
             f"wrote {trials_csv} only.{first}"
         )
     pareto_html = write_html(pareto_figure(df), layout.pareto_html)
-    dashboard = write_dashboard(study, layout.dashboard_html, run=str(run_dir))
+    dashboard = write_dashboard(study, layout.dashboard_html, run=str(run_dir), table=df)
     row = pick_row(df, pick)
     doc = particle_document(row, run=run_dir.resolve().name, pick=pick)
     best_yaml = write_particle_yaml(doc, layout.best_yaml)

@@ -90,6 +90,22 @@ def test_hypervolume_2d_by_hand():
     assert hypervolume_2d(np.array([[1.0, 1.0], [1.0, 1.0]]), (2.0, 2.0)) == pytest.approx(1.0)  # duplicates count once
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_running_hypervolume_equals_the_direct_definition_after_every_point(seed):
+    """The incremental history gives hypervolume_2d(loss[: i + 1]) exactly, ties, duplicates and points beyond the reference included."""
+    from particle_nas.results._dashboard import running_hypervolume_2d
+
+    rng = np.random.default_rng(seed)
+    n = 400
+    grid = (1, 5, 50)[seed % 3]  # coarse grids make ties in one loss, repeated points and repeated fronts
+    loss = np.round(rng.random((n, 2)) * grid) / grid * np.array([1.0, 3e7]) - np.array([1.0, 0.0])
+    loss[rng.random(n) < 0.1] = loss[rng.integers(0, n)]  # exact repeats of one earlier point
+    reference = (-0.05, 2.5e7)  # some points are not strictly better than it
+    direct = [hypervolume_2d(loss[: i + 1], reference) for i in range(n)]
+    assert running_hypervolume_2d(loss, reference) == direct
+    assert running_hypervolume_2d(loss[:0], reference) == []
+
+
 def test_hypervolume_history_standard_study(study):
     df = dashboard_table(study)
     history = hypervolume_history(df)
