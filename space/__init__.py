@@ -18,7 +18,7 @@ from ._build import (
     se_width,
     split_width,
 )
-from ._cost import FACTORIZATION_COSTS, WIRING_COSTS, Cost, cost
+from ._cost import FACTORIZATION_COSTS, PRECISION_BYTES, WIRING_COSTS, Cost, TrainingMemory, cost, training_memory
 from ._domain import AXES, STAGE_MODES, Axis, SearchSpace
 from ._inflate import INFLATABLE, NOT_INFLATABLE, as_2d, check_inflatable, inflate, inflate_state_dict
 from ._checks import check_choice, check_clip, check_int, check_number
@@ -48,6 +48,7 @@ __all__ = [
     "ParticleBlock",
     "ParticleNet",
     "POOLS",
+    "PRECISION_BYTES",
     "ParticleSpec",
     "QUANTIZE_MODES",
     "R2PLUS1D_MIDS",
@@ -57,6 +58,7 @@ __all__ = [
     "SpecError",
     "SqueezeExcite",
     "TemporalShift",
+    "TrainingMemory",
     "WIRINGS",
     "WIRING_BUILDERS",
     "WIRING_COSTS",
@@ -90,6 +92,7 @@ __all__ = [
     "round_width",
     "se_width",
     "split_width",
+    "training_memory",
 ]
 
 from . import presets  # noqa: E402  (the module of reference presets, after the names it uses)
