@@ -46,6 +46,7 @@ from ._finetune import (
     FrozenBatchNorm3d,
     ParamCounts,
     Predictions,
+    check_finetune_memory,
     check_weights,
     finetune,
     head_linear_keys,
@@ -56,6 +57,7 @@ from ._finetune import (
     read_checkpoint,
 )
 from ._evaluate import CALIBRATION_CLIPS, Evaluation, EvaluatorSettings, ProxyEvaluator, calibration_batches, load_weights, quantize_network, quantized_stages, save_weights, training_seed
+from ._memory import ESTIMATED, check_training_fits, free_memory, optimizer_states
 from ._metrics import METRIC_DIRECTIONS, METRICS, GradNorm, Latency, Metric, Naswot, SizeBytes, Snip, Synflow, make_metric
 from ._quantize import QUANT_BACKENDS, Int8Model, compare_int8, export_onnx, load_int8, quantize_int8, save_int8, size_bytes, state_bytes, weight_bytes
 from ._registry import METRIC_INFO, OBJECTIVES, OPTIONAL_METRICS, ZERO_COST, Constraint, MetricInfo, human
@@ -143,10 +145,15 @@ __all__ = [
     "TrainConfig",
     "TrainResult",
     "TrainingDiverged",
+    "ESTIMATED",
     "cache_path",
+    "check_finetune_memory",
+    "check_training_fits",
     "clear_synthetic_cache",
     "count_cost",
     "count_parameters",
+    "free_memory",
+    "optimizer_states",
     "evaluate_accuracy",
     "generate_clips",
     "human",

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from particle_nas.space import NetworkSpec, SpecError, build_network, check_int, inflate_state_dict
+from particle_nas.space import NetworkSpec, SpecError, TrainingMemory, build_network, check_int, inflate_state_dict
 
 from ._cost import network_cost
 from ._data import SyntheticConfig, SyntheticTask, load_or_make_synthetic_task
@@ -32,6 +32,7 @@ from ._device import (
     resolve_precision,
     using_device,
 )
+from ._memory import check_training_fits, optimizer_states
 from ._metrics import ZERO_COST, Latency, make_metric
 from ._prune import prune_network, prunes, unpruned_spec
 from ._quantize import quantize_int8, size_bytes
@@ -242,6 +243,10 @@ class ProxyEvaluator:
     def evaluate(self, spec: NetworkSpec, *, seed: int, on_epoch: EpochCallback | None = None, weights_path: Path | None = None) -> Evaluation:
         """Count ``spec``'s cost, build it with ``seed`` and train it; see ``train_proxy`` for ``on_epoch``.
 
+        A spec whose training would not fit in the device's free memory is refused
+        first, from the analytic estimate (``check_memory``): ``TrialOutOfMemory``
+        "out of memory (estimated) ...", before the task is loaded or a tensor allocated.
+
         When ``spec`` prunes (``prune_ratio`` > 0), the unpruned network is
         trained (``on_epoch`` sees those epochs), its accuracy kept as
         ``accuracy_before_prune``, its lowest-L1 inner channels removed by
@@ -264,6 +269,7 @@ class ProxyEvaluator:
             raise SpecError("ProxyEvaluator.evaluate.seed", "must be an integer >= 0", seed)
         device = resolve_device(self.train.device, field="train.device")
         policy = resolve_precision(self.train.precision, device, field="train.precision")
+        self.check_memory(spec, device=device, policy=policy)
         try:
             with using_device(device), cuda_backends(device, deterministic=self.train.deterministic):
                 return self._evaluate(spec, seed=seed, device=device, policy=policy, on_epoch=on_epoch, weights_path=weights_path)
@@ -274,6 +280,22 @@ class ProxyEvaluator:
         # Out of the except block, the failed trial's frames (and the tensors they hold) are gone: give their memory back.
         free_device_memory()
         raise TrialOutOfMemory(reason)
+
+    def check_memory(self, spec: NetworkSpec, *, device: torch.device, policy: PrecisionPolicy, free: int | None = None) -> TrainingMemory:
+        """Refuse ``spec`` (``TrialOutOfMemory``, "out of memory (estimated) ...") when its training would not fit in ``device``'s free memory.
+
+        Checked before the task is loaded or anything is built (``check_training_fits``),
+        for the largest network that gets gradients: the unpruned one when ``spec``
+        prunes, at ``train.batch_size`` with the optimizer's state; without training,
+        ``spec`` itself at ``zero_cost_batch`` in fp32 for the zero-cost proxies, or one clip.
+        """
+        if self.evaluators.train:
+            trained = unpruned_spec(spec) if prunes(spec) else spec
+            return check_training_fits(trained, device=device, policy=policy, batch_size=self.train.batch_size, optimizer_states=optimizer_states(self.train), free=free)
+        if self.evaluators.zero_cost:
+            fp32 = PrecisionPolicy("fp32", None, False)
+            return check_training_fits(spec, device=device, policy=fp32, batch_size=self.evaluators.zero_cost_batch, optimizer_states=0, free=free)
+        return check_training_fits(spec, device=device, policy=policy, batch_size=1, optimizer_states=0, free=free)
 
     def warm_up(self) -> None:
         """Pay a process's one-time costs before its first trial, so that no trial's ``duration_s`` holds them.

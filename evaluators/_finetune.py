@@ -34,9 +34,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from particle_nas.space import ACTIVATIONS, QUANTIZE_MODES, add_adapters, check_choice, check_number
+from particle_nas.space import ACTIVATIONS, QUANTIZE_MODES, NetworkSpec, TrainingMemory, add_adapters, check_choice, check_number
 
 from ._data import ClipSet
+from ._device import TrialOutOfMemory, resolve_precision
+from ._memory import check_training_fits, optimizer_states
 from ._train import TrainConfig, TrainState, train_proxy
 
 FINETUNE_MODES: tuple[str, ...] = ("full", "linear", "adapters", "bitfit")
@@ -86,6 +88,19 @@ def trains(name: str, module: nn.Module, mode: str) -> bool:
     if mode == "bitfit":
         return name.endswith(".bias") or isinstance(module, nn.modules.batchnorm._NormBase)
     return False  # linear: the head only
+
+
+def check_finetune_memory(network: NetworkSpec, config: TrainConfig, device: torch.device, *, free: int | None = None) -> TrainingMemory:
+    """Refuse, with one ValueError line, a fine-tuning whose training would not fit in ``device``'s free memory, before ``network`` is built.
+
+    ``check_training_fits`` at ``config.batch_size`` in its precision, as a full
+    training (every parameter with gradients and optimizer state: an upper bound for the other modes).
+    """
+    policy = resolve_precision(config.precision, device, field="train.precision")
+    try:
+        return check_training_fits(network, device=device, policy=policy, batch_size=config.batch_size, optimizer_states=optimizer_states(config), free=free)
+    except TrialOutOfMemory as err:
+        raise ValueError(f"{err}; lower train.batch_size or the clip, or fine-tune where more memory is free") from None
 
 
 def prepare_for_finetuning(

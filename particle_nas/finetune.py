@@ -228,11 +228,12 @@ def run(job: FineTuneJob, *, progress: bool = True, resume_hint: str, device=Non
 
     Training and the report run on ``train.device`` (``device``, when given, replaces it): the CPU stays the CPU on a GPU machine.
     """
-    from particle_nas.evaluators import finetune, load_best, param_counts, read_checkpoint, resolve_device
+    from particle_nas.evaluators import check_finetune_memory, finetune, load_best, param_counts, read_checkpoint, resolve_device
 
     if device is not None:
         job = dataclasses.replace(job, train=dataclasses.replace(job.train, device=str(device)))
     device = resolve_device(job.train.device, field="train.device")  # one line when CUDA is asked for and not there
+    check_finetune_memory(job.network, job.train, device)  # one line when its training cannot fit, before it is built
     model = build_model(job)
     fingerprint = job.fingerprint()
     checkpoint = read_checkpoint(job.out_dir, fingerprint)  # refuses a run made with other settings, before anything is written

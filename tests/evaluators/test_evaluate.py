@@ -1,11 +1,31 @@
 from __future__ import annotations
 
+import dataclasses
+import json
 import pickle
+import subprocess
+import sys
 
 import pytest
+import torch
 
-from particle_nas.evaluators import Evaluation, ProxyEvaluator, SyntheticConfig, TrainConfig, TrialStopped, network_cost
-from particle_nas.space import NetworkSpec, SpecError
+from particle_nas.evaluators import (
+    ESTIMATED,
+    Evaluation,
+    EvaluatorSettings,
+    PrecisionPolicy,
+    ProxyEvaluator,
+    SyntheticConfig,
+    TrainConfig,
+    TrialOutOfMemory,
+    TrialStopped,
+    human,
+    network_cost,
+    unpruned_spec,
+)
+from particle_nas.space import NetworkSpec, ParticleSpec, SpecError, training_memory
+
+CPU, FP32 = torch.device("cpu"), PrecisionPolicy("fp32", None, False)
 
 
 @pytest.fixture
@@ -79,3 +99,57 @@ def test_evaluator_uses_disk_cache(tmp_path, tiny_data: SyntheticConfig, tiny_tr
     assert evaluator.task().train.clips.shape[0] == tiny_data.train_size
     assert len(list(tmp_path.glob("synthetic-*.pt"))) == 1
 
+
+
+# A worker's trial on a clip of 1024^3: the estimate refuses it before the task is generated or the network built.
+_HUGE_TRIAL = """
+import json, resource, sys
+from pathlib import Path
+from particle_nas.evaluators import ProxyEvaluator, SyntheticConfig, TrainConfig
+from particle_nas.search._trial import fail_reason
+cache = Path(sys.argv[1])
+evaluator = ProxyEvaluator(data=SyntheticConfig(num_classes=4, train_size=16, val_size=8, clip=(1024, 1024, 1024)), train=TrainConfig(epochs=1), cache_dir=cache)
+try:
+    evaluator.evaluate(evaluator.network_spec(), seed=0)
+    outcome = {"error": None}
+except MemoryError as err:
+    outcome = {"error": type(err).__name__, "message": str(err), "fail_reason": fail_reason(err)}
+outcome["maxrss_kb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+outcome["cache"] = sorted(p.name for p in cache.iterdir())
+print(json.dumps(outcome))
+"""
+
+
+def test_a_network_that_cannot_fit_is_refused_before_anything_is_allocated(tmp_path) -> None:
+    done = subprocess.run([sys.executable, "-c", _HUGE_TRIAL, str(tmp_path)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    outcome = json.loads(done.stdout.splitlines()[-1])
+    assert outcome["error"] == "TrialOutOfMemory"
+    assert outcome["message"].startswith(f"{ESTIMATED} on cpu: training must fit in the free memory, but the network needs about ")
+    assert " TB (activations " in outcome["message"] and " at batch 16 in fp32; weights, gradients and optimizer state " in outcome["message"]
+    assert outcome["message"].endswith(" are free") and "\n" not in outcome["message"]
+    assert ESTIMATED in outcome["fail_reason"]  # the search records it as the trial's one-line reason
+    assert outcome["cache"] == []  # the task was never generated
+    assert outcome["maxrss_kb"] < 1_500_000  # the imports (about 0.3 GB), not a batch of 1024^3 clips
+
+
+def test_what_check_memory_estimates(evaluator: ProxyEvaluator, tiny_spec) -> None:
+    spec = tiny_spec(ParticleSpec(prune_ratio=0.5))
+    plenty = 10**15
+    memory = evaluator.check_memory(spec, device=CPU, policy=FP32, free=plenty)
+    assert memory == training_memory(unpruned_spec(spec), batch_size=16, optimizer_states=2)  # the unpruned network trains first, with AdamW
+    sgd = dataclasses.replace(evaluator, train=dataclasses.replace(evaluator.train, optimizer="sgd"))
+    assert sgd.check_memory(spec, device=CPU, policy=FP32, free=plenty).weights == network_cost(unpruned_spec(spec)).params * 4 * 4
+    proxies = dataclasses.replace(evaluator, evaluators=EvaluatorSettings(train=False, zero_cost=("synflow",), zero_cost_batch=8))
+    assert proxies.check_memory(spec, device=CPU, policy=FP32, free=plenty) == training_memory(spec, batch_size=8, optimizer_states=0)
+    with pytest.raises(TrialOutOfMemory) as err:
+        evaluator.check_memory(spec, device=CPU, policy=FP32, free=1000)
+    assert str(err.value) == (
+        f"{ESTIMATED} on cpu: training must fit in the free memory, but the network needs about {human(memory.total, 'B')} "
+        f"(activations {human(memory.activations, 'B')} at batch 16 in fp32; weights, gradients and optimizer state {human(memory.weights, 'B')}) and 1 kB are free"
+    )
+
+
+def test_a_network_that_fits_trains_as_before(evaluator: ProxyEvaluator, tiny_spec) -> None:
+    memory = evaluator.check_memory(tiny_spec(), device=CPU, policy=FP32)  # against this machine's free memory
+    assert 0 < memory.total < 100e6
