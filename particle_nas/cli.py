@@ -144,18 +144,25 @@ def _load_network_from_file(path: str, clip: Sequence[int] | None, classes: int 
 
 
 def cmd_cost(args: argparse.Namespace) -> int:
-    from particle_nas.evaluators import METRIC_INFO, count_cost
-    from particle_nas.space import build_network
+    from particle_nas.evaluators import METRIC_INFO, TrainConfig, human, optimizer_states
+    from particle_nas.space import cost as analytic_cost
+    from particle_nas.space import training_memory
 
     network = _load_network_from_file(args.particle, args.clip, args.classes)
-    cost = count_cost(build_network(network), input_shape=network.input_shape)
+    train = TrainConfig() if args.batch_size is None else TrainConfig(batch_size=args.batch_size)
+    cost = analytic_cost(network)  # arithmetic on the spec: nothing is built, whatever the clip
+    memory = training_memory(network, batch_size=train.batch_size, optimizer_states=optimizer_states(train))
     c, t, h, w = network.input_shape
     for i, p in enumerate(network.stage_particles if isinstance(network.particle, tuple) else (network.particle,)):
         label = f"stage {i}:" if isinstance(network.particle, tuple) else "particle:"
         print(f"{label} {p.factorization} / {p.wiring}, kernel {p.temporal_kernel}x{p.spatial_kernel}x{p.spatial_kernel}, prune {p.prune_ratio:g}")
     print(f"network:  widths {list(network.widths)}, depths {list(network.depths)}, input {c}x{t}x{h}x{w}, {network.num_classes} classes")
     print(f"params:   {cost.params:,} ({METRIC_INFO['params'].format(cost.params)})")
-    print(f"FLOPs:    {cost.flops:,} ({METRIC_INFO['flops'].format(cost.flops)}) multiply-adds per clip (conv + linear, counted by fvcore)")
+    print(f"FLOPs:    {cost.flops:,} ({METRIC_INFO['flops'].format(cost.flops)}) multiply-adds per clip (conv + linear; analytic, equal to fvcore's count)")
+    print(
+        f"memory:   about {human(memory.total, 'B')} to train at batch {memory.batch_size} in fp32 with {train.optimizer} (estimated: activations "
+        f"{human(memory.activations, 'B')}; weights, gradients and optimizer state {human(memory.weights, 'B')})"
+    )
     return 0
 
 
@@ -281,10 +288,11 @@ def build_parser() -> argparse.ArgumentParser:
     rs.add_argument("--no-progress", action="store_true", help="no progress bar")
     rs.set_defaults(func=cmd_resume)
 
-    c = sub.add_parser("cost", help="params and FLOPs of the network built from a particle YAML")
+    c = sub.add_parser("cost", help="params, FLOPs and training memory of the network of a particle YAML (computed from the spec: nothing is built)")
     c.add_argument("particle", help="particle YAML (best.yaml, an export, or bare particle fields)")
     c.add_argument("--clip", type=int, nargs=3, metavar=("T", "H", "W"), help="input clip size (default: the file's network, else 8 32 32)")
     c.add_argument("--classes", type=int, help="number of classes of the head")
+    c.add_argument("--batch-size", type=int, help="training batch of the memory estimate (default: train.batch_size's default, 16)")
     c.set_defaults(func=cmd_cost)
 
     e = sub.add_parser("export", help="write the particle YAML of a trial picked from a run")

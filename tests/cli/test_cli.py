@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import optuna
@@ -10,7 +12,8 @@ import pytest
 import yaml
 
 from particle_nas.results import load_network, load_particle
-from particle_nas.space import ParticleSpec, build_network
+from particle_nas.evaluators import count_cost
+from particle_nas.space import NetworkSpec, ParticleSpec, build_network
 
 from cli_tools import TINY, run_cli
 
@@ -81,6 +84,55 @@ def test_cost_of_a_bare_particle_file(tmp_path):
     done = run_cli("cost", str(path), "--clip", "16", "112", "112", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "input 3x16x112x112" in done.stdout
+    network = load_network(path, default=NetworkSpec()).replace(clip=(16, 112, 112))
+    counted = count_cost(build_network(network), input_shape=network.input_shape)  # what the command printed before it went analytic
+    assert f"params:   {counted.params:,} " in done.stdout and f"FLOPs:    {counted.flops:,} " in done.stdout
+    assert "to train at batch 16 in fp32 with adamw (estimated" in done.stdout
+
+
+def test_cost_of_an_absurd_clip_is_arithmetic(tmp_path):
+    """--clip 4096 4096 4096: nothing is built (fvcore's trace allocated a 824 GB clip and died); the process stays small."""
+    path = _write(tmp_path / "p.yaml", {"factorization": "r2plus1d", "wiring": "residual"})
+    script = "import resource, sys; from particle_nas.cli import main; code = main(sys.argv[1:]); print('maxrss_kb', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(code)"
+    done = subprocess.run([sys.executable, "-c", script, "cost", str(path), "--clip", "4096", "4096", "4096"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0 and not done.stderr, done.stderr
+    assert "input 3x4096x4096x4096" in done.stdout and "TFLOPs" in done.stdout and "TB to train at batch 16" in done.stdout
+    assert int(done.stdout.split("maxrss_kb")[1]) < 1_500_000  # kB: the imports (about 0.3 GB), not a clip
+
+
+_HUGE_FINETUNE = """
+import resource, sys
+from particle_nas.cli import main
+code = main(sys.argv[1:])
+print("maxrss_kb", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+sys.exit(code)
+"""
+
+
+def test_finetuning_a_network_that_cannot_fit_is_one_line_before_it_is_built(tmp_path):
+    """A 1024^3 clip: refused from the estimate against this machine's free memory; no task, no network, no checkpoint."""
+    network = _write(tmp_path / "net.yaml", {"particle": {"factorization": "csn_ir"}, "network": {"clip": [1024, 1024, 1024], "num_classes": 4}})
+    data = _write(tmp_path / "data.yaml", {"data": {"kind": "synthetic", "num_classes": 4, "train_size": 16, "val_size": 8}, "train": {"epochs": 1, "batch_size": 8, "device": "cpu"}})
+    args = ["finetune", str(network), "--data", str(data), "--output-dir", str(tmp_path / "runs"), "--name", "ft", "--no-progress"]
+    done = subprocess.run([sys.executable, "-c", _HUGE_FINETUNE, *args], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith("particle-nas: error: out of memory (estimated) on cpu: training must fit in the free memory, but the network needs about ")
+    assert done.stderr.count("\n") == 1 and done.stderr.endswith("; lower train.batch_size or the clip, or fine-tune where more memory is free\n")
+    assert not list((tmp_path / "runs").rglob("*.pt")) and not list((tmp_path / "runs").rglob("*.safetensors"))
+    assert int(done.stdout.split("maxrss_kb")[1]) < 1_500_000  # kB: the imports, not a batch of 1024^3 clips
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (("--clip", "5000", "16", "16"), "NetworkSpec.clip[0] must be in [1, 4096], but got 5000."),
+        (("--batch-size", "1"), "TrainConfig.batch_size must be in [2, 65536], but got 1."),
+    ],
+)
+def test_cost_of_an_invalid_size_is_one_line(tmp_path, args, expected):
+    path = _write(tmp_path / "p.yaml", {"factorization": "full", "wiring": "plain"})
+    done = run_cli("cost", str(path), *args, cwd=tmp_path)
+    assert done.returncode == 2 and done.stderr == f"particle-nas: error: {expected}\n"
 
 
 @pytest.mark.parametrize(
