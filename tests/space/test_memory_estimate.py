@@ -6,6 +6,7 @@ summing each distinct storage it saves (parameters left out: the estimate counts
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -141,3 +142,12 @@ def test_bad_arguments_are_one_line(changes: dict, expected: str) -> None:
 def test_estimate_rejects_non_spec() -> None:
     with pytest.raises(TypeError, match="training_memory expects a NetworkSpec"):
         training_memory(ParticleSpec(), batch_size=16)  # type: ignore[arg-type]
+
+
+def test_the_bench_against_a_real_step_runs(bench_script, tmp_path, capsys) -> None:
+    """bench/memory_estimate.py (docs/space.md's table) at a toy size: one network, one real step in a fresh process."""
+    out = tmp_path / "rows.json"
+    assert bench_script("memory_estimate").main(["--factorization", "full", "--wiring", "plain", "--clip", "4", "16", "16", "--batch-size", "2", "--out", str(out)]) == 0
+    (row,) = json.loads(out.read_text())["rows"]
+    assert row["step"] > 0 and row["estimate"] > row["saved"] > 0
+    assert "estimate / step:" in capsys.readouterr().out
