@@ -373,3 +373,24 @@ def test_video_decode_bench_builds_the_same_cache_with_1_and_2_processes(tmp_pat
     assert json.loads(out.read_text()) == json.loads(json.dumps(result))
     assert result["identical_cache"] and result["videos"] == result["decoded"][0] == 4
     assert [row["processes"] for row in result["rows"]] == [1, 2] and all(row["videos_per_s_first"] > 0 and len(row["seconds"]) == 2 for row in result["rows"])
+
+
+def test_long_run_bench_in_a_tiny_mode(tmp_path, capsys):
+    """bench/long_run.py runs a real replayed search and report end to end; its overheads are measured per trial, both clocks."""
+    long_run = _load("long_run")
+    results = long_run.main(["--trials", "40", "--early", "12", "--window", "9", "--dir", str(tmp_path), "--json", str(tmp_path / "r.json")])
+    assert results["trials"] == 40 and results["evaluated"] + results["reused"] == 40
+    for clock in ("wall", "cpu"):
+        assert results[clock]["early_window"] == [8, 17] and results[clock]["late_window"] == [30, 39]
+        assert math.isfinite(results[clock]["ratio"]) and results[clock]["early_ms"] > 0
+    assert set(results["report_s"]) == {"report", "open_run", "trials_table", "pareto.html figure", "dashboard.html"}
+    assert json.loads((tmp_path / "r.json").read_text())["cpu"]["ratio"] == results["cpu"]["ratio"]
+    assert "target <= 60 s" in capsys.readouterr().out
+    assert [p.name for p in tmp_path.iterdir()] == ["r.json"]  # the temporary run directory is gone
+
+
+def test_long_run_overheads_leave_out_the_evaluator():
+    long_run = _load("long_run")
+    gaps = long_run.overheads([0.0, 1.0, 3.0, 6.0], [(0.5, 0.25), (1.1, 0.5), (1.2, 0.5)])  # two calls during trial 1
+    assert gaps.tolist() == [0.75, 1.0, 3.0]
+    assert math.isnan(long_run.overheads([0.0, math.nan, 2.0], [])[0])
