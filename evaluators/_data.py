@@ -481,6 +481,27 @@ def clear_synthetic_cache() -> None:
     _MEMORY.clear()
 
 
+def check_task_fits(config: SyntheticConfig, *, free: int | None = None) -> None:
+    """A one-line ValueError when ``config``'s clips (uint8, train and validation) would not fit in the free memory.
+
+    Checked before a clip is generated, so an absurd ``data.clip`` fails at once
+    instead of allocating. ``free`` defaults to what the machine has free
+    (``free_memory``; no check when that cannot be read).
+    """
+    from ._memory import free_memory  # it imports the trainer, which imports this module
+    from ._registry import human
+
+    clips = config.train_size + config.val_size
+    needed = clips * math.prod(config.input_shape)
+    free = free_memory(torch.device("cpu")) if free is None else free
+    if free is not None and needed > free:
+        shape = "x".join(map(str, config.input_shape))
+        raise ValueError(
+            f"data must fit in memory, but the synthetic task's {clips} clips of {shape} take {human(needed, 'B')} and {human(free, 'B')} are free; "
+            "lower data.clip, data.train_size or data.val_size."
+        )
+
+
 def make_synthetic_task(config: SyntheticConfig) -> SyntheticTask:
     """Train and validation clips of ``config``, generated once per process and config.
 
@@ -490,6 +511,7 @@ def make_synthetic_task(config: SyntheticConfig) -> SyntheticTask:
         raise TypeError(f"make_synthetic_task expects a SyntheticConfig, but got {type(config).__name__}.")
     task = _MEMORY.get(config)
     if task is None:
+        check_task_fits(config)
         train = generate_clips(config, size=config.train_size, seed=_split_seed(config.seed, "train"))
         val = generate_clips(config, size=config.val_size, seed=_split_seed(config.seed, "val"))
         task = _remember(SyntheticTask(config=config, train=train, val=val))

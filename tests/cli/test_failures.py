@@ -79,3 +79,18 @@ def test_ctrl_c_stops_cleanly_and_the_run_resumes(tmp_path):
     trials = optuna.load_study(study_name="tiny", storage=storage).trials
     assert sum(t.state == TrialState.COMPLETE for t in trials) == 6
     assert all(trials[n].values == v for n, v in complete_before.items())  # nothing lost or redone
+
+
+def test_a_task_too_big_for_memory_fails_in_one_line_before_a_clip_is_made(tmp_path):
+    config = _config(tmp_path, data={**TINY["data"], "clip": [1024, 1024, 1024]}, search={"sampler": "random", "trials": 1})
+    script = (
+        "import resource, sys; from particle_nas.cli import main; code = main(sys.argv[1:]); "
+        "print('peak_kib', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr); sys.exit(code)"
+    )
+    done = subprocess.run([sys.executable, "-c", script, "search", str(config), "--no-progress"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert lines[-2].startswith("particle-nas: error: data must fit in memory, but the synthetic task's 72 clips of 3x1024x1024x1024 take 232 GB and ")
+    assert lines[-2].endswith(" are free; lower data.clip, data.train_size or data.val_size.")
+    assert "Traceback" not in done.stderr
+    assert int(lines[-1].split()[1]) < 2_000_000  # KiB: nothing of the 232 GB was allocated
