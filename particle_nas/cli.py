@@ -15,10 +15,7 @@ import warnings
 from pathlib import Path
 from typing import Sequence
 
-EXIT_NO_TRIAL = 1  # the search ran but no trial completed
-EXIT_BAD_INPUT = 2  # bad config, particle file, run directory or pick rule
-EXIT_SOME_FAILED = 3  # the search finished but some trials failed (their reasons are in trials.csv)
-EXIT_INTERRUPTED = 130
+from particle_nas.exit_codes import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_NO_TRIAL, EXIT_OK, EXIT_SOME_FAILED, EXIT_STOPPED
 
 
 def _quiet_libraries() -> None:
@@ -29,13 +26,16 @@ def _quiet_libraries() -> None:
     logging.getLogger("fvcore").setLevel(logging.ERROR)
 
 
+# The flags of ``particle-nas search`` that set a config field: each goes through load_config(overrides=...), see config.apply_overrides.
+SEARCH_OVERRIDES: tuple[str, ...] = ("trials", "timeout", "seed", "name", "output_dir", "sampler", "early_stopping", "backend")
+
+
 def cmd_search(args: argparse.Namespace) -> int:
     from particle_nas.config import load_config
 
-    overrides = {"trials": args.trials, "timeout": args.timeout, "seed": args.seed, "name": args.name, "output_dir": args.output_dir, "sampler": args.sampler, "early_stopping": args.early_stopping}
-    config = load_config(args.config, overrides=overrides)
+    config = load_config(args.config, overrides={key: getattr(args, key) for key in SEARCH_OVERRIDES})
     resume_hint = f"particle-nas resume {config.run_dir}"
-    return _search(config, run_dir=config.run_dir, workers=args.workers, storage=args.storage, address=args.address, backend=args.backend, gpus=args.gpus, progress=not args.no_progress, resume_hint=resume_hint)
+    return _search(config, run_dir=config.run_dir, workers=args.workers, storage=args.storage, address=args.address, gpus=args.gpus, progress=not args.no_progress, resume_hint=resume_hint)
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
@@ -49,56 +49,63 @@ def cmd_resume(args: argparse.Namespace) -> int:
     raw = study.user_attrs.get("config")
     if not isinstance(raw, dict):
         raise ValueError(f"{run_dir} must hold a study made by particle-nas search (its config is stored on the study), but it has none.")
-    raw = {**raw, "name": study.study_name, "output_dir": str(run_dir.parent)}
-    config = parse_config(raw, source=str(run_dir), overrides={"trials": args.trials, "timeout": args.timeout})
+    overrides = {"name": study.study_name, "output_dir": str(run_dir.parent), "trials": args.trials, "timeout": args.timeout}
+    config = parse_config(raw, source=str(run_dir), overrides=overrides)
     workers = args.workers if args.workers is not None else started.get("workers")
     address = args.address if args.address is not None else started.get("address")
     gpus = args.gpus if args.gpus is not None else started.get("gpus")
-    return _search(config, run_dir=run_dir, workers=workers, storage=args.storage, address=address, backend=None, gpus=gpus, progress=not args.no_progress, resume_hint=f"particle-nas resume {run_dir}")
+    return _search(config, run_dir=run_dir, workers=workers, storage=args.storage, address=address, gpus=gpus, progress=not args.no_progress, resume_hint=f"particle-nas resume {run_dir}")
 
 
-def _search(config, *, run_dir: Path, workers: int | None, storage: str | None, address: str | None, backend: str | None, gpus, progress: bool, resume_hint: str) -> int:
-    import dataclasses
-
+def _search(config, *, run_dir: Path, workers: int | None, storage: str | None, address: str | None, gpus, progress: bool, resume_hint: str) -> int:
+    """Run (or resume) the search of ``config`` in ``run_dir``, write its outputs and say how it went; returns the exit status."""
     from particle_nas.config import make_evaluator
-    from particle_nas.results import baseline_lines, open_run, trials_table, write_run_outputs, write_trials_csv
-    from particle_nas.search import RunLayout, SearchJob, log_to_file, run, shown_location
+    from particle_nas.search import RunLayout, SearchJob, log_to_file, run
 
-    if backend is not None and backend != config.search.backend:
-        config = dataclasses.replace(config, search=dataclasses.replace(config.search, backend=backend))
-        config.raw["search"] = {**(config.raw.get("search") or {}), "backend": backend}
-    if workers is not None:
-        from particle_nas.space import check_int
-
-        check_int("workers", workers, low=1, high=1024)
-    if gpus is not None:
-        from particle_nas.evaluators import check_gpus
-
-        if config.search.backend == "ray":
-            raise ValueError(f"--gpus must be left out with the ray backend (Ray gives each trial its GPU: search.resources_per_trial), but got {gpus!r}.")
-        gpus = check_gpus(gpus, config.train.device)
+    gpus = _checked_run_options(config, workers=workers, gpus=gpus)
     _quiet_libraries()
     print(f"particle-nas: search {config.name!r}: {config.search.trials} trials, sampler {config.search.sampler}, backend {config.search.backend}, seed {config.seed} -> {run_dir}/", file=sys.stderr)
-    layout = RunLayout(Path(run_dir))
-    log_to_file(layout.log_file)
-    evaluator = make_evaluator(config, cache_dir=Path(run_dir).resolve())  # ProxyEvaluator, or ReplayEvaluator with evaluators.replay
-    ray = config.search.backend == "ray"
+    log_to_file(RunLayout(Path(run_dir)).log_file)
     job = SearchJob(
         run_dir=Path(run_dir),
         name=config.name,
         space=config.space,
         network=config.network,
-        evaluator=evaluator,
+        evaluator=make_evaluator(config, cache_dir=Path(run_dir).resolve()),  # ProxyEvaluator, or ReplayEvaluator with evaluators.replay
         settings=config.search,
         seed=config.seed,
         fingerprint=config.fingerprint(),
         config=config.raw,
         storage=storage,
         workers=workers,
-        address=address if ray else None,
+        address=address if config.search.backend == "ray" else None,
         gpus=gpus,
     )
     summary = run(job, progress=progress)
+    return _report_search(config, summary, run_dir=Path(run_dir), resume_hint=resume_hint)
+
+
+def _checked_run_options(config, *, workers: int | None, gpus) -> tuple[int, ...] | None:
+    """--workers and --gpus refused in one line before anything is written; returns the GPU indices --gpus names."""
+    if workers is not None:
+        from particle_nas.space import check_int
+
+        check_int("workers", workers, low=1, high=1024)
+    if gpus is None:
+        return None
+    if config.search.backend == "ray":
+        raise ValueError(f"--gpus must be left out with the ray backend (Ray gives each trial its GPU: search.resources_per_trial), but got {gpus!r}.")
+    from particle_nas.evaluators import check_gpus
+
+    return check_gpus(gpus, config.train.device)
+
+
+def _report_search(config, summary, *, run_dir: Path, resume_hint: str) -> int:
+    """Write the run's outputs (all of them when a trial completed, else trials.csv), print how the search went; returns the exit status."""
+    from particle_nas.results import baseline_lines, open_run, trials_table, write_run_outputs, write_trials_csv
+    from particle_nas.search import RunLayout, shown_location
+
+    layout = RunLayout(run_dir)
     study = open_run(run_dir, study_name=config.name, storage=summary.storage)
     if summary.complete:
         outputs = write_run_outputs(study, run_dir, pick=config.search.export)
@@ -116,6 +123,11 @@ def _search(config, *, run_dir: Path, workers: int | None, storage: str | None, 
         for line in baseline_lines(trials_table(study)):
             print(f"  {line}")
     print(f"optuna-dashboard {shown_location(summary.storage)}")
+    return _search_status(summary, trials_csv=layout.trials_csv, resume_hint=resume_hint)
+
+
+def _search_status(summary, *, trials_csv: Path, resume_hint: str) -> int:
+    """The exit status of a search, with the line that explains it on stderr (interrupted, timed out, failed trials, none complete)."""
     if summary.interrupted:
         print(f"particle-nas: interrupted; completed trials are saved. To continue: {resume_hint}", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -123,11 +135,11 @@ def _search(config, *, run_dir: Path, workers: int | None, storage: str | None, 
         print(f"particle-nas: timeout reached; to add the missing trials: {resume_hint}", file=sys.stderr)
     if summary.failed:
         reasons = "; ".join(f"{count}x {reason}" for reason, count in summary.fail_reasons[:3])
-        print(f"particle-nas: {summary.failed} trial(s) failed: {reasons} (fail_reason in {layout.trials_csv})", file=sys.stderr)
+        print(f"particle-nas: {summary.failed} trial(s) failed: {reasons} (fail_reason in {trials_csv})", file=sys.stderr)
     if summary.complete == 0:
         print("particle-nas: error: no trial completed; see fail_reason in trials.csv", file=sys.stderr)
         return EXIT_NO_TRIAL
-    return EXIT_SOME_FAILED if summary.failed else 0
+    return EXIT_SOME_FAILED if summary.failed else EXIT_OK
 
 
 def _load_network_from_file(path: str, clip: Sequence[int] | None, classes: int | None):
@@ -346,7 +358,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not isinstance(err, SearchStopped) or os.environ.get("PARTICLE_NAS_DEBUG"):
             raise
         print(f"particle-nas: error: {' '.join(str(err).split())}", file=sys.stderr)
-        return EXIT_NO_TRIAL
+        return EXIT_STOPPED
     except (ValueError, FileNotFoundError) as err:
         if os.environ.get("PARTICLE_NAS_DEBUG"):
             raise

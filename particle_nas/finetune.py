@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from particle_nas.config import DATA_KINDS, ConfigError, _build, _relocate, _section, run_fields
+from particle_nas.config import DATA_KINDS, ConfigError, apply_overrides, build_section, check_sections, config_error, run_fields, section_values, to_plain
 from particle_nas.evaluators import FineTuneSettings, TrainConfig, VideoFolderConfig
+from particle_nas.exit_codes import EXIT_INTERRUPTED
 from particle_nas.space import NetworkSpec, SpecError, read_yaml
 
 SECTIONS: tuple[str, ...] = ("name", "seed", "output_dir", "data", "train", "finetune")
@@ -55,8 +56,6 @@ class FineTuneJob:
         ``finetune.quantize`` is left out: it acts after training, so a finished run
         may be quantized (or not) without training again.
         """
-        from particle_nas.config import _to_plain
-
         weights = None
         if self.weights_file is not None:
             import hashlib
@@ -66,10 +65,10 @@ class FineTuneJob:
             "seed": self.seed,
             "network": self.network.to_dict(),
             # added_later={}: every field counts (fine-tuning began after data.class_index; its runs have it)
-            "data": _to_plain(self.data, added_later={}),
+            "data": to_plain(self.data, added_later={}),
             # epochs may grow, and device may change (a run interrupted on one GPU continues on another, or on the CPU)
-            "train": {k: v for k, v in _to_plain(self.train, added_later={}).items() if k not in ("epochs", "device")},
-            "finetune": {k: v for k, v in _to_plain(self.settings, added_later={}).items() if k != "quantize"},
+            "train": {k: v for k, v in to_plain(self.train, added_later={}).items() if k not in ("epochs", "device")},
+            "finetune": {k: v for k, v in to_plain(self.settings, added_later={}).items() if k != "quantize"},
             "weights": weights,
             "new_head": self.new_head,
             # added later: in the fingerprint only when set, so earlier runs keep theirs
@@ -112,27 +111,20 @@ def load_job(
         raw = read_yaml(data_file, what="data file")
     except ValueError as err:
         raise ConfigError(str(err)) from None
+    overrides = {"name": name, "seed": seed, "output_dir": output_dir, "train.epochs": epochs, "finetune.mode": mode, "finetune.quantize": quantize}
     try:
-        job = _parse(raw, network, network_file=network_file, data_file=data_file, mode=mode, epochs=epochs, name=name, output_dir=output_dir, seed=seed, weights=weights, new_head=new_head, quantize=quantize)
+        job = _parse(raw, network, network_file=network_file, data_file=data_file, overrides=overrides, weights=weights, new_head=new_head)
     except SpecError as err:
-        raise ConfigError(f"{data_file}: {_relocate(_finetune_field(err))}") from None
+        raise config_error(data_file, err) from None
     return dataclasses.replace(job, inflate=inflate)
 
 
-def _finetune_field(err: SpecError) -> SpecError:
-    return err.relocated("finetune." + err.field[len("FineTuneSettings.") :]) if err.field.startswith("FineTuneSettings.") else err
+def _parse(raw: Any, network: NetworkSpec, *, network_file: str, data_file: str, overrides: Mapping[str, Any], weights, new_head) -> FineTuneJob:
+    check_sections(raw, SECTIONS)
+    raw = apply_overrides(raw, overrides)  # command-line flags win over the file
+    name, seed, output_dir = run_fields(raw, default_name=Path(data_file).stem)
 
-
-def _parse(raw: Any, network: NetworkSpec, *, network_file: str, data_file: str, mode, epochs, name, output_dir, seed, weights, new_head, quantize) -> FineTuneJob:
-    if not isinstance(raw, Mapping):
-        raise SpecError("document", "must be a mapping with sections " + ", ".join(SECTIONS), raw)
-    for key in raw:
-        if key not in SECTIONS:
-            raise SpecError(str(key), f"is not a section; sections are {list(SECTIONS)}", raw[key])
-    flags = {"name": name, "seed": seed, "output_dir": output_dir}  # command-line flags win over the file
-    name, seed, output_dir = run_fields({**raw, **{k: v for k, v in flags.items() if v is not None}}, default_name=Path(data_file).stem)
-
-    data_values = _section(raw, "data")
+    data_values = section_values(raw, "data")
     kind = data_values.pop("kind", None)
     if kind not in DATA_KINDS:
         raise SpecError("data.kind", f"must be one of {tuple(DATA_KINDS)} (video_folder for your videos)", kind)
@@ -140,7 +132,7 @@ def _parse(raw: Any, network: NetworkSpec, *, network_file: str, data_file: str,
     clip = data_values.setdefault("clip", list(network.clip))  # decoded at the network's clip unless told
     if not isinstance(clip, (list, tuple)) or tuple(clip) != tuple(network.clip):
         raise SpecError("data.clip", f"must equal the network's clip {list(network.clip)} (from {network_file}; leave data.clip out to decode at it)", clip)
-    data = _build(DATA_KINDS[kind], data_values, "data")
+    data = build_section(DATA_KINDS[kind], data_values, "data")
     if isinstance(data, VideoFolderConfig):
         from particle_nas.evaluators import check_video_split
 
@@ -154,17 +146,10 @@ def _parse(raw: Any, network: NetworkSpec, *, network_file: str, data_file: str,
             )
         network = network.replace(num_classes=data.num_classes)
 
-    train_values = _section(raw, "train")
+    train_values = section_values(raw, "train")
     train_values.setdefault("seed", seed)
-    if epochs is not None:
-        train_values["epochs"] = epochs
-    train = _build(TrainConfig, train_values, "train")
-    finetune_values = _section(raw, "finetune")
-    if mode is not None:
-        finetune_values["mode"] = mode
-    if quantize is not None:
-        finetune_values["quantize"] = quantize
-    settings = _build(FineTuneSettings, finetune_values, "finetune")
+    train = build_section(TrainConfig, train_values, "train")
+    settings = build_section(FineTuneSettings, section_values(raw, "finetune"), "finetune")
     if settings.quantize == "int8":
         _require_onnxruntime()
     if weights is not None and not Path(weights).is_file():
@@ -254,8 +239,6 @@ def run(job: FineTuneJob, *, progress: bool = True, resume_hint: str, device=Non
         last = read_checkpoint(job.out_dir, fingerprint)
         where = f"the checkpoint after epoch {last['epoch']} is kept" if last else "no epoch finished"
         print(f"particle-nas: interrupted; {where}. To continue: {resume_hint}", file=sys.stderr)
-        from particle_nas.cli import EXIT_INTERRUPTED
-
         return EXIT_INTERRUPTED
     load_best(model, result.best_path)
     quantization = _quantize(job, model, task) if job.settings.quantize == "int8" else None
