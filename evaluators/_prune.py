@@ -2,8 +2,9 @@
 
 The pruned architecture has one definition, in ``particle_nas.space``: the
 unpruned network with ``effective_prune_ratio`` of each inner width removed
-(``pruned_width``). ``prune_network`` takes a trained unpruned network and
-physically removes, for every conv that creates inner channels, the channels
+(``pruned_width``), by the pruning rules of each factorization's and wiring's
+registry entry (``space.get_factorization``, ``space.get_wiring``).
+``prune_network`` takes a trained unpruned network and physically removes, for every conv that creates inner channels, the channels
 of lowest L1 magnitude (torch-pruning's group L1, summed over every layer the
 channel touches: batch norms, depthwise convs, parallel branches, the next
 conv's inputs), until each layer has the width ``build_network`` gives the
@@ -22,7 +23,7 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
-from particle_nas.space import NetworkSpec, ParticleNet, SpecError, TemporalShift, build_network, effective_prune_ratio
+from particle_nas.space import FACTORIZATIONS, NetworkSpec, ParticleNet, SpecError, build_network, effective_prune_ratio, get_factorization
 
 _INSTALL_HINT = "structured pruning needs torch-pruning, a dependency of particle-nas: pip install 'torch-pruning>=1.6.1,<2'"
 
@@ -41,15 +42,19 @@ def _channel_sources(model: nn.Module) -> dict[str, nn.Conv3d]:
 
 
 @contextlib.contextmanager
-def _shifts_as_identity(model: nn.Module) -> Iterator[None]:
-    """Trace TemporalShift as the identity: channel i out is channel i in, which is all the dependency graph needs."""
-    shifts = [m for m in model.modules() if isinstance(m, TemporalShift)]
-    for m in shifts:
+def _traced_as_identity(model: nn.Module) -> Iterator[None]:
+    """Trace the modules factorization entries name in ``traced_as_identity`` (TemporalShift) as the identity.
+
+    Channel i out is channel i in, which is all the dependency graph needs.
+    """
+    kinds = tuple(kind for name in FACTORIZATIONS for kind in get_factorization(name).traced_as_identity)
+    traced = [m for m in model.modules() if isinstance(m, kinds)]
+    for m in traced:
         m.forward = _identity  # type: ignore[method-assign]
     try:
         yield
     finally:
-        for m in shifts:
+        for m in traced:
             del m.forward
 
 
@@ -78,7 +83,7 @@ def prune_network(model: ParticleNet, spec: NetworkSpec) -> ParticleNet:
     model.eval()
     device = next(model.parameters()).device
     example = torch.zeros(1, *spec.input_shape, device=device)
-    with _shifts_as_identity(model):
+    with _traced_as_identity(model):
         graph = tp.DependencyGraph().build_dependency(model, example_inputs=example, ignored_layers=[model.head], verbose=False)
     importance = tp.importance.GroupMagnitudeImportance(p=1)
     for name, conv in sources.items():

@@ -23,6 +23,7 @@ from ._domain import AXES, STAGE_MODES, Axis, SearchSpace
 from ._inflate import INFLATABLE, NOT_INFLATABLE, as_2d, check_inflatable, inflate, inflate_state_dict
 from ._checks import check_choice, check_clip, check_int, check_number
 from ._errors import SpecError
+from ._registry import Factorization, Wiring, get_factorization, get_wiring, register_factorization, register_wiring
 from ._io import read_yaml
 from ._layers import Adapter, ConvGRU, ParallelConcat, ParallelSum, ParticleBlock, ParticleNet, SqueezeExcite, TemporalShift
 from ._spec import ACTIVATIONS, FACTORIZATIONS, KERNELS, POOLS, QUANTIZE_MODES, R2PLUS1D_MIDS, RECURRENT, WIRINGS, NetworkSpec, ParticleSpec, particle_from_record, particle_to_record
@@ -39,6 +40,7 @@ __all__ = [
     "FACTORIZATION_COSTS",
     "FACTORIZATIONS",
     "FACTORIZATION_BUILDERS",
+    "Factorization",
     "INFLATABLE",
     "KERNELS",
     "NOT_INFLATABLE",
@@ -60,6 +62,7 @@ __all__ = [
     "TemporalShift",
     "TrainingMemory",
     "WIRINGS",
+    "Wiring",
     "WIRING_BUILDERS",
     "WIRING_COSTS",
     "adapter_width",
@@ -79,6 +82,8 @@ __all__ = [
     "build_particle",
     "dense_inner_width",
     "effective_prune_ratio",
+    "get_factorization",
+    "get_wiring",
     "inception_widths",
     "inflate",
     "inflate_state_dict",
@@ -89,6 +94,8 @@ __all__ = [
     "pruned_width",
     "r2plus1d_mid_width",
     "read_yaml",
+    "register_factorization",
+    "register_wiring",
     "round_width",
     "se_width",
     "split_width",

@@ -16,7 +16,8 @@ temporal kernel leaves part of it on the padding (I3D's "boring video" holds
 away from the clip's ends).
 
 Which factorizations inflate: those whose 2D form has the 3D form's layers
-(``INFLATABLE``). ``NOT_INFLATABLE`` says why the others do not.
+(``INFLATABLE``). ``NOT_INFLATABLE`` says why the others do not: each
+factorization's registry entry says it (``Factorization.not_inflatable``).
 """
 
 from __future__ import annotations
@@ -29,15 +30,13 @@ from torch import nn
 from ._build import build_network
 from ._errors import SpecError
 from ._layers import ParticleNet
-from ._spec import NetworkSpec
+from ._registry import get_factorization
+from ._spec import FACTORIZATIONS, NetworkSpec
 
-# Factorizations whose 2D form (temporal_kernel 1) has the same layers, a temporal extent of 1 where theirs is kt.
-INFLATABLE: tuple[str, ...] = ("full", "csn_ip", "csn_ir", "spatial_only", "p3d_b", "depthwise_2plus1d")
-NOT_INFLATABLE: dict[str, str] = {
-    "r2plus1d": "its mid width follows the temporal kernel, so its 2D form has other layer widths (and a (2+1)D split is not I3D's rule)",
-    "temporal_shift": "it needs a temporal kernel >= 3 and shifts channels instead of convolving frames: it has no 2D form",
-    "conv_gru": "its temporal_kernel sizes the GRU's gate convs, which a 2D network does not have: nothing to inflate",
-}
+# Views of the registry (each factorization's ``not_inflatable``): those whose 2D form (temporal_kernel 1) has the same
+# layers, a temporal extent of 1 where theirs is kt; and why each of the others cannot be inflated.
+INFLATABLE: tuple[str, ...] = tuple(name for name in FACTORIZATIONS if get_factorization(name).not_inflatable is None)
+NOT_INFLATABLE: dict[str, str] = {name: reason for name in FACTORIZATIONS if (reason := get_factorization(name).not_inflatable) is not None}
 
 
 def check_inflatable(spec: NetworkSpec) -> None:

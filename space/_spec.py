@@ -13,40 +13,28 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from . import factorizations, wirings  # noqa: F401  (importing them registers every factorization and wiring)
 from ._checks import check_choice as _check_choice
 from ._checks import check_number as _check_float
 from ._checks import check_int as _check_int
 from ._errors import SpecError
+from ._registry import factorization_names, get_factorization, get_wiring, wiring_names
+from .wirings.inception import DEFAULT_BRANCH_FRACTIONS, DEFAULT_REDUCE_FRACTIONS, INCEPTION_FIELDS
 
-# The axes of the space. Order matters only for display.
-FACTORIZATIONS: tuple[str, ...] = (
-    "full",  # C3D / R3D: one kt x k x k conv
-    "r2plus1d",  # R(2+1)D: 1 x k x k, then kt x 1 x 1, mid channels by the parameter-matching rule
-    "csn_ip",  # interaction-preserved CSN: 1x1x1, then depthwise kt x k x k
-    "csn_ir",  # interaction-reduced CSN: depthwise kt x k x k
-    "spatial_only",  # 1 x k x k, no temporal mixing at all
-    "temporal_shift",  # TSM: shift a fraction of channels along time, then 1 x k x k
-    "p3d_b",  # P3D-B: parallel 1 x k x k and kt x 1 x 1 branches, summed
-    "depthwise_2plus1d",  # MoViNet-style: depthwise 1 x k x k, then depthwise kt x 1 x 1
-    "conv_gru",  # ConvNet + recurrence: 1 x k x k per frame, then a convolutional GRU over time (gate convs 1 x kt x kt)
-)
-WIRINGS: tuple[str, ...] = ("plain", "residual", "bottleneck", "inverted", "single", "inception")
+# The axes of the space, in the registry's order (space/factorizations/, space/wirings/). Order matters only for display.
+FACTORIZATIONS: tuple[str, ...] = factorization_names()
+WIRINGS: tuple[str, ...] = wiring_names()
 ACTIVATIONS: tuple[str, ...] = ("relu", "silu")
 KERNELS: tuple[int, ...] = (1, 3, 5, 7)
 
+# Views of the registry entries' facets (each entry's module is where they are set).
 # Factorizations whose conv has no temporal kernel of its own.
-NO_TEMPORAL_KERNEL = frozenset({"spatial_only"})
+NO_TEMPORAL_KERNEL = frozenset(name for name in FACTORIZATIONS if not get_factorization(name).temporal_kernel)
 # Factorizations that mix frames by a recurrence over time, whatever their temporal_kernel (it sizes their gate convs).
-RECURRENT = frozenset({"conv_gru"})
+RECURRENT = frozenset(name for name in FACTORIZATIONS if get_factorization(name).recurrent)
 # Wirings with a width ratio; for the others, expansion must stay 1.
-EXPANDING_WIRINGS = frozenset({"bottleneck", "inverted"})
-DEFAULT_EXPANSION = {"plain": 1.0, "residual": 1.0, "bottleneck": 0.25, "inverted": 4.0, "single": 1.0, "inception": 1.0}
-# inception: the four branches' shares of the output width (1x1x1, reduce -> conv, reduce -> conv, pool -> 1x1x1), and each
-# reduce width as a fraction of its conv's output. Defaults: Inception-v1's (and I3D's) 3a module, 64, 96 -> 128, 16 -> 32, 32.
-DEFAULT_BRANCH_FRACTIONS: tuple[float, float, float, float] = (0.25, 0.5, 0.125, 0.125)
-DEFAULT_REDUCE_FRACTIONS: tuple[float, float] = (0.75, 0.5)
-# Inception fields: only an inception particle may set them (they are ignored by every other wiring).
-INCEPTION_FIELDS = {"branch_fractions": DEFAULT_BRANCH_FRACTIONS, "reduce_fractions": DEFAULT_REDUCE_FRACTIONS, "branch_widths": ()}
+EXPANDING_WIRINGS = frozenset(name for name in WIRINGS if get_wiring(name).expands)
+DEFAULT_EXPANSION = {name: get_wiring(name).default_expansion for name in WIRINGS}
 # Max pools a network may place after its stem or after a stage: name -> (kernel, stride, padding), each (T, H, W).
 POOLS: dict[str, tuple[tuple[int, int, int], tuple[int, int, int], tuple[int, int, int]] | None] = {
     "none": None,
@@ -84,27 +72,26 @@ class ParticleSpec:
 
     def __post_init__(self) -> None:
         p = "ParticleSpec."
-        _check_choice(p + "factorization", self.factorization, FACTORIZATIONS)
-        _check_choice(p + "wiring", self.wiring, WIRINGS)
+        _check_choice(p + "factorization", self.factorization, factorization_names())
+        _check_choice(p + "wiring", self.wiring, wiring_names())
         _check_choice(p + "temporal_kernel", self.temporal_kernel, KERNELS)
         _check_choice(p + "spatial_kernel", self.spatial_kernel, KERNELS)
         _check_choice(p + "activation", self.activation, ACTIVATIONS)
-        if self.factorization in NO_TEMPORAL_KERNEL and self.temporal_kernel != 1:
-            raise SpecError(p + "temporal_kernel", f"must be 1 when factorization is {self.factorization!r}", self.temporal_kernel)
-        if self.factorization == "temporal_shift" and self.temporal_kernel < 3:
-            raise SpecError(p + "temporal_kernel", "must be >= 3 when factorization is 'temporal_shift' (it sets the shift reach)", self.temporal_kernel)
+        get_factorization(self.factorization).check_kernels(self, p)
         if self.expansion is None:
-            object.__setattr__(self, "expansion", DEFAULT_EXPANSION[self.wiring])
+            object.__setattr__(self, "expansion", get_wiring(self.wiring).default_expansion)
         _check_float(p + "expansion", self.expansion, low=0.0, high=8.0, high_open=False, low_open=True)
         object.__setattr__(self, "expansion", float(self.expansion))
-        if self.wiring not in EXPANDING_WIRINGS and self.expansion != 1.0:
+        if not get_wiring(self.wiring).expands and self.expansion != 1.0:
             raise SpecError(p + "expansion", f"must be 1.0 for wiring {self.wiring!r} (only bottleneck and inverted have a width ratio)", self.expansion)
         _check_float(p + "squeeze_excite", self.squeeze_excite, low=0.0, high=1.0, high_open=True)
         _check_float(p + "prune_ratio", self.prune_ratio, low=0.0, high=0.9, high_open=True)
         _check_float(p + "shift_fraction", self.shift_fraction, low=0.0, high=1.0, high_open=False, low_open=True)
         _check_choice(p + "r2plus1d_mid", self.r2plus1d_mid, R2PLUS1D_MIDS)
-        if self.r2plus1d_mid != "conv" and self.factorization != "r2plus1d":
-            raise SpecError(p + "r2plus1d_mid", "must be 'conv' unless factorization is 'r2plus1d'", self.r2plus1d_mid)
+        for owner in factorization_names():  # fields a factorization owns stay at their defaults in the others
+            for name, default in get_factorization(owner).owned_fields.items():
+                if owner != self.factorization and getattr(self, name) != default:
+                    raise SpecError(p + name, f"must be {default!r} unless factorization is {owner!r}", getattr(self, name))
         _check_choice(p + "quantize", self.quantize, QUANTIZE_MODES)
         for name in ("squeeze_excite", "prune_ratio", "shift_fraction"):
             object.__setattr__(self, name, float(getattr(self, name)))
@@ -123,13 +110,11 @@ class ParticleSpec:
             _check_float(f"{p}reduce_fractions[{i}]", f, low=0.0, high=8.0, low_open=True)
         for i, n in enumerate(self.branch_widths):
             _check_int(f"{p}branch_widths[{i}]", n, low=1, high=8192)
-        for name, default in INCEPTION_FIELDS.items():
-            if self.wiring != "inception" and getattr(self, name) != default:
-                raise SpecError(p + name, "must be left at its default unless wiring is 'inception'", list(getattr(self, name)))
-        if self.branch_widths:
-            for name in ("branch_fractions", "reduce_fractions"):
-                if getattr(self, name) != INCEPTION_FIELDS[name]:
-                    raise SpecError(p + name, "must be left at its default when branch_widths is set (the widths replace it)", list(getattr(self, name)))
+        for owner in wiring_names():  # fields a wiring owns stay at their defaults in the others
+            for name, default in get_wiring(owner).owned_fields.items():
+                if owner != self.wiring and getattr(self, name) != default:
+                    raise SpecError(p + name, f"must be left at its default unless wiring is {owner!r}", list(getattr(self, name)))
+        get_wiring(self.wiring).check(self, p)
 
     def inception_out(self, width: int) -> int:
         """The concatenated output width of an inception particle in a stage of ``width``: the branch widths' sum, when set."""
@@ -139,7 +124,8 @@ class ParticleSpec:
     @property
     def mixes_time(self) -> bool:
         """Whether the particle's conv mixes information across frames."""
-        return self.factorization in RECURRENT or (self.factorization not in NO_TEMPORAL_KERNEL and self.temporal_kernel > 1)
+        conv = get_factorization(self.factorization)
+        return conv.recurrent or (conv.temporal_kernel and self.temporal_kernel > 1)
 
     def to_dict(self) -> dict[str, Any]:
         return _drop_defaults(dataclasses.asdict(self))
@@ -274,10 +260,9 @@ class NetworkSpec:
         for i, w in enumerate(self.widths):
             _check_int(f"{p}widths[{i}]", w, low=1, high=8192)
         for i, (w, particle) in enumerate(zip(self.widths, self.stage_particles)):
-            if particle.wiring == "inception" and particle.inception_out(w) != w:
-                raise SpecError(f"{p}widths[{i}]", f"must be the sum of the stage's inception output branch_widths ({particle.inception_out(w)})", w)
-            if particle.wiring == "inception" and w < 4:
-                raise SpecError(f"{p}widths[{i}]", "must be >= 4 for an inception stage (one channel for each of its four branches)", w)
+            check_width = get_wiring(particle.wiring).check_width
+            if check_width is not None:
+                check_width(particle, w, f"{p}widths[{i}]")
         for i, d in enumerate(self.depths):
             _check_int(f"{p}depths[{i}]", d, low=1, high=64)
         for name in ("temporal_strides", "spatial_strides"):
