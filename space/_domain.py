@@ -14,12 +14,26 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Mapping
 
 from ._errors import SpecError
-from ._spec import DEFAULT_EXPANSION, EXPANDING_WIRINGS, INCEPTION_FIELDS, NO_TEMPORAL_KERNEL, RECURRENT, ParticleSpec
+from ._registry import get_factorization
+from ._spec import DEFAULT_EXPANSION, EXPANDING_WIRINGS, FACTORIZATIONS, INCEPTION_FIELDS, NO_TEMPORAL_KERNEL, RECURRENT, ParticleSpec
 
 # Inception's list-valued fields: a space may fix them (one list), not search them; branch_widths (absolute, for presets) is no axis.
 FIXED_LIST_AXES = frozenset({"branch_fractions", "reduce_fractions"})
 AXES: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(ParticleSpec) if f.name != "branch_widths")
 MAX_RANGE_VALUES = 10_000  # a stepped range may hold at most this many values
+
+
+def _min_temporal_kernel(factorization: str) -> int:
+    """The smallest temporal kernel ``factorization`` accepts (1 for a name no entry has: the spec refuses it later)."""
+    return get_factorization(factorization).min_temporal_kernel if factorization in FACTORIZATIONS else 1
+
+
+def _reads(factorization: str) -> tuple[str, ...]:
+    return get_factorization(factorization).reads if factorization in FACTORIZATIONS else ()
+
+
+# Fields only one factorization reads (its registry entry's ``reads``): asked only when the particle has it.
+_READ_BY_ONE = frozenset(name for factorization in FACTORIZATIONS for name in _reads(factorization))
 
 
 def _check_context(name: str, value: Any) -> dict[str, Any]:
@@ -29,7 +43,7 @@ def _check_context(name: str, value: Any) -> dict[str, Any]:
     if name == "expansion":
         return {"wiring": "bottleneck"}
     if name == "factorization":
-        return {"temporal_kernel": 1 if value == "spatial_only" else 3}
+        return {"temporal_kernel": 1 if value in NO_TEMPORAL_KERNEL else max(3, _min_temporal_kernel(value))}
     if name in INCEPTION_FIELDS:
         return {"wiring": "inception"}
     return {}
@@ -175,8 +189,10 @@ class SearchSpace:
         kernels = self.axis("temporal_kernel")
         if factorizations is None or kernels is None:
             return
-        if "temporal_shift" in factorizations.values() and not any(k >= 3 for k in kernels.values()):
-            raise SpecError("space.temporal_kernel", "must include a kernel >= 3 when factorization includes 'temporal_shift'", list(kernels.values()))
+        for factorization in factorizations.values():
+            least = _min_temporal_kernel(factorization)
+            if least > 1 and not any(k >= least for k in kernels.values()):
+                raise SpecError("space.temporal_kernel", f"must include a kernel >= {least} when factorization includes {factorization!r}", list(kernels.values()))
         for name in ("temporal_kernel", "spatial_kernel"):
             axis = self.axis(name)
             if axis is not None and axis.choices is None:
@@ -223,24 +239,23 @@ class SearchSpace:
         pick("wiring")
         factorization = values.get("factorization", ParticleSpec.factorization)
         wiring = values.get("wiring", ParticleSpec.wiring)
+        least = _min_temporal_kernel(factorization)
         for name in AXES:
             if name in ("factorization", "wiring"):
                 continue
             axis = self.axis(name)
             if name == "temporal_kernel" and factorization in NO_TEMPORAL_KERNEL:
                 values[name] = 1
-            elif name == "temporal_kernel" and factorization == "temporal_shift" and axis is not None:
-                limited = axis.restricted(lambda k: k >= 3, "temporal_shift")
+            elif name == "temporal_kernel" and least > 1 and axis is not None:
+                limited = axis.restricted(lambda k: k >= least, factorization)
                 values[name] = limited.choices[0] if limited.is_fixed else choose(limited)
-            elif name == "temporal_kernel" and axis is None and factorization == "temporal_shift":
-                values[name] = 3
+            elif name == "temporal_kernel" and axis is None and least > 1:
+                values[name] = max(ParticleSpec.temporal_kernel, least)
             elif name == "temporal_kernel" and factorization in RECURRENT and axis is not None and not axis.is_fixed:
                 values[name] = choose(dataclasses.replace(axis, name=f"temporal_kernel@{factorization}"))  # it sizes the gate convs
             elif name == "expansion" and wiring not in EXPANDING_WIRINGS:
                 values[name] = 1.0
-            elif name == "shift_fraction" and factorization != "temporal_shift":
-                continue
-            elif name == "r2plus1d_mid" and factorization != "r2plus1d":
+            elif name in _READ_BY_ONE and name not in _reads(factorization):  # another factorization's own field
                 continue
             elif name in FIXED_LIST_AXES and wiring != "inception":
                 continue

@@ -56,6 +56,7 @@ class Factorization:
     # Spec rules
     check: Callable[[ParticleSpec, str], None] = _no_rule  # raises SpecError for a rule it imposes (prefix: "ParticleSpec.")
     owned_fields: Mapping[str, Any] = field(default_factory=dict)  # fields only this factorization may set, with their defaults
+    reads: tuple[str, ...] = ()  # fields only this factorization reads (owned ones included): a search asks them only for it
     temporal_kernel: bool = True  # False: no temporal kernel of its own (temporal_kernel must be 1)
     min_temporal_kernel: int = 1  # the smallest temporal_kernel it accepts (a search samples only those)
     min_temporal_kernel_reason: str = ""  # why, said when a smaller one is refused

@@ -67,6 +67,7 @@ R2PLUS1D = register_factorization(
         build=create_r2plus1d_conv,
         cost=r2plus1d_cost,
         owned_fields={"r2plus1d_mid": "conv"},  # where the mid width comes from: see R2PLUS1D_MIDS
+        reads=("r2plus1d_mid",),
         not_inflatable="its mid width follows the temporal kernel, so its 2D form has other layer widths (and a (2+1)D split is not I3D's rule)",
     )
 )

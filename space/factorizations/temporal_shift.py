@@ -41,6 +41,7 @@ TEMPORAL_SHIFT = register_factorization(
         cost=temporal_shift_cost,
         min_temporal_kernel=3,
         min_temporal_kernel_reason="it sets the shift reach",
+        reads=("shift_fraction",),  # the fraction of channels it moves
         not_inflatable="it needs a temporal kernel >= 3 and shifts channels instead of convolving frames: it has no 2D form",
         traced_as_identity=(TemporalShift,),  # channel i out is channel i in, which is all pruning's dependency graph needs
     )

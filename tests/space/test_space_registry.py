@@ -17,6 +17,7 @@ from particle_nas.space import (
     FACTORIZATION_COSTS,
     FACTORIZATIONS,
     INFLATABLE,
+    KERNELS,
     NOT_INFLATABLE,
     WIRING_BUILDERS,
     WIRING_COSTS,
@@ -25,6 +26,7 @@ from particle_nas.space import (
     Factorization,
     NetworkSpec,
     ParticleSpec,
+    SearchSpace,
     SpecError,
     Wiring,
     build_network,
@@ -114,6 +116,7 @@ def test_every_factorization_has_every_facet(factorization: str) -> None:
     assert isinstance(entry.channelwise_output, bool)  # pruning
     assert all(isinstance(kind, type) and issubclass(kind, nn.Module) for kind in entry.traced_as_identity)
     assert set(entry.owned_fields) <= set(NON_DEFAULT) and all(ParticleSpec.__dataclass_fields__[f].default == d for f, d in entry.owned_fields.items())
+    assert set(entry.owned_fields) <= set(entry.reads) <= set(ParticleSpec.__dataclass_fields__)
     # What the pruning tracer must see as the identity is what the builder makes.
     built = build_particle(_particle(factorization), in_channels=8, out_channels=8)
     assert all(any(isinstance(m, kind) for m in built.modules()) for kind in entry.traced_as_identity)
@@ -141,6 +144,13 @@ def test_temporal_kernel_rules_come_from_the_entry(factorization: str) -> None:
         with pytest.raises(SpecError, match=rf"ParticleSpec.temporal_kernel must be >= {entry.min_temporal_kernel} when factorization is '{factorization}'"):
             ParticleSpec(factorization=factorization, temporal_kernel=kt)
     assert _particle(factorization).mixes_time == (entry.recurrent or entry.temporal_kernel)
+    # A search samples only the kernels it accepts, and asks the fields only it reads.
+    space = SearchSpace.from_dict({"factorization": [factorization], "temporal_kernel": list(KERNELS) if entry.temporal_kernel else [1]})
+    asked: list[str] = []
+    for particle in space.grid():
+        assert particle.temporal_kernel >= entry.min_temporal_kernel
+    space.sample(lambda axis: asked.append(axis.name) or axis.values()[-1])
+    assert not any(name in asked for other in FACTORIZATIONS if other != factorization for name in get_factorization(other).reads)
 
 
 @pytest.mark.parametrize("owner", [*(("factorization", n) for n in FACTORIZATIONS), *(("wiring", n) for n in WIRINGS)], ids=str)
