@@ -37,11 +37,13 @@ from typing import Any, Callable
 
 import numpy as np
 
+from particle_nas.evaluators import Evaluator
+
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "examples" / "replay.yaml"
 
 
-class TimedEvaluator:
+class TimedEvaluator(Evaluator):
     """``inner``, with the wall time (``time.time``) and this process's CPU time of each ``evaluate`` call, as (start, seconds)."""
 
     def __init__(self, inner: Any) -> None:
@@ -50,13 +52,13 @@ class TimedEvaluator:
         self.cpu_calls: list[tuple[float, float]] = []
 
     @property
-    def train(self) -> Any:
-        return self.inner.train
+    def epochs(self) -> int | None:
+        return self.inner.epochs
 
-    def evaluate(self, spec: Any, *, seed: int, on_epoch: Callable[[int, float], None] | None = None) -> Any:
+    def evaluate(self, spec: Any, *, seed: int, on_epoch: Callable[[int, float], None] | None = None, weights_path: Any = None) -> Any:
         started, cpu = time.time(), time.process_time()
         try:
-            return self.inner.evaluate(spec, seed=seed, on_epoch=on_epoch)
+            return self.inner.evaluate(spec, seed=seed, on_epoch=on_epoch, weights_path=weights_path)
         finally:
             self.calls.append((started, time.time() - started))
             self.cpu_calls.append((cpu, time.process_time() - cpu))

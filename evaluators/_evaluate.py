@@ -34,6 +34,7 @@ from ._device import (
 )
 from ._memory import check_training_fits, optimizer_states
 from ._metrics import ZERO_COST, Latency, make_metric
+from ._protocol import Evaluator
 from ._prune import prune_network, prunes, unpruned_spec
 from ._quantize import quantize_int8, size_bytes
 from ._train import EpochCallback, TrainConfig, TrialStopped, _num_threads, device_clips, evaluate_accuracy, train_proxy
@@ -193,7 +194,7 @@ def load_weights(path: str | Path) -> dict[str, torch.Tensor]:
 
 
 @dataclass(frozen=True)
-class ProxyEvaluator:
+class ProxyEvaluator(Evaluator):
     """Train a spec's proxy network on the synthetic task and count its cost.
 
     ``evaluate(spec, seed=s)`` initializes the network with seed ``s`` and
@@ -307,10 +308,29 @@ class ProxyEvaluator:
         self.task()
         import torch._dynamo  # noqa: F401
 
+    @property
+    def epochs(self) -> int:
+        """``train.epochs``: the budget early stopping places its rungs in."""
+        return self.train.epochs
+
+    @property
+    def device(self) -> str:
+        return self.train.device
+
+    @property
+    def precision(self) -> str:
+        return self.train.precision
+
     def on_device(self, device: str) -> ProxyEvaluator:
         """This evaluator with ``train.device`` set to ``device`` (e.g. a worker's ``trial_device(...)``)."""
         check_device("train.device", device)
         return dataclasses.replace(self, train=dataclasses.replace(self.train, device=device))
+
+    def for_clip(self, clip: tuple[int, int, int]) -> ProxyEvaluator:
+        """This evaluator with ``data.clip`` set to ``clip`` (itself when it is already that size)."""
+        if tuple(self.data.clip) == tuple(clip):
+            return self
+        return dataclasses.replace(self, data=dataclasses.replace(self.data, clip=tuple(clip)))
 
     def _evaluate(
         self, spec: NetworkSpec, *, seed: int, device: torch.device, policy: PrecisionPolicy, on_epoch: EpochCallback | None, weights_path: Path | None

@@ -29,7 +29,8 @@ from typing import Any, Callable, Iterable, Mapping
 
 from particle_nas.space import NetworkSpec, ParticleSpec, SearchSpace, SpecError, check_int, effective_prune_ratio
 
-from ._train import TrainConfig, TrialStopped
+from ._protocol import Evaluator
+from ._train import TrialStopped
 
 TABLE_FORMAT = "particlebench-1"
 # Header fields that decide the table's numbers (a resumed generation must match them all).
@@ -319,7 +320,7 @@ def check_replay(table: Table, *, space: SearchSpace, network: NetworkSpec, data
 
 
 @dataclass(frozen=True)
-class ReplayEvaluator:
+class ReplayEvaluator(Evaluator):
     """Answer trials from a table instead of training: ``evaluate`` has ProxyEvaluator's interface.
 
     ``epochs`` (default: the table's E) is the budget replayed: ``on_epoch`` is
@@ -347,13 +348,12 @@ class ReplayEvaluator:
         check_int("ReplayEvaluator.epochs", self.epochs, low=1, high=self.table.epochs)
         require_complete(self.table)
 
-    @property
-    def train(self) -> TrainConfig:
-        """The table's training recipe with this replay's ``epochs`` (engines read the epoch budget from it, as from ProxyEvaluator's)."""
-        return dataclasses.replace(TrainConfig(**self.table.meta["train"]), epochs=self.epochs)
+    def for_clip(self, clip: tuple[int, int, int]) -> ReplayEvaluator | None:
+        """Itself on the table's clip; None on any other (the table answers only its proxy network)."""
+        return self if tuple(clip) == tuple(self.table.network.clip) else None
 
-    def evaluate(self, spec: NetworkSpec, *, seed: int, on_epoch: Callable[[int, float], None] | None = None) -> dict[str, Any]:
-        """The table's record of ``spec``'s particle; ``seed`` is accepted for the interface (the table's first seed answers)."""
+    def evaluate(self, spec: NetworkSpec, *, seed: int, on_epoch: Callable[[int, float], None] | None = None, weights_path: Path | None = None) -> dict[str, Any]:
+        """The table's record of ``spec``'s particle; ``seed`` and ``weights_path`` are accepted for the interface (the table's first seed answers; nothing is trained, so no weights are saved)."""
         table = self.table
         if not isinstance(spec, NetworkSpec):
             raise TypeError(f"ReplayEvaluator.evaluate expects a NetworkSpec, but got {type(spec).__name__}.")

@@ -8,13 +8,14 @@ ranks a rung with ``promote`` (``nondominated_sort``, ``crowding_distance``) on
 every engine.
 """
 
-from ._contract import BASELINE_ATTR, Engine, Plan, SearchJob, SearchSummary, TrialRecorder, log_to_file, make_sampler, open_study, suggest
+from ._contract import BASELINE_ATTR, Engine, SearchJob, SearchSummary, log_to_file, make_sampler, open_study, suggest
 from ._early_stopping import EarlyStopping, crowding_distance, nondominated_sort, promote, rank_order
 from ._layout import STUDY_DB, STUDY_JOURNAL, RunLayout, read_run_file, resolve_storage, write_run_file
 from ._optuna import LocalEngine
 from ._progressive import ProgressiveEngine
 from ._ray import RayEngine
 from ._run import engine_for, run, run_search
+from ._runner import Plan, TrialOutcome, TrialRecorder, TrialRunner
 from ._settings import BACKENDS, EARLY_STOPPING, RESUMABLE, SAMPLERS, SearchSettings
 from ._stopped import SearchStopped
 from ._storage import STORAGE_ENV, open_storage, recover_journal, shown_location, without_password
@@ -42,7 +43,9 @@ __all__ = [
     "SearchSettings",
     "SearchStopped",
     "SearchSummary",
+    "TrialOutcome",
     "TrialRecorder",
+    "TrialRunner",
     "crowding_distance",
     "engine_for",
     "evaluation_record",

@@ -18,27 +18,24 @@ import logging
 import os
 import threading
 import time
-import types
 import weakref
 from abc import ABC, abstractmethod
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, NamedTuple, Sequence
+from typing import Any, Mapping, Sequence
 
 import optuna
 from optuna.trial import TrialState
 
-from particle_nas.evaluators import TrialStopped, trial_device
-from particle_nas.space import BASELINES, Axis, NetworkSpec, SearchSpace, particle_to_record
-from particle_nas.space import cost as analytic_cost
+from particle_nas.evaluators import trial_device
+from particle_nas.space import BASELINES, Axis, NetworkSpec, SearchSpace
 
 from ._layout import RunLayout
 from ._settings import RESUMABLE, SearchSettings
 from ._storage import open_storage, worker_alive, worker_id, without_password
-from ._trial import DESCRIPTIVE_ATTRS, INTERRUPTED, Evaluator, fail_reason, objective_values, score_particle
+from ._trial import DESCRIPTIVE_ATTRS, INTERRUPTED, Evaluator, objective_values
 
-_log = logging.getLogger("particle_nas.search")
 LOG_FORMAT = "%(asctime)s %(levelname)s [pid %(process)d] %(name)s: %(message)s"
 CTRL_C = f"{INTERRUPTED}: Ctrl-C"
 STOPPED = f"{INTERRUPTED}: the process running it stopped"
@@ -86,8 +83,8 @@ class Engine(ABC):
 
     def started(self, job: SearchJob) -> dict[str, Any]:
         """What run.json records of how this job was started (and on which device and precision it asked to train)."""
-        train = getattr(job.evaluator, "train", None)
-        asked = {"device": train.device, "precision": train.precision} if train is not None and hasattr(train, "precision") else {}
+        evaluator = job.evaluator
+        asked = {"device": evaluator.device, "precision": evaluator.precision} if evaluator.device is not None else {}
         return {
             "backend": job.settings.backend, "workers": job.workers, **({"storage": without_password(job.storage)} if job.storage else {}),
             **asked, "gpus": list(job.gpus) if job.gpus else None, "trials_per_gpu": job.settings.trials_per_gpu,
@@ -116,18 +113,11 @@ def trial_evaluator(evaluator: Evaluator, *, worker: int | None = None, gpus: Se
     See ``trial_device``: the CPU stays the CPU, and an evaluator without a
     training device (a replayed table) is returned as it is.
     """
-    train = getattr(evaluator, "train", None)
-    if train is None or not hasattr(evaluator, "on_device"):
+    asked = evaluator.device
+    if asked is None:
         return evaluator
-    device = trial_device(train.device, worker=worker, gpus=gpus, ray_gpu_ids=ray_gpu_ids)
-    return evaluator if device == train.device else evaluator.on_device(device)
-
-
-def warm_up(evaluator: Evaluator) -> None:
-    """The evaluator's one-time costs in this process (its ``warm_up``, when it has one), before the first trial."""
-    warm = getattr(evaluator, "warm_up", None)
-    if callable(warm):
-        warm()
+    device = trial_device(asked, worker=worker, gpus=gpus, ray_gpu_ids=ray_gpu_ids)
+    return evaluator if device == asked else evaluator.on_device(device)
 
 
 # ---------------------------------------------------------------- logging
@@ -521,106 +511,6 @@ def _source_key(trial: optuna.trial.FrozenTrial) -> str | None:
 def measured(attrs: Mapping[str, Any]) -> dict[str, Any]:
     """A trial's record: its user attributes that measure rather than describe it."""
     return {k: v for k, v in attrs.items() if k not in DESCRIPTIVE_ATTRS and k not in ("worker", "expansion", BASELINE_ATTR)}
-
-
-class Plan(NamedTuple):
-    """What to do with a sampled network: ``refused`` (over budget), ``reuse`` a record, or ``train``."""
-
-    action: str  # "refused" | "reuse" | "train"
-    record: dict[str, Any] | None = None  # reuse: the identical trial's record
-    weights: str | None = None  # train: where its weights go, relative to the run directory
-
-
-@dataclass(frozen=True)
-class TrialRecorder:
-    """Records a trial the same way on every engine: prepare -> (refused | reuse | train) -> finish or fail."""
-
-    job: SearchJob
-
-    def known(self, study: optuna.Study) -> Mapping[str, optuna.trial.FrozenTrial]:
-        """COMPLETE trials by network, the first of each (the source of a duplicate); a read-only view.
-
-        Kept per process and study (see _Ledger): each call visits only the
-        trials added or finished since the last, by any process.
-        """
-        ledger = _ledger(study)
-        with ledger.lock:
-            ledger.look(study)
-            return types.MappingProxyType(ledger.known)
-
-    def over_budget(self, network: NetworkSpec) -> dict[str, Any] | None:
-        """The attributes of a refused trial when the spec's analytic cost breaks the FLOPs/params budget, else None."""
-        settings = self.job.settings
-        if settings.max_flops is None and settings.max_params is None:
-            return None
-        cost = analytic_cost(network)  # from the spec: nothing is built
-        refused = settings.over_budget(flops=cost.flops, params=cost.params)
-        return None if refused is None else {"flops": cost.flops, "params": cost.params, "fail_reason": refused}
-
-    def prepare(self, trial: Any, network: NetworkSpec, *, known: Mapping[str, Any], **attrs: Any) -> Plan:
-        """Record what ``trial`` scores (``attrs`` too), then decide: refused by the budget, a duplicate, or train."""
-        trial.set_user_attr("worker", worker_id())
-        for key, value in attrs.items():
-            trial.set_user_attr(key, value)
-        trial.set_user_attr("particle", particle_to_record(network.particle))
-        trial.set_user_attr("network", network.to_dict())
-        refused = self.over_budget(network)
-        if refused is not None:  # pruned from the analytic cost: nothing is built or trained
-            for key, value in refused.items():
-                trial.set_user_attr(key, value)
-            return Plan("refused")
-        source = known.get(network_key(network))
-        if source is not None:
-            trial.set_user_attr("duplicate_of", source.number)
-            return Plan("reuse", record=measured(source.user_attrs))
-        return Plan("train", weights=RunLayout.weights_name(trial.number))
-
-    def evaluate(self, network: NetworkSpec, *, weights: str | None, evaluator: Evaluator | None = None, on_epoch: Callable[[int, float], None] | None = None) -> dict[str, Any]:
-        """Train and score ``network`` (saving its weights), checked to report every objective and constrained number."""
-        path = self.job.run_dir / weights if weights else None
-        _, record = score_particle(network.particle, network=network, evaluator=evaluator or self.job.evaluator, seed=self.job.seed, on_epoch=on_epoch, weights_path=path)
-        if path is not None and path.is_file():  # a duplicate copies this record, so it points at the same file
-            record["weights"] = weights
-        elif record.get("weights_error"):  # a full disk: the result stands, without its weights
-            _log.warning("%s %s", weights, record["weights_error"])
-            tqdm_write(f"particle-nas: warning: {weights} {record['weights_error']}; the trial keeps its result (export --weights will say so)")
-        self.check(record)
-        return record
-
-    def check(self, record: Mapping[str, Any]) -> tuple[tuple[float, ...], list[float]]:
-        """The record's objective values and constraint violations; ValueError when it lacks one."""
-        return objective_values(record, self.job.settings.objectives), self.job.settings.constraint_values(dict(record))
-
-    def finish(self, trial: Any, record: Mapping[str, Any]) -> tuple[float, ...]:
-        """Write the record and the constraints on ``trial``; the values to tell."""
-        values, violations = self.check(record)
-        for key, value in record.items():
-            trial.set_user_attr(key, value)
-        settings = self.job.settings
-        if settings.constraints:  # where Optuna's samplers and best_trials read them (<= 0 is feasible)
-            for constraint, violation in zip(settings.parsed_constraints, violations):
-                trial.set_constraint(str(constraint), violation)
-            trial.set_user_attr("constraints", violations)
-            trial.set_user_attr("feasible", all(v <= 0 for v in violations))
-        return values
-
-    def stopped(self, trial: Any, stop: TrialStopped) -> None:
-        """Record a trial stopped early (told PRUNED): what it measured, its per-epoch accuracies, where and why it stopped."""
-        for key, value in stop.record.items():
-            trial.set_user_attr(key, value)
-        trial.set_user_attr("epoch_accuracy", list(stop.epoch_accuracy))
-        trial.set_user_attr("stopped_at_epoch", stop.epoch)
-        trial.set_user_attr("fail_reason", f"pruned: stopped by {stop.rule or 'early stopping'} after epoch {stop.epoch}")
-
-    def fail(self, trial: Any, err: BaseException | str) -> str:
-        """Record why ``trial`` failed (one line); Ctrl-C reads 'interrupted: Ctrl-C'."""
-        reason = err if isinstance(err, str) else fail_reason(err)
-        trial.set_user_attr("fail_reason", reason)
-        if isinstance(err, Exception):
-            number = getattr(trial, "number", "?")
-            _log.warning("trial %s failed: %s", number, reason, exc_info=err)
-            tqdm_write(f"trial {number} failed: {reason}")
-        return reason
 
 
 # ---------------------------------------------------------------- the summary

@@ -32,6 +32,8 @@ from particle_nas.evaluators import OBJECTIVES, TrialStopped
 from particle_nas.space import NetworkSpec, SpecError, check_int
 from particle_nas.space import cost as analytic_cost
 
+from ._trial import stopped_reason
+
 RULES: dict[str, str] = {"asha": "ASHA", "mo-asha": "MO-ASHA"}  # early_stopping -> the name a stopped trial's reason gives
 # Costs known before training (from the spec's analytic cost): the ones MO-ASHA can rank a rung by.
 PRIOR_COSTS: tuple[str, ...] = ("flops", "params")
@@ -166,16 +168,16 @@ class EarlyStopping:
         return trial in promote(reached, self.ranked, self.eta)
 
     def reason(self, epoch: int) -> str:
-        return f"pruned: stopped by {self.name} after epoch {epoch}"
+        return stopped_reason(self.name, epoch)
 
 
 def early_stopping(settings: Any, *, evaluator: Any) -> EarlyStopping | None:
-    """The early stopping a job's settings ask for (None for ``none``), over the evaluator's epochs (``evaluator.train.epochs``)."""
+    """The early stopping a job's settings ask for (None for ``none``), over the evaluator's epoch budget (``evaluator.epochs``)."""
     if settings.early_stopping == "none":
         return None
-    epochs = getattr(getattr(evaluator, "train", None), "epochs", None)  # ProxyEvaluator's and ReplayEvaluator's budget
+    epochs = evaluator.epochs
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-        raise ValueError(f"search.early_stopping must know the evaluator's epochs (evaluator.train.epochs), but {type(evaluator).__name__} has {epochs!r}.")
+        raise ValueError(f"search.early_stopping must know the evaluator's epochs (evaluator.epochs), but {type(evaluator).__name__} has {epochs!r}.")
     return EarlyStopping(rule=settings.early_stopping, objectives=tuple(settings.objectives), epochs=epochs, grace=settings.grace_epochs, eta=settings.reduction_factor)
 
 

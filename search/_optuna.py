@@ -22,10 +22,11 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from particle_nas.evaluators import TrialStopped, default_workers, is_cuda_error, prepare_cuda_process
+from particle_nas.evaluators import default_workers, is_cuda_error, prepare_cuda_process
 
-from ._contract import BASELINE_ATTR, Engine, SearchJob, TrialRecorder, count_finished, fail_stale_trials, make_sampler, progress_bar, sample_network, target_reached, tqdm_write, trial_evaluator, warm_up
-from ._early_stopping import early_stopping, study_on_epoch
+from ._contract import Engine, SearchJob, count_finished, fail_stale_trials, make_sampler, progress_bar, target_reached, tqdm_write, trial_evaluator
+from ._early_stopping import early_stopping
+from ._runner import TrialRunner
 from ._storage import claim_sampler_slot, open_storage, storage_full, worker_id
 from ._stopped import SearchStopped
 from ._trial import fail_reason
@@ -79,60 +80,42 @@ def work(job: SearchJob, *, deadline: float | None, worker: int = 0, bar: Any = 
     study = optuna.load_study(study_name=job.name, storage=open_storage(job.storage))
     job = dataclasses.replace(job, evaluator=trial_evaluator(job.evaluator, worker=worker, gpus=job.gpus))  # worker i on GPU i mod G
     best_line = _BestLine()
-    warm_up(job.evaluator)  # the task and torch's lazy imports: once per process, not in the first trial
+    job.evaluator.warm_up()  # the task and torch's lazy imports: once per process, not in the first trial
     slot = claim_sampler_slot(study, job.storage) if job.storage.startswith("postgresql") else worker
     study.sampler = make_sampler(job.settings, seed=job.seed + slot)
-    recorder = TrialRecorder(job)
+    runner = TrialRunner(job)
     stopping = early_stopping(job.settings, evaluator=job.evaluator)
     while deadline is None or time.time() < deadline:
         trial = _next_trial(study, job)
         if trial is None:
             return False
-        try:
-            network = sample_network(job, trial)
-            plan = recorder.prepare(trial, network, known=recorder.known(study))
-            if plan.action == "refused":
-                study.tell(trial, state=TrialState.PRUNED)
-                if bar is not None:
-                    bar.update(1)
-                continue
-            record = plan.record
-            if record is None:
-                label = _label(trial.number, network)
-                if bar is not None:
-                    bar.set_postfix_str(f"{label} training", refresh=True)
-
-                def on_epoch(epoch: int, accuracy: float) -> None:
-                    if bar is not None:
-                        bar.set_postfix_str(f"{label} epoch {epoch} acc {accuracy:.3f}", refresh=True)
-
-                if stopping is not None:
-                    on_epoch = study_on_epoch(stopping, study, trial, network, then=on_epoch, judged=BASELINE_ATTR not in trial.user_attrs)  # a baseline always trains to the end
-                record = recorder.evaluate(network, weights=plan.weights, on_epoch=on_epoch)
-            values = recorder.finish(trial, record)
-        except TrialStopped as stop:  # early stopping: finished, never on the front
-            recorder.stopped(trial, stop)
-            study.tell(trial, state=TrialState.PRUNED)
-            if bar is not None:
-                bar.update(1)
-            continue
-        except BaseException as err:  # recorded on the trial; the search goes on unless it was Ctrl-C
-            recorder.fail(trial, err)
-            study.tell(trial, state=TrialState.FAIL)
-            if bar is not None:
-                bar.update(1)
-            if isinstance(err, KeyboardInterrupt) or is_cuda_error(err):  # a CUDA error leaves this process's CUDA context broken: it stops
-                return True
-            if not isinstance(err, Exception):
-                raise
-            continue
-        study.tell(trial, values)
-        _log.info("trial %d complete: %s", trial.number, ", ".join(f"{v:.6g}" for v in values))  # search.log: every trial
+        outcome = runner.run(trial, study=study, stopping=stopping, on_train=lambda number, network: _training(bar, number, network))
+        study.tell(trial, outcome.values, state=outcome.state)
+        if outcome.state == TrialState.COMPLETE:
+            _log.info("trial %d complete: %s", trial.number, ", ".join(f"{v:.6g}" for v in outcome.values))  # search.log: every trial
         if bar is not None:
             bar.update(1)
-            if not bar.disable:
-                bar.set_postfix_str(best_line(study, float(record["accuracy"])), refresh=True)
+            if outcome.state == TrialState.COMPLETE and not bar.disable:
+                bar.set_postfix_str(best_line(study, float(outcome.record["accuracy"])), refresh=True)
+        err = outcome.error
+        if isinstance(err, KeyboardInterrupt) or (err is not None and is_cuda_error(err)):  # a CUDA error leaves this process's CUDA context broken: it stops
+            return True
+        if err is not None and not isinstance(err, Exception):
+            raise err
     return False
+
+
+def _training(bar: Any, number: int, network: Any) -> Any:
+    """The bar's postfix while trial ``number`` trains: "training", then each epoch's accuracy."""
+    label = _label(number, network)
+    if bar is not None:
+        bar.set_postfix_str(f"{label} training", refresh=True)
+
+    def on_epoch(epoch: int, accuracy: float) -> None:
+        if bar is not None:
+            bar.set_postfix_str(f"{label} epoch {epoch} acc {accuracy:.3f}", refresh=True)
+
+    return on_epoch
 
 
 def _label(number: int, network: Any) -> str:
@@ -214,10 +197,10 @@ class LocalEngine(Engine):
         """``job.workers``, or by default ``search.trials_per_gpu`` per GPU (``default_workers``): 1 on the CPU."""
         if job.workers is not None:
             return job.workers
-        train = getattr(job.evaluator, "train", None)
-        if train is None or not hasattr(job.evaluator, "on_device"):  # a replayed table trains nothing
+        device = job.evaluator.device
+        if device is None:  # a replayed table trains nothing
             return 1
-        return default_workers(train.device, gpus=job.gpus, trials_per_gpu=job.settings.trials_per_gpu)
+        return default_workers(device, gpus=job.gpus, trials_per_gpu=job.settings.trials_per_gpu)
 
     def started(self, job: SearchJob) -> dict[str, Any]:
         return {**super().started(job), "processes": self.writers(job)}

@@ -22,7 +22,6 @@ without training a network twice.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from typing import Any
@@ -33,8 +32,8 @@ from optuna.trial import TrialState
 from particle_nas.space import NetworkSpec, ParticleSpec, SearchSpace
 from particle_nas.space import cost as analytic_cost
 
-from ._contract import Engine, SearchJob, TrialRecorder, count_finished, network_key, progress_bar
-from ._trial import Evaluator
+from ._contract import Engine, SearchJob, count_finished, network_key, progress_bar
+from ._runner import TrialRunner
 
 AXES: tuple[str, ...] = ("temporal_kernel", "width", "depth", "clip_length", "resolution")
 _KERNELS = (1, 3, 5, 7)
@@ -72,16 +71,6 @@ def expand(network: NetworkSpec, axis: str) -> NetworkSpec | None:
     raise ValueError(f"axis must be one of {AXES}, but got {axis!r}.")
 
 
-def evaluator_for_clip(evaluator: Evaluator, clip: tuple[int, int, int]) -> Evaluator | None:
-    """The evaluator on clips of another size (an evaluator with a ``data`` config); None if it cannot change."""
-    data = getattr(evaluator, "data", None)
-    if data is None or not dataclasses.is_dataclass(evaluator) or not hasattr(data, "clip"):
-        return None
-    if tuple(data.clip) == tuple(clip):
-        return evaluator
-    return dataclasses.replace(evaluator, data=dataclasses.replace(data, clip=tuple(clip)))
-
-
 class ProgressiveEngine(Engine):
     """The deterministic walk above, in this process; every candidate is a trial recorded like any other."""
 
@@ -102,7 +91,7 @@ class ProgressiveEngine(Engine):
         return False
 
     def _walk(self, job: SearchJob, study: optuna.Study, *, deadline: float | None, bar: Any) -> None:
-        settings, recorder = job.settings, TrialRecorder(job)
+        settings, runner = job.settings, TrialRunner(job)
         scored: dict[str, dict[str, Any]] = {}  # network -> record: a resumed walk replays these without training
         for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
             if isinstance(t.user_attrs.get("network"), dict):
@@ -116,28 +105,18 @@ class ProgressiveEngine(Engine):
             if count_finished(study) >= settings.trials or (deadline is not None and time.time() >= deadline):
                 return None
             trial = study.ask()
-            try:
-                plan = recorder.prepare(trial, candidate, known={}, expansion={"step": step, "axis": axis})
-                if plan.action == "refused":
-                    study.tell(trial, state=TrialState.PRUNED)
-                    bar.update(1)
-                    return {}
-                scorer = evaluator_for_clip(job.evaluator, candidate.clip)
-                if scorer is None:
-                    raise ValueError(f"the evaluator cannot change its clip to {list(candidate.clip)}")
-                bar.set_postfix_str(f"#{trial.number} step {step} {axis} training", refresh=True)
-                record = recorder.evaluate(candidate, weights=plan.weights, evaluator=scorer)
-                values = recorder.finish(trial, record)
-            except BaseException as err:
-                recorder.fail(trial, err)
-                study.tell(trial, state=TrialState.FAIL)
-                bar.update(1)
-                if not isinstance(err, Exception):
-                    raise
-                return {}
-            study.tell(trial, values)
+
+            def training(number: int, network: NetworkSpec) -> None:
+                bar.set_postfix_str(f"#{number} step {step} {axis} training", refresh=True)
+
+            outcome = runner.run(trial, study=study, network=candidate, known={}, on_train=training, expansion={"step": step, "axis": axis})
+            study.tell(trial, outcome.values, state=outcome.state)
             bar.update(1)
-            scored[key] = {**record, "particle": candidate.particle.to_dict(), "network": candidate.to_dict()}
+            if outcome.error is not None and not isinstance(outcome.error, Exception):
+                raise outcome.error
+            if outcome.state != TrialState.COMPLETE:
+                return {}
+            scored[key] = {**outcome.record, "particle": candidate.particle.to_dict(), "network": candidate.to_dict()}
             return scored[key]
 
         current = job.network.replace(particle=smallest_particle(job.space))
@@ -149,7 +128,7 @@ class ProgressiveEngine(Engine):
             best: tuple[float, NetworkSpec, str, dict[str, Any]] | None = None
             for axis in AXES:
                 candidate = expand(current, axis)
-                if candidate is None or evaluator_for_clip(job.evaluator, candidate.clip) is None:
+                if candidate is None or job.evaluator.for_clip(candidate.clip) is None:
                     continue
                 if analytic_cost(candidate).flops > settings.flops_budget:  # from the spec: nothing is built
                     continue

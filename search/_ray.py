@@ -33,15 +33,15 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+from optuna.trial import TrialState
 
-from particle_nas.evaluators import ray_gpu_ids
-from particle_nas.space import particle_from_record, particle_to_record
+from particle_nas.evaluators import TrialStopped, ray_gpu_ids
+from particle_nas.space import NetworkSpec, particle_from_record, particle_to_record
 
-from particle_nas.space import NetworkSpec
-
-from ._contract import BASELINE_ATTR, Engine, SearchJob, TrialRecorder, count_finished, fail_stale_trials, make_sampler, sample_network, target_reached, trial_evaluator, warm_up
+from ._contract import BASELINE_ATTR, Engine, SearchJob, count_finished, fail_stale_trials, make_sampler, target_reached, trial_evaluator
 from ._early_stopping import EarlyStopping, early_stopping, prior_costs, rung_record, stored_rungs
 from ._layout import RunLayout
+from ._runner import TrialRunner
 from ._storage import open_storage
 from ._trial import fail_reason
 
@@ -69,10 +69,9 @@ class _DefineParticle:
     job: SearchJob
 
     def __call__(self, trial: Any) -> dict[str, str]:
-        recorder = TrialRecorder(self.job)
-        network = sample_network(self.job, trial)
-        plan = recorder.prepare(trial, network, known=recorder.known(trial.study))
-        config = {"particle": json.dumps(particle_to_record(network.particle))}
+        runner = TrialRunner(self.job)
+        plan = runner.begin(trial, known=runner.known(trial.study))
+        config = {"particle": json.dumps(particle_to_record(plan.network.particle))}
         if BASELINE_ATTR in trial.user_attrs:  # the scheduler never stops a baseline (see RungScheduler)
             config["baseline"] = str(trial.user_attrs[BASELINE_ATTR])
         if plan.action == "refused":
@@ -104,8 +103,8 @@ def _train_particle(config: dict[str, Any], job: SearchJob) -> None:
 
     try:
         evaluator = trial_evaluator(job.evaluator, ray_gpu_ids=ray_gpu_ids())  # the GPU Ray gave the trial is its cuda:0; none: the CPU
-        warm_up(evaluator)  # paid by the first trial of a (reused) actor only
-        record = TrialRecorder(job).evaluate(network, weights=config["weights"], evaluator=evaluator, on_epoch=on_epoch)
+        evaluator.warm_up()  # paid by the first trial of a (reused) actor only
+        record = TrialRunner(job).evaluate(network, weights=config["weights"], evaluator=evaluator, on_epoch=on_epoch)
     except Exception as err:
         tune.report({"finished": False, "fail_reason": fail_reason(err)})
         return
@@ -117,11 +116,11 @@ def _searcher_class():
     _, _, OptunaSearch = _import_ray()
 
     class ParticleOptunaSearch(OptunaSearch):
-        """OptunaSearch that records each trial through the TrialRecorder, and tells stopped or refused trials as PRUNED."""
+        """OptunaSearch that begins and ends each trial through the TrialRunner (its trainable evaluates it), and tells what ``end`` returns."""
 
         def __init__(self, *args: Any, job: SearchJob, target: int | None = None, deadline: float | None = None, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
-            self._recorder = TrialRecorder(job)
+            self._runner = TrialRunner(job)
             self._epochs: dict[str, list[float]] = {}
             self._elapsed: dict[str, float] = {}  # seconds of training at a trial's last epoch report
             self._target = target  # trials the study should hold; kept in the searcher's checkpoint for Tuner.restore
@@ -173,37 +172,36 @@ def _searcher_class():
                 return None
 
         def _complete(self, trial_id: str, ot_trial: Any, result: dict | None, error: bool) -> None:
-            recorder = self._recorder
             epochs = self._epochs.pop(trial_id, [])
             elapsed = self._elapsed.pop(trial_id, None)
             if result and not result.get("finished") and "val_accuracy" in result and len(epochs) < int(result.get("epoch", 0)):
                 epochs.append(float(result["val_accuracy"]))  # the report on which the scheduler stopped it
                 elapsed = float(result.get("elapsed_s", elapsed or 0.0))
             if result and result.get("finished"):
-                try:
-                    values = recorder.finish(ot_trial, json.loads(result["record"]))
-                except ValueError as err:  # a record without an objective or a constrained number
-                    recorder.fail(ot_trial, err)
-                    return super().on_trial_complete(trial_id, result=None, error=True)
-                return super().on_trial_complete(trial_id, result=dict(zip(recorder.job.settings.objectives, values)), error=False)
-            if result and result.get("refused"):  # over budget: its reason was recorded when it was sampled
-                return super().on_trial_complete(trial_id, result=None, error=False)
-            if result and result.get("fail_reason"):
-                recorder.fail(ot_trial, str(result["fail_reason"]))
-                error = True
+                ended: Any = json.loads(result["record"])
+            elif result and result.get("refused"):  # over budget: its reason was recorded when it was sampled
+                ended = None
+            elif result and result.get("fail_reason"):
+                ended = str(result["fail_reason"])
             elif error:
-                recorder.fail(ot_trial, "ray: the trial's worker failed (see the Ray logs)")
-            elif epochs:  # stopped by the scheduler (ASHA, MO-ASHA) before its last epoch: its costs, as the local engine records them
+                ended = "ray: the trial's worker failed (see the Ray logs)"
+            elif epochs:  # stopped by the scheduler (ASHA, MO-ASHA) before its last epoch
                 self._write_rungs(ot_trial, epochs)
-                for name, value in prior_costs(NetworkSpec.from_dict(ot_trial.user_attrs["network"])).items():
-                    ot_trial.set_user_attr(name, int(value))
-                if elapsed is not None:
-                    ot_trial.set_user_attr("duration_s", elapsed)
-                ot_trial.set_user_attr("epoch_accuracy", epochs)
-                ot_trial.set_user_attr("stopped_at_epoch", len(epochs))
-                rule = self._stopping.name if self._stopping is not None else "the scheduler"
-                ot_trial.set_user_attr("fail_reason", f"pruned: stopped by {rule} after epoch {len(epochs)}")
-            return super().on_trial_complete(trial_id, result=None, error=error)
+                ended = self._stop(ot_trial, epochs, elapsed)
+            else:
+                return super().on_trial_complete(trial_id, result=None, error=False)
+            outcome = self._runner.end(ot_trial, ended)
+            if outcome.state == TrialState.COMPLETE:
+                return super().on_trial_complete(trial_id, result=dict(zip(self._runner.job.settings.objectives, outcome.values)), error=False)
+            return super().on_trial_complete(trial_id, result=None, error=outcome.state == TrialState.FAIL)
+
+        def _stop(self, ot_trial: Any, epochs: list[float], elapsed: float | None) -> TrialStopped:
+            """The scheduler's stop as the trial's ``TrialStopped``: its costs (as the local engine records them), seconds and accuracies."""
+            stop = TrialStopped(epoch=len(epochs), epoch_accuracy=epochs, rule=self._stopping.name if self._stopping is not None else "the scheduler")
+            stop.record.update({name: int(value) for name, value in prior_costs(NetworkSpec.from_dict(ot_trial.user_attrs["network"])).items()})
+            if elapsed is not None:
+                stop.record["duration_s"] = elapsed
+            return stop
 
     return ParticleOptunaSearch
 

@@ -46,6 +46,8 @@ def run(job: SearchJob, engine: Engine | None = None, *, progress: bool = True) 
     and ends with ``summary.interrupted``.
     """
     engine = engine or engine_for(job.settings)
+    if not isinstance(job.evaluator, Evaluator):
+        raise ValueError(f"job.evaluator must be a particle_nas.evaluators.Evaluator (evaluate and its hooks), but got {type(job.evaluator).__name__}.")
     if job.workers is not None:
         check_int("workers", job.workers, low=1, high=1024)
     if job.gpus and not engine.assigns_gpus:

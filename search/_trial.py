@@ -3,28 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import math
 from pathlib import Path
-from typing import Any, Callable, Mapping, Protocol
+from typing import Any, Callable, Mapping
 
-from particle_nas.evaluators import is_cuda_error
+from particle_nas.evaluators import Evaluator, is_cuda_error
 from particle_nas.space import NetworkSpec, ParticleSpec
 
 INTERRUPTED = "interrupted"  # fail_reason prefix of trials whose process stopped mid-trial
 # User attributes that describe a trial rather than measure it.
 DESCRIPTIVE_ATTRS = frozenset({"particle", "network", "duplicate_of", "fail_reason", "constraints", "feasible"})
-
-
-class Evaluator(Protocol):
-    """Anything that scores a network spec (see particle_nas.evaluators.ProxyEvaluator).
-
-    ``evaluate`` returns an object with ``to_dict()`` (or a dataclass, or a
-    mapping) holding at least ``accuracy``, ``flops`` and ``params``, and
-    whatever else it measured (``epoch_accuracy``, ``duration_s``, ...).
-    """
-
-    def evaluate(self, spec: NetworkSpec, *, seed: int, on_epoch: Callable[[int, float], None] | None = None) -> Any: ...
 
 
 def _plain(value: Any) -> Any:
@@ -78,11 +66,15 @@ def score_particle(
 ) -> tuple[NetworkSpec, dict[str, Any]]:
     """Stack ``particle`` into ``network``, evaluate it, and return the spec and its record.
 
-    ``weights_path`` is handed to evaluators whose ``evaluate`` takes it (they save the trained weights there).
+    ``weights_path`` is where the evaluator saves the trained weights (one that trains nothing ignores it).
     """
     spec = network.replace(particle=particle)
-    extra = {"weights_path": weights_path} if weights_path is not None and "weights_path" in inspect.signature(evaluator.evaluate).parameters else {}
-    return spec, evaluation_record(evaluator.evaluate(spec, seed=seed, on_epoch=on_epoch, **extra))
+    return spec, evaluation_record(evaluator.evaluate(spec, seed=seed, on_epoch=on_epoch, weights_path=weights_path))
+
+
+def stopped_reason(rule: str, epoch: int) -> str:
+    """The reason of a trial stopped early (told PRUNED), whichever engine stopped it: "pruned: stopped by RULE after epoch N"."""
+    return f"pruned: stopped by {rule or 'early stopping'} after epoch {epoch}"
 
 
 def fail_reason(err: BaseException) -> str:

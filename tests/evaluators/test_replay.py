@@ -60,7 +60,7 @@ def test_replay_at_an_earlier_epoch_answers_that_epoch(tiny_bench, tmp_path):
     record = ReplayEvaluator(table=longer, epochs=2).evaluate(spec, seed=0)
     assert (record["accuracy"], record["epoch_accuracy"], record["duration_s"]) == (0.5, [0.25, 0.5], 3.0)
     assert ReplayEvaluator(table=longer).evaluate(spec, seed=0)["duration_s"] == 6.5
-    assert ReplayEvaluator(table=longer, epochs=2).train.epochs == 2  # the budget engines read (Ray's ASHA)
+    assert ReplayEvaluator(table=longer, epochs=2).epochs == 2  # the budget engines read (early stopping)
     with pytest.raises(SpecError, match="ReplayEvaluator.epochs"):
         ReplayEvaluator(table=longer, epochs=4)
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 from optuna.trial import TrialState
 
+from particle_nas.evaluators import Evaluator
 from particle_nas.results import open_run, trials_table
 from particle_nas.search import SearchJob, SearchSettings, run
 from particle_nas.space import NetworkSpec, SearchSpace, cost
@@ -38,7 +39,7 @@ class Data:
 
 
 @dataclass(frozen=True)
-class FakeEvaluator:
+class FakeEvaluator(Evaluator):
     """Accuracy from the spec and its analytic cost; a marker file per call; RuntimeError for one kernel; Ctrl-C on a call."""
 
     calls_dir: str
@@ -46,6 +47,9 @@ class FakeEvaluator:
     sleep_s: float = 0.0
     fail_kernel: int | None = None
     interrupt_on: int | None = None  # the n-th call (in this process) raises KeyboardInterrupt
+
+    def for_clip(self, clip):
+        return self if tuple(clip) == tuple(self.data.clip) else dataclasses.replace(self, data=Data(clip=tuple(clip)))
 
     def evaluate(self, spec, *, seed, on_epoch=None, weights_path=None):
         spent = cost(spec)

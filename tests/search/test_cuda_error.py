@@ -10,6 +10,7 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
+from particle_nas.evaluators import Evaluator
 from particle_nas.search import SearchSettings, open_storage, resolve_storage, run_search
 from particle_nas.space import NetworkSpec, SearchSpace
 
@@ -19,12 +20,12 @@ ILLEGAL_ADDRESS = "CUDA error: an illegal memory access was encountered\nCUDA ke
 
 
 @dataclass(frozen=True)
-class BrokenGpuEvaluator:
+class BrokenGpuEvaluator(Evaluator):
     """Scores from the particle; the first trial of the whole search (a marker file made atomically) raises a CUDA error, as torch does."""
 
     marker: Path
 
-    def evaluate(self, spec, *, seed, on_epoch=None):
+    def evaluate(self, spec, *, seed, on_epoch=None, weights_path=None):
         try:
             os.close(os.open(self.marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
         except FileExistsError:

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import optuna
 import pytest
 from optuna.trial import TrialState
 
-from particle_nas.evaluators import ReplayEvaluator, TrialStopped, load_table
+from particle_nas.evaluators import Evaluator, ReplayEvaluator, TrialStopped, load_table
 from particle_nas.results import dashboard_html, open_run, trials_table
 from particle_nas.results._dashboard import failed_trials
 from particle_nas.search import STUDY_JOURNAL, SearchJob, SearchSettings, run
@@ -105,18 +105,13 @@ def test_early_stopping_runs_on_both_backends():
 
 # ---------------------------------------------------------------- the local engine on scripted curves
 @dataclass(frozen=True)
-class Train:
-    epochs: int = EPOCHS
-
-
-@dataclass(frozen=True)
-class CurveEvaluator:
+class CurveEvaluator(Evaluator):
     """Reports each particle's scripted accuracy after every epoch; lets TrialStopped through with 10 s per epoch trained."""
 
-    train: Train = field(default_factory=Train)
     sleep_s: float = 0.0  # per epoch
+    epochs: int = EPOCHS  # the budget early stopping places its rungs in
 
-    def evaluate(self, spec, *, seed, on_epoch=None):
+    def evaluate(self, spec, *, seed, on_epoch=None, weights_path=None):
         curve = CURVES[spec.particle]
         spent = cost(spec)
         for epoch, accuracy in enumerate(curve, start=1):
@@ -274,8 +269,8 @@ def test_two_workers_share_the_rungs_through_the_journal(tmp_path):
 
 def test_an_evaluator_without_an_epoch_budget_is_refused(tmp_path):
     @dataclass(frozen=True)
-    class NoEpochs:
-        def evaluate(self, spec, *, seed, on_epoch=None):
+    class NoEpochs(Evaluator):
+        def evaluate(self, spec, *, seed, on_epoch=None, weights_path=None):
             raise AssertionError("never called")
 
     bad = SearchJob(run_dir=tmp_path / "run", name="run", space=SPACE, network=NETWORK, evaluator=NoEpochs(), settings=SearchSettings(early_stopping="asha"), seed=0, fingerprint={}, config={})

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -19,7 +19,7 @@ import torch
 import yaml
 
 from particle_nas.cli import main
-from particle_nas.evaluators import default_workers
+from particle_nas.evaluators import Evaluator, default_workers
 from particle_nas.results import open_run, trials_table
 from particle_nas.search import LocalEngine, SearchJob, SearchSettings, open_study, read_run_file, run, write_run_file
 from particle_nas.search import _optuna
@@ -32,31 +32,26 @@ NETWORK = NetworkSpec(stem_channels=8, widths=(8, 16), depths=(1, 1), temporal_s
 
 
 @dataclass(frozen=True)
-class Train:
+class DeviceEvaluator(Evaluator):
+    """Accuracy from the spec's analytic cost; the record's ``device`` is the one the evaluator was put on."""
+
     device: str = "auto"
     precision: str = "auto"
     epochs: int = 1
 
-
-@dataclass(frozen=True)
-class DeviceEvaluator:
-    """Accuracy from the spec's analytic cost; the record's ``device`` is the one the evaluator was put on."""
-
-    train: Train = field(default_factory=Train)
-
     def on_device(self, device: str) -> DeviceEvaluator:
-        return dataclasses.replace(self, train=dataclasses.replace(self.train, device=device))
+        return dataclasses.replace(self, device=device)
 
     def evaluate(self, spec, *, seed, on_epoch=None, weights_path=None):
         spent = cost(spec)
         accuracy = 0.3 + 0.05 * spec.particle.temporal_kernel + 0.02 * math.log(spent.flops)
-        return {"accuracy": accuracy, "flops": spent.flops, "params": spent.params, "device": self.train.device, "precision": self.train.precision}
+        return {"accuracy": accuracy, "flops": spent.flops, "params": spent.params, "device": self.device, "precision": self.precision}
 
 
 def make_job(tmp_path: Path, *, trials: int = 1, gpus=None, workers=1, trials_per_gpu: int = 1, device: str = "auto", backend: str = "optuna") -> SearchJob:
     settings = SearchSettings(sampler="random", trials=trials, trials_per_gpu=trials_per_gpu, backend=backend)
     return SearchJob(
-        run_dir=tmp_path / "run", name="gpus", space=SPACE, network=NETWORK, evaluator=DeviceEvaluator(Train(device=device)),
+        run_dir=tmp_path / "run", name="gpus", space=SPACE, network=NETWORK, evaluator=DeviceEvaluator(device=device),
         settings=settings, seed=0, fingerprint={"seed": 0}, config={}, workers=workers, gpus=gpus,
     )  # fmt: skip
 

@@ -6,6 +6,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from particle_nas.evaluators import Evaluator
 from particle_nas.search import SearchSettings, run_search
 from particle_nas.space import NetworkSpec, SearchSpace
 
@@ -29,7 +30,7 @@ class Scored:
     duration_s: float
 
 
-class FakeEvaluator:
+class FakeEvaluator(Evaluator):
     """Scores a spec from its fields alone (deterministic), optionally failing or stopping on a call."""
 
     def __init__(self, *, fail_on: set[int] = frozenset(), interrupt_on: int | None = None):
@@ -37,7 +38,7 @@ class FakeEvaluator:
         self.fail_on = fail_on
         self.interrupt_on = interrupt_on
 
-    def evaluate(self, spec, *, seed, on_epoch=None):
+    def evaluate(self, spec, *, seed, on_epoch=None, weights_path=None):
         self.calls += 1
         if self.calls == self.interrupt_on:
             raise KeyboardInterrupt

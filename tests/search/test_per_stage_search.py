@@ -5,6 +5,7 @@ from __future__ import annotations
 import optuna
 import pytest
 
+from particle_nas.evaluators import Evaluator
 from particle_nas.results import load_network, particle_document, trials_table, write_particle_yaml
 from particle_nas.search import SearchSettings, run_search
 from particle_nas.space import NetworkSpec, ParticleSpec, SearchSpace, SpecError, cost
@@ -13,10 +14,10 @@ SPACE = {"factorization": ["full", "spatial_only", "csn_ir"], "temporal_kernel":
 NETWORK = NetworkSpec(widths=(8, 16), depths=(1, 1), temporal_strides=(1, 1), spatial_strides=(1, 2), clip=(4, 16, 16))
 
 
-class CostEvaluator:
+class CostEvaluator(Evaluator):
     """Scores a spec by its analytic cost (deterministic, no training)."""
 
-    def evaluate(self, spec, *, seed, on_epoch=None):
+    def evaluate(self, spec, *, seed, on_epoch=None, weights_path=None):
         c = cost(spec)
         temporal = sum(p.mixes_time for p in spec.stage_particles)
         return {"accuracy": 0.3 + 0.2 * temporal, "flops": c.flops, "params": c.params, "epoch_accuracy": [0.5], "duration_s": 0.0}

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
+import dataclasses
 from dataclasses import dataclass, field
 
 import optuna
 import pytest
 from optuna.trial import TrialState
 
-from particle_nas.evaluators import count_cost
+from particle_nas.evaluators import Evaluator, count_cost
 from particle_nas.search import SearchSettings, run_search
 from particle_nas.search._progressive import AXES, expand, smallest_particle
 from particle_nas.space import NetworkSpec, SearchSpace, build_network
@@ -24,13 +25,16 @@ class Data:
 
 
 @dataclass(frozen=True)
-class CostEvaluator:
+class CostEvaluator(Evaluator):
     """Real FLOPs; an accuracy that rewards time (kernel, frames) much more than width, depth or pixels."""
 
     data: Data = field(default_factory=Data)
     calls: list = field(default_factory=list)
 
-    def evaluate(self, spec, *, seed, on_epoch=None):
+    def for_clip(self, clip):
+        return self if tuple(clip) == tuple(self.data.clip) else dataclasses.replace(self, data=Data(clip=tuple(clip)))
+
+    def evaluate(self, spec, *, seed, on_epoch=None, weights_path=None):
         assert tuple(spec.clip) == tuple(self.data.clip)  # the evaluator follows the candidate's clip
         self.calls.append(spec)
         flops = count_cost(build_network(spec), input_shape=spec.input_shape).flops

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from types import SimpleNamespace
 
 import optuna
 import pytest
@@ -12,6 +11,7 @@ from optuna.trial import TrialState
 
 pytest.importorskip("ray.tune", reason='the ray backend needs pip install "ray[tune]"')
 
+from particle_nas.evaluators import Evaluator  # noqa: E402
 from particle_nas.search import SearchJob, SearchSettings  # noqa: E402
 from particle_nas.search._ray import _DefineParticle, _searcher_class  # noqa: E402
 from particle_nas.space import NetworkSpec, SearchSpace  # noqa: E402
@@ -20,11 +20,19 @@ SPACE = SearchSpace.from_dict({"factorization": ["full", "r2plus1d", "csn_ir"], 
 NETWORK = NetworkSpec(widths=(8, 16), depths=(1, 1), temporal_strides=(1, 1), spatial_strides=(1, 2), clip=(4, 16, 16))
 
 
+class FourEpochs(Evaluator):
+    """An evaluator's budget, which early stopping reads; never called (nothing is evaluated in the driver)."""
+
+    epochs = 4
+
+    def evaluate(self, spec, *, seed, on_epoch=None, weights_path=None):
+        raise AssertionError("never called")
+
+
 def _searcher():
     storage = optuna.storages.InMemoryStorage()
     # the searcher only names weight paths; nothing is written, nothing is evaluated in the driver
-    epochs = SimpleNamespace(train=SimpleNamespace(epochs=4))  # the evaluator's budget, which early stopping reads; never called
-    job = SearchJob(run_dir=Path("runs/unused"), name="s", space=SPACE, network=NETWORK, evaluator=epochs, settings=SearchSettings(early_stopping="asha", grace_epochs=1), seed=0, fingerprint={}, config={})
+    job = SearchJob(run_dir=Path("runs/unused"), name="s", space=SPACE, network=NETWORK, evaluator=FourEpochs(), settings=SearchSettings(early_stopping="asha", grace_epochs=1), seed=0, fingerprint={}, config={})
     searcher = _searcher_class()(
         space=_DefineParticle(job),
         metric=["accuracy", "flops"],

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 from optuna.trial import TrialState
 
+from particle_nas.evaluators import Evaluator
 from particle_nas.results import pareto_mask, trials_table, write_run_outputs
 from particle_nas.search import SearchSettings, run_search
 from particle_nas.space import FACTORIZATIONS, WIRINGS, NetworkSpec, SearchSpace
@@ -27,7 +28,7 @@ SPACE = SearchSpace.from_dict(
 )
 
 
-class FlakyEvaluator:
+class FlakyEvaluator(Evaluator):
     """A deterministic score per spec, with failures injected at random: exceptions, NaN, out of memory."""
 
     def __init__(self, seed: int, rate: float):
@@ -35,7 +36,7 @@ class FlakyEvaluator:
         self.rate = rate
         self.injected = 0
 
-    def evaluate(self, spec, *, seed, on_epoch=None):
+    def evaluate(self, spec, *, seed, on_epoch=None, weights_path=None):
         roll = self.rng.random()
         if roll < self.rate:
             self.injected += 1

@@ -14,6 +14,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from particle_nas.evaluators import Evaluator
 from particle_nas.search import STUDY_JOURNAL, SearchSettings, open_storage, resolve_storage, run_search
 from particle_nas.search._contract import fail_stale_trials
 from particle_nas.search._storage import worker_id
@@ -38,13 +39,13 @@ class Scored:
 
 
 @dataclass(frozen=True)
-class LoggingEvaluator:
+class LoggingEvaluator(Evaluator):
     """Scores from the particle's fields, after a short sleep; appends every call (pid, particle) to a log file."""
 
     log: Path
     sleep_s: float = 0.3
 
-    def evaluate(self, spec, *, seed, on_epoch=None):
+    def evaluate(self, spec, *, seed, on_epoch=None, weights_path=None):
         time.sleep(self.sleep_s)
         p = spec.particle
         with open(self.log, "a") as handle:
