@@ -25,7 +25,7 @@ import optuna
 from optuna.trial import TrialState, create_trial
 
 from particle_nas.search import SearchJob, SearchSettings, TrialRecorder
-from particle_nas.search._contract import network_key
+from particle_nas.search._study import network_key
 from particle_nas.space import NetworkSpec, ParticleSpec, SearchSpace
 
 

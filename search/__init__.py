@@ -1,17 +1,22 @@
 """particle_nas.search: decides which particles to try and runs the trials.
 
-A search is a ``SearchJob`` run by one ``Engine`` (``LocalEngine``: Optuna
-worker processes; ``RayEngine``: Ray Tune; ``ProgressiveEngine``: progressive
-expansion) through ``run``, which owns what every engine honours (see
-``_contract``). ``RunLayout`` names the files of a run directory. Early stopping (ASHA, MO-ASHA)
+A search is a ``SearchJob`` (a ``SearchTask``: what to search; ``RunOptions``:
+how and where) run by one ``Engine`` (``LocalEngine``: Optuna worker processes;
+``RayEngine``: Ray Tune; ``ProgressiveEngine``: progressive expansion) through
+``run``, which owns what every engine honours (the study: ``_study``); every
+engine runs its trials through one ``TrialRunner``. ``RunLayout`` names the files of a run directory. Early stopping (ASHA, MO-ASHA)
 ranks a rung with ``promote`` (``nondominated_sort``, ``crowding_distance``) on
 every engine.
 """
 
-from ._contract import BASELINE_ATTR, Engine, SearchJob, SearchSummary, log_to_file, make_sampler, open_study, suggest
+from ._engine import Engine, log_to_file
+from ._job import RunOptions, SearchJob, SearchTask
+from ._sampler import make_sampler, suggest
+from ._study import open_study
+from ._summary import SearchSummary
 from ._early_stopping import EarlyStopping, crowding_distance, nondominated_sort, promote, rank_order
 from ._layout import STUDY_DB, STUDY_JOURNAL, RunLayout, read_run_file, resolve_storage, write_run_file
-from ._optuna import LocalEngine
+from ._local import LocalEngine
 from ._progressive import ProgressiveEngine
 from ._ray import RayEngine
 from ._run import engine_for, run, run_search
@@ -19,7 +24,7 @@ from ._runner import Plan, TrialOutcome, TrialRecorder, TrialRunner
 from ._settings import BACKENDS, EARLY_STOPPING, RESUMABLE, SAMPLERS, SearchSettings
 from ._stopped import SearchStopped
 from ._storage import STORAGE_ENV, open_storage, recover_journal, shown_location, without_password
-from ._trial import INTERRUPTED, Evaluator, evaluation_record, objective_values, score_particle
+from ._trial import BASELINE_ATTR, INTERRUPTED, Evaluator, evaluation_record, objective_values, score_particle
 
 __all__ = [
     "BACKENDS",
@@ -33,6 +38,7 @@ __all__ = [
     "Plan",
     "ProgressiveEngine",
     "RESUMABLE",
+    "RunOptions",
     "RayEngine",
     "RunLayout",
     "SAMPLERS",
@@ -43,6 +49,7 @@ __all__ = [
     "SearchSettings",
     "SearchStopped",
     "SearchSummary",
+    "SearchTask",
     "TrialOutcome",
     "TrialRecorder",
     "TrialRunner",

@@ -32,7 +32,9 @@ from optuna.trial import TrialState
 from particle_nas.space import NetworkSpec, ParticleSpec, SearchSpace
 from particle_nas.space import cost as analytic_cost
 
-from ._contract import Engine, SearchJob, count_finished, network_key, progress_bar
+from ._engine import Engine, progress_bar
+from ._job import SearchJob
+from ._study import count_finished, network_key
 from ._runner import TrialRunner
 
 AXES: tuple[str, ...] = ("temporal_kernel", "width", "depth", "clip_length", "resolution")

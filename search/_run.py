@@ -10,7 +10,10 @@ from typing import Any, Mapping
 
 from particle_nas.space import NetworkSpec, SearchSpace, check_int
 
-from ._contract import CTRL_C, STOPPED, Engine, SearchJob, SearchSummary, enqueue_baselines, fail_stale_trials, is_finished, open_study, summarize
+from ._engine import Engine
+from ._job import SearchJob
+from ._study import CTRL_C, STOPPED, enqueue_baselines, fail_stale_trials, is_finished, open_study
+from ._summary import SearchSummary, summarize
 from ._early_stopping import early_stopping
 from ._settings import SearchSettings
 from ._stopped import SearchStopped
@@ -30,7 +33,7 @@ def engine_for(settings: SearchSettings) -> Engine:
         from ._ray import RayEngine
 
         return RayEngine()
-    from ._optuna import LocalEngine
+    from ._local import LocalEngine
 
     return LocalEngine()
 

@@ -31,11 +31,13 @@ from particle_nas.evaluators import EpochReport, Evaluator, TrialStopped
 from particle_nas.space import NetworkSpec, particle_to_record
 from particle_nas.space import cost as analytic_cost
 
-from ._contract import BASELINE_ATTR, SearchJob, _ledger, measured, network_key, sample_network, tqdm_write
+from ._job import SearchJob
+from ._sampler import sample_network
+from ._study import _ledger, measured, network_key
 from ._early_stopping import EarlyStopping, study_on_epoch
 from ._layout import RunLayout
 from ._storage import worker_id
-from ._trial import fail_reason, objective_values, score_particle, stopped_reason
+from ._trial import BASELINE_ATTR, fail_reason, objective_values, score_particle, stopped_reason, tqdm_write
 
 _log = logging.getLogger("particle_nas.search")
 

@@ -11,6 +11,7 @@ from particle_nas.evaluators import Evaluator, is_cuda_error
 from particle_nas.space import NetworkSpec, ParticleSpec
 
 INTERRUPTED = "interrupted"  # fail_reason prefix of trials whose process stopped mid-trial
+BASELINE_ATTR = "baseline"  # a baseline trial's label (a name of space.BASELINES), set when it is queued
 # User attributes that describe a trial rather than measure it.
 DESCRIPTIVE_ATTRS = frozenset({"particle", "network", "duplicate_of", "fail_reason", "constraints", "feasible"})
 
@@ -90,3 +91,12 @@ def fail_reason(err: BaseException) -> str:
     if is_cuda_error(err):
         return f"{INTERRUPTED}: the worker stopped after a CUDA error ({text})"[:500]
     return text[:500]
+
+
+def tqdm_write(line: str) -> None:
+    """Print above the progress bar (of this process or, in a worker, the parent's)."""
+    import sys
+
+    from tqdm.auto import tqdm
+
+    tqdm.write(line, file=sys.stderr)

@@ -20,7 +20,7 @@ from particle_nas.evaluators import Evaluator, ReplayEvaluator, TrialStopped, lo
 from particle_nas.results import dashboard_html, open_run, trials_table
 from particle_nas.results._dashboard import failed_trials
 from particle_nas.search import STUDY_JOURNAL, SearchJob, SearchSettings, run
-from particle_nas.search._contract import stopped_values
+from particle_nas.search._sampler import stopped_values
 from particle_nas.search._early_stopping import EarlyStopping, crowding_distance, nondominated_sort, promote, rank_order
 from particle_nas.space import NetworkSpec, ParticleSpec, SearchSpace, SpecError, cost
 
@@ -134,7 +134,7 @@ class ScriptedSampler(optuna.samplers.RandomSampler):
 
 @pytest.fixture
 def scripted(monkeypatch):
-    monkeypatch.setattr("particle_nas.search._optuna.make_sampler", lambda settings, seed: ScriptedSampler(seed=seed))
+    monkeypatch.setattr("particle_nas.search._local.make_sampler", lambda settings, seed: ScriptedSampler(seed=seed))
 
 
 def job(tmp_path, rule: str, *, trials: int = len(ORDER), workers: int = 1, sleep_s: float = 0.0, **search) -> SearchJob:
@@ -193,7 +193,7 @@ def test_a_stopped_trial_is_pruned_with_its_epochs_and_never_on_the_front(tmp_pa
 
 def test_the_sampler_sees_a_stopped_trial_finished_at_the_accuracy_it_stopped_with(tmp_path, scripted):
     """NSGA-II and GP learn from COMPLETE trials only: shown PRUNED, a stopped region would be proposed again and again."""
-    from particle_nas.search._contract import _SearchedTrials
+    from particle_nas.search._sampler import _SearchedTrials
 
     run(job(tmp_path, "mo-asha", constraints=("flops <= 1e12",)), progress=False)
     study = open_run(tmp_path / "run")

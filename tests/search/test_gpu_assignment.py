@@ -22,7 +22,7 @@ from particle_nas.cli import main
 from particle_nas.evaluators import Evaluator, default_workers
 from particle_nas.results import open_run, trials_table
 from particle_nas.search import LocalEngine, SearchJob, SearchSettings, open_study, read_run_file, run, write_run_file
-from particle_nas.search import _optuna
+from particle_nas.search import _local
 from particle_nas.space import NetworkSpec, SearchSpace, SpecError, cost
 
 SPACE = SearchSpace.from_dict(
@@ -100,7 +100,7 @@ def test_each_worker_trains_on_its_gpu(fake_gpus, tmp_path, gpus, per_gpu, expec
     job = dataclasses.replace(job, run_dir=job.run_dir.resolve(), storage=job.layout.storage(workers=6))
     open_study(job)
     for worker in range(6):  # each worker process's entry, one trial each
-        assert _optuna.work(dataclasses.replace(job, settings=dataclasses.replace(job.settings, trials=worker + 1)), deadline=None, worker=worker) is False
+        assert _local.work(dataclasses.replace(job, settings=dataclasses.replace(job.settings, trials=worker + 1)), deadline=None, worker=worker) is False
     table = trials_table(open_run(job.run_dir, study_name=job.name)).sort_values("number")
     trained = table["duplicate_of"].isna()  # a repeated particle reuses its first trial's record, device included
     assert trained.sum() >= 5
@@ -151,15 +151,15 @@ def test_a_ray_trial_trains_on_the_gpu_ray_gave_it(tmp_path, monkeypatch, gpu_id
     pytest.importorskip("ray.tune", reason='the ray backend needs pip install "ray[tune]"')
     from ray import tune
 
-    from particle_nas.search import _ray
+    from particle_nas.search import _ray_trials
 
     reports = []
     monkeypatch.setattr(tune, "report", reports.append)
-    monkeypatch.setattr(_ray, "ray_gpu_ids", lambda: list(gpu_ids))
+    monkeypatch.setattr(_ray_trials, "ray_gpu_ids", lambda: list(gpu_ids))
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # a CPU-only driver; Ray's GPU ids alone decide
     job = make_job(tmp_path, backend="ray")
     particle = json.dumps({"factorization": "full", "wiring": "plain", "temporal_kernel": 3})
-    _ray._train_particle({"particle": particle, "weights": "weights/trial-0.safetensors"}, job)
+    _ray_trials._train_particle({"particle": particle, "weights": "weights/trial-0.safetensors"}, job)
     assert reports[-1]["finished"] is True
     assert json.loads(reports[-1]["record"])["device"] == expected
 

@@ -13,7 +13,8 @@ pytest.importorskip("ray.tune", reason='the ray backend needs pip install "ray[t
 
 from particle_nas.evaluators import Evaluator  # noqa: E402
 from particle_nas.search import SearchJob, SearchSettings  # noqa: E402
-from particle_nas.search._ray import _DefineParticle, _searcher_class  # noqa: E402
+from particle_nas.search._ray import _searcher_class  # noqa: E402
+from particle_nas.search._ray_trials import _DefineParticle  # noqa: E402
 from particle_nas.space import NetworkSpec, SearchSpace  # noqa: E402
 
 SPACE = SearchSpace.from_dict({"factorization": ["full", "r2plus1d", "csn_ir"], "wiring": ["plain", "residual"], "temporal_kernel": [3, 5]})

@@ -15,8 +15,8 @@ import pytest
 from optuna.trial import TrialState, create_trial
 
 from particle_nas.search import SearchJob, SearchSettings, TrialRecorder, open_storage
-from particle_nas.search._contract import count_finished, is_finished, network_key, target_reached
-from particle_nas.search._optuna import _BestLine
+from particle_nas.search._study import count_finished, is_finished, network_key, target_reached
+from particle_nas.search._local import _BestLine
 from particle_nas.space import NetworkSpec, SearchSpace
 
 
@@ -30,7 +30,7 @@ def _study(points):
 
 def test_the_bar_counts_the_front_at_most_every_interval(monkeypatch):
     clock = [100.0]
-    monkeypatch.setattr("particle_nas.search._optuna.time.monotonic", lambda: clock[0])
+    monkeypatch.setattr("particle_nas.search._local.time.monotonic", lambda: clock[0])
     study = _study([(0.5, 10.0), (0.4, 5.0)])  # both on the front
     line = _BestLine(every=5.0)
     assert line(study, 0.5) == "best acc 0.500 | front 2"

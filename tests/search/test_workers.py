@@ -16,7 +16,7 @@ from optuna.trial import TrialState
 
 from particle_nas.evaluators import Evaluator
 from particle_nas.search import STUDY_JOURNAL, SearchSettings, open_storage, resolve_storage, run_search
-from particle_nas.search._contract import fail_stale_trials
+from particle_nas.search._study import fail_stale_trials
 from particle_nas.search._storage import worker_id
 from particle_nas.space import NetworkSpec, SearchSpace
 

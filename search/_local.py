@@ -24,12 +24,15 @@ from optuna.trial import TrialState
 
 from particle_nas.evaluators import default_workers, is_cuda_error, prepare_cuda_process
 
-from ._contract import Engine, SearchJob, count_finished, fail_stale_trials, make_sampler, progress_bar, target_reached, tqdm_write, trial_evaluator
+from ._engine import Engine, progress_bar, trial_evaluator
+from ._job import SearchJob
+from ._sampler import make_sampler
+from ._study import count_finished, fail_stale_trials, target_reached
 from ._early_stopping import early_stopping
 from ._runner import TrialRunner
 from ._storage import claim_sampler_slot, open_storage, storage_full, worker_id
 from ._stopped import SearchStopped
-from ._trial import fail_reason
+from ._trial import fail_reason, tqdm_write
 
 _log = logging.getLogger("particle_nas.search")
 
