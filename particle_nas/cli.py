@@ -200,7 +200,7 @@ def _export_deployables(args: argparse.Namespace, study, run_dir: Path, document
     """--weights and --format: the trained weights, and the built network as TorchScript / ONNX."""
     if not args.weights and not args.format:
         return
-    from particle_nas.results._deploy import MissingWeightsError, export_outputs, trial_weights
+    from particle_nas.results import MissingWeightsError, export_outputs, trial_weights
     from particle_nas.space import NetworkSpec
 
     if "network" not in document:
