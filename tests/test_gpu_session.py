@@ -79,7 +79,7 @@ def test_a_failing_bench_step_becomes_a_row_and_the_next_step_still_runs(tmp_pat
 def test_the_gpu_session_dry_run_passes_on_the_cpu(tmp_path: Path) -> None:
     """bench/gpu_session.sh --dry-run: the same script a GPU machine runs, at toy sizes on the CPU."""
     out = tmp_path / "out"
-    done = subprocess.run(["bash", str(ROOT / "bench" / "gpu_session.sh"), "--dry-run"], env={**os.environ, "OUT": str(out)}, capture_output=True, text=True, timeout=900)
+    done = subprocess.run(["bash", str(ROOT / "bench" / "gpu_session.sh"), "--dry-run"], env={**os.environ, "OUT": str(out), "PYTHON": sys.executable}, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     assert sorted(p.name for p in out.iterdir()) == ["env.txt", "gpu.csv", "gpu.json", "session.log", "smoke.jsonl"]  # few, small files
     env = (out / "env.txt").read_text().splitlines()
