@@ -28,8 +28,6 @@ import hashlib
 import io
 import json
 import math
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +35,8 @@ from typing import Any
 import torch
 
 from particle_nas.space import SpecError, check_clip, check_int, check_number
+
+from ._files import write_atomically
 
 # Bump when the generator changes, so on-disk caches of the old data are not reused.
 GENERATOR_VERSION = 2
@@ -563,7 +563,6 @@ def _load(path: Path, config: SyntheticConfig) -> SyntheticTask | None:
 
 
 def _save(path: Path, task: SyntheticTask) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     data = {
         "version": GENERATOR_VERSION,
         "config": task.config.to_dict(),
@@ -574,11 +573,4 @@ def _save(path: Path, task: SyntheticTask) -> None:
     }
     buffer = io.BytesIO()
     torch.save(data, buffer)  # in memory first: torch's own file writer reports a full disk as a RuntimeError, Python's as OSError ENOSPC
-    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(buffer.getbuffer())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomically(path, buffer.getbuffer())

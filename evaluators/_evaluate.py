@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
-import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ from ._device import (
     resolve_precision,
     using_device,
 )
+from ._files import write_atomically
 from ._memory import check_training_fits, optimizer_states
 from ._metrics import ZERO_COST, Latency, make_metric
 from ._protocol import Evaluator
@@ -166,20 +166,7 @@ def save_weights(model: Any, path: str | Path) -> Path:
     """
     from safetensors.torch import save
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    data = save({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()})
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomically(path, save({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}))
 
 
 def load_weights(path: str | Path) -> dict[str, torch.Tensor]:

@@ -136,12 +136,12 @@ class RunLayout:
         """
         from ._storage import shown_location, with_password
 
-        stored = self.read_run_file().get("storage")
+        stored, held = self.read_run_file().get("storage"), self.held_study()
         if stored:
             url = with_password(str(stored), url)
-        elif url and self.held_study() is not None and url not in (self.sqlite_url(), str(self.study_journal)):
+        elif url and held is not None and url not in (self.sqlite_url(), str(self.study_journal)):
             raise ValueError(
-                f"storage must be left out for {self.root}, which holds its study in {self.held_study().name}, but got {shown_location(url)}; "
+                f"storage must be left out for {self.root}, which holds its study in {held.name}, but got {shown_location(url)}; "
                 "use --name for a new run."
             )
         if url:
