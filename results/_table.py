@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from particle_nas.evaluators import OPTIONAL_METRICS
-from particle_nas.search import BASELINE_ATTR, RunLayout, open_storage
+from particle_nas.search import BASELINE_ATTR, RunLayout, open_storage, shown_location
 from particle_nas.space import ParticleSpec
 
 from ._files import atomic_write
@@ -99,6 +99,8 @@ def open_run(run_dir: str | os.PathLike[str], *, study_name: str | None = None, 
     if location is not None:
         other = open_storage(location)  # a journal file (several workers) or a database URL named in run.json
         names = [s.study_name for s in optuna.get_all_study_summaries(storage=other, include_best_trial=False)]
+        if not names:  # e.g. a search that is starting right now has not created its study yet
+            raise ValueError(f"{shown_location(location)} must hold an Optuna study, but it holds none.")
         if study_name is None:
             study_name = run.resolve().name if run.resolve().name in names or len(names) != 1 else names[0]
         if study_name not in names:

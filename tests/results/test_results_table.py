@@ -143,3 +143,15 @@ def test_device_columns_come_from_the_evaluation_record(tmp_path):
     assert pd.isna(df.loc[0, "latency_device"]) and df.loc[1, "latency_batch_ms"] == 4.0
     back = pd.read_csv(write_trials_csv(df, tmp_path / "trials.csv"))
     assert back["device"].tolist() == ["cpu", "cuda:0 (NVIDIA H200)"]
+
+
+def test_open_run_of_a_journal_not_yet_holding_its_study(tmp_path):
+    """A run being started: its journal file exists (several workers) but its study is not created yet."""
+    from particle_nas.search import open_storage
+
+    run = tmp_path / "starting"
+    run.mkdir()
+    open_storage(str(run / "study.journal"))  # the file, and nothing in it yet
+    assert (run / "study.journal").is_file()
+    with pytest.raises(ValueError, match=r"study.journal must hold an Optuna study, but it holds none\.$"):
+        open_run(run)
