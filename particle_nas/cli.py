@@ -87,17 +87,11 @@ def _search(config, *, run_dir: Path, workers: int | None, storage: str | None, 
 
 def _checked_run_options(config, *, workers: int | None, gpus) -> tuple[int, ...] | None:
     """--workers and --gpus refused in one line before anything is written; returns the GPU indices --gpus names."""
-    if workers is not None:
-        from particle_nas.space import check_int
-
-        check_int("workers", workers, low=1, high=1024)
-    if gpus is None:
-        return None
-    if config.search.backend == "ray":
-        raise ValueError(f"--gpus must be left out with the ray backend (Ray gives each trial its GPU: search.resources_per_trial), but got {gpus!r}.")
     from particle_nas.evaluators import check_gpus
+    from particle_nas.search import check_run_options
 
-    return check_gpus(gpus, config.train.device)
+    check_run_options(config.search, workers=workers, gpus=gpus, field="--gpus")
+    return None if gpus is None else check_gpus(gpus, config.train.device)
 
 
 def _report_search(config, summary, *, run_dir: Path, resume_hint: str) -> int:

@@ -19,7 +19,7 @@ from ._layout import STUDY_DB, STUDY_JOURNAL, RunLayout, read_run_file, resolve_
 from ._local import LocalEngine
 from ._progressive import ProgressiveEngine
 from ._ray import RayEngine
-from ._run import engine_for, run, run_search
+from ._run import check_run_options, engine_for, run, run_search
 from ._runner import Plan, TrialOutcome, TrialRecorder, TrialRunner
 from ._settings import BACKENDS, EARLY_STOPPING, RESUMABLE, SAMPLERS, SearchSettings
 from ._stopped import SearchStopped
@@ -54,6 +54,7 @@ __all__ = [
     "TrialRecorder",
     "TrialRunner",
     "crowding_distance",
+    "check_run_options",
     "engine_for",
     "evaluation_record",
     "log_to_file",

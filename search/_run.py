@@ -38,6 +38,18 @@ def engine_for(settings: SearchSettings) -> Engine:
     return LocalEngine()
 
 
+def check_run_options(settings: SearchSettings, *, workers: int | None = None, gpus: object = None, engine: Engine | None = None, field: str = "gpus") -> None:
+    """The rules of how a job runs that its settings alone do not hold: ``workers`` in [1, 1024], and GPUs
+    named only for an engine that places its workers on them. ``run`` applies them; the CLI calls this
+    first, so a refused option never leaves a run directory behind."""
+    if workers is not None:
+        check_int("workers", workers, low=1, high=1024)
+    engine = engine or engine_for(settings)
+    if gpus not in (None, "", ()) and not engine.assigns_gpus:
+        shown = list(gpus) if isinstance(gpus, tuple) else gpus
+        raise ValueError(f"{field} must be left out with the {engine.name} engine (only the optuna backend's workers spread over GPUs; Ray gives each trial its GPU: search.resources_per_trial), but got {shown!r}.")
+
+
 def run(job: SearchJob, engine: Engine | None = None, *, progress: bool = True) -> SearchSummary:
     """Run (or resume) ``job`` on ``engine`` (default: the one its settings name) until the study holds ``settings.trials``.
 
@@ -51,10 +63,7 @@ def run(job: SearchJob, engine: Engine | None = None, *, progress: bool = True) 
     engine = engine or engine_for(job.settings)
     if not isinstance(job.evaluator, Evaluator):
         raise ValueError(f"job.evaluator must be a particle_nas.evaluators.Evaluator (evaluate and its hooks), but got {type(job.evaluator).__name__}.")
-    if job.workers is not None:
-        check_int("workers", job.workers, low=1, high=1024)
-    if job.gpus and not engine.assigns_gpus:
-        raise ValueError(f"gpus must be left out with the {engine.name} engine (only the optuna backend's workers spread over GPUs; Ray gives each trial its GPU: search.resources_per_trial), but got {list(job.gpus)}.")
+    check_run_options(job.settings, workers=job.workers, gpus=job.gpus, engine=engine)
     engine.check(job)
     early_stopping(job.settings, evaluator=job.evaluator)  # refuses an evaluator without an epoch budget, before anything is opened
     layout = job.layout

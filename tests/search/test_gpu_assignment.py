@@ -191,7 +191,7 @@ def _config(tmp_path: Path, **sections) -> Path:
         (2, {}, "0,0", "--gpus must not repeat a GPU, but got '0,0'."),
         (2, {}, "one", "--gpus must be GPU indices separated by commas, e.g. 0,1,3, but got 'one'."),
         (2, {"train": {"device": "cpu"}}, "0", "--gpus must be left out when train.device is cpu"),
-        (2, {"search": {"backend": "ray"}}, "0", "--gpus must be left out with the ray backend"),
+        (2, {"search": {"backend": "ray"}}, "0", "--gpus must be left out with the ray engine"),
     ],
 )
 def test_bad_gpus_are_one_line_and_exit_2_before_any_trial(fake_gpus, tmp_path, capsys, gpu_count, sections, gpus, message):
