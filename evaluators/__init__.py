@@ -64,7 +64,7 @@ from ._registry import METRIC_INFO, OBJECTIVES, OPTIONAL_METRICS, ZERO_COST, Con
 from ._protocol import EpochReport, Evaluator
 from ._prune import prune_network, prunes, unpruned_spec
 from ._replay import TABLE_FORMAT, ReplayEvaluator, SeedNoise, Table, canonical_particle, check_replay, load_table, space_hash, table_particles
-from ._video import VIDEO_EXTENSIONS, VideoFolderConfig, VideoTask, check_video_split, decode_clip, list_videos, load_video_task
+from ._video import CROP_SCALE, VIDEO_EXTENSIONS, VIEW_CROPS, VideoFolderConfig, VideoTask, check_video_split, decode_clip, decode_views, list_videos, load_video_task, view_positions
 from ._train import MEMORY_FORMATS, OPTIMIZERS, SCHEDULES, TrainConfig, TrainingDiverged, TrainResult, TrialStopped, TrainState, device_clips, evaluate_accuracy, lr_factor, memory_format_for, train_proxy
 
 __all__ = [
@@ -127,6 +127,10 @@ __all__ = [
     "VideoTask",
     "ZERO_COST",
     "decode_clip",
+    "decode_views",
+    "view_positions",
+    "VIEW_CROPS",
+    "CROP_SCALE",
     "list_videos",
     "load_video_task",
     "make_metric",
