@@ -39,6 +39,7 @@ from ._device import (
     resolve_precision,
     trial_device,
 )
+from ._distributed import Distributed, all_mean, close_distributed, from_environment, gather_objects, init_distributed, shard_indices
 from ._finetune import (
     FINETUNE_MODES,
     FineTuneResult,
@@ -69,6 +70,13 @@ from ._train import MEMORY_FORMATS, OPTIMIZERS, SCHEDULES, TrainConfig, Training
 
 __all__ = [
     "EpochReport",
+    "Distributed",
+    "all_mean",
+    "close_distributed",
+    "from_environment",
+    "gather_objects",
+    "init_distributed",
+    "shard_indices",
     "Evaluator",
     "CALIBRATION_CLIPS",
     "calibration_batches",

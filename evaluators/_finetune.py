@@ -38,6 +38,7 @@ from particle_nas.space import ACTIVATIONS, QUANTIZE_MODES, NetworkSpec, Trainin
 
 from ._data import ClipSet
 from ._device import TrialOutOfMemory, resolve_precision
+from ._distributed import Distributed
 from ._memory import check_training_fits, optimizer_states
 from ._train import TrainConfig, TrainState, train_proxy
 
@@ -312,6 +313,7 @@ def finetune(
     checkpoint: dict | None = None,
     progress: bool = True,
     on_epoch: Callable[[int, float], None] | None = None,
+    distributed: Distributed | None = None,
 ) -> FineTuneResult:
     """Train ``model`` (prepared with ``prepare_for_finetuning``, on its device) on ``task``, checkpointing in ``out_dir``.
 
@@ -321,6 +323,8 @@ def finetune(
     top-1 beats every earlier epoch, ``best.safetensors``. ``on_epoch(epoch,
     val_top1)`` runs after the checkpoint is written (a KeyboardInterrupt
     raised there, or anywhere, leaves the last checkpoint to resume from).
+    ``distributed``: one of several processes (``train_proxy``); only rank 0
+    writes the checkpoint and the best weights and shows the progress bar.
     """
     out = Path(out_dir)
     best_path = out / BEST_WEIGHTS
@@ -334,11 +338,16 @@ def finetune(
     digest = fingerprint_digest(fingerprint)
     settings = json.dumps(fingerprint, sort_keys=True, default=str)
 
+    main = distributed is None or distributed.is_main
+
     def on_state(state: TrainState) -> None:
         accuracy = state.epoch_accuracy[-1]
         if accuracy > best["val_top1"]:
-            save_best(model, best_path, epoch=state.epoch, val_top1=accuracy)
+            if main:  # the same weights and accuracy on every process: rank 0 writes them
+                save_best(model, best_path, epoch=state.epoch, val_top1=accuracy)
             best.update(epoch=state.epoch, val_top1=accuracy)
+        if not main:
+            return
         record = {
             "version": CHECKPOINT_VERSION,
             "fingerprint": digest,
@@ -354,10 +363,11 @@ def finetune(
         if on_epoch is not None:
             on_epoch(state.epoch, accuracy)
 
-    steps = len(task.train) // min(config.batch_size, len(task.train))
-    with _progress_bar(steps * config.epochs, steps * min(done, config.epochs), enabled=progress, desc="fine-tuning") as bar:
+    n = len(task.train) // (1 if distributed is None else distributed.world_size)
+    steps = n // min(config.batch_size, n)
+    with _progress_bar(steps * config.epochs, steps * min(done, config.epochs), enabled=progress and main, desc="fine-tuning") as bar:
         if done < config.epochs:
-            result = train_proxy(model, task, config=config, on_state=on_state, on_step=lambda epoch, step: bar.update(1), resume=resume)
+            result = train_proxy(model, task, config=config, on_state=on_state, on_step=lambda epoch, step: bar.update(1), resume=resume, distributed=distributed)
             val_top1, train_loss = result.epoch_accuracy, result.train_loss
         else:  # already trained this far: nothing to do but report
             val_top1, train_loss = tuple(checkpoint["metrics"]["val_top1"]), tuple(checkpoint["metrics"]["train_loss"])

@@ -213,36 +213,72 @@ def run(job: FineTuneJob, *, progress: bool = True, resume_hint: str, device=Non
 
     Training and the report run on ``train.device`` (``device``, when given, replaces it): the CPU stays the CPU on a GPU machine.
     """
-    from particle_nas.evaluators import check_finetune_memory, finetune, load_best, param_counts, read_checkpoint, resolve_device
+    from particle_nas.evaluators import check_finetune_memory, close_distributed, finetune, init_distributed, param_counts, read_checkpoint, resolve_device
 
     if device is not None:
         job = dataclasses.replace(job, train=dataclasses.replace(job.train, device=str(device)))
     device = resolve_device(job.train.device, field="train.device")  # one line when CUDA is asked for and not there
+    distributed = init_distributed(device)  # one of the processes torchrun started, or None
+    if distributed is not None and device.type == "cuda":  # one GPU per process
+        device = resolve_device(f"cuda:{distributed.local_rank}")
+        job = dataclasses.replace(job, train=dataclasses.replace(job.train, device=str(device)))
+    main = distributed is None or distributed.is_main
     check_finetune_memory(job.network, job.train, device)  # one line when its training cannot fit, before it is built
     model = build_model(job)
-    fingerprint = job.fingerprint()
+    fingerprint = {**job.fingerprint(), **({"processes": distributed.world_size} if distributed else {})}  # the batch order and the schedule depend on it
     checkpoint = read_checkpoint(job.out_dir, fingerprint)  # refuses a run made with other settings, before anything is written
-    task = _load_task(job, progress=progress)
+    task = _load_task(job, progress=progress and main)
     model.to(device)
     done = 0 if checkpoint is None else int(checkpoint["epoch"])
     counts = param_counts(model)
-    print(
-        f"particle-nas: fine-tune {job.name!r} ({job.settings.mode}): {counts.trainable:,} of {counts.total:,} parameters train ({counts.ratio:.2%}); "
-        f"{len(task.train)} training / {len(task.val)} validation clips, {task.num_classes} classes, {job.train.epochs} epochs on {device}"
-        + (f"; trained already ({done} epoch{'s' * (done != 1)}): nothing to train" if done >= job.train.epochs else f"; continuing after epoch {done}" if done else "")
-        + f" -> {job.out_dir}/",
-        file=sys.stderr,
-    )
+    if main:
+        processes = f" x {distributed.world_size} processes ({distributed.backend})" if distributed else ""
+        print(
+            f"particle-nas: fine-tune {job.name!r} ({job.settings.mode}): {counts.trainable:,} of {counts.total:,} parameters train ({counts.ratio:.2%}); "
+            f"{len(task.train)} training / {len(task.val)} validation clips, {task.num_classes} classes, {job.train.epochs} epochs on {device}{processes}"
+            + (f"; trained already ({done} epoch{'s' * (done != 1)}): nothing to train" if done >= job.train.epochs else f"; continuing after epoch {done}" if done else "")
+            + f" -> {job.out_dir}/",
+            file=sys.stderr,
+        )
     try:
-        result = finetune(model, task, config=job.train, out_dir=job.out_dir, fingerprint=fingerprint, checkpoint=checkpoint, progress=progress, on_epoch=on_epoch)
+        result = finetune(model, task, config=job.train, out_dir=job.out_dir, fingerprint=fingerprint, checkpoint=checkpoint, progress=progress, on_epoch=on_epoch, distributed=distributed)
     except KeyboardInterrupt:
         last = read_checkpoint(job.out_dir, fingerprint)
         where = f"the checkpoint after epoch {last['epoch']} is kept" if last else "no epoch finished"
         print(f"particle-nas: interrupted; {where}. To continue: {resume_hint}", file=sys.stderr)
         return EXIT_INTERRUPTED
+    shards = _shards(distributed, len(task.train), seed=job.train.seed) if distributed else None
+    close_distributed()
+    if not main:  # rank 0 evaluates and writes the report
+        return 0
+    return _report(job, model, task, result, counts, device=device, shards=shards)
+
+
+def _shards(distributed, n: int, *, seed: int) -> dict[str, Any]:
+    """What each process trained on in epoch 1, gathered from every process: clips each, clips in more than one shard, clips covered."""
+    from collections import Counter
+
+    from particle_nas.evaluators import gather_objects, shard_indices
+
+    shards = gather_objects(shard_indices(n, rank=distributed.rank, world_size=distributed.world_size, seed=seed, epoch=1).tolist())
+    seen = Counter(i for shard in shards for i in shard)
+    return {
+        "processes": distributed.world_size,
+        "backend": distributed.backend,
+        "train_clips": n,
+        "clips_per_process": [len(shard) for shard in shards],
+        "overlapping_clips": sum(1 for count in seen.values() if count > 1),
+        "covered_clips": len(seen),
+    }
+
+
+def _report(job: FineTuneJob, model, task, result, counts, *, device, shards: dict[str, Any] | None) -> int:
+    """Evaluate the best epoch, quantize it when asked, write the report and say so; returns the exit status."""
+    from particle_nas.evaluators import load_best
+
     load_best(model, result.best_path)
     quantization = _quantize(job, model, task) if job.settings.quantize == "int8" else None
-    report = _measure(job, model, task, result, counts, device=device, quantization=quantization)
+    report = _measure(job, model, task, result, counts, device=device, quantization=quantization, distributed=shards)
     from particle_nas.results import write_finetune_report
 
     json_path, html_path = write_finetune_report(report, job.out_dir)
@@ -306,7 +342,7 @@ def _load_task(job: FineTuneJob, *, progress: bool):
     return load_or_make_synthetic_task(job.data, cache_dir=job.run_dir.resolve())
 
 
-def _measure(job: FineTuneJob, model, task, result, counts, *, device, quantization: dict[str, Any] | None = None) -> dict[str, Any]:
+def _measure(job: FineTuneJob, model, task, result, counts, *, device, quantization: dict[str, Any] | None = None, distributed: dict[str, Any] | None = None) -> dict[str, Any]:
     """What the report holds: the best epoch's predictions on the validation clips, costs, CPU latency."""
     import copy
 
@@ -344,6 +380,7 @@ def _measure(job: FineTuneJob, model, task, result, counts, *, device, quantizat
             "params": {"trainable": counts.trainable, "total": counts.total, "ratio": counts.ratio},
             "flops": {"network": cost(job.network).flops, "trained_model": count_cost(cpu_model, input_shape=job.network.input_shape).flops},
             "latency_ms_cpu": latency,
+            "distributed": distributed,  # trained by several processes (torchrun): _shards
             "quantization": quantization,  # finetune.quantize int8: fp32 against int8 (see _quantize, results/_finetune_report.py)
         }
     )
