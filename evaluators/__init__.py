@@ -41,6 +41,7 @@ from ._device import (
 )
 from ._distributed import Distributed, all_mean, close_distributed, from_environment, gather_objects, init_distributed, shard_indices
 from ._finetune import (
+    AFTER_TRAINING,
     FINETUNE_MODES,
     FineTuneResult,
     FineTuneSettings,
@@ -102,6 +103,7 @@ __all__ = [
     "Cost",
     "Evaluation",
     "FINETUNE_MODES",
+    "AFTER_TRAINING",
     "FineTuneResult",
     "FineTuneSettings",
     "FrozenBatchNorm3d",

@@ -34,7 +34,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from particle_nas.space import ACTIVATIONS, QUANTIZE_MODES, NetworkSpec, TrainingMemory, add_adapters, check_choice, check_number
+from particle_nas.space import ACTIVATIONS, QUANTIZE_MODES, NetworkSpec, SpecError, TrainingMemory, add_adapters, check_choice, check_int, check_number
 
 from ._data import ClipSet
 from ._device import TrialOutOfMemory, resolve_precision
@@ -43,6 +43,7 @@ from ._memory import check_training_fits, optimizer_states
 from ._train import TrainConfig, TrainState, train_proxy
 
 FINETUNE_MODES: tuple[str, ...] = ("full", "linear", "adapters", "bitfit")
+AFTER_TRAINING: tuple[str, ...] = ("quantize", "views", "crops", "linear_probe")  # FineTuneSettings fields that act after (or beside) training: not in a run's fingerprint
 CHECKPOINT_VERSION = 1
 LAST_CHECKPOINT = Path("checkpoints") / "last.pt"
 BEST_WEIGHTS = "best.safetensors"
@@ -56,10 +57,17 @@ class FineTuneSettings:
     adapter_reduction: float = 4.0  # adapters mode: hidden channels = block channels / reduction
     adapter_activation: str = "relu"  # adapters mode: between the two projections (see space.ACTIVATIONS)
     quantize: str = "none"  # int8: after training, the best epoch's model is quantized (quantize_int8) and measured; not part of training
+    views: int = 1  # the report's multi-view test: temporal clips per validation video (video folders; 1: the 1-clip protocol only)
+    crops: int = 1  # ... and spatial crops per clip (1 or 3), their softmax averaged with the views'
+    linear_probe: bool = False  # the report's "before": the loaded network with only a new head trained (same data, epochs), per class beside the fine-tuned "after"
 
     def __post_init__(self) -> None:
         p = "FineTuneSettings."
         check_choice(p + "mode", self.mode, FINETUNE_MODES)
+        check_int(p + "views", self.views, low=1, high=64)
+        check_choice(p + "crops", self.crops, (1, 3))
+        if not isinstance(self.linear_probe, bool):
+            raise SpecError(p + "linear_probe", "must be true or false", self.linear_probe)
         check_number(p + "adapter_reduction", self.adapter_reduction, low=1.0)
         object.__setattr__(self, "adapter_reduction", float(self.adapter_reduction))
         check_choice(p + "adapter_activation", self.adapter_activation, ACTIVATIONS)

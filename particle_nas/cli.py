@@ -347,7 +347,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.set_defaults(func=cmd_report)
 
     f = sub.add_parser("finetune", help="train an exported network on a video folder (full, linear probe, adapters or BitFit), resumable, with a report")
-    f.add_argument("network", help="network YAML: what `particle-nas export` writes, or a run's best.yaml")
+    f.add_argument("network", nargs="?", help="network YAML: what `particle-nas export` writes, or a run's best.yaml (left out with --from)")
+    f.add_argument("--from", dest="previous", metavar="PREVIOUS", help="continue a finished fine-tune run (runs/NAME) as a new round on --data: new videos, or more classes (the head grows); the report keeps every round and the previous validation set's top-1")
     f.add_argument("--data", required=True, help="data YAML: data (kind video_folder, root, split files, ...), train (epochs, batch_size, lr, ...), finetune (mode, adapter_reduction, quantize)")
     f.add_argument("--weights", help="initial weights (.safetensors, e.g. from `particle-nas export --weights`); default: the network's seeded initialization")
     f.add_argument("--inflate", action="store_true", help="--weights are those of the network's 2D form (every temporal kernel 1): inflate them by I3D's rule (each temporal kernel repeated over its frames, divided by their number)")

@@ -222,13 +222,14 @@ def _torch_forward(module: torch.nn.Module, threads: int | None) -> Callable[[to
 
     def forward(x: torch.Tensor) -> torch.Tensor:
         before = torch.get_num_threads()
-        if threads is not None:
+        if threads is not None and threads != before:  # setting it costs time even when unchanged
             torch.set_num_threads(threads)
         try:
             with torch.inference_mode():
                 return module(x.to(device)).cpu()
         finally:
-            torch.set_num_threads(before)
+            if threads is not None and threads != before:
+                torch.set_num_threads(before)
 
     return forward
 
