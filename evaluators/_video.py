@@ -267,10 +267,11 @@ def decode_views(path: str | Path, clip: tuple[int, int, int], *, views: int = 1
             frames, again = _sample_frames(av, path, length, size, count, views=views, threads=threads)
             if frames is None:
                 raise ValueError(f"decoded {count} frames, then {again}")
-    except ValueError:
-        raise
-    except Exception as err:  # av.error.*, OSError, ...: a file we cannot read
-        raise ValueError(f"{type(err).__name__}: {err}".splitlines()[0]) from None
+    except Exception as err:  # av.error.* (some are ValueErrors), OSError, ...: a file we cannot read
+        if isinstance(err, ValueError) and not isinstance(err, av.error.FFmpegError):
+            raise  # ours, already one line
+        reason = getattr(err, "strerror", None) or str(err)  # FFmpeg's words, without its errno and the path repeated
+        raise ValueError(f"{type(err).__name__}: {reason}".splitlines()[0]) from None
     if count < min_frames:
         raise ValueError(f"too short: {count} frame{'s' * (count != 1)}, fewer than {min_frames}")
     out = frames.transpose(0, 4, 1, 2, 3)  # (views, 3, T, h, w)
