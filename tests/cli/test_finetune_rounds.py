@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "examples" / "finetune"))
 sys.path.insert(0, str(Path(__file__).parent))
 from make_ucf_demo import CLASSES, make_ucf_tree  # noqa: E402
+from cli_tools import doc_commands, run_doc_commands  # noqa: E402
 from test_finetune_cli import data_yaml, write_network  # noqa: E402
 
 pytest.importorskip("av", reason="the fine-tuning tests need PyAV (pip install av)")
@@ -105,3 +106,19 @@ def test_two_rounds_keep_every_round_with_its_protocols_before_after_and_forgett
     assert 'id="protocols"' in (runs / "r1" / "finetune" / "report.html").read_text() and 'id="before-after-per-class"' in (runs / "r1" / "finetune" / "report.html").read_text()
     capsys.readouterr()
     assert main(argv) == 0 and "nothing to train" in capsys.readouterr().err  # the same round again: its checkpoint is its own
+
+
+# ---------------------------------------------------------------- docs/finetune.md: Two rounds, then predict
+@pytest.mark.slow
+def test_the_two_round_example_runs_as_written(tmp_path: Path, monkeypatch) -> None:
+    pytest.importorskip("onnxruntime", reason="the example quantizes to int8 (pip install -e '.[export]')")
+    (tmp_path / "examples").symlink_to(ROOT / "examples")
+    monkeypatch.chdir(tmp_path)
+    run_doc_commands(doc_commands("docs/finetune.md", "tests/cli/test_finetune_rounds.py"), monkeypatch, no_progress=("search", "finetune", "predict"))
+    r2 = json.loads((tmp_path / "runs" / "round2" / "finetune" / "report.json").read_text())
+    assert [r["round"] for r in r2["rounds"]] == [1, 2] and r2["rounds"][1]["new_classes"] == ["MoveUp"] and r2["rounds"][1]["previous_val"]["clips"] == 6
+    assert [p["name"] for p in r2["protocols"]] == ["1 clip x 1 crop", "3 clips x 3 crops"] and r2["before_after"]["before"]["protocol"] == "linear probe (head only)"
+    predictions = json.loads((tmp_path / "predictions.json").read_text())
+    assert len(predictions["predictions"]) == 10 and predictions["views"] == 3 and all(p["clips"] == 9 for p in predictions["predictions"])
+    int8 = json.loads((tmp_path / "int8.json").read_text())
+    assert int8["runtime"] == "int8" and len(int8["predictions"]) == 30
