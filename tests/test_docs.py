@@ -49,6 +49,7 @@ SHOWN_COMMANDS: dict[str, str] = {
     "finetune --data --inflate --weights": "tests/cli/test_finetune_cli.py::test_inflate_starts_from_the_2d_form_s_weights_inflated_and_a_resume_keeps_it",
     "finetune --data --new-head --weights": "tests/cli/test_finetune_rounds.py::test_the_two_round_example_runs_as_written",
     "finetune --data --from": "tests/cli/test_finetune_rounds.py::test_the_two_round_example_runs_as_written",
+    "export --format --pick --weights -o": "tests/cli/test_finetune_rounds.py::test_the_two_round_example_runs_as_written",
     "predict --crops --csv --json --top-k --videos --views": "tests/cli/test_finetune_rounds.py::test_the_two_round_example_runs_as_written",
     "predict --json --runtime --videos": "tests/cli/test_finetune_rounds.py::test_the_two_round_example_runs_as_written",
 }

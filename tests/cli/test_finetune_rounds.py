@@ -109,12 +109,18 @@ def test_two_rounds_keep_every_round_with_its_protocols_before_after_and_forgett
 
 
 # ---------------------------------------------------------------- docs/finetune.md: Two rounds, then predict
+SHOWN = ("export", "--format", "--pick", "--weights", "-o", "finetune", "--data", "--new-head", "--from", "predict", "--videos", "--views", "--crops", "--top-k", "--csv", "--json", "--runtime")
+
+
 @pytest.mark.slow
 def test_the_two_round_example_runs_as_written(tmp_path: Path, monkeypatch) -> None:
     pytest.importorskip("onnxruntime", reason="the example quantizes to int8 (pip install -e '.[export]')")
     (tmp_path / "examples").symlink_to(ROOT / "examples")
     monkeypatch.chdir(tmp_path)
-    run_doc_commands(doc_commands("docs/finetune.md", "tests/cli/test_finetune_rounds.py"), monkeypatch, no_progress=("search", "finetune", "predict"))
+    commands = doc_commands("docs/finetune.md", "tests/cli/test_finetune_rounds.py")
+    shown = {word for command in commands for word in command.split()}
+    assert set(SHOWN) <= shown, sorted(set(SHOWN) - shown)  # what tests/test_docs.py registers this test for
+    run_doc_commands(commands, monkeypatch, no_progress=("search", "finetune", "predict"))
     r2 = json.loads((tmp_path / "runs" / "round2" / "finetune" / "report.json").read_text())
     assert [r["round"] for r in r2["rounds"]] == [1, 2] and r2["rounds"][1]["new_classes"] == ["MoveUp"] and r2["rounds"][1]["previous_val"]["clips"] == 6
     assert [p["name"] for p in r2["protocols"]] == ["1 clip x 1 crop", "3 clips x 3 crops"] and r2["before_after"]["before"]["protocol"] == "linear probe (head only)"
