@@ -305,7 +305,10 @@ def _report(job: FineTuneJob, model, task, result, counts, *, device, shards: di
     quantization = _quantize(job, model, task) if job.settings.quantize == "int8" else None
     report = _measure(job, model, task, result, counts, device=device, quantization=quantization, distributed=shards)
     report["protocols"] = protocols(report, multi_view(job, model, task))
-    probe = linear_probe(job, task, progress=progress) if job.settings.linear_probe and job.settings.mode != "linear" else None
+    probe = None
+    if job.settings.linear_probe and job.settings.mode != "linear":
+        probe_job = dataclasses.replace(job, settings=dataclasses.replace(job.settings, mode="linear"))
+        probe = linear_probe(probe_job, build_model(probe_job).to(device), task, progress=progress)
     report["before_after"] = before_after(report, probe)
     report["rounds"] = _rounds(job, model, report)
     from particle_nas.results import write_finetune_report

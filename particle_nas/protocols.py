@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import copy
-import dataclasses
 import sys
 from pathlib import Path
 from typing import Any
@@ -57,19 +56,16 @@ def protocols(report: dict[str, Any], multi: dict[str, Any] | None) -> list[dict
     return rows
 
 
-def linear_probe(job, task, *, progress: bool) -> dict[str, Any]:
-    """Train only a new head on the loaded network (mode linear) into ``finetune/linear-probe/``; its validation result."""
+def linear_probe(probe, model, task, *, progress: bool) -> dict[str, Any]:
+    """Train ``model`` (``probe``'s: the job in mode linear, built by ``finetune.build_model``) into ``finetune/linear-probe/``; its validation result."""
     from particle_nas.evaluators import finetune, load_best, predict, read_checkpoint
-    from particle_nas.finetune import build_model
 
-    probe = dataclasses.replace(job, settings=dataclasses.replace(job.settings, mode="linear"))
-    model = build_model(probe)
     fingerprint = probe.fingerprint()
-    out = job.out_dir / PROBE_DIR
+    out = probe.out_dir / PROBE_DIR
     print(f"particle-nas: linear probe (the loaded network, only its head trained) for the report's before/after -> {out}/", file=sys.stderr)
-    result = finetune(model, task, config=job.train, out_dir=out, fingerprint=fingerprint, checkpoint=read_checkpoint(out, fingerprint), progress=progress)
+    result = finetune(model, task, config=probe.train, out_dir=out, fingerprint=fingerprint, checkpoint=read_checkpoint(out, fingerprint), progress=progress)
     load_best(model, result.best_path)
-    predictions = predict(model, task.val, num_classes=task.num_classes, batch_size=job.train.eval_batch_size)
+    predictions = predict(model, task.val, num_classes=task.num_classes, batch_size=probe.train.eval_batch_size)
     return {"best_epoch": result.best_epoch, "top1": predictions.top1, "top5": predictions.top5, "confusion": [list(r) for r in predictions.confusion]}
 
 
