@@ -143,3 +143,12 @@ def test_video_paths_reads_files_folders_and_lists(ucf: Path, tmp_path: Path) ->
     listing.write_text(f"{ucf / 'UCF-101' / 'MoveDown' / 'v_MoveDown_g01_c01.avi'} 1\n\nrel.avi\n")
     paths = video_paths([ucf / "UCF-101" / "MoveLeft", listing])
     assert [p.name for p in paths] == ["v_MoveLeft_g01_c01.avi", "v_MoveLeft_g02_c01.avi", "v_MoveDown_g01_c01.avi", "rel.avi"] and paths[-1].parent == tmp_path
+
+
+@pytest.mark.parametrize("runtime", ["onnx", "int8"])
+def test_onnx_runtimes_without_onnxruntime_are_one_line_with_the_install_hint(runtime: str, tmp_path: Path, monkeypatch, capsys) -> None:
+    model = finetune_folder(tmp_path / "ft")
+    save_int8(quantize_int8(model, [torch.rand(2, *NETWORK.input_shape) * 2 - 1]), tmp_path / "ft" / "model-int8.onnx")
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import onnxruntime raises ImportError
+    assert main(["predict", str(tmp_path / "ft"), "--runtime", runtime, "--videos", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == 'particle-nas: error: the onnx and int8 runtimes need onnx and onnxruntime, which are not installed: pip install -e ".[export]"\n'
