@@ -58,6 +58,8 @@ def init_distributed(device: torch.device) -> Distributed | None:
 
     rank, world, local = found
     backend = "nccl" if device.type == "cuda" else "gloo"
+    if device.type == "cuda":
+        torch.cuda.set_device(local)  # NCCL's communicators and all_gather_object use the current device: this process's GPU
     if not dist.is_initialized():
         dist.init_process_group(backend=backend)
     return Distributed(rank=rank, world_size=world, local_rank=local, backend=backend)
