@@ -13,7 +13,9 @@ DistributedSampler shard, ``--batch-size`` clips per process and step, as
 clips seen by all processes per second of rank 0's training (process start-up,
 data generation and the tiny validation set excluded: ``TrainResult.duration_s``
 minus validation is not separable, so validation is 8 clips). Prints one
-markdown table with the ratio, the machine and the load average.
+markdown table with the ratio, the machine and the load average, and the
+CPU share each process got (its CPU seconds over its wall seconds: about 1.0
+on an idle core, less when other work holds the cores).
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ NETWORK = dict(stem_channels=16, widths=(16, 32, 64), depths=(1, 1, 1), temporal
 
 def worker(args: argparse.Namespace) -> None:
     """One training process (torchrun's environment, or none for one process): prints one JSON line on rank 0."""
-    from particle_nas.evaluators import SyntheticConfig, TrainConfig, close_distributed, init_distributed, make_synthetic_task, train_proxy
+    from particle_nas.evaluators import SyntheticConfig, TrainConfig, close_distributed, gather_objects, init_distributed, make_synthetic_task, train_proxy
     from particle_nas.space import NetworkSpec, ParticleSpec, build_network
 
     torch.set_num_threads(args.threads)
@@ -46,11 +48,13 @@ def worker(args: argparse.Namespace) -> None:
     task = make_synthetic_task(SyntheticConfig(num_classes=8, clip=network.clip, train_size=samples, val_size=8, seed=0))
     model = build_network(network, seed=0)
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size * 2 // world, lr=0.01, warmup_epochs=0, threads=args.threads, device="cpu")
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     result = train_proxy(model, task, config=config, distributed=distributed)
-    seconds = time.perf_counter() - start
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+    share = cpu / seconds  # of one core: what this process got (about 1 on an idle core; less when others hold the cores)
+    shares = [share] if distributed is None else gather_objects(share)
     if distributed is None or distributed.is_main:
-        print(json.dumps({"processes": world, "samples": samples * args.epochs, "seconds": seconds, "samples_per_s": samples * args.epochs / seconds, "loss": result.train_loss}), flush=True)
+        print(json.dumps({"processes": world, "samples": samples * args.epochs, "seconds": seconds, "samples_per_s": samples * args.epochs / seconds, "cpu_share": shares, "loss": result.train_loss}), flush=True)
     close_distributed()
 
 
@@ -82,11 +86,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
         for processes in (1, 2):
             results[processes].append(run(processes, args))
     best = {p: max(r["samples_per_s"] for r in rows) for p, rows in results.items()}
-    print("| processes | samples | samples/s (each run) | best samples/s | last epoch's loss |")
-    print("| --- | --- | --- | --- | --- |")
+    print("| processes | samples | samples/s (each run) | best samples/s | CPU share of each process (each run) | last epoch's loss |")
+    print("| --- | --- | --- | --- | --- | --- |")
     for p, rows in results.items():
         each = " / ".join(f"{r['samples_per_s']:.1f}" for r in rows)
-        print(f"| {p} | {rows[0]['samples']} | {each} | {best[p]:.1f} | {rows[-1]['loss'][-1]:.3f} |")
+        shares = " / ".join(",".join(f"{v:.2f}" for v in r["cpu_share"]) for r in rows)
+        print(f"| {p} | {rows[0]['samples']} | {each} | {best[p]:.1f} | {shares} | {rows[-1]['loss'][-1]:.3f} |")
     print(f"2 processes / 1 process: {best[2] / best[1]:.2f}x (best of {args.repeats}); load average after: {load()}")
     return [r for rows in results.values() for r in rows]
 
