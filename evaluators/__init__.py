@@ -39,7 +39,9 @@ from ._device import (
     resolve_precision,
     trial_device,
 )
+from ._distributed import Distributed, all_mean, close_distributed, from_environment, gather_objects, init_distributed, shard_indices
 from ._finetune import (
+    AFTER_TRAINING,
     FINETUNE_MODES,
     FineTuneResult,
     FineTuneSettings,
@@ -64,11 +66,18 @@ from ._registry import METRIC_INFO, OBJECTIVES, OPTIONAL_METRICS, ZERO_COST, Con
 from ._protocol import EpochReport, Evaluator
 from ._prune import prune_network, prunes, unpruned_spec
 from ._replay import TABLE_FORMAT, ReplayEvaluator, SeedNoise, Table, canonical_particle, check_replay, load_table, space_hash, table_particles
-from ._video import VIDEO_EXTENSIONS, VideoFolderConfig, VideoTask, check_video_split, decode_clip, list_videos, load_video_task
+from ._video import CROP_SCALE, VIDEO_EXTENSIONS, VIEW_CROPS, VideoFolderConfig, VideoTask, check_video_split, decode_clip, decode_views, list_videos, load_video_task, view_positions
 from ._train import MEMORY_FORMATS, OPTIMIZERS, SCHEDULES, TrainConfig, TrainingDiverged, TrainResult, TrialStopped, TrainState, device_clips, evaluate_accuracy, lr_factor, memory_format_for, train_proxy
 
 __all__ = [
     "EpochReport",
+    "Distributed",
+    "all_mean",
+    "close_distributed",
+    "from_environment",
+    "gather_objects",
+    "init_distributed",
+    "shard_indices",
     "Evaluator",
     "CALIBRATION_CLIPS",
     "calibration_batches",
@@ -94,6 +103,7 @@ __all__ = [
     "Cost",
     "Evaluation",
     "FINETUNE_MODES",
+    "AFTER_TRAINING",
     "FineTuneResult",
     "FineTuneSettings",
     "FrozenBatchNorm3d",
@@ -127,6 +137,10 @@ __all__ = [
     "VideoTask",
     "ZERO_COST",
     "decode_clip",
+    "decode_views",
+    "view_positions",
+    "VIEW_CROPS",
+    "CROP_SCALE",
     "list_videos",
     "load_video_task",
     "make_metric",

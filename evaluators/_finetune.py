@@ -34,14 +34,16 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from particle_nas.space import ACTIVATIONS, QUANTIZE_MODES, NetworkSpec, TrainingMemory, add_adapters, check_choice, check_number
+from particle_nas.space import ACTIVATIONS, QUANTIZE_MODES, NetworkSpec, SpecError, TrainingMemory, add_adapters, check_choice, check_int, check_number
 
 from ._data import ClipSet
 from ._device import TrialOutOfMemory, resolve_precision
+from ._distributed import Distributed
 from ._memory import check_training_fits, optimizer_states
 from ._train import TrainConfig, TrainState, train_proxy
 
 FINETUNE_MODES: tuple[str, ...] = ("full", "linear", "adapters", "bitfit")
+AFTER_TRAINING: tuple[str, ...] = ("quantize", "views", "crops", "linear_probe")  # FineTuneSettings fields that act after (or beside) training: not in a run's fingerprint
 CHECKPOINT_VERSION = 1
 LAST_CHECKPOINT = Path("checkpoints") / "last.pt"
 BEST_WEIGHTS = "best.safetensors"
@@ -55,10 +57,17 @@ class FineTuneSettings:
     adapter_reduction: float = 4.0  # adapters mode: hidden channels = block channels / reduction
     adapter_activation: str = "relu"  # adapters mode: between the two projections (see space.ACTIVATIONS)
     quantize: str = "none"  # int8: after training, the best epoch's model is quantized (quantize_int8) and measured; not part of training
+    views: int = 1  # the report's multi-view test: temporal clips per validation video (video folders; 1: the 1-clip protocol only)
+    crops: int = 1  # ... and spatial crops per clip (1 or 3), their softmax averaged with the views'
+    linear_probe: bool = False  # the report's "before": the loaded network with only a new head trained (same data, epochs), per class beside the fine-tuned "after"
 
     def __post_init__(self) -> None:
         p = "FineTuneSettings."
         check_choice(p + "mode", self.mode, FINETUNE_MODES)
+        check_int(p + "views", self.views, low=1, high=64)
+        check_choice(p + "crops", self.crops, (1, 3))
+        if not isinstance(self.linear_probe, bool):
+            raise SpecError(p + "linear_probe", "must be true or false", self.linear_probe)
         check_number(p + "adapter_reduction", self.adapter_reduction, low=1.0)
         object.__setattr__(self, "adapter_reduction", float(self.adapter_reduction))
         check_choice(p + "adapter_activation", self.adapter_activation, ACTIVATIONS)
@@ -312,6 +321,7 @@ def finetune(
     checkpoint: dict | None = None,
     progress: bool = True,
     on_epoch: Callable[[int, float], None] | None = None,
+    distributed: Distributed | None = None,
 ) -> FineTuneResult:
     """Train ``model`` (prepared with ``prepare_for_finetuning``, on its device) on ``task``, checkpointing in ``out_dir``.
 
@@ -321,6 +331,8 @@ def finetune(
     top-1 beats every earlier epoch, ``best.safetensors``. ``on_epoch(epoch,
     val_top1)`` runs after the checkpoint is written (a KeyboardInterrupt
     raised there, or anywhere, leaves the last checkpoint to resume from).
+    ``distributed``: one of several processes (``train_proxy``); only rank 0
+    writes the checkpoint and the best weights and shows the progress bar.
     """
     out = Path(out_dir)
     best_path = out / BEST_WEIGHTS
@@ -334,11 +346,16 @@ def finetune(
     digest = fingerprint_digest(fingerprint)
     settings = json.dumps(fingerprint, sort_keys=True, default=str)
 
+    main = distributed is None or distributed.is_main
+
     def on_state(state: TrainState) -> None:
         accuracy = state.epoch_accuracy[-1]
         if accuracy > best["val_top1"]:
-            save_best(model, best_path, epoch=state.epoch, val_top1=accuracy)
+            if main:  # the same weights and accuracy on every process: rank 0 writes them
+                save_best(model, best_path, epoch=state.epoch, val_top1=accuracy)
             best.update(epoch=state.epoch, val_top1=accuracy)
+        if not main:
+            return
         record = {
             "version": CHECKPOINT_VERSION,
             "fingerprint": digest,
@@ -354,10 +371,11 @@ def finetune(
         if on_epoch is not None:
             on_epoch(state.epoch, accuracy)
 
-    steps = len(task.train) // min(config.batch_size, len(task.train))
-    with _progress_bar(steps * config.epochs, steps * min(done, config.epochs), enabled=progress, desc="fine-tuning") as bar:
+    n = len(task.train) // (1 if distributed is None else distributed.world_size)
+    steps = n // min(config.batch_size, n)
+    with _progress_bar(steps * config.epochs, steps * min(done, config.epochs), enabled=progress and main, desc="fine-tuning") as bar:
         if done < config.epochs:
-            result = train_proxy(model, task, config=config, on_state=on_state, on_step=lambda epoch, step: bar.update(1), resume=resume)
+            result = train_proxy(model, task, config=config, on_state=on_state, on_step=lambda epoch, step: bar.update(1), resume=resume, distributed=distributed)
             val_top1, train_loss = result.epoch_accuracy, result.train_loss
         else:  # already trained this far: nothing to do but report
             val_top1, train_loss = tuple(checkpoint["metrics"]["val_top1"]), tuple(checkpoint["metrics"]["train_loss"])

@@ -18,6 +18,7 @@ from torch.nn import functional as F
 from particle_nas.space import SpecError, TemporalShift, check_choice, check_int, check_number
 
 from ._data import ClipSet, SyntheticTask
+from ._distributed import Distributed, all_mean, shard_indices
 from ._device import DeviceClips, autocast, check_device, check_precision, cuda_backends, resolve_device, resolve_precision, using_device
 
 OPTIMIZERS: tuple[str, ...] = ("sgd", "adamw")
@@ -283,6 +284,12 @@ class EpochLoss:
         return self.total.item() / finite if finite else math.nan
 
 
+def _data_parallel(model: nn.Module, device: torch.device) -> nn.Module:
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+
 def train_proxy(
     model: nn.Module,
     task: SyntheticTask,
@@ -292,6 +299,7 @@ def train_proxy(
     on_state: Callable[[TrainState], None] | None = None,
     on_step: StepCallback | None = None,
     resume: TrainState | None = None,
+    distributed: Distributed | None = None,
 ) -> TrainResult:
     """Train ``model`` in place on ``task.train``; validate on ``task.val`` after every epoch.
 
@@ -315,6 +323,12 @@ def train_proxy(
     Validation runs in fp32 (``evaluate_accuracy``). Raises ``TrainingDiverged`` (a ValueError)
     when an epoch's mean loss is nan or inf; with fp16, whose GradScaler skips
     the steps that overflow, only when every step of the epoch did (``EpochLoss``).
+
+    ``distributed`` (one of several processes torchrun started, ``evaluators/_distributed.py``):
+    the model trains wrapped in DistributedDataParallel, each epoch on this process's
+    shard (``shard_indices``: DistributedSampler, seeded by ``config.seed`` and the epoch),
+    ``config.batch_size`` clips per process and step; the epoch's loss is the mean over
+    the processes, and every process validates on every validation clip (the same weights: the same accuracy).
     """
     if not isinstance(config, TrainConfig):
         raise TypeError(f"train_proxy expects config to be a TrainConfig, but got {type(config).__name__}.")
@@ -322,7 +336,7 @@ def train_proxy(
     policy = resolve_precision(config.precision, device)
     model.to(device)
     train, val = device_clips(task, "train", device), device_clips(task, "val", device)
-    n = len(train)
+    n = len(train) if distributed is None else len(train) // distributed.world_size
     batch_size = min(config.batch_size, n)
     steps_per_epoch = n // batch_size
     total_steps = steps_per_epoch * config.epochs
@@ -339,6 +353,7 @@ def train_proxy(
         if memory_format != torch.contiguous_format:
             model.to(memory_format=memory_format)
         optimizer = _optimizer(model, config, device)
+        net = model if distributed is None else _data_parallel(model, device)
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer,
             lambda step: lr_factor(step, total_steps=total_steps, warmup_steps=warmup_steps, schedule=config.schedule),
@@ -354,13 +369,16 @@ def train_proxy(
         smoothing = config.label_smoothing
         for epoch in range(1 if resume is None else resume.epoch + 1, config.epochs + 1):
             model.train()
-            order = train.epoch_order(torch.randperm(n, generator=shuffle))  # on the GPU once per epoch, not per step
+            if distributed is None:
+                order = train.epoch_order(torch.randperm(n, generator=shuffle))  # on the GPU once per epoch, not per step
+            else:
+                order = train.epoch_order(shard_indices(len(train), rank=distributed.rank, world_size=distributed.world_size, seed=config.seed, epoch=epoch))
             epoch_loss = EpochLoss(device, skip_non_finite=scaler is not None)
             for step in range(steps_per_epoch):
                 x, y = train.batch(order[step * batch_size : (step + 1) * batch_size])
                 x, y = x.to(device, non_blocking=True, memory_format=memory_format), y.to(device, non_blocking=True)
                 with autocast(device, policy):
-                    loss = F.cross_entropy(model(x), y, label_smoothing=smoothing)
+                    loss = F.cross_entropy(net(x), y, label_smoothing=smoothing)
                 optimizer.zero_grad(set_to_none=True)
                 if scaler is None:
                     loss.backward()
@@ -373,7 +391,7 @@ def train_proxy(
                 epoch_loss.add(loss)
                 if on_step is not None:
                     on_step(epoch, step)
-            mean_loss = epoch_loss.mean()
+            mean_loss = epoch_loss.mean() if distributed is None else all_mean(epoch_loss.mean(), device)
             if not math.isfinite(mean_loss):
                 every = " in every step" if epoch_loss.skip_non_finite else ""
                 raise TrainingDiverged(

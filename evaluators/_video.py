@@ -232,29 +232,75 @@ def decode_clip(path: str | Path, clip: tuple[int, int, int], *, threads: int = 
     ``threads``: the decoder's threads (0: FFmpeg's choice). Raises ValueError
     when the file does not decode or has no video frames.
     """
+    return decode_views(path, clip, threads=threads)[0]
+
+
+VIEW_CROPS: tuple[int, ...] = (1, 3)  # spatial crops per view decode_views takes
+CROP_SCALE = 8 / 7  # crops > 1: the frame is resized to this many times H x W, then cropped (ImageNet's 256 / 224)
+
+
+def decode_views(path: str | Path, clip: tuple[int, int, int], *, views: int = 1, crops: int = 1, min_frames: int = 1, threads: int = 0) -> np.ndarray:
+    """``views`` x ``crops`` clips of the video at ``path``: uint8 (views * crops, 3, T, H, W), view-major.
+
+    Temporal views: each takes ``T`` frames spread evenly over the whole video,
+    as training does (``decode_clip`` is the one view); view ``v`` of ``V`` is
+    shifted by ``(v + 1/2) / V - 1/2`` of the spacing between two sampled frames,
+    so the views are uniformly spaced and view 1 of 1 is the training clip.
+    Spatial crops: 1 is the whole frame resized to H x W (as training);
+    3 resizes the frame to ``CROP_SCALE`` x (H, W) and takes H x W at the start,
+    centre and end of its longer side (X3D's and SlowFast's 3-crop test).
+    One decoding pass serves every view. ValueError (one line) when the file
+    does not decode or has fewer than ``min_frames`` frames.
+    """
+    check_int("decode_views.views", views, low=1, high=1024)
+    if crops not in VIEW_CROPS:
+        raise SpecError("decode_views.crops", f"must be one of {VIEW_CROPS}", crops)
+    length, height, width = clip
+    size = (height, width) if crops == 1 else (round(height * CROP_SCALE), round(width * CROP_SCALE))
     try:
         import av
     except ImportError:  # pragma: no cover - depends on the environment
         raise ImportError("reading video folders needs PyAV: pip install av") from None
     try:
-        frames, count = _sample_frames(av, path, clip, None, threads=threads)
+        frames, count = _sample_frames(av, path, length, size, None, views=views, threads=threads)
         if frames is None:  # the count the container stated was not the decoded one
-            frames, again = _sample_frames(av, path, clip, count, threads=threads)
+            frames, again = _sample_frames(av, path, length, size, count, views=views, threads=threads)
             if frames is None:
                 raise ValueError(f"decoded {count} frames, then {again}")
-    except ValueError:
-        raise
-    except Exception as err:  # av.error.*, OSError, ...: a file we cannot read
-        raise ValueError(f"{type(err).__name__}: {err}".splitlines()[0]) from None
-    return frames.transpose(3, 0, 1, 2).copy()  # (3, T, H, W)
+    except Exception as err:  # av.error.* (some are ValueErrors), OSError, ...: a file we cannot read
+        if isinstance(err, ValueError) and not isinstance(err, av.error.FFmpegError):
+            raise  # ours, already one line
+        reason = getattr(err, "strerror", None) or str(err)  # FFmpeg's words, without its errno and the path repeated
+        raise ValueError(f"{type(err).__name__}: {reason}".splitlines()[0]) from None
+    if count < min_frames:
+        raise ValueError(f"too short: {count} frame{'s' * (count != 1)}, fewer than {min_frames}")
+    out = frames.transpose(0, 4, 1, 2, 3)  # (views, 3, T, h, w)
+    if crops == 1:
+        return out.copy()
+    h, w = size
+    along_width = w - width >= h - height
+    spare = (w - width) if along_width else (h - height)
+    across = ((h - height) // 2) if along_width else ((w - width) // 2)
+    cuts = []
+    for start in (0, spare // 2, spare):
+        y, x = (across, start) if along_width else (start, across)
+        cuts.append(out[:, :, :, y : y + height, x : x + width])
+    return np.stack(cuts, axis=1).reshape(views * crops, 3, length, height, width).copy()
 
 
-def _sample_frames(av, path: str | Path, clip: tuple[int, int, int], count: int | None, *, threads: int) -> tuple[np.ndarray | None, int]:
-    """(T x H x W x 3 frames at the even positions for ``count`` frames, the number decoded); None when ``count`` was not that number.
+def view_positions(count: int, length: int, views: int) -> list[list[int]]:
+    """Frame numbers of each of ``views`` clips of ``length`` frames in a video of ``count`` frames (see ``decode_views``)."""
+    base = np.linspace(0, count - 1, length)
+    step = (count - 1) / max(length - 1, 1)
+    return [np.clip(np.round(base + ((v + 0.5) / views - 0.5) * step), 0, count - 1).astype(int).tolist() for v in range(views)]
+
+
+def _sample_frames(av, path: str | Path, length: int, size: tuple[int, int], count: int | None, *, views: int, threads: int) -> tuple[np.ndarray | None, int]:
+    """(views x T x h x w x 3 frames at the positions for ``count`` frames, the number decoded); None when ``count`` was not that number.
 
     ``count`` None: the count the container states.
     """
-    length, height, width = clip
+    height, width = size
     with av.open(str(path)) as container:
         if not container.streams.video:
             raise ValueError("no video stream")
@@ -263,15 +309,18 @@ def _sample_frames(av, path: str | Path, clip: tuple[int, int, int], count: int 
         stream.codec_context.thread_count = threads
         if count is None:
             count = _stated_frames(stream, container.duration)
-        wanted: dict[int, list[int]] = {}  # frame number -> the clip's slots it fills (several when the video is shorter than the clip)
-        for slot, index in enumerate(np.linspace(0, count - 1, length).round().astype(int).tolist() if count > 0 else ()):
-            wanted.setdefault(index, []).append(slot)
-        frames = np.empty((length, height, width, 3), dtype=np.uint8)
+        wanted: dict[int, list[tuple[int, int]]] = {}  # frame number -> the (view, slot)s it fills (several when the video is shorter than the clip)
+        for view, positions in enumerate(view_positions(count, length, views) if count > 0 else ()):
+            for slot, index in enumerate(positions):
+                wanted.setdefault(index, []).append((view, slot))
+        frames = np.empty((views, length, height, width, 3), dtype=np.uint8)
         decoded = 0
         for frame in container.decode(stream):
-            slots = wanted.get(decoded)
-            if slots:
-                frames[slots] = frame.to_ndarray(width=width, height=height, format="rgb24")
+            places = wanted.get(decoded)
+            if places:
+                image = frame.to_ndarray(width=width, height=height, format="rgb24")
+                for view, slot in places:
+                    frames[view, slot] = image
             decoded += 1
     if decoded == 0:
         raise ValueError("no decodable frames")

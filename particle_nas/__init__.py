@@ -8,13 +8,13 @@ from particle_nas.space import NetworkSpec, ParticleSpec, SearchSpace, SpecError
 
 __version__ = "0.1.0"
 
-__all__ = ["NetworkSpec", "ParticleSpec", "SearchSpace", "SpecError", "build_network", "build_particle", "load_network", "load_particle", "__version__"]
+__all__ = ["NetworkSpec", "ParticleSpec", "SearchSpace", "SpecError", "build_network", "build_particle", "load_network", "load_particle", "Predictor", "PredictSettings", "__version__"]
 
-_LAZY = {"load_network": "particle_nas.results", "load_particle": "particle_nas.results"}
+_LAZY = {"load_network": "particle_nas.results", "load_particle": "particle_nas.results", "Predictor": "particle_nas.results", "PredictSettings": "particle_nas.results"}
 
 
 def __getattr__(name: str) -> Any:
-    """``load_network`` and ``load_particle`` load particle_nas.results (pandas, the dashboard) on first use only."""
+    """``load_network``, ``load_particle``, ``Predictor`` and ``PredictSettings`` load particle_nas.results (pandas, the dashboard) on first use only."""
     if name in _LAZY:
         import importlib
 

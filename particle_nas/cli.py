@@ -230,6 +230,30 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     return run_finetune(args)
 
 
+def cmd_predict(args: argparse.Namespace) -> int:
+    from particle_nas.exit_codes import EXIT_NONE_PREDICTED, EXIT_SOME_SKIPPED
+    from particle_nas.results import Predictor, PredictSettings, video_paths, write_predictions
+
+    settings = PredictSettings(views=args.views, crops=args.crops, top_k=args.top_k, min_frames=args.min_frames, threads=args.threads)
+    predictor = Predictor.load(args.model, runtime=args.runtime, classes=args.classes, settings=settings)
+    paths = video_paths(args.videos)
+    if not paths:
+        raise ValueError(f"--videos must name at least one video, but {' '.join(args.videos)} holds none.")
+    print(f"particle-nas: predict {len(paths)} videos with {args.model} ({predictor.runtime}, clip {'x'.join(map(str, predictor.clip))}, {settings.views} views x {settings.crops} crops)", file=sys.stderr)
+    run = predictor.predict_videos(paths, progress=not args.no_progress)
+    for p in run.predictions:
+        print(f"{p.video}: " + ", ".join(f"{label} {prob:.3f}" for label, prob in zip(p.labels, p.probabilities)))
+    written = write_predictions(run, predictor, csv_path=args.csv, json_path=args.json)
+    print(
+        f"{len(run.predictions)} videos predicted in {run.seconds:.2f} s ({run.videos_per_s:.2f} videos/s, {run.clips_per_s:.2f} clips/s)"
+        + (f"; {len(run.skipped)} skipped: {', '.join(video for video, _ in run.skipped)}" if run.skipped else "")
+        + (f" -> {', '.join(map(str, written))}" if written else "")
+    )
+    if not run.predictions:
+        return EXIT_NONE_PREDICTED
+    return EXIT_SOME_SKIPPED if run.skipped else EXIT_OK
+
+
 def cmd_presets(args: argparse.Namespace) -> int:
     from particle_nas.space import presets
 
@@ -317,7 +341,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.set_defaults(func=cmd_report)
 
     f = sub.add_parser("finetune", help="train an exported network on a video folder (full, linear probe, adapters or BitFit), resumable, with a report")
-    f.add_argument("network", help="network YAML: what `particle-nas export` writes, or a run's best.yaml")
+    f.add_argument("network", nargs="?", help="network YAML: what `particle-nas export` writes, or a run's best.yaml (left out with --from)")
+    f.add_argument("--from", dest="previous", metavar="PREVIOUS", help="continue a finished fine-tune run (runs/NAME) as a new round on --data: new videos, or more classes (the head grows); the report keeps every round and the previous validation set's top-1")
     f.add_argument("--data", required=True, help="data YAML: data (kind video_folder, root, split files, ...), train (epochs, batch_size, lr, ...), finetune (mode, adapter_reduction, quantize)")
     f.add_argument("--weights", help="initial weights (.safetensors, e.g. from `particle-nas export --weights`); default: the network's seeded initialization")
     f.add_argument("--inflate", action="store_true", help="--weights are those of the network's 2D form (every temporal kernel 1): inflate them by I3D's rule (each temporal kernel repeated over its frames, divided by their number)")
@@ -330,6 +355,21 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--quantize", choices=("none", "int8"), help="int8: after training, quantize the best epoch's model (ONNX Runtime, on the CPU), write model-int8.onnx and put its size, latency and accuracy in the report (overrides finetune.quantize; default none)")
     f.add_argument("--no-progress", action="store_true", help="no progress bar")
     f.set_defaults(func=cmd_finetune)
+
+    pd = sub.add_parser("predict", help="top-k labels of new videos with a fine-tuned or exported network (torch, ONNX or int8 ONNX)")
+    pd.add_argument("model", help="a fine-tune output (runs/NAME or runs/NAME/finetune), or an exported .onnx / .pt / .safetensors (its .yaml beside it)")
+    pd.add_argument("--videos", nargs="+", required=True, metavar="PATH", help="video files, folders (searched recursively) or list files (.txt: one path per line, relative to the list)")
+    pd.add_argument("--runtime", choices=("torch", "onnx", "int8"), help="torch (the weights), onnx (exported when loaded, or the .onnx given), int8 (the folder's model-int8.onnx); default: torch, onnx for a .onnx file")
+    pd.add_argument("--views", type=int, default=1, help="temporal clips per video, uniformly spaced, their probabilities averaged (default 1)")
+    pd.add_argument("--crops", type=int, default=1, choices=(1, 3), help="spatial crops per clip: 1 the whole frame, 3 start/centre/end of the longer side at 8/7 scale (default 1)")
+    pd.add_argument("--top-k", type=int, default=5, help="labels per video (default 5)")
+    pd.add_argument("--min-frames", type=int, default=1, help="skip videos with fewer frames as too short (default 1)")
+    pd.add_argument("--classes", help="class names: a classInd.txt or one name per line (default: the fine-tune's classes, else class0, class1, ...)")
+    pd.add_argument("--threads", type=int, help="torch / ONNX Runtime threads (default: torch's)")
+    pd.add_argument("--csv", help="write the predictions as CSV (video, label_1, probability_1, ..., clips)")
+    pd.add_argument("--json", help="write the predictions, the skipped videos and the throughput as JSON")
+    pd.add_argument("--no-progress", action="store_true", help="no progress bar")
+    pd.set_defaults(func=cmd_predict)
 
     pr = sub.add_parser("presets", help="reference networks (R3D, MC3, R(2+1)D, ...): published vs counted params and FLOPs")
     pr.add_argument("--show", metavar="NAME", help="print the preset's network spec as YAML, with its source")

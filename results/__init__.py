@@ -13,6 +13,7 @@ from __future__ import annotations
 from ._dashboard import HypervolumeHistory, Importance, dashboard_table, hypervolume_2d, hypervolume_history, param_importance, parallel_axes, pareto_members, searched_axes
 from ._dashboard_page import dashboard_html, write_dashboard
 from ._deploy import MissingWeightsError, export_outputs, trial_weights
+from ._predict import RUNTIMES, PredictionRun, Predictor, PredictSettings, VideoPrediction, finetuned_model, prediction_document, read_class_names, video_paths, write_predictions
 from ._finetune_report import Classification, ClassMetrics, classification_metrics, finetune_html, finetune_report, write_finetune_report
 from ._export import load_network, load_particle, particle_document, particle_yaml, write_particle_yaml
 from ._pareto import COLUMN_DIRECTIONS, BaselineResult, ParetoFront, baseline_lines, baseline_results, knee_index, pareto_front, pareto_mask, pick
@@ -22,6 +23,16 @@ from ._table import COLUMNS, PARTICLE_FIELDS, open_run, trials_table, write_tria
 
 __all__ = [
     "MissingWeightsError",
+    "RUNTIMES",
+    "PredictionRun",
+    "Predictor",
+    "PredictSettings",
+    "VideoPrediction",
+    "finetuned_model",
+    "prediction_document",
+    "read_class_names",
+    "video_paths",
+    "write_predictions",
     "export_outputs",
     "trial_weights",
     "Classification",

@@ -4,7 +4,9 @@ Compute, then draw: ``classification_metrics`` and ``finetune_report`` return
 plain data (no plotly, no scikit-learn); ``finetune_html`` only draws it, in
 the dashboard's style, with plotly.js embedded so the page opens offline.
 Element ids (for tests): ``topline``, ``summary``, ``curves``, ``confusion``,
-``per-class``, ``quantization`` (``quantization-table``, ``quantization-per-class``).
+``per-class``, ``quantization`` (``quantization-table``, ``quantization-per-class``);
+when measured, ``protocols`` (1 clip against N clips x crops), ``before-after-table`` and
+``before-after-per-class`` (linear probe against fine-tuned), ``rounds-table`` (continual rounds).
 
 An optional ``quantization`` entry of the report (int8 against fp32) is drawn
 when present (``particle-nas finetune --quantize int8`` writes it)::
@@ -216,6 +218,52 @@ def quantization_section(quant: dict[str, Any] | None) -> str:
     return f'<section class="wide" id="quantization"><h2>int8 quantization</h2><p class="note">{" ".join(notes)}</p>{_table("quantization-table", ["", "fp32", "int8", "int8 / fp32"], rows)}{per_class}</section>'
 
 
+def _f(value: Any) -> tuple[Any, str]:
+    return ("", "") if value is None else (value, f"{float(value):.4f}")
+
+
+def protocols_section(report: dict[str, Any]) -> str:
+    """1 clip against N clips x crops (``protocols``), when more than the 1-clip row was measured."""
+    rows = report.get("protocols") or []
+    if len(rows) < 2:
+        return ""
+    table = _table("protocols", ["protocol", "views", "crops", "videos", "top-1", "top-k"], [[(r["name"], r["name"]), (r["views"], str(r["views"])), (r["crops"], str(r["crops"])), (r["videos"], str(r["videos"])), _f(r["top1"]), _f(r.get("top5"))] for r in rows])
+    note = "The best epoch on the validation videos: 1 clip (the training clip) against several uniformly spaced clips x spatial crops per video, their softmax averaged (finetune.views, finetune.crops)."
+    return f'<section class="wide" id="protocols-section"><h2>test protocols</h2><p class="note">{note}</p>{table}</section>'
+
+
+def before_after_section(report: dict[str, Any]) -> str:
+    """Before (linear probe: only a new head trained) against after (fine-tuned), overall and per class (``before_after``)."""
+    ba = report.get("before_after")
+    if not ba:
+        return ""
+    before, after = ba["before"], ba["after"]
+    rows = [[("top-1", "top-1"), _f(before["top1"]), _f(after["top1"]), _f(after["top1"] - before["top1"])], [("macro F1", "macro F1"), _f(before["macro_f1"]), _f(after["macro_f1"]), _f(after["macro_f1"] - before["macro_f1"])]]
+    per_class = [[(b["name"], b["name"]), _f(b["recall"]), _f(a["recall"]), _f(b["f1"]), _f(a["f1"]), (b["support"], str(b["support"]))] for b, a in zip(before["per_class"], after["per_class"])]
+    note = f"Before: {html.escape(before['protocol'])} (the loaded network frozen, a new head trained on the same data and epochs); after: {html.escape(after['protocol'])}."
+    return (
+        f'<section class="wide" id="before-after"><h2>before and after fine-tuning</h2><p class="note">{note}</p>'
+        + _table("before-after-table", ["", "before", "after", "after - before"], rows)
+        + _table("before-after-per-class", ["class", "recall before", "recall after", "F1 before", "F1 after", "support"], per_class)
+        + "</section>"
+    )
+
+
+def rounds_section(report: dict[str, Any]) -> str:
+    """Every fine-tuning round (``rounds``), with each round's top-1 on the previous round's validation set."""
+    rounds = report.get("rounds") or []
+    if len(rounds) < 2:
+        return ""
+    rows = []
+    for r in rounds:
+        pv = r.get("previous_val") or {}
+        new = ", ".join(r.get("new_classes") or []) or "-"
+        rows.append([(r["round"], str(r["round"])), (r.get("name") or "", str(r.get("name") or "")), (len(r["classes"]), str(len(r["classes"]))), (new, new), (r.get("train_videos") or 0, str(r.get("train_videos"))), _f(r["top1"]), _f(pv.get("top1_before")), _f(pv.get("top1_after")), _f(pv.get("forgetting"))])
+    header = ["round", "name", "classes", "new classes", "training videos", "top-1 (own validation)", "previous validation: before", "after", "forgetting"]
+    note = "Each round continues the previous one (finetune --from). Previous validation: the previous round's validation videos, scored by the previous network (before) and by this round's (after); forgetting = before - after."
+    return f'<section class="wide" id="rounds"><h2>rounds</h2><p class="note">{note}</p>{_table("rounds-table", header, rows)}</section>'
+
+
 _TOPLINE_CSS = """
 #topline { display: flex; flex-wrap: wrap; gap: 10px 28px; margin-top: 8px; font-size: 15px; }
 #topline .stat b { font-weight: 600; margin-right: 6px; opacity: 0.8; }
@@ -263,6 +311,9 @@ def finetune_html(report: dict[str, Any]) -> str:
         + _table("per-class", ["class", "precision", "recall", "F1", "support"], [_metric_row(c) for c in report["per_class"]])
         + _table("averages", ["average", "precision", "recall", "F1", "support"], [_metric_row(report["macro"]), _metric_row(report["weighted"])])
         + "</section>",
+        protocols_section(report),
+        before_after_section(report),
+        rounds_section(report),
         quantization_section(report.get("quantization")),
     ]
     title = f"particle-nas fine-tuning: {report.get('name', '')}"

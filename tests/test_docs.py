@@ -47,6 +47,11 @@ SHOWN_COMMANDS: dict[str, str] = {
     "search --name --seed": "tests/cli/test_cli_replay.py::test_the_replay_example_is_the_quickstart_answered_from_the_committed_table",
     "finetune --data --mode --new-head --quantize --weights": "tests/cli/test_finetune_cli.py::test_the_docs_example_on_generated_videos_runs_as_written",
     "finetune --data --inflate --weights": "tests/cli/test_finetune_cli.py::test_inflate_starts_from_the_2d_form_s_weights_inflated_and_a_resume_keeps_it",
+    "finetune --data --new-head --weights": "tests/cli/test_finetune_rounds.py::test_the_two_round_example_runs_as_written",
+    "finetune --data --from": "tests/cli/test_finetune_rounds.py::test_the_two_round_example_runs_as_written",
+    "export --format --pick --weights -o": "tests/cli/test_finetune_rounds.py::test_the_two_round_example_runs_as_written",
+    "predict --crops --csv --json --top-k --videos --views": "tests/cli/test_finetune_rounds.py::test_the_two_round_example_runs_as_written",
+    "predict --json --runtime --videos": "tests/cli/test_finetune_rounds.py::test_the_two_round_example_runs_as_written",
 }
 
 # Other programs shown in the docs (matched by how the command starts), and why no test here runs them as shown.
@@ -64,6 +69,9 @@ NOT_RUN_BY_TESTS: dict[str, str] = {
     # Measurement scripts take minutes to hours; tests/test_bench.py tests their pieces.
     "python bench/": "a measurement script (minutes to hours); tests/test_bench.py tests its pieces",
     "bash bench/gpu_session.sh": "the GPU machine's one command; tests/test_gpu_session.py runs it as --dry-run on the CPU",
+    # Several processes: GPUs and machines are not here; tests/cli/test_finetune_distributed.py starts 2 CPU processes with python -m torch.distributed.run.
+    "torchrun": "starts training on GPUs or several machines; tests/cli/test_finetune_distributed.py launches 2 CPU processes the same way",
+    "python -m torch.distributed.run": "run by tests/cli/test_finetune_distributed.py::test_two_processes_train_shard_without_overlap_checkpoint_once_and_resume_after_sigkill (slow)",
     "python examples/finetune/make_ucf_demo.py": "run by tests/cli/test_finetune_cli.py::test_the_docs_example_on_generated_videos_runs_as_written",
 }
 

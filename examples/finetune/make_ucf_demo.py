@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 CLASSES = {"MoveDown": (0, 1), "MoveLeft": (-1, 0), "MoveRight": (1, 0)}  # (dx, dy) per class
+MORE_CLASSES = {"MoveUp": (0, -1)}  # --classes 4: a second round's new class (docs/finetune.md: Two rounds)
 SIZE = 16  # encoded frame size (even, as the codecs want)
 FRAMES = 8
 
@@ -66,10 +67,14 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(description="write a tiny UCF101-style tree of generated videos")
     parser.add_argument("root", help="folder to write UCF-101/ and ucfTrainTestlist/ into")
-    parser.add_argument("--groups", type=int, default=4, help="videos per class (the last one is the test split)")
+    parser.add_argument("--groups", type=int, default=4, help="videos per class (the last --test-groups are the test split)")
+    parser.add_argument("--test-groups", type=int, default=1, help="videos per class in the test split")
+    parser.add_argument("--classes", type=int, default=3, choices=(3, 4), help="3: MoveDown, MoveLeft, MoveRight; 4: and MoveUp")
+    parser.add_argument("--seed", type=int, default=0, help="seeds the squares' starting points")
     args = parser.parse_args(argv)
-    root = make_ucf_tree(Path(args.root), groups=args.groups)
-    print(f"wrote {len(CLASSES) * args.groups} videos of {len(CLASSES)} classes under {root / 'UCF-101'}, split files in {root / 'ucfTrainTestlist'}")
+    classes = {**CLASSES, **MORE_CLASSES} if args.classes == 4 else CLASSES
+    root = make_ucf_tree(Path(args.root), groups=args.groups, test_groups=args.test_groups, seed=args.seed, classes=classes)
+    print(f"wrote {len(classes) * args.groups} videos of {len(classes)} classes under {root / 'UCF-101'}, split files in {root / 'ucfTrainTestlist'}")
     return 0
 
 

@@ -1,10 +1,15 @@
-"""Shared by the CLI tests: a tiny search config and a way to run the real command."""
+"""Shared by the CLI tests: a tiny search config, a way to run the real command, and the docs' tested blocks of commands."""
 
 from __future__ import annotations
 
+import re
+import runpy
+import shlex
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from particle_nas.space import FACTORIZATIONS
 
@@ -23,3 +28,30 @@ def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "particle_nas", *args], cwd=cwd, capture_output=True, text=True, timeout=600)
 
 
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def doc_commands(page: str, test_file: str) -> list[str]:
+    """The commands of ``page``'s bash block marked ``<!-- tested: TEST_FILE -->`` (comments dropped)."""
+    text = (ROOT / page).read_text()
+    block = re.search(rf"<!-- tested: {re.escape(test_file)} -->\s*```bash\n(.*?)```", text, re.S)
+    assert block, f"{page} must keep its tested block of commands ({test_file})"
+    return [line.split("  #")[0].strip() for line in block.group(1).splitlines() if line.strip() and not line.startswith("#")]
+
+
+def run_doc_commands(commands: list[str], monkeypatch, *, no_progress: tuple[str, ...]) -> None:
+    """Run each command as written, in this process: ``python SCRIPT ...`` by runpy, ``particle-nas SUB ...`` by main (``--no-progress`` added for ``no_progress`` subcommands)."""
+    from particle_nas.cli import main
+
+    for command in commands:
+        words = shlex.split(command)
+        if words[0] == "python":
+            monkeypatch.setattr(sys, "argv", words[1:])
+            with pytest.raises(SystemExit) as done:
+                runpy.run_path(words[1], run_name="__main__")
+            assert done.value.code == 0, command
+        else:
+            assert words[0] == "particle-nas", command
+            assert main(words[1:] + ["--no-progress"] * (words[1] in no_progress)) == 0, command

@@ -24,6 +24,9 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "examples" / "finetune"))
 from make_ucf_demo import make_ucf_tree  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).parent))
+from cli_tools import doc_commands, run_doc_commands  # noqa: E402
+
 av = pytest.importorskip("av", reason="the fine-tuning tests need PyAV (pip install av)")
 
 
@@ -304,31 +307,13 @@ def test_quantize_without_onnxruntime_is_one_line_with_the_install_hint(files, m
 
 
 # ---------------------------------------------------------------- docs/finetune.md, on generated videos
-def _doc_commands() -> list[str]:
-    text = (ROOT / "docs" / "finetune.md").read_text()
-    block = re.search(r"<!-- tested: tests/cli/test_finetune_cli.py -->\s*```bash\n(.*?)```", text, re.S)
-    assert block, "docs/finetune.md must keep its tested block of commands"
-    return [line.split("  #")[0].strip() for line in block.group(1).splitlines() if line.strip() and not line.startswith("#")]
-
-
 def test_the_docs_example_on_generated_videos_runs_as_written(tmp_path: Path, monkeypatch, capsys) -> None:
-    import runpy
-
     pytest.importorskip("onnxruntime", reason="the example quantizes to int8 (pip install -e '.[export]')")
     (tmp_path / "examples").symlink_to(ROOT / "examples")
     monkeypatch.chdir(tmp_path)
-    commands = _doc_commands()
+    commands = doc_commands("docs/finetune.md", "tests/cli/test_finetune_cli.py")
     assert commands[0].startswith("python examples/finetune/make_ucf_demo.py") and any(c.startswith("particle-nas finetune") for c in commands)
-    for command in commands:
-        words = shlex.split(command)
-        if words[0] == "python":
-            monkeypatch.setattr(sys, "argv", words[1:])
-            with pytest.raises(SystemExit) as done:
-                runpy.run_path(words[1], run_name="__main__")
-            assert done.value.code == 0, command
-        else:
-            assert words[0] == "particle-nas", command
-            assert main(words[1:] + ["--no-progress"] * (words[1] in ("search", "finetune"))) == 0, command
+    run_doc_commands(commands, monkeypatch, no_progress=("search", "finetune"))
     out = tmp_path / "runs" / "ucf-demo" / "finetune"
     report = json.loads((out / "report.json").read_text())
     assert report["mode"] == "adapters" and report["new_head"] is True and report["weights"] == "demo.safetensors"
