@@ -64,7 +64,8 @@ from ._registry import METRIC_INFO, OBJECTIVES, OPTIONAL_METRICS, ZERO_COST, Con
 from ._protocol import EpochReport, Evaluator
 from ._prune import prune_network, prunes, unpruned_spec
 from ._replay import TABLE_FORMAT, ReplayEvaluator, SeedNoise, Table, canonical_particle, check_replay, load_table, space_hash, table_particles
-from ._video import VIDEO_EXTENSIONS, VideoFolderConfig, VideoTask, check_video_split, decode_clip, list_videos, load_video_task
+from ._video import VIDEO_EXTENSIONS, DecodeJob, VideoFolderConfig, VideoTask, check_video_split, decode_clip, decode_frames, list_videos, load_video_task, video_frames
+from ._pretext import PretextTask, VideoPretextConfig, draw_clips, list_segments, load_pretext_task
 from ._train import MEMORY_FORMATS, OPTIMIZERS, SCHEDULES, TrainConfig, TrainingDiverged, TrainResult, TrialStopped, TrainState, device_clips, evaluate_accuracy, lr_factor, memory_format_for, train_proxy
 
 __all__ = [
@@ -125,6 +126,14 @@ __all__ = [
     "VIDEO_EXTENSIONS",
     "VideoFolderConfig",
     "VideoTask",
+    "DecodeJob",
+    "decode_frames",
+    "video_frames",
+    "VideoPretextConfig",
+    "PretextTask",
+    "draw_clips",
+    "list_segments",
+    "load_pretext_task",
     "ZERO_COST",
     "decode_clip",
     "list_videos",

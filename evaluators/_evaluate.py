@@ -38,6 +38,7 @@ from ._protocol import Evaluator
 from ._prune import prune_network, prunes, unpruned_spec
 from ._quantize import quantize_int8, size_bytes
 from ._train import EpochCallback, TrainConfig, TrialStopped, _num_threads, device_clips, evaluate_accuracy, train_proxy
+from ._pretext import PretextTask, VideoPretextConfig, load_pretext_task
 from ._video import VideoFolderConfig, VideoTask, load_video_task
 
 _TRAIN_OUTPUTS = ("accuracy", "epoch_accuracy", "train_loss", "duration_s")
@@ -190,14 +191,14 @@ class ProxyEvaluator(Evaluator):
     see the same batches in the same order.
     """
 
-    data: SyntheticConfig | VideoFolderConfig = field(default_factory=SyntheticConfig)
+    data: SyntheticConfig | VideoFolderConfig | VideoPretextConfig = field(default_factory=SyntheticConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     cache_dir: Path | None = None  # where the task's clips are kept on disk; None = memory only
     evaluators: EvaluatorSettings = field(default_factory=EvaluatorSettings)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.data, (SyntheticConfig, VideoFolderConfig)):
-            raise SpecError("ProxyEvaluator.data", "must be a SyntheticConfig or a VideoFolderConfig", self.data)
+        if not isinstance(self.data, (SyntheticConfig, VideoFolderConfig, VideoPretextConfig)):
+            raise SpecError("ProxyEvaluator.data", "must be a SyntheticConfig, a VideoFolderConfig or a VideoPretextConfig", self.data)
         if not isinstance(self.train, TrainConfig):
             raise SpecError("ProxyEvaluator.train", "must be a TrainConfig", self.train)
         if not isinstance(self.evaluators, EvaluatorSettings):
@@ -205,10 +206,12 @@ class ProxyEvaluator(Evaluator):
         if self.cache_dir is not None:
             object.__setattr__(self, "cache_dir", Path(self.cache_dir))
 
-    def task(self) -> SyntheticTask | VideoTask:
+    def task(self) -> SyntheticTask | VideoTask | PretextTask:
         """The task (generated or decoded once per process, or loaded from ``cache_dir``)."""
         if isinstance(self.data, VideoFolderConfig):
             return load_video_task(self.data, cache_dir=self.cache_dir)
+        if isinstance(self.data, VideoPretextConfig):
+            return load_pretext_task(self.data, cache_dir=self.cache_dir)
         return load_or_make_synthetic_task(self.data, cache_dir=self.cache_dir)
 
     def network_spec(self, **changes: Any) -> NetworkSpec:
