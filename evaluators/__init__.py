@@ -56,7 +56,7 @@ from ._finetune import (
     prepare_for_finetuning,
     read_checkpoint,
 )
-from ._evaluate import CALIBRATION_CLIPS, Evaluation, EvaluatorSettings, ProxyEvaluator, calibration_batches, load_weights, quantize_network, quantized_stages, save_weights, training_seed
+from ._evaluate import CALIBRATION_CLIPS, Evaluation, EvaluatorSettings, ProxyEvaluator, calibration_batches, load_task, load_weights, quantize_network, quantized_stages, save_weights, training_seed
 from ._memory import ESTIMATED, check_training_fits, free_memory, optimizer_states
 from ._metrics import METRIC_DIRECTIONS, METRICS, GradNorm, Latency, Metric, Naswot, SizeBytes, Snip, Synflow, make_metric
 from ._quantize import QUANT_BACKENDS, Int8Model, compare_int8, export_onnx, load_int8, quantize_int8, save_int8, size_bytes, state_bytes, weight_bytes
@@ -134,6 +134,7 @@ __all__ = [
     "draw_clips",
     "list_segments",
     "load_pretext_task",
+    "load_task",
     "ZERO_COST",
     "decode_clip",
     "list_videos",

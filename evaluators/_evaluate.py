@@ -181,6 +181,15 @@ def load_weights(path: str | Path) -> dict[str, torch.Tensor]:
         raise SpecError("TrainConfig.init_from", f"must be a safetensors file of a network's state_dict ({err})", str(path)) from None
 
 
+def load_task(data: SyntheticConfig | VideoFolderConfig | VideoPretextConfig, *, cache_dir: Path | None = None, progress: bool = True) -> SyntheticTask | VideoTask | PretextTask:
+    """The task of a data config, whatever its kind: generated, or decoded once (into ``cache_dir`` when given)."""
+    if isinstance(data, VideoFolderConfig):
+        return load_video_task(data, cache_dir=cache_dir, progress=progress)
+    if isinstance(data, VideoPretextConfig):
+        return load_pretext_task(data, cache_dir=cache_dir, progress=progress)
+    return load_or_make_synthetic_task(data, cache_dir=cache_dir)
+
+
 @dataclass(frozen=True)
 class ProxyEvaluator(Evaluator):
     """Train a spec's proxy network on the synthetic task and count its cost.
@@ -208,11 +217,7 @@ class ProxyEvaluator(Evaluator):
 
     def task(self) -> SyntheticTask | VideoTask | PretextTask:
         """The task (generated or decoded once per process, or loaded from ``cache_dir``)."""
-        if isinstance(self.data, VideoFolderConfig):
-            return load_video_task(self.data, cache_dir=self.cache_dir)
-        if isinstance(self.data, VideoPretextConfig):
-            return load_pretext_task(self.data, cache_dir=self.cache_dir)
-        return load_or_make_synthetic_task(self.data, cache_dir=self.cache_dir)
+        return load_task(self.data, cache_dir=self.cache_dir)
 
     def network_spec(self, **changes: Any) -> NetworkSpec:
         """A NetworkSpec matching this evaluator's clip, channels and classes, with ``changes`` applied."""

