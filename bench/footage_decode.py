@@ -108,14 +108,14 @@ def main(argv: list[str] | None = None) -> dict:
         "seek_speed_up": seeking["seek"]["clips_per_s"] / seeking["from_start"]["clips_per_s"],
         "identical_cache": len(digests) == 1,
     }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"{videos} videos, {len(entries)} segments of {result['segment']}; {args.rounds} round(s); load average {' '.join(f'{x:.2f}' for x in load_before)} before, {' '.join(f'{x:.2f}' for x in load_after)} after")
     for row in rows:
         print(f"{row['processes']} process(es): first {row['first_s']:.2f} s, later median {row['later_median_s']:.2f} s: {row['videos_per_s']:.1f} videos/s, {row['clips_per_s']:.1f} clips/s")
     print(f"speed-up {rows[-1]['processes']} vs {rows[0]['processes']}: {result['speed_up']:.2f}x; identical cache: {'yes' if result['identical_cache'] else 'NO'}")
-    print(f"one process, seek {seeking['seek']['clips_per_s']:.1f} clips/s vs from the first frame {seeking['from_start']['clips_per_s']:.1f} clips/s: {result['seek_speed_up']:.2f}x")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"one process, seek {seeking['seek']['clips_per_s']:.1f} clips/s vs from the first frame {seeking['from_start']['clips_per_s']:.1f} clips/s: {result['seek_speed_up']:.2f}x; written to {out}")
     return result
 
 

@@ -247,18 +247,25 @@ def decode_clip(path: str | Path, clip: tuple[int, int, int], *, threads: int = 
     return frames.transpose(3, 0, 1, 2).copy()  # (3, T, H, W)
 
 
-def _sample_frames(av, path: str | Path, clip: tuple[int, int, int], count: int | None, *, threads: int) -> tuple[np.ndarray | None, int]:
-    """(T x H x W x 3 frames at the even positions for ``count`` frames, the number decoded); None when ``count`` was not that number.
-
-    ``count`` None: the count the container states.
-    """
-    length, height, width = clip
+@contextmanager
+def _video_stream(av, path: str | Path, *, threads: int) -> Iterator[tuple[object, object]]:
+    """(the open container of ``path``, its first video stream, decoding with ``threads`` threads; 0: FFmpeg's choice)."""
     with av.open(str(path)) as container:
         if not container.streams.video:
             raise ValueError("no video stream")
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         stream.codec_context.thread_count = threads
+        yield container, stream
+
+
+def _sample_frames(av, path: str | Path, clip: tuple[int, int, int], count: int | None, *, threads: int) -> tuple[np.ndarray | None, int]:
+    """(T x H x W x 3 frames at the even positions for ``count`` frames, the number decoded); None when ``count`` was not that number.
+
+    ``count`` None: the count the container states.
+    """
+    length, height, width = clip
+    with _video_stream(av, path, threads=threads) as (container, stream):
         if count is None:
             count = _stated_frames(stream, container.duration)
         wanted: dict[int, list[int]] = {}  # frame number -> the clip's slots it fills (several when the video is shorter than the clip)
@@ -336,12 +343,7 @@ def _consecutive_frames(av, path: str | Path, clip: tuple[int, int, int], start:
     length, height, width = clip
     frames = np.empty((length, height, width, 3), dtype=np.uint8)
     got = 0
-    with av.open(str(path)) as container:
-        if not container.streams.video:
-            raise ValueError("no video stream")
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        stream.codec_context.thread_count = threads
+    with _video_stream(av, path, threads=threads) as (container, stream):
         rate, origin = stream.average_rate or stream.guessed_rate, stream.start_time or 0
         if seek and not (rate and stream.time_base):
             return None
@@ -371,10 +373,8 @@ def video_frames(path: str | Path) -> int:
     """The frame count the container of ``path`` states (0 when it states none; ValueError when it does not open)."""
     av = _import_av()
     try:
-        with av.open(str(path)) as container:
-            if not container.streams.video:
-                raise ValueError("no video stream")
-            return _stated_frames(container.streams.video[0], container.duration)
+        with _video_stream(av, path, threads=0) as (container, stream):
+            return _stated_frames(stream, container.duration)
     except ValueError:
         raise
     except Exception as err:

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from cli_tools import run_cli
+from cli_tools import search_in
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "real-footage.yaml"
 
@@ -27,11 +27,7 @@ def test_a_tiny_label_free_search_on_the_shipped_footage(tmp_path: Path) -> None
     doc["network"].update(stem_channels=4, widths=[4, 8], depths=[1, 1], temporal_strides=[1, 1], spatial_strides=[1, 2])
     doc["data"].update(clip=[4, 16, 16], speeds=[1, 8], train_size=32, val_size=16)
     doc["train"].update(epochs=1)
-    config = tmp_path / "real-footage.yaml"
-    config.write_text(yaml.safe_dump(doc))
-    done = run_cli("search", str(config), "--no-progress", cwd=tmp_path)
-    assert done.returncode == 0, done.stderr
-    run = tmp_path / "runs" / "real-footage"
+    run = search_in(tmp_path, doc)
     table = pd.read_csv(run / "trials.csv")
     assert len(table) == 2 and set(table["state"]) == {"COMPLETE"}
     assert len(list(run.glob("video-*.u8"))) == 1  # the segments, decoded once into the run's video cache
