@@ -55,17 +55,14 @@ class VideoPretextConfig:
     store: tuple[int, int] | None = None  # height, width segments are decoded to; None: twice the clip's
     seed: int = 0  # the clips' times, crops and order
     class_names: tuple[str, ...] = field(init=False, default=())  # "<speed>x_<direction>", in label order
-    folder: str = field(init=False, default="")  # root, with a package: root resolved to its folder on this machine
 
     def __post_init__(self) -> None:
         p = "VideoPretextConfig."
         if not isinstance(self.root, (str, Path)):
             raise SpecError(p + "root", "must be a folder of videos", self.root)
         object.__setattr__(self, "root", str(self.root))
-        folder = resolve_folder(p + "root", self.root)
-        if not folder.is_dir():
+        if not resolve_folder(p + "root", self.root).is_dir():
             raise SpecError(p + "root", "must be a folder of videos", self.root)
-        object.__setattr__(self, "folder", str(folder))
         object.__setattr__(self, "clip", check_clip(p + "clip", self.clip, min_frames=2))
         check_int(p + "channels", self.channels, low=1, high=3)
         if self.channels == 2:
@@ -110,6 +107,11 @@ class VideoPretextConfig:
     @property
     def input_shape(self) -> tuple[int, int, int, int]:
         return (self.channels, *self.clip)
+
+    @property
+    def folder(self) -> str:
+        """``root`` on this machine (a ``package:`` root resolved; not part of the config, so a run resumes on another machine)."""
+        return str(resolve_folder("VideoPretextConfig.root", self.root))
 
     @property
     def segment_frames(self) -> int:
