@@ -181,6 +181,12 @@ def front_gap(points: dict[str, tuple[float, float]], front: set[str], k: str) -
     return max(0.0, best - acc)
 
 
+def _tau_between(first: dict[str, dict[str, Any]], second: dict[str, dict[str, Any]], keys: list[str]) -> dict[str, Any]:
+    """Kendall's tau between two seeds' accuracies over ``keys`` (None below 3 particles), and how many."""
+    tau = kendall_tau([first[k]["accuracy"] for k in keys], [second[k]["accuracy"] for k in keys]) if len(keys) > 2 else None
+    return {"tau": tau, "particles": len(keys)}
+
+
 def summarize(rows: list[dict[str, Any]], table: list[dict[str, Any]], chosen: list[dict[str, Any]], *, variant: str) -> dict[str, Any]:
     first_seed = table[0]["seed"]
     synthetic = {key(r["particle"]): r for r in table if r["seed"] == first_seed}
@@ -190,7 +196,7 @@ def summarize(rows: list[dict[str, Any]], table: list[dict[str, Any]], chosen: l
     ks = [key(p) for p in chosen if key(p) in real]
     syn = [synthetic[k]["accuracy"] for k in ks]
     rea = [real[k]["accuracy"] for k in ks]
-    noise_syn = [k for k in ks if k in synthetic_2]
+    noise_syn = [key(p) for p in chosen if key(p) in synthetic_2]  # the table has them all, finished here or not
     noise_real = [k for k in ks if k in real_2]
     syn_points = {k: (synthetic[k]["flops"], synthetic[k]["accuracy"]) for k in ks}
     real_points = {k: (real[k]["flops"], real[k]["accuracy"]) for k in ks}
@@ -203,8 +209,9 @@ def summarize(rows: list[dict[str, Any]], table: list[dict[str, Any]], chosen: l
         "select_seed": SELECT_SEED,
         "kendall_tau": kendall_tau(syn, rea) if len(ks) > 2 else None,
         "spearman_rho": spearman_rho(syn, rea) if len(ks) > 2 else None,
-        "noise_tau_synthetic": {"tau": kendall_tau([synthetic[k]["accuracy"] for k in noise_syn], [synthetic_2[k]["accuracy"] for k in noise_syn]) if len(noise_syn) > 2 else None, "particles": len(noise_syn)},
-        "noise_tau_real": {"tau": kendall_tau([real[k]["accuracy"] for k in noise_real], [real_2[k]["accuracy"] for k in noise_real]) if len(noise_real) > 2 else None, "particles": len(noise_real)},
+        "noise_tau_synthetic": _tau_between(synthetic, synthetic_2, noise_syn),  # the table's two seeds, on the chosen particles that have both
+        "noise_tau_real": _tau_between(real, real_2, noise_real),  # this run's two seeds
+        "noise_tau_synthetic_same_particles": _tau_between(synthetic, synthetic_2, [k for k in noise_real if k in synthetic_2]),  # on the particles of noise_tau_real
         "accuracy_real": {"min": min(rea, default=None), "max": max(rea, default=None), "chance": rows[0]["chance"] if rows else None},
         "accuracy_synthetic": {"min": min(syn, default=None), "max": max(syn, default=None), "chance": 1 / 8},
         "pareto": {
