@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -154,7 +155,8 @@ class PretextTask(TaskShape):
 def list_segments(config: VideoPretextConfig) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
     """(train, val): the (video relative to root, first frame) of every segment, videos in sorted order.
 
-    A video with one segment only trains; a video too short for one is left out.
+    A video with one segment only trains; a video too short for one is left out,
+    and a file that does not open is named on stderr and left out.
     """
     root = Path(config.folder)
     videos = sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS)
@@ -163,7 +165,8 @@ def list_segments(config: VideoPretextConfig) -> tuple[list[tuple[str, int]], li
     for rel in videos:
         try:
             count = video_frames(root / rel) // length
-        except ValueError:
+        except ValueError as err:  # not a video we can open: named, never fatal (as the video cache's skipped files)
+            print(f"particle-nas: skipped {rel}: {err}", file=sys.stderr)
             continue
         n_val = max(1, round(config.val_fraction * count)) if count > 1 else 0
         starts = [i * length for i in range(count)]

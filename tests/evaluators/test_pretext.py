@@ -114,3 +114,12 @@ def test_the_proxy_evaluator_trains_on_it(footage: Path) -> None:
     result = evaluator.evaluate(spec, seed=0)
     assert 0.0 <= result.accuracy <= 1.0 and len(result.epoch_accuracy) == 1
     assert evaluator.evaluate(spec, seed=0).accuracy == result.accuracy  # seeded, deterministic on the CPU
+
+
+def test_a_file_that_is_not_a_video_is_named_and_left_out(footage: Path, tmp_path: Path, capsys) -> None:
+    (tmp_path / "clips").mkdir()
+    (tmp_path / "clips" / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 not a video" * 20)
+    (tmp_path / "clips" / "bikes.mp4").write_bytes((footage / "bikes.mp4").read_bytes())
+    train, val = list_segments(VideoPretextConfig(root=str(tmp_path)))
+    assert {rel for rel, _ in train + val} == {"clips/bikes.mp4"} and (len(train), len(val)) == (5, 2)
+    assert "particle-nas: skipped clips/broken.mp4: " in capsys.readouterr().err
