@@ -181,6 +181,11 @@ def front_gap(points: dict[str, tuple[float, float]], front: set[str], k: str) -
     return max(0.0, best - acc)
 
 
+def _label(p: dict[str, Any]) -> str:
+    """A particle in one short line: factorization/wiring, temporal kernel, expansion, squeeze-excite, activation, prune ratio."""
+    return f"{p['factorization']}/{p['wiring']} t{p['temporal_kernel']} e{p['expansion']} se{p['squeeze_excite']} {p['activation']} prune{p['prune_ratio']}"
+
+
 def _tau_between(first: dict[str, dict[str, Any]], second: dict[str, dict[str, Any]], keys: list[str]) -> dict[str, Any]:
     """Kendall's tau between two seeds' accuracies over ``keys`` (None below 3 particles), and how many."""
     tau = kendall_tau([first[k]["accuracy"] for k in keys], [second[k]["accuracy"] for k in keys]) if len(keys) > 2 else None
@@ -218,7 +223,7 @@ def summarize(rows: list[dict[str, Any]], table: list[dict[str, Any]], chosen: l
             "synthetic_front": len(syn_front),
             "real_front": len(real_front),
             "synthetic_front_on_real_front": len(syn_front & real_front),
-            "synthetic_front_gap_to_real_front": {json.loads(k)["factorization"] + "/" + json.loads(k)["wiring"]: round(front_gap(real_points, real_front, k), 4) for k in sorted(syn_front)},
+            "synthetic_front_gap_to_real_front": {_label(json.loads(k)): round(front_gap(real_points, real_front, k), 4) for k in sorted(syn_front, key=lambda k: syn_points[k][0])},
         },
         "load_avg": {"min": min(loads, default=None), "max": max(loads, default=None)},
         "points": [{"particle": json.loads(k), "flops": synthetic[k]["flops"], "synthetic": synthetic[k]["accuracy"], "real": real[k]["accuracy"], "synthetic_front": k in syn_front, "real_front": k in real_front} for k in ks],
@@ -230,7 +235,7 @@ def scatter(summary: dict[str, Any], path: Path) -> None:
     import plotly.graph_objects as go
 
     points = summary["points"]
-    label = [f"{p['particle']['factorization']}/{p['particle']['wiring']} t{p['particle']['temporal_kernel']} e{p['particle']['expansion']} prune {p['particle']['prune_ratio']}" for p in points]
+    label = [_label(p["particle"]) for p in points]
     colour = ["crimson" if p["synthetic_front"] else "steelblue" for p in points]
     fig = go.Figure(go.Scatter(x=[p["synthetic"] for p in points], y=[p["real"] for p in points], mode="markers", text=label, marker={"color": colour, "size": [6 + 3 * math.log10(max(p["flops"], 10)) for p in points]}))
     fig.update_layout(
