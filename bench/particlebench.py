@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import Any, Iterator, NamedTuple
 
 from particle_nas.config import load_config
-from particle_nas.evaluators import TABLE_FORMAT, EvaluatorSettings, ProxyEvaluator, SyntheticConfig, TrainConfig, space_hash, table_particles
+from particle_nas.evaluators import TABLE_FORMAT, EvaluatorSettings, ProxyEvaluator, SyntheticConfig, TrainConfig, VideoPretextConfig, space_hash, table_particles
 from particle_nas.evaluators._replay import RECIPE_KEYS, append_row, plain, read_lines, row_key, row_seconds_scaled, write_table
 from particle_nas.space import ParticleSpec
 
@@ -63,7 +63,7 @@ class Recipe(NamedTuple):
 
     space: Any  # SearchSpace
     network: Any  # NetworkSpec with a placeholder particle
-    data: SyntheticConfig
+    data: SyntheticConfig | VideoPretextConfig  # the synthetic task, or the label-free one on a folder of videos
     train: TrainConfig
 
     def header(self, *, seeds: list[int]) -> dict[str, Any]:
@@ -87,8 +87,8 @@ def load_recipe(path: str | os.PathLike[str] = DEFAULT_SPACE, *, epochs: int | N
     data = dataclasses.replace(config.data, **{k: v for k, v in {"clip": tuple(clip) if clip else None, "train_size": train_size, "val_size": val_size}.items() if v is not None})
     train = config.train if epochs is None else dataclasses.replace(config.train, epochs=epochs)
     network = config.network.replace(clip=data.clip, particle=ParticleSpec())
-    if not isinstance(data, SyntheticConfig):
-        raise ValueError(f"{path}: data.kind must be synthetic for a table, but got {type(data).__name__}.")
+    if not isinstance(data, (SyntheticConfig, VideoPretextConfig)):
+        raise ValueError(f"{path}: data.kind must be synthetic or video_pretext for a table (a table needs no labels beyond its task's), but got {type(data).__name__}.")
     return Recipe(space=config.space, network=network, data=data, train=train)
 
 

@@ -58,7 +58,7 @@ from ._finetune import (
     prepare_for_finetuning,
     read_checkpoint,
 )
-from ._evaluate import CALIBRATION_CLIPS, Evaluation, EvaluatorSettings, ProxyEvaluator, calibration_batches, load_weights, quantize_network, quantized_stages, save_weights, training_seed
+from ._evaluate import CALIBRATION_CLIPS, Evaluation, EvaluatorSettings, ProxyEvaluator, calibration_batches, load_task, load_weights, quantize_network, quantized_stages, save_weights, training_seed
 from ._memory import ESTIMATED, check_training_fits, free_memory, optimizer_states
 from ._metrics import METRIC_DIRECTIONS, METRICS, GradNorm, Latency, Metric, Naswot, SizeBytes, Snip, Synflow, make_metric
 from ._quantize import QUANT_BACKENDS, Int8Model, compare_int8, export_onnx, load_int8, quantize_int8, save_int8, size_bytes, state_bytes, weight_bytes
@@ -66,7 +66,8 @@ from ._registry import METRIC_INFO, OBJECTIVES, OPTIONAL_METRICS, ZERO_COST, Con
 from ._protocol import EpochReport, Evaluator
 from ._prune import prune_network, prunes, unpruned_spec
 from ._replay import TABLE_FORMAT, ReplayEvaluator, SeedNoise, Table, canonical_particle, check_replay, load_table, space_hash, table_particles
-from ._video import CROP_SCALE, VIDEO_EXTENSIONS, VIEW_CROPS, VideoFolderConfig, VideoTask, check_video_split, decode_clip, decode_views, list_videos, load_video_task, view_positions
+from ._video import CROP_SCALE, VIDEO_EXTENSIONS, VIEW_CROPS, DecodeJob, VideoFolderConfig, VideoTask, check_video_split, decode_clip, decode_frames, decode_views, list_videos, load_video_task, video_frames, view_positions
+from ._pretext import PretextTask, VideoPretextConfig, draw_clips, list_segments, load_pretext_task
 from ._train import MEMORY_FORMATS, OPTIMIZERS, SCHEDULES, TrainConfig, TrainingDiverged, TrainResult, TrialStopped, TrainState, device_clips, evaluate_accuracy, lr_factor, memory_format_for, train_proxy
 
 __all__ = [
@@ -135,6 +136,15 @@ __all__ = [
     "VIDEO_EXTENSIONS",
     "VideoFolderConfig",
     "VideoTask",
+    "DecodeJob",
+    "decode_frames",
+    "video_frames",
+    "VideoPretextConfig",
+    "PretextTask",
+    "draw_clips",
+    "list_segments",
+    "load_pretext_task",
+    "load_task",
     "ZERO_COST",
     "decode_clip",
     "decode_views",

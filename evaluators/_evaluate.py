@@ -38,6 +38,7 @@ from ._protocol import Evaluator
 from ._prune import prune_network, prunes, unpruned_spec
 from ._quantize import quantize_int8, size_bytes
 from ._train import EpochCallback, TrainConfig, TrialStopped, _num_threads, device_clips, evaluate_accuracy, train_proxy
+from ._pretext import PretextTask, VideoPretextConfig, load_pretext_task
 from ._video import VideoFolderConfig, VideoTask, load_video_task
 
 _TRAIN_OUTPUTS = ("accuracy", "epoch_accuracy", "train_loss", "duration_s")
@@ -180,6 +181,15 @@ def load_weights(path: str | Path) -> dict[str, torch.Tensor]:
         raise SpecError("TrainConfig.init_from", f"must be a safetensors file of a network's state_dict ({err})", str(path)) from None
 
 
+def load_task(data: SyntheticConfig | VideoFolderConfig | VideoPretextConfig, *, cache_dir: Path | None = None, progress: bool = True) -> SyntheticTask | VideoTask | PretextTask:
+    """The task of a data config, whatever its kind: generated, or decoded once (into ``cache_dir`` when given)."""
+    if isinstance(data, VideoFolderConfig):
+        return load_video_task(data, cache_dir=cache_dir, progress=progress)
+    if isinstance(data, VideoPretextConfig):
+        return load_pretext_task(data, cache_dir=cache_dir, progress=progress)
+    return load_or_make_synthetic_task(data, cache_dir=cache_dir)
+
+
 @dataclass(frozen=True)
 class ProxyEvaluator(Evaluator):
     """Train a spec's proxy network on the synthetic task and count its cost.
@@ -190,14 +200,14 @@ class ProxyEvaluator(Evaluator):
     see the same batches in the same order.
     """
 
-    data: SyntheticConfig | VideoFolderConfig = field(default_factory=SyntheticConfig)
+    data: SyntheticConfig | VideoFolderConfig | VideoPretextConfig = field(default_factory=SyntheticConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     cache_dir: Path | None = None  # where the task's clips are kept on disk; None = memory only
     evaluators: EvaluatorSettings = field(default_factory=EvaluatorSettings)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.data, (SyntheticConfig, VideoFolderConfig)):
-            raise SpecError("ProxyEvaluator.data", "must be a SyntheticConfig or a VideoFolderConfig", self.data)
+        if not isinstance(self.data, (SyntheticConfig, VideoFolderConfig, VideoPretextConfig)):
+            raise SpecError("ProxyEvaluator.data", "must be a SyntheticConfig, a VideoFolderConfig or a VideoPretextConfig", self.data)
         if not isinstance(self.train, TrainConfig):
             raise SpecError("ProxyEvaluator.train", "must be a TrainConfig", self.train)
         if not isinstance(self.evaluators, EvaluatorSettings):
@@ -205,11 +215,9 @@ class ProxyEvaluator(Evaluator):
         if self.cache_dir is not None:
             object.__setattr__(self, "cache_dir", Path(self.cache_dir))
 
-    def task(self) -> SyntheticTask | VideoTask:
+    def task(self) -> SyntheticTask | VideoTask | PretextTask:
         """The task (generated or decoded once per process, or loaded from ``cache_dir``)."""
-        if isinstance(self.data, VideoFolderConfig):
-            return load_video_task(self.data, cache_dir=self.cache_dir)
-        return load_or_make_synthetic_task(self.data, cache_dir=self.cache_dir)
+        return load_task(self.data, cache_dir=self.cache_dir)
 
     def network_spec(self, **changes: Any) -> NetworkSpec:
         """A NetworkSpec matching this evaluator's clip, channels and classes, with ``changes`` applied."""

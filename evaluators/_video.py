@@ -47,6 +47,7 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -257,10 +258,7 @@ def decode_views(path: str | Path, clip: tuple[int, int, int], *, views: int = 1
         raise SpecError("decode_views.crops", f"must be one of {VIEW_CROPS}", crops)
     length, height, width = clip
     size = (height, width) if crops == 1 else (round(height * CROP_SCALE), round(width * CROP_SCALE))
-    try:
-        import av
-    except ImportError:  # pragma: no cover - depends on the environment
-        raise ImportError("reading video folders needs PyAV: pip install av") from None
+    av = _import_av()
     try:
         frames, count = _sample_frames(av, path, length, size, None, views=views, threads=threads)
         if frames is None:  # the count the container stated was not the decoded one
@@ -295,18 +293,25 @@ def view_positions(count: int, length: int, views: int) -> list[list[int]]:
     return [np.clip(np.round(base + ((v + 0.5) / views - 0.5) * step), 0, count - 1).astype(int).tolist() for v in range(views)]
 
 
-def _sample_frames(av, path: str | Path, length: int, size: tuple[int, int], count: int | None, *, views: int, threads: int) -> tuple[np.ndarray | None, int]:
-    """(views x T x h x w x 3 frames at the positions for ``count`` frames, the number decoded); None when ``count`` was not that number.
-
-    ``count`` None: the count the container states.
-    """
-    height, width = size
+@contextmanager
+def _video_stream(av, path: str | Path, *, threads: int) -> Iterator[tuple[object, object]]:
+    """(the open container of ``path``, its first video stream, decoding with ``threads`` threads; 0: FFmpeg's choice)."""
     with av.open(str(path)) as container:
         if not container.streams.video:
             raise ValueError("no video stream")
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         stream.codec_context.thread_count = threads
+        yield container, stream
+
+
+def _sample_frames(av, path: str | Path, length: int, size: tuple[int, int], count: int | None, *, views: int, threads: int) -> tuple[np.ndarray | None, int]:
+    """(views x T x h x w x 3 frames at the positions for ``count`` frames, the number decoded); None when ``count`` was not that number.
+
+    ``count`` None: the count the container states.
+    """
+    height, width = size
+    with _video_stream(av, path, threads=threads) as (container, stream):
         if count is None:
             count = _stated_frames(stream, container.duration)
         wanted: dict[int, list[tuple[int, int]]] = {}  # frame number -> the (view, slot)s it fills (several when the video is shorter than the clip)
@@ -339,10 +344,104 @@ def _stated_frames(stream, container_duration: int | None) -> int:
     return round(seconds * float(rate)) if rate else 0
 
 
-def _decode_or_reason(path: str, clip: tuple[int, int, int], threads: int) -> np.ndarray | str:
-    """``decode_clip``, or why the file does not decode (what a decoding process sends back)."""
+@dataclass(frozen=True)
+class DecodeJob:
+    """One clip to decode from the video at ``path``: ``T`` frames resized to H x W RGB.
+
+    ``start`` None: the ``T`` frames are spread evenly over the whole video
+    (``decode_clip``); a frame number: the ``T`` consecutive frames from it on
+    (``decode_frames``, which seeks where the container allows).
+    """
+
+    path: str
+    clip: tuple[int, int, int]
+    start: int | None = None
+
+
+def decode_job(job: DecodeJob, *, threads: int = 0) -> np.ndarray:
+    """The uint8 (3, T, H, W) clip ``job`` asks for (ValueError when the file does not give it)."""
+    if job.start is None:
+        return decode_clip(job.path, job.clip, threads=threads)
+    return decode_frames(job.path, job.clip, start=job.start, threads=threads)
+
+
+def decode_frames(path: str | Path, clip: tuple[int, int, int], *, start: int, threads: int = 0, seek: bool = True) -> np.ndarray:
+    """The ``T`` consecutive frames of the video at ``path`` from frame ``start`` (0-based), resized to H x W RGB: uint8 (3, T, H, W).
+
+    With ``seek`` and a container that states a frame rate and timestamps, the
+    decoder jumps to the last key frame at or before ``start`` instead of
+    decoding from the first frame, and numbers frames by their timestamps; when
+    that numbering does not land on ``start`` (no timestamps, a variable frame
+    rate), the video is decoded again from its first frame, counting frames.
+    Raises ValueError when the file does not decode or ends before the clip does.
+    """
+    av = _import_av()
     try:
-        return decode_clip(path, clip, threads=threads)
+        frames = _consecutive_frames(av, path, clip, start, threads=threads, seek=seek and start > 0)
+        if frames is None:
+            frames = _consecutive_frames(av, path, clip, start, threads=threads, seek=False)
+    except ValueError:
+        raise
+    except Exception as err:  # av.error.*, OSError, ...: a file we cannot read
+        raise ValueError(f"{type(err).__name__}: {err}".splitlines()[0]) from None
+    return frames.transpose(3, 0, 1, 2).copy()
+
+
+def _consecutive_frames(av, path: str | Path, clip: tuple[int, int, int], start: int, *, threads: int, seek: bool) -> np.ndarray | None:
+    """T x H x W x 3 frames start .. start + T - 1; None when a seek's timestamps do not number them (decode from the start instead)."""
+    length, height, width = clip
+    frames = np.empty((length, height, width, 3), dtype=np.uint8)
+    got = 0
+    with _video_stream(av, path, threads=threads) as (container, stream):
+        rate, origin = stream.average_rate or stream.guessed_rate, stream.start_time or 0
+        if seek and not (rate and stream.time_base):
+            return None
+        if seek:
+            container.seek(origin + int(Fraction(start) / (Fraction(rate) * stream.time_base)), stream=stream, backward=True, any_frame=False)
+        for count, frame in enumerate(container.decode(stream)):
+            if seek:
+                if frame.pts is None:
+                    return None
+                index = round(float((frame.pts - origin) * stream.time_base * rate))
+            else:
+                index = count
+            if index < start:
+                continue
+            if index != start + got:  # landed past start, or a frame is missing: the timestamps do not number the frames
+                if seek:
+                    return None
+                raise ValueError(f"frame {start + got} is missing")
+            frames[got] = frame.to_ndarray(width=width, height=height, format="rgb24")
+            got += 1
+            if got == length:
+                return frames
+    raise ValueError(f"it ends after frame {start + got - 1 if got else 'none'}, before frame {start + length - 1} of the clip")
+
+
+def video_frames(path: str | Path) -> int:
+    """The frame count the container of ``path`` states (0 when it states none; ValueError when it does not open)."""
+    av = _import_av()
+    try:
+        with _video_stream(av, path, threads=0) as (container, stream):
+            return _stated_frames(stream, container.duration)
+    except ValueError:
+        raise
+    except Exception as err:
+        raise ValueError(f"{type(err).__name__}: {err}".splitlines()[0]) from None
+
+
+def _import_av():
+    try:
+        import av
+    except ImportError:  # pragma: no cover - depends on the environment
+        raise ImportError("reading videos needs PyAV: pip install av") from None
+    return av
+
+
+def _decode_or_reason(job: DecodeJob, threads: int) -> np.ndarray | str:
+    """``decode_job``, or why the file does not give the clip (what a decoding process sends back)."""
+    try:
+        return decode_job(job, threads=threads)
     except ValueError as err:
         return str(err)
 
@@ -365,29 +464,29 @@ def _decoder_context() -> multiprocessing.context.BaseContext:
     return context
 
 
-def _decoded(paths: list[str], clip: tuple[int, int, int], *, workers: int, progress: bool, desc: str) -> Iterator[np.ndarray | str]:
-    """``_decode_or_reason`` of every path, in order, by ``workers`` processes, with a progress bar.
+def _decoded(jobs: list[DecodeJob], *, workers: int, progress: bool, desc: str) -> Iterator[np.ndarray | str]:
+    """``_decode_or_reason`` of every job, in order, by ``workers`` processes, with a progress bar.
 
     At most a few clips per process wait to be taken, whatever the number of videos.
     """
     from tqdm.auto import tqdm
 
-    workers = min(workers, len(paths))
-    bar = tqdm(total=len(paths), desc=desc, unit="video", disable=not progress, file=sys.stderr, dynamic_ncols=True)
+    workers = min(workers, len(jobs))
+    bar = tqdm(total=len(jobs), desc=desc, unit="clip", disable=not progress, file=sys.stderr, dynamic_ncols=True)
     try:
         if workers <= 1 or multiprocessing.current_process().daemon:  # a daemonic process may not start others
-            for path in paths:
-                yield _decode_or_reason(path, clip, 0)
+            for job in jobs:
+                yield _decode_or_reason(job, 0)
                 bar.update()
             return
         pool = ProcessPoolExecutor(max_workers=workers, mp_context=_decoder_context())
         try:
-            todo = iter(paths)
-            pending = deque(pool.submit(_decode_or_reason, path, clip, 1) for path in itertools.islice(todo, 4 * workers))
+            todo = iter(jobs)
+            pending = deque(pool.submit(_decode_or_reason, job, 1) for job in itertools.islice(todo, 4 * workers))
             while pending:
                 result = pending.popleft().result()
-                for path in itertools.islice(todo, 1):
-                    pending.append(pool.submit(_decode_or_reason, path, clip, 1))
+                for job in itertools.islice(todo, 1):
+                    pending.append(pool.submit(_decode_or_reason, job, 1))
                 yield result
                 bar.update()
         except BrokenProcessPool as err:
@@ -398,31 +497,38 @@ def _decoded(paths: list[str], clip: tuple[int, int, int], *, workers: int, prog
         bar.close()
 
 
-def _kept_clips(config: VideoFolderConfig, entries: list[tuple[str, int]], ok: np.ndarray, skipped: list[str], *, workers: int, progress: bool) -> Iterator[np.ndarray]:
-    """The clips of the entries that decode, in order; sets ``ok`` and names each skipped file (in ``skipped`` and on stderr)."""
-    root = Path(config.root)
-    paths = [str(root / rel) for rel, _ in entries]
-    for i, result in enumerate(_decoded(paths, config.clip, workers=workers, progress=progress, desc=f"decoding {root.name}")):
-        rel = entries[i][0]
+def _kept_clips(jobs: list[DecodeJob], names: list[str], ok: np.ndarray, skipped: list[str], *, workers: int, progress: bool, desc: str) -> Iterator[np.ndarray]:
+    """The clips of the jobs that decode, in order; sets ``ok`` and names each skipped one (in ``skipped`` and on stderr)."""
+    for i, result in enumerate(_decoded(jobs, workers=workers, progress=progress, desc=desc)):
         if isinstance(result, str):
-            skipped.append(rel)
-            print(f"particle-nas: skipped {rel}: {result}", file=sys.stderr)
+            skipped.append(names[i])
+            print(f"particle-nas: skipped {names[i]}: {result}", file=sys.stderr)
         else:
             ok[i] = True
             yield result
 
 
-def _digest(config: VideoFolderConfig, entries: list[tuple[str, int]]) -> str:
-    root = Path(config.root)
-    files = []
-    for rel, label in entries:
+def file_stats(root: str | Path, rels: Iterable[str]) -> list[list[object]]:
+    """[path, size, mtime_ns] of each file (None, None when it cannot be read): what a cache digest depends on."""
+    stats: list[list[object]] = []
+    for rel in rels:
         try:
-            st = (root / rel).stat()
-            files.append([rel, label, st.st_size, st.st_mtime_ns])
+            st = (Path(root) / rel).stat()
+            stats.append([rel, st.st_size, st.st_mtime_ns])
         except OSError:
-            files.append([rel, label, None, None])
-    text = json.dumps({"version": CACHE_VERSION, "clip": list(config.clip), "files": files}, sort_keys=True)
+            stats.append([rel, None, None])
+    return stats
+
+
+def cache_digest(**content: object) -> str:
+    """A short hash of what a cache holds (the cache's version, the clip, the files and how they are cut)."""
+    text = json.dumps({"version": CACHE_VERSION, **content}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _digest(config: VideoFolderConfig, entries: list[tuple[str, int]]) -> str:
+    files = [[*stat[:1], label, *stat[1:]] for stat, (_, label) in zip(file_stats(config.root, [rel for rel, _ in entries]), entries)]
+    return cache_digest(clip=list(config.clip), files=files)
 
 
 # ---------------------------------------------------------------- the cache on disk
@@ -527,17 +633,17 @@ def _publish(target: Path, chunks: Iterable[bytes | np.ndarray]) -> None:
         raise
 
 
-def _build_cache(config: VideoFolderConfig, entries: list[tuple[str, int]], index_path: Path, data_path: Path, *, workers: int, progress: bool) -> None:
-    """Decode the entries into ``data_path``, then write ``index_path``: each published whole, by rename, the data first."""
+def _build_cache(jobs: list[DecodeJob], names: list[str], index_path: Path, data_path: Path, *, workers: int, progress: bool, desc: str) -> None:
+    """Decode the jobs into ``data_path``, then write ``index_path``: each published whole, by rename, the data first."""
     folder = data_path.parent
-    needed = len(entries) * int(np.prod((3, *config.clip)))
+    needed = len(jobs) * int(np.prod((3, *jobs[0].clip)))
     if _free_bytes(folder) < needed:
         raise ValueError(_space_message(needed, folder))
-    ok = np.zeros(len(entries), dtype=bool)
+    ok = np.zeros(len(jobs), dtype=bool)
     skipped: list[str] = []
     try:
-        _publish(data_path, _kept_clips(config, entries, ok, skipped, workers=workers, progress=progress))
-        index = {"version": CACHE_VERSION, "ok": ok.tolist(), "skipped": skipped, "files": [rel for rel, _ in entries]}
+        _publish(data_path, _kept_clips(jobs, names, ok, skipped, workers=workers, progress=progress, desc=desc))
+        index = {"version": CACHE_VERSION, "ok": ok.tolist(), "skipped": skipped, "files": names}
         _publish(index_path, [json.dumps(index).encode()])
     except OSError as err:
         if err.errno not in (errno.ENOSPC, errno.EDQUOT):
@@ -545,14 +651,42 @@ def _build_cache(config: VideoFolderConfig, entries: list[tuple[str, int]], inde
         raise ValueError(_space_message(needed, folder)) from None
 
 
-def _decode_in_memory(config: VideoFolderConfig, entries: list[tuple[str, int]], *, workers: int, progress: bool) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
-    ok = np.zeros(len(entries), dtype=bool)
+def _decode_in_memory(jobs: list[DecodeJob], names: list[str], *, workers: int, progress: bool, desc: str) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+    ok = np.zeros(len(jobs), dtype=bool)
     skipped: list[str] = []
-    clips = np.zeros((len(entries), 3, *config.clip), dtype=np.uint8)
+    clips = np.zeros((len(jobs), 3, *jobs[0].clip), dtype=np.uint8)
     rows = 0
-    for rows, clip in enumerate(_kept_clips(config, entries, ok, skipped, workers=workers, progress=progress), start=1):
+    for rows, clip in enumerate(_kept_clips(jobs, names, ok, skipped, workers=workers, progress=progress, desc=desc), start=1):
         clips[rows - 1] = clip
     return clips[:rows], ok, tuple(skipped)
+
+
+def cached_clips(jobs: list[DecodeJob], names: list[str], *, digest: str, cache_dir: str | Path | None, workers: int, progress: bool, desc: str) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+    """(clips of the jobs that decode, which did, the names of those that did not), decoded once into ``cache_dir``.
+
+    Every job has the same clip size. With ``cache_dir``, ``video-<digest>.u8`` is
+    built once under the folder's lock by ``workers`` processes and mapped
+    copy-on-write (later calls and processes decode nothing); without, the
+    clips are decoded into memory.
+    """
+    check_int("cached_clips.workers", workers, low=1)
+    if cache_dir is None:
+        return _decode_in_memory(jobs, names, workers=workers, progress=progress, desc=desc)
+    shape_one = (3, *jobs[0].clip)
+    folder = Path(cache_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    index_path, data_path = folder / f"video-{digest}.json", folder / f"video-{digest}.u8"
+    cached = _open_cache(index_path, data_path, len(jobs), shape_one)
+    if cached is None:
+        with _build_lock(folder / f"video-{digest}.lock"):
+            cached = _open_cache(index_path, data_path, len(jobs), shape_one)  # built while this process waited
+            if cached is None:
+                _remove_dead_tmp(folder, digest)
+                _build_cache(jobs, names, index_path, data_path, workers=workers, progress=progress, desc=desc)
+                cached = _open_cache(index_path, data_path, len(jobs), shape_one)
+        if cached is None:
+            raise ValueError(f"{data_path} must hold the video cache just written, but it does not (was it removed?).")
+    return cached
 
 
 _MEMORY: dict[tuple[VideoFolderConfig, str | None], VideoTask] = {}
@@ -579,25 +713,10 @@ def load_video_task(config: VideoFolderConfig, *, cache_dir: str | Path | None =
     if workers is None:
         workers = default_decode_workers(len(entries))
     check_int("load_video_task.workers", workers, low=1)
-    shape_one = (3, *config.clip)
-    if cache_dir is None:
-        clips, ok, skipped = _decode_in_memory(config, entries, workers=workers, progress=progress)
-    else:
-        folder = Path(cache_dir)
-        folder.mkdir(parents=True, exist_ok=True)
-        digest = _digest(config, entries)
-        index_path, data_path = folder / f"video-{digest}.json", folder / f"video-{digest}.u8"
-        cached = _open_cache(index_path, data_path, len(entries), shape_one)
-        if cached is None:
-            with _build_lock(folder / f"video-{digest}.lock"):
-                cached = _open_cache(index_path, data_path, len(entries), shape_one)  # built while this process waited
-                if cached is None:
-                    _remove_dead_tmp(folder, digest)
-                    _build_cache(config, entries, index_path, data_path, workers=workers, progress=progress)
-                    cached = _open_cache(index_path, data_path, len(entries), shape_one)
-            if cached is None:
-                raise ValueError(f"{data_path} must hold the video cache just written, but it does not (was it removed?).")
-        clips, ok, skipped = cached
+    root = Path(config.root)
+    jobs = [DecodeJob(str(root / rel), config.clip) for rel, _ in entries]
+    digest = _digest(config, entries) if cache_dir is not None else ""
+    clips, ok, skipped = cached_clips(jobs, [rel for rel, _ in entries], digest=digest, cache_dir=cache_dir, workers=workers, progress=progress, desc=f"decoding {root.name}")
     labels = torch.tensor([label for _, label in entries], dtype=torch.int64)
     data = torch.from_numpy(clips)
     n_train = len(train_entries)

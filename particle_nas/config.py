@@ -20,13 +20,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from particle_nas.evaluators import EvaluatorSettings, ProxyEvaluator, ReplayEvaluator, SyntheticConfig, TrainConfig, VideoFolderConfig, check_replay, load_table, precision_policy, resolve_device
+from particle_nas.evaluators import EvaluatorSettings, ProxyEvaluator, ReplayEvaluator, SyntheticConfig, TrainConfig, VideoFolderConfig, VideoPretextConfig, check_replay, load_table, precision_policy, resolve_device
 from particle_nas.search import RESUMABLE, SearchSettings
 from particle_nas.space import BASELINES, NetworkSpec, SearchSpace, SpecError, read_yaml
 
 SECTIONS: tuple[str, ...] = ("name", "seed", "output_dir", "search", "space", "network", "data", "train", "evaluators")
 # data.kind -> the config class of that kind of task.
-DATA_KINDS: dict[str, type] = {"synthetic": SyntheticConfig, "video_folder": VideoFolderConfig}
+DATA_KINDS: dict[str, type] = {"synthetic": SyntheticConfig, "video_folder": VideoFolderConfig, "video_pretext": VideoPretextConfig}
 # Network fields that follow from the data, and so may not be set under network:.
 _DERIVED_NETWORK_FIELDS = {"clip": "data.clip", "num_classes": "data.num_classes", "in_channels": "data.channels", "particle": "space"}
 # Train fields that may change when a run is resumed (a run may continue on another GPU).
@@ -35,6 +35,7 @@ _TRAIN_RESUMABLE: tuple[str, ...] = ("device",)
 _PREFIXES = {
     "NetworkSpec.": "network.", "TrainConfig.": "train.", "SyntheticConfig.": "data.", "ParticleSpec.": "space.",
     "EvaluatorSettings.": "evaluators.", "VideoFolderConfig.": "data.", "FineTuneSettings.": "finetune.",
+    "VideoPretextConfig.": "data.",
 }  # fmt: skip
 # Command-line flags -> the document path each overrides (apply_overrides); name, seed and output_dir are their own paths.
 OVERRIDES: dict[str, str] = {key: f"search.{key}" for key in ("trials", "timeout", "sampler", "early_stopping", "backend")}
@@ -64,7 +65,7 @@ class RunConfig:
     search: SearchSettings
     space: SearchSpace
     network: NetworkSpec  # the proxy network; its particle is replaced by each trial's
-    data: SyntheticConfig | VideoFolderConfig  # data.kind: synthetic (default) or video_folder
+    data: SyntheticConfig | VideoFolderConfig | VideoPretextConfig  # data.kind: synthetic (default), video_folder or video_pretext (label-free)
     train: TrainConfig
     raw: dict  # the document as read (with command-line overrides applied)
     source: str = "<config>"
@@ -240,7 +241,7 @@ def _parse(raw: Any, *, source: str, overrides: Mapping[str, Any]) -> RunConfig:
     )
 
 
-def _data_and_train(raw: Mapping[str, Any], seed: int) -> tuple[SyntheticConfig | VideoFolderConfig, TrainConfig]:
+def _data_and_train(raw: Mapping[str, Any], seed: int) -> tuple[SyntheticConfig | VideoFolderConfig | VideoPretextConfig, TrainConfig]:
     """The data and train sections (each seeded by ``seed`` unless set), and the device the training asks for, checked."""
     data_values = section_values(raw, "data")
     data_values.setdefault("seed", seed)
@@ -256,7 +257,7 @@ def _data_and_train(raw: Mapping[str, Any], seed: int) -> tuple[SyntheticConfig 
     return data, train
 
 
-def _network(raw: Mapping[str, Any], *, space: SearchSpace, data: SyntheticConfig | VideoFolderConfig) -> NetworkSpec:
+def _network(raw: Mapping[str, Any], *, space: SearchSpace, data: SyntheticConfig | VideoFolderConfig | VideoPretextConfig) -> NetworkSpec:
     """The proxy network: the network section, with the fields the data sets."""
     network_values = section_values(raw, "network")
     for key, owner in _DERIVED_NETWORK_FIELDS.items():

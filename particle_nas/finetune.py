@@ -36,7 +36,7 @@ class FineTuneJob:
     seed: int  # initial weights of what is not loaded (head, adapters), batch order
     network: NetworkSpec  # as read from NETWORK.yaml (num_classes replaced with --new-head)
     network_file: str
-    data: Any  # VideoFolderConfig (or SyntheticConfig), at the network's clip
+    data: Any  # VideoFolderConfig, VideoPretextConfig (label-free) or SyntheticConfig, at the network's clip
     train: TrainConfig
     settings: FineTuneSettings
     weights_file: str | None
@@ -383,12 +383,10 @@ def _quantize(job: FineTuneJob, model, task) -> dict[str, Any]:
 
 
 def _load_task(job: FineTuneJob, *, progress: bool):
-    from particle_nas.evaluators import load_or_make_synthetic_task, load_video_task
+    from particle_nas.evaluators import load_task
 
     job.run_dir.mkdir(parents=True, exist_ok=True)
-    if isinstance(job.data, VideoFolderConfig):
-        return load_video_task(job.data, cache_dir=job.run_dir.resolve(), progress=progress)
-    return load_or_make_synthetic_task(job.data, cache_dir=job.run_dir.resolve())
+    return load_task(job.data, cache_dir=job.run_dir.resolve(), progress=progress)
 
 
 def _measure(job: FineTuneJob, model, task, result, counts, *, device, quantization: dict[str, Any] | None = None, distributed: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -63,6 +63,20 @@ def replay_note(study: optuna.Study) -> str | None:
     )
 
 
+def task_note(study: optuna.Study) -> tuple[str, str]:
+    """(the data kind, one sentence saying which task the run's trials were trained on), read from the config stored on the study."""
+    data = (study.user_attrs.get("config") or {}).get("data") or {}
+    kind = str(data.get("kind", "synthetic"))
+    clip = "x".join(str(n) for n in data.get("clip", [])) or "the default"
+    if kind == "video_pretext":
+        speeds = "/".join(f"{s}x" for s in data.get("speeds", [1, 2, 4]))
+        directions = " x forward/backward" if data.get("reverse", True) else ""
+        return kind, f"Task: label-free pretext on the videos of {data.get('root')} (playback speed {speeds}{directions}, {clip} clips); no labels were read."
+    if kind == "video_folder":
+        return kind, f"Task: labelled videos, one class per sub-folder of {data.get('root')} ({clip} clips)."
+    return kind, f"Task: the synthetic motion task ({data.get('num_classes', 8)} classes, difficulty {data.get('difficulty', 0.25)}, {clip} clips)."
+
+
 def complete_rows(df: pd.DataFrame) -> pd.DataFrame:
     return df[df["state"].astype(str) == "COMPLETE"]
 

@@ -29,6 +29,7 @@ from ._dashboard import (
     parallel_axes,
     pareto_members,
     replay_note,
+    task_note,
     searched_axes,
 )
 from ._files import atomic_write
@@ -285,13 +286,14 @@ def dashboard_html(study: optuna.Study, *, run: str, table: pd.DataFrame | None 
     title = f"particle-nas: {study.study_name}"
     replay = replay_note(study)
     banner = f'<p class="replay" id="replay">{html.escape(replay)}</p>' if replay else ""
+    kind, task = task_note(study)
     return (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
         f"<title>{html.escape(title)}</title><style>{_CSS}</style>"
         f'<script type="text/javascript">{get_plotlyjs()}</script></head><body>'
-        f"<header><h1>{html.escape(title)}</h1><p>{html.escape(summary)}</p>{banner}</header>"
+        f'<header><h1>{html.escape(title)}</h1><p>{html.escape(summary)}</p><p id="task">{html.escape(task)}</p>{banner}</header>'
         f"<main>{''.join(sections)}</main><script>{_SORT_JS}</script>"
-        f'<script type="application/json" id="dashboard-data">{json.dumps({"complete": len(rows), "front_flops": len(front.members), "presets": presets, "baselines": baselines, "replay": replay is not None})}</script>'
+        f'<script type="application/json" id="dashboard-data">{json.dumps({"complete": len(rows), "front_flops": len(front.members), "presets": presets, "baselines": baselines, "replay": replay is not None, "task": kind})}</script>'
         "</body></html>\n"
     )
 

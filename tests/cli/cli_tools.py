@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from particle_nas.space import FACTORIZATIONS
 
@@ -28,6 +29,13 @@ def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "particle_nas", *args], cwd=cwd, capture_output=True, text=True, timeout=600)
 
 
+def search_in(folder: Path, doc: dict) -> Path:
+    """Run ``particle-nas search`` on config ``doc`` (written into ``folder``) and return its run directory; fails the test if it fails."""
+    config = folder / f"{doc['name']}.yaml"
+    config.write_text(yaml.safe_dump(doc))
+    done = run_cli("search", str(config), "--no-progress", cwd=folder)
+    assert done.returncode == 0, done.stderr
+    return folder / doc.get("output_dir", "runs") / doc["name"]
 
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -69,7 +69,7 @@ def test_fingerprint_ignores_what_may_change_on_resume():
         (_with("evaluators", zero_cost=["jacov"]), "cfg.yaml: evaluators.zero_cost must be a list of distinct names from"),
         (_with("evaluators", latency_repeats=0), "cfg.yaml: evaluators.latency_repeats must be in [1, 10000], but got 0."),
         (_with("data", difficulty=2), "cfg.yaml: data.difficulty must be in [0.0, 1.0], but got 2."),
-        (_with("data", kind="webcam"), "cfg.yaml: data.kind must be one of ('synthetic', 'video_folder'), but got 'webcam'."),
+        (_with("data", kind="webcam"), "cfg.yaml: data.kind must be one of ('synthetic', 'video_folder', 'video_pretext'), but got 'webcam'."),
         ({**BASE, "data": {"kind": "video_folder", "root": "/nonexistent"}}, "cfg.yaml: data.root must be a folder with one sub-folder of videos per class"),
         ({**BASE, "seed": -1}, "cfg.yaml: seed must be an integer in [0, 2**32), but got -1."),
         ({**BASE, "name": "../escape"}, "cfg.yaml: name must be 1-128 letters"),

@@ -234,7 +234,7 @@ def test_dashboard_in_headless_chromium(preset_run, tmp_path):
         first_yaml = page.evaluate("() => document.querySelector('#members tbody tr pre').textContent")
         assert yaml.safe_load(first_yaml)["source"]["trial"] == rows()[0]
         data = json.loads(page.evaluate("() => document.getElementById('dashboard-data').textContent"))
-        assert data == {"complete": n_complete, "front_flops": len(pareto_front(df).members), "presets": 2, "baselines": 0, "replay": False}
+        assert data == {"complete": n_complete, "front_flops": len(pareto_front(df).members), "presets": 2, "baselines": 0, "replay": False, "task": "synthetic"}
         assert page.js_errors == []
 
 
