@@ -116,8 +116,10 @@ def _report_search(config, summary, *, run_dir: Path, resume_hint: str) -> int:
     print(
         f"{summary.finished}/{summary.target} trials finished ({summary.complete} complete, "
         f"{f'{summary.stopped} stopped early, ' if summary.stopped else ''}{summary.failed} failed; "
-        f"{summary.new} new this run, {summary.reused} reused identical particles)"
+        f"{summary.new} new this run, {summary.reused} reused identical networks)"
     )
+    if summary.hypervolume is not None:
+        print(f"hypervolume of the accuracy-FLOPs front: {summary.hypervolume:.4f} (log FLOPs from the space's cheapest network to 1.1 x its largest; docs/dashboard.md)")
     if summary.baselines:
         print(f"baselines: {summary.baselines} baselines + {summary.finished - summary.baselines} searched")
         for line in baseline_lines(trials_table(study)):
