@@ -5,23 +5,32 @@ from pathlib import Path
 
 import pytest
 
-from particle_nas.evaluators import ReplayEvaluator, SyntheticConfig, Table, TrainConfig, canonical_particle, check_replay, load_table, space_hash, table_particles
+from particle_nas.config import load_config
+from particle_nas.evaluators import ReplayEvaluator, SyntheticConfig, Table, TrainConfig, canonical_networks, check_replay, load_table, space_hash, table_particles
 from particle_nas.evaluators._replay import write_table
-from particle_nas.space import NetworkSpec, ParticleSpec, SearchSpace, SpecError, read_yaml
+from particle_nas.space import NetworkSpec, ParticleSpec, SearchSpace, SpecError, network_fingerprint, read_yaml
 
-QUICKSTART_SPACE = read_yaml(Path(__file__).resolve().parents[2] / "examples" / "quickstart.yaml")["space"]  # the space of the table
+QUICKSTART = Path(__file__).resolve().parents[2] / "examples" / "quickstart.yaml"
+QUICKSTART_SPACE = read_yaml(QUICKSTART)["space"]  # the space of the table
 
 
 def test_table_particles_are_the_distinct_networks_of_the_quickstart_space():
-    space = SearchSpace.from_dict(QUICKSTART_SPACE)
-    particles = table_particles(space)
+    """Particles are one network when they build one (their fingerprints): 1056 specs, 952 networks."""
+    config = load_config(QUICKSTART)
+    space, network = config.space, config.network
+    particles = table_particles(space, network)
     # specs: (5 factorizations x 2 kernels + spatial_only) x (plain, residual, 3 bottleneck, 3 inverted) x 2 SE x 2 activations x 3 prune ratios
     assert len(list(space.grid())) == 11 * 8 * 2 * 2 * 3 == 1056
-    # csn_ir plain/residual cannot prune (its depthwise conv writes the output): 2 x 2 x 2 x 2 x 2 extra prune ratios collapse
-    assert len(particles) == 1056 - 32 == 1024 == len(set(particles))
-    assert particles == table_particles(SearchSpace.from_dict(dict(reversed(list(QUICKSTART_SPACE.items())))))
-    assert canonical_particle(ParticleSpec(factorization="csn_ir", wiring="plain", prune_ratio=0.5)) == ParticleSpec(factorization="csn_ir", wiring="plain")
-    assert canonical_particle(ParticleSpec(factorization="csn_ir", wiring="bottleneck", prune_ratio=0.5)).prune_ratio == 0.5
+    # csn_ir plain/residual cannot prune (its depthwise conv writes the output): 2 x 2 x 2 x 2 x 2 extra prune ratios collapse;
+    # csn_ir/inverted builds full/inverted (the inverted block's middle conv is depthwise either way): 2 x 3 x 2 x 2 x 3 = 72 more
+    assert len(particles) == 1056 - 32 - 72 == 952 == len(set(particles))
+    assert particles == table_particles(SearchSpace.from_dict(dict(reversed(list(QUICKSTART_SPACE.items())))), network)
+    first = canonical_networks(space, network)
+    named = {p: fp for fp, p in first.items()}
+    twin = ParticleSpec(factorization="csn_ir", wiring="inverted", expansion=2.0, squeeze_excite=0.25, prune_ratio=0.5)
+    assert twin not in named and named[twin.replace(factorization="full")] == network_fingerprint(network.replace(particle=twin))
+    assert ParticleSpec(factorization="csn_ir", wiring="plain") in named and ParticleSpec(factorization="csn_ir", wiring="plain", prune_ratio=0.5) not in named
+    assert ParticleSpec(factorization="csn_ir", wiring="bottleneck", expansion=0.5, prune_ratio=0.5) in named  # its prune removes channels
 
 
 def test_space_hash_depends_on_the_particles_not_their_order():
