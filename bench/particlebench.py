@@ -366,15 +366,21 @@ def generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def calibrate(args: argparse.Namespace) -> int:
-    """Train a sample of each machine's rows again here; write every row's ``time_scale`` (this machine's seconds per recorded second)."""
+def whole_table(args: argparse.Namespace, doing: str) -> tuple[Path, dict[str, Any], list[dict[str, Any]], Recipe]:
+    """(path, header, rows, recipe) of ``args.table``, which must be whole and made with ``args.space``'s recipe."""
     out = Path(args.table)
     objects, truncated = read_lines(out)
     if truncated or not objects or objects[0].get("format") != TABLE_FORMAT:
-        raise SystemExit(f"particlebench: {out} must be a whole {TABLE_FORMAT} table to calibrate")
+        raise SystemExit(f"particlebench: {out} must be a whole {TABLE_FORMAT} table to {doing}")
     header, rows = objects[0], objects[1:]
     recipe = load_recipe(args.space, epochs=header["epochs"], clip=header["data"]["clip"], train_size=header["data"]["train_size"], val_size=header["data"]["val_size"])
     check_recipe(out, header, recipe.header(seeds=header["seeds"]))
+    return out, header, rows, recipe
+
+
+def calibrate(args: argparse.Namespace) -> int:
+    """Train a sample of each machine's rows again here; write every row's ``time_scale`` (this machine's seconds per recorded second)."""
+    out, header, rows, recipe = whole_table(args, "calibrate")
     cut = datetime.fromisoformat(args.before)
     groups = {"before": [r for r in rows if datetime.fromisoformat(r["finished"]) < cut], "after": [r for r in rows if datetime.fromisoformat(r["finished"]) >= cut]}
     rng = random.Random(args.sample_seed)
@@ -460,17 +466,39 @@ def show_near_front(args: argparse.Namespace) -> int:
     return 0
 
 
+def front_under_seeds(table: Any, *, scale: str = "log") -> list[tuple[int, int, float]]:
+    """The hypervolume of the table's front under each seed: every network retrained with that seed (the front and
+    those nearest it, ``near-front``) takes that row's accuracy, the others keep their first seed's.
+    Returns (seed, networks answered by that seed, hypervolume) per seed."""
+    yardstick = yardstick_for(table.space, table.network, scale=scale)
+    out = []
+    for seed in table.seeds:
+        rows = [(table.row(p, seed), table.row(p)) for p in table.particles]
+        chosen = [own or first for own, first in rows if (own or first) is not None]
+        answered = sum(own is not None for own, _ in rows)
+        out.append((seed, answered, yardstick.hypervolume([float(r["accuracy"]) for r in chosen], [float(r["flops"]) for r in chosen])))
+    return out
+
+
+def show_front_noise(args: argparse.Namespace) -> int:
+    """How far the table's front moves with the training seed, on both yardsticks."""
+    from particle_nas.evaluators import load_table
+
+    table = load_table(args.table)
+    for scale in ("log", "linear"):
+        per_seed = front_under_seeds(table, scale=scale)
+        values = [hv for _, _, hv in per_seed]
+        spread = statistics.stdev(values) if len(values) > 1 else float("nan")
+        each = ", ".join(f"seed {seed} ({n} networks) {hv:.4f}" for seed, n, hv in per_seed)
+        print(f"{scale} yardstick: the front's hypervolume {statistics.fmean(values):.4f} ± {spread:.4f} (std over {len(values)} seeds; {each})")
+    return 0
+
+
 def add_fingerprints(args: argparse.Namespace) -> int:
     """Write on every row the fingerprint of the network it trained, and on the header the count of distinct networks."""
-    out = Path(args.table)
-    objects, truncated = read_lines(out)
-    if truncated or not objects or objects[0].get("format") != TABLE_FORMAT:
-        raise SystemExit(f"particlebench: {out} must be a whole {TABLE_FORMAT} table to fingerprint")
-    header, rows = objects[0], objects[1:]
-    network = NetworkSpec.from_dict(header["network"])
+    out, header, rows, recipe = whole_table(args, "fingerprint")
     for row in rows:
-        row["fingerprint"] = network_fingerprint(network.replace(particle=ParticleSpec.from_dict(row["particle"])))
-    recipe = load_recipe(args.space, epochs=header["epochs"], clip=header["data"]["clip"], train_size=header["data"]["train_size"], val_size=header["data"]["val_size"])
+        row["fingerprint"] = network_fingerprint(recipe.network.replace(particle=ParticleSpec.from_dict(row["particle"])))
     header = {**header, "particles": len(list(recipe.space.grid())), "networks": len(table_particles(recipe.space, recipe.network))}
     write_table(out, header, rows)
     print(f"{out}: {len(rows)} rows fingerprinted; {len({r['fingerprint'] for r in rows})} distinct networks among them, {header['networks']} in the space ({header['particles']} specs)")
@@ -587,6 +615,9 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("--nearest", type=int, default=50, help="networks off the front to add, nearest first (default 50)")
     n.add_argument("--out", required=True, help="the JSON list of particles to write")
     n.set_defaults(func=show_near_front)
+    fn = sub.add_parser("front-noise", help="the hypervolume of the table's front under each training seed (both yardsticks)")
+    fn.add_argument("table", help="the table (gzip JSON lines)")
+    fn.set_defaults(func=show_front_noise)
     f = sub.add_parser("fingerprint", help="write on every row the fingerprint of its network, and the count of distinct networks on the header")
     f.add_argument("table", help="the table (gzip JSON lines); rewritten")
     f.add_argument("--space", default=str(DEFAULT_SPACE), help="space, network, data and training (YAML; default bench/particlebench/space.yaml)")

@@ -1,33 +1,35 @@
 """Search quality on ParticleBench: hypervolume of the accuracy-FLOPs front per sampler, over trials and simulated time.
 
-    python bench/search_quality.py --table bench/particlebench/table.jsonl.gz --out bench/search_quality
+    python bench/search_quality.py --table bench/particlebench/table.jsonl.gz --out bench/search_quality/log/set-a
+    python bench/search_quality.py --table T --out OUT --seed-offset 100          # the second, disjoint seed set (100 .. 119)
     python bench/search_quality.py --table T --samplers random nsga2 --seeds 2 --trials 20 --out OUT   # a quick look
+    python bench/search_quality.py --table T --rescore bench/search_quality/results.json            # recorded searches on both yardsticks
 
-Runs every sampler (``--samplers``, default random nsga2 tpe gp gp+mo-asha gp+asha:
-gp, Optuna's GPSampler, is the engine's default sampler) with ``--seeds``
-seeds (0 .. S-1, default 20) for ``--trials`` trials (default 100) on the
-table, through the same engine the CLI runs (``particle_nas.search.run_search``,
-in ``run_one``) with the replay evaluator: no training, each run in its own
-temporary directory (in /dev/shm when there is one). After each trial it
-takes the hypervolume of the front of accuracy (up) and FLOPs (down) with a
-fixed reference point, accuracy 0 and FLOPs 1.1 x the largest in the table,
-divided by the box [0, 1] x [0, that FLOPs], so 1.0 would be a free, perfect
-network; the table's own front gives the best any search can reach. Against
-simulated time, a trial costs the table's recorded seconds of its evaluation;
-a repeat of a particle already tried costs nothing (the engine reuses it).
-``SAMPLER+RULE`` runs the sampler with early stopping (``search.early_stopping``
-RULE: ``asha`` ranks each rung by accuracy, ``mo-asha`` by accuracy and
-FLOPs; the engine's grace 2 epochs and reduction factor 2 unless ``--grace-epochs`` / ``--reduction-factor``): a stopped trial costs the recorded
-seconds of the epochs it trained and adds nothing to the front. With
-``--early-stopping-trials N`` those searches run N trials, so that they can
-spend as much simulated time as the others (the trial columns count their first
-``--trials``). results.md
-also gives, per sampler, the simulated time its mean curve takes to reach
-the final mean hypervolume of the baseline (``--baseline``, default the engine's default sampler, gp),
-and the trials its mean curve takes to reach the final mean hypervolume of
-``--trial-baseline`` (default random).
-Writes results.md (mean and standard error per sampler), results.json (every
-run's curve), hypervolume.html and, when kaleido is installed, hypervolume.png.
+Runs every sampler (``--samplers``, default random distinct nsga2 tpe gp ehvi and the
+engine's default sampler with mo-asha and asha) with ``--seeds`` seeds (``--seed-offset`` ..
+``--seed-offset + --seeds - 1``, default 0 .. 19) for ``--trials`` trials (default 100) on the
+table, through the same engine the CLI runs (``particle_nas.search.run_search``, in ``run_one``)
+with the replay evaluator: no training, each run in its own temporary directory (in /dev/shm
+when there is one). After each trial it takes the hypervolume of the front of accuracy (up) and
+FLOPs (down) on the yardstick of the table's space (``particle_nas.search.yardstick_for``):
+log10 FLOPs from the space's cheapest network to 1.1 x its largest, accuracy from 0 to 1, as a
+share of that box (``--scale linear``: FLOPs on a linear axis from 0, the earlier yardstick);
+the table's own front (one canonical row per network) gives the best any search can reach.
+Against simulated time, a trial costs the table's recorded seconds of its evaluation; a repeat
+of a network already tried costs nothing (the engine reuses it). ``SAMPLER+RULE`` runs the
+sampler with early stopping (``search.early_stopping`` RULE: ``asha`` ranks each rung by
+accuracy, ``mo-asha`` by accuracy and FLOPs; the engine's grace 2 epochs and reduction factor 2
+unless ``--grace-epochs`` / ``--reduction-factor``): a stopped trial costs the recorded seconds
+of the epochs it trained and adds nothing to the front. With ``--early-stopping-trials N`` those
+searches run N trials, so that they can spend as much simulated time as the others (the trial
+columns count their first ``--trials``). results.md also gives, per sampler, the simulated
+time its mean curve takes to reach the final mean hypervolume of the baseline (``--baseline``,
+default the engine's default sampler), and the trials its mean curve takes to reach the final
+mean hypervolume of ``--trial-baseline`` (default random), each with a bootstrap 95 % interval
+over the seeds; and how much of the final hypervolume the best accuracy found alone explains,
+on both yardsticks. ``--merge`` adds searches recorded by earlier invocations to the summary.
+Writes results.md (mean and standard error per sampler), results.json (every run's curve),
+hypervolume.html and, when kaleido is installed, hypervolume.png.
 """
 
 from __future__ import annotations
@@ -295,6 +297,10 @@ def run(args: argparse.Namespace) -> dict[str, Path]:
     seeds = list(range(args.seed_offset, args.seed_offset + args.seeds))
     tasks = [(sampler, seed) for sampler in args.samplers for seed in seeds]
     runs: list[dict[str, Any]] = []
+    for path in args.merge or []:  # searches recorded by earlier invocations (same table), summarized with these
+        recorded = [r for r in json.loads(Path(path).read_text())["runs"] if r["seed"] in seeds]
+        runs += [{k: v for k, v in r.items() if k not in ("hypervolume", "time")} for r in recorded]
+        print(f"merged {len(recorded)} searches from {path}", flush=True)
     tmp_root = "/dev/shm" if Path("/dev/shm").is_dir() else None
     with tempfile.TemporaryDirectory(prefix="search-quality-", dir=tmp_root) as workdir:
         common = dict(population=args.population, workdir=workdir, grace_epochs=args.grace_epochs, reduction_factor=args.reduction_factor)
@@ -356,13 +362,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--table", required=True, help="a ParticleBench table (bench/particlebench.py generate)")
     parser.add_argument("--out", default=None, help="folder for results.md, results.json, hypervolume.html (.png)")
-    parser.add_argument("--samplers", nargs="+", default=list(DEFAULT), choices=CHOICES, help="samplers, SAMPLER+asha or SAMPLER+mo-asha for early stopping (default: %(default)s)")
+    parser.add_argument("--samplers", nargs="*", default=list(DEFAULT), choices=CHOICES, help="samplers, SAMPLER+asha or SAMPLER+mo-asha for early stopping (default: %(default)s)")
     parser.add_argument("--baseline", default=ENGINE.sampler, help=f"the sampler whose final hypervolume the others race to (default {ENGINE.sampler}, the default search; the first sampler when absent)")
     parser.add_argument("--trial-baseline", default="random", help="the sampler whose final hypervolume the others race to in trials (default random)")
     parser.add_argument("--seeds", type=int, default=20, help="seeds per sampler: OFFSET .. OFFSET+SEEDS-1 (default 20)")
     parser.add_argument("--seed-offset", type=int, default=0, help="the first seed (default 0; 100 gives the second, disjoint seed set of docs/particlebench.md)")
     parser.add_argument("--scale", choices=("log", "linear"), default="log", help="the hypervolume's cost scale (default log: log10 FLOPs from the space's cheapest network; linear: the earlier yardstick)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per search (default 1)")
+    parser.add_argument("--merge", nargs="+", default=None, metavar="RESULTS_JSON", help="add the searches recorded in these results.json (same table; the seeds asked for) to this invocation's, so one race spans several runs")
     parser.add_argument("--rescore", default=None, metavar="RESULTS_JSON", help="run nothing: measure the searches recorded in a results.json on both yardsticks")
     parser.add_argument("--trials", type=int, default=100, help="trials per search (default 100)")
     parser.add_argument(

@@ -20,7 +20,9 @@ networks. It needs two objectives: accuracy and one cost (flops or params).
 
 from __future__ import annotations
 
+import functools
 import itertools
+import json
 import math
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -91,6 +93,12 @@ def list_candidates(space: SearchSpace, network: NetworkSpec, *, limit: int = EN
             c = cost(spec)
             seen[key] = Candidate(params=params, particle=particle, flops=float(c.flops), params_count=float(c.params), fingerprint=key)
     return list(seen.values())
+
+
+@functools.lru_cache(maxsize=8)
+def _listed_once(space: str, network: str) -> list[Candidate]:
+    """``list_candidates`` of a space and network (as JSON), once per process: every search of one space shares the list."""
+    return list_candidates(SearchSpace.from_dict(json.loads(space)), NetworkSpec.from_dict(json.loads(network)))
 
 
 def encode(space: SearchSpace, particles: Sequence[Any]) -> np.ndarray:
@@ -194,13 +202,14 @@ class CostAwareSampler(optuna.samplers.BaseSampler):
     """
 
     def __init__(self, *, space: SearchSpace, network: NetworkSpec, objectives: Sequence[str], seed: int | None = None, n_startup_trials: int = 8, model: bool = True) -> None:
-        if len(objectives) != 2 or objectives[0] != "accuracy":
-            raise ValueError(f"search.objectives must be accuracy and one cost for the ehvi and distinct samplers, but got {list(objectives)}.")
+        if len(objectives) != 2 or objectives[0] != "accuracy" or objectives[1] not in ("flops", "params"):
+            raise ValueError(f"search.objectives must be accuracy and one analytic cost (flops or params) for the ehvi and distinct samplers, but got {list(objectives)}.")
         self.space, self.network, self.cost_name = space, network, objectives[1]
         self.n_startup_trials, self.model = n_startup_trials, model
         self._rng = np.random.default_rng(seed)
         self._random = optuna.samplers.RandomSampler(seed=seed)
         self._plans: dict[int, dict[str, Any]] = {}  # trial number -> the chosen candidate's parameters
+        self._trial_fingerprints: dict[int, str] = {}  # trial number -> the fingerprint of its network
         self._candidates: list[Candidate] | None = None
         self._hyper: tuple[float, float, float] | None = None  # the model's lengthscales and noise, searched again every REFIT_EVERY trials
         self._fitted_at = 0
@@ -208,8 +217,9 @@ class CostAwareSampler(optuna.samplers.BaseSampler):
     # ---------------------------------------------------------------- the candidates, listed once
     def _listed(self) -> tuple[list[Candidate], dict[str, int], np.ndarray, np.ndarray, Yardstick]:
         if self._candidates is None:
-            self._candidates = list_candidates(self.space, self.network)
+            self._candidates = _listed_once(json.dumps(self.space.to_dict(), sort_keys=True), json.dumps(self.network.to_dict(), sort_keys=True))
             self._index = {c.fingerprint: i for i, c in enumerate(self._candidates)}
+            self._by_params = {tuple(sorted(c.params)): c.fingerprint for c in self._candidates}
             costs = np.array([c.flops if self.cost_name == "flops" else c.params_count for c in self._candidates])
             self._yardstick = Yardstick(cost=self.cost_name, scale="log", low=float(costs.min()), high=1.1 * float(costs.max()), bounds="the listed networks")
             log_params = np.log10(np.maximum([c.params_count for c in self._candidates], 1.0))
@@ -220,13 +230,19 @@ class CostAwareSampler(optuna.samplers.BaseSampler):
         return self._candidates, self._index, self._x_particle, self._x_cost, self._yardstick
 
     def _fingerprint_of(self, trial: FrozenTrial) -> str | None:
+        """The fingerprint of the network a trial recorded (kept by trial number: a trial's network never changes), or None."""
+        known = self._trial_fingerprints.get(trial.number)
+        if known is not None:
+            return known
         network = trial.user_attrs.get("network")
         if not isinstance(network, dict):
             return None
         try:
-            return network_fingerprint(NetworkSpec.from_dict(network))
+            key = network_fingerprint(NetworkSpec.from_dict(network))
         except (ValueError, TypeError):
             return None
+        self._trial_fingerprints[trial.number] = key
+        return key
 
     def _choose(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, Any]:
         candidates, index, xp, xc, _ = self._listed()
@@ -254,11 +270,8 @@ class CostAwareSampler(optuna.samplers.BaseSampler):
         return dict(candidates[pick].params)
 
     def _plan_key(self, plan: dict[str, Any]) -> str:
-        candidates, _, _, _, _ = self._listed()
-        for c in candidates:
-            if dict(c.params) == plan:
-                return c.fingerprint
-        return ""
+        self._listed()
+        return self._by_params.get(tuple(sorted(plan.items())), "")
 
     # ---------------------------------------------------------------- Optuna's sampler interface
     def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, Any]:

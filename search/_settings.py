@@ -55,8 +55,8 @@ class SearchSettings:
         if len(set(objectives)) != len(objectives) or len(objectives) < 2 or objectives[0] != "accuracy":
             raise SpecError(p + "objectives", "must start with accuracy and add at least one of flops, params, without repeats", list(objectives))
         object.__setattr__(self, "objectives", objectives)
-        if self.sampler in ("ehvi", "distinct") and len(objectives) != 2:
-            raise SpecError(p + "objectives", f"must be accuracy and one cost for the {self.sampler} sampler (its hypervolume is of two objectives)", list(objectives))
+        if self.sampler in ("ehvi", "distinct") and (len(objectives) != 2 or objectives[1] not in ("flops", "params")):
+            raise SpecError(p + "objectives", f"must be accuracy and one analytic cost (flops or params) for the {self.sampler} sampler", list(objectives))
         constraints = self.constraints
         if isinstance(constraints, str):
             constraints = (constraints,)

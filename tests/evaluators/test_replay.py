@@ -142,3 +142,16 @@ def test_seed_noise_comes_from_the_particles_trained_with_both_seeds(tiny_bench,
     assert noise.mean_abs_difference == pytest.approx(0.125) and noise.max_abs_difference == pytest.approx(0.3)
     assert noise.epoch_std[0] == pytest.approx(noise.std)
     assert load_table(write_table(tmp_path / "none.jsonl.gz", table.meta, first)).noise().pairs == 0
+
+
+def test_a_twin_particle_is_answered_by_its_networks_canonical_row():
+    """The committed table holds csn_ir/inverted rows too (generated before the fingerprint); full/inverted's row answers for both."""
+    table = load_table(Path(__file__).resolve().parents[2] / "bench" / "particlebench" / "table.jsonl.gz")
+    full = ParticleSpec(factorization="full", wiring="inverted", temporal_kernel=5, expansion=2.0, squeeze_excite=0.25, activation="silu", prune_ratio=0.25)
+    twin = full.replace(factorization="csn_ir")
+    own = [r for r in table.rows if r["particle"] == twin.to_dict() and r["seed"] == table.seeds[0]]
+    assert len(own) == 1 and (own[0]["flops"], own[0]["params"]) == (table.row(full)["flops"], table.row(full)["params"])
+    assert table.row(twin) is table.row(full) and table.row(full)["particle"] == full.to_dict()
+    assert len(table.particles) == 952 and full in table.particles and twin not in table.particles
+    replayed = ReplayEvaluator(table=table).evaluate(table.network.replace(particle=twin), seed=0)
+    assert replayed["accuracy"] == table.row(full)["accuracy"]

@@ -89,8 +89,10 @@ def test_the_accuracy_model_fits_what_it_saw_and_is_unsure_far_from_it():
 
 
 def test_ehvi_and_distinct_need_the_job_and_two_objectives():
-    with pytest.raises(SpecError, match=r"search.objectives must be accuracy and one cost for the ehvi sampler"):
+    with pytest.raises(SpecError, match=r"search.objectives must be accuracy and one analytic cost \(flops or params\) for the ehvi sampler"):
         SearchSettings(sampler="ehvi", objectives=("accuracy", "flops", "params"))
+    with pytest.raises(SpecError, match=r"for the distinct sampler, but got \['accuracy', 'latency_ms'\]"):
+        SearchSettings(sampler="distinct", objectives=("accuracy", "latency_ms"))
     with pytest.raises(ValueError, match=r"search.sampler distinct must be given the job"):
         make_sampler(SearchSettings(sampler="distinct"), seed=0)
 
