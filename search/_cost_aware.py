@@ -5,7 +5,7 @@ cost model, ``space.cost``), so the only unknown of a candidate is its
 accuracy. ``CostAwareSampler`` (``search.sampler: ehvi``) lists the space's
 distinct networks (all of them when the space has at most 50,000 particles,
 else 20,000 drawn at random; twins that build the same network, by
-``space.network_fingerprint``, once), fits a Gaussian process to the accuracy
+``space.network_fingerprint``, once, in a list of at most 5,000), fits a Gaussian process to the accuracy
 of the trials so far (inputs: a one-hot / ordinal encoding of the particle and
 its log costs; Matern 5/2, lengthscales and noise by marginal likelihood over a
 grid; numpy only) and tries the untried network of largest **expected
@@ -38,6 +38,7 @@ from ._hypervolume import ENUMERATE_UP_TO, SAMPLED, Yardstick, front_steps
 CANDIDATE_SAMPLERS: tuple[str, ...] = ("ehvi", "distinct")  # the samplers that choose among the listed networks
 LENGTHSCALES = np.geomspace(0.25, 8.0, 8)  # tried for each input group (particle encoding, log costs)
 NOISES = (1e-3, 1e-2, 0.05, 0.15, 0.4)  # noise variances tried (of the standardized accuracy)
+FINGERPRINT_UP_TO = 5_000  # candidates named by their network's fingerprint (10-25 ms each); a longer list by its spec (twins then count twice)
 REFIT_EVERY = 5  # trials between two searches of the model's lengthscales and noise (in between, the last ones are kept)
 
 
@@ -49,7 +50,7 @@ class Candidate:
     particle: ParticleSpec | tuple[ParticleSpec, ...]
     flops: float
     params_count: float
-    fingerprint: str
+    fingerprint: str  # the network's fingerprint, or "spec:..." in a list too long to fingerprint (candidate_key)
 
 
 def _record(space: SearchSpace, stages: int, value_of: Any) -> tuple[Any, tuple[tuple[str, Any], ...]]:
@@ -63,7 +64,7 @@ def _record(space: SearchSpace, stages: int, value_of: Any) -> tuple[Any, tuple[
     return space.sample_network(choose, stages=stages), tuple(asked)
 
 
-def list_candidates(space: SearchSpace, network: NetworkSpec, *, limit: int = ENUMERATE_UP_TO, sample: int = SAMPLED, seed: int = 0) -> list[Candidate]:
+def list_candidates(space: SearchSpace, network: NetworkSpec, *, limit: int = ENUMERATE_UP_TO, sample: int = SAMPLED, seed: int = 0, fingerprint_up_to: int = FINGERPRINT_UP_TO) -> list[Candidate]:
     """The space's distinct networks (by fingerprint), each with the parameters that draw it and its analytic costs.
 
     A shared space of at most ``limit`` combinations is enumerated as ``SearchSpace.grid`` does; a larger or
@@ -86,13 +87,19 @@ def list_candidates(space: SearchSpace, network: NetworkSpec, *, limit: int = EN
         for _ in range(sample):
             drawn.append(_record(space, stages, lambda axis: axis.values()[int(rng.integers(len(axis.values())))]))
     seen: dict[str, Candidate] = {}
+    fingerprinted = len(drawn) <= fingerprint_up_to
     for particle, params in drawn:
         spec = network.replace(particle=particle)
-        key = network_fingerprint(spec)
+        key = candidate_key(spec, fingerprinted=fingerprinted)
         if key not in seen:
             c = cost(spec)
             seen[key] = Candidate(params=params, particle=particle, flops=float(c.flops), params_count=float(c.params), fingerprint=key)
     return list(seen.values())
+
+
+def candidate_key(spec: NetworkSpec, *, fingerprinted: bool) -> str:
+    """What names a candidate: its network's fingerprint, or (a list too long to fingerprint) its spec."""
+    return network_fingerprint(spec) if fingerprinted else "spec:" + json.dumps(spec.to_dict(), sort_keys=True)
 
 
 @functools.lru_cache(maxsize=8)
@@ -218,6 +225,7 @@ class CostAwareSampler(optuna.samplers.BaseSampler):
     def _listed(self) -> tuple[list[Candidate], dict[str, int], np.ndarray, np.ndarray, Yardstick]:
         if self._candidates is None:
             self._candidates = _listed_once(json.dumps(self.space.to_dict(), sort_keys=True), json.dumps(self.network.to_dict(), sort_keys=True))
+            self._fingerprinted = not self._candidates or not self._candidates[0].fingerprint.startswith("spec:")
             self._index = {c.fingerprint: i for i, c in enumerate(self._candidates)}
             self._by_params = {tuple(sorted(c.params)): c.fingerprint for c in self._candidates}
             costs = np.array([c.flops if self.cost_name == "flops" else c.params_count for c in self._candidates])
@@ -238,14 +246,14 @@ class CostAwareSampler(optuna.samplers.BaseSampler):
         if not isinstance(network, dict):
             return None
         try:
-            key = network_fingerprint(NetworkSpec.from_dict(network))
+            key = candidate_key(NetworkSpec.from_dict(network), fingerprinted=self._fingerprinted)
         except (ValueError, TypeError):
             return None
         self._trial_fingerprints[trial.number] = key
         return key
 
     def _choose(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, Any]:
-        candidates, index, xp, xc, _ = self._listed()
+        candidates, index, xp, xc, _ = self._listed()  # first: it decides how trials are named (_fingerprinted)
         trials = study.get_trials(deepcopy=False)
         done = [(t, self._fingerprint_of(t)) for t in trials if t.state == TrialState.COMPLETE and t.values is not None]
         taken = {fp for t in trials if (fp := self._fingerprint_of(t)) is not None}

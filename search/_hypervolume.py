@@ -28,7 +28,8 @@ SCALES: tuple[str, ...] = ("log", "linear")
 REFERENCE_MARGIN = 1.1  # the box's cost edge: this x the largest cost (of the space, or of the trials seen)
 COSTS: tuple[str, ...] = ("flops", "params")  # the costs the analytic model knows before training
 ENUMERATE_UP_TO = 50_000  # spaces with at most this many particles are enumerated whole; larger ones sampled
-SAMPLED = 20_000  # particles sampled from a larger space for its cost bounds (seeded, so the same every time)
+SAMPLED = 20_000  # candidates the ehvi sampler draws from a larger space (seeded, so the same every time)
+BOUNDS_SAMPLED = 4_000  # networks drawn from a larger space for its yardstick's cost bounds (seeded): a second or two at a study's start
 YARDSTICK_ATTR = "yardstick"  # the study's user attribute holding the yardstick of its space (``Yardstick.to_dict``)
 
 
@@ -115,7 +116,7 @@ def space_particles(space: SearchSpace, network: NetworkSpec, *, limit: int = EN
 def cost_bounds(space: SearchSpace, network: NetworkSpec, *, cost_name: str = "flops") -> tuple[float, float, bool]:
     """(cheapest, largest, exact) analytic ``cost_name`` of the space's networks in ``network``; exact when the space was enumerated whole."""
     check_choice("yardstick.cost", cost_name, COSTS)
-    particles, whole = space_particles(space, network)
+    particles, whole = space_particles(space, network, sample=BOUNDS_SAMPLED)
     values = [float(getattr(cost(network.replace(particle=p)), cost_name)) for p in particles]
     return min(values), max(values), whole
 
@@ -123,7 +124,7 @@ def cost_bounds(space: SearchSpace, network: NetworkSpec, *, cost_name: str = "f
 def yardstick_for(space: SearchSpace, network: NetworkSpec, *, scale: str = "log", cost_name: str = "flops") -> Yardstick:
     """The yardstick of a space: cost from its cheapest network to 1.1 x its largest (analytic cost), on ``scale`` (linear: from 0)."""
     low, high, whole = cost_bounds(space, network, cost_name=cost_name)
-    how = "the space's cheapest network to 1.1 x its largest, by the analytic cost" + ("" if whole else f", over {SAMPLED} sampled particles")
+    how = "the space's cheapest network to 1.1 x its largest, by the analytic cost" + ("" if whole else f", over {BOUNDS_SAMPLED} sampled networks")
     return Yardstick(cost=cost_name, scale="log", low=low, high=REFERENCE_MARGIN * high, bounds=how).with_scale(scale)
 
 

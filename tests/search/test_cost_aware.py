@@ -35,6 +35,8 @@ def test_candidates_are_the_distinct_networks_with_the_params_that_draw_them():
         assert drawn == c.particle and network_fingerprint(NETWORK.replace(particle=drawn)) == c.fingerprint
     assert not [c for c in candidates if c.particle.factorization == "csn_ir" and c.particle.wiring == "inverted"]  # full/inverted stands for them
     assert encode(SPACE, [c.particle for c in candidates]).shape == (14, 3 + 2 + 1 + 2)  # one-hot, one-hot, ordinal, one-hot
+    by_spec = list_candidates(SPACE, NETWORK, fingerprint_up_to=10)  # a list too long to fingerprint: named by spec, twins apart
+    assert len(by_spec) == 18 and all(c.fingerprint.startswith("spec:") for c in by_spec)
 
 
 def test_distinct_tries_every_network_once_before_any_twice(tmp_path):
