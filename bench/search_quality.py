@@ -298,7 +298,7 @@ def run(args: argparse.Namespace) -> dict[str, Path]:
     tasks = [(sampler, seed) for sampler in args.samplers for seed in seeds]
     runs: list[dict[str, Any]] = []
     for path in args.merge or []:  # searches recorded by earlier invocations (same table), summarized with these
-        recorded = [r for r in json.loads(Path(path).read_text())["runs"] if r["seed"] in seeds]
+        recorded = [r for r in json.loads(Path(path).read_text())["runs"] if r["seed"] in seeds and r["sampler"] not in args.samplers]  # a sampler run again replaces its record
         runs += [{k: v for k, v in r.items() if k not in ("hypervolume", "time")} for r in recorded]
         print(f"merged {len(recorded)} searches from {path}", flush=True)
     tmp_root = "/dev/shm" if Path("/dev/shm").is_dir() else None
@@ -369,7 +369,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed-offset", type=int, default=0, help="the first seed (default 0; 100 gives the second, disjoint seed set of docs/particlebench.md)")
     parser.add_argument("--scale", choices=("log", "linear"), default="log", help="the hypervolume's cost scale (default log: log10 FLOPs from the space's cheapest network; linear: the earlier yardstick)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per search (default 1)")
-    parser.add_argument("--merge", nargs="+", default=None, metavar="RESULTS_JSON", help="add the searches recorded in these results.json (same table; the seeds asked for) to this invocation's, so one race spans several runs")
+    parser.add_argument("--merge", nargs="+", default=None, metavar="RESULTS_JSON", help="add the searches recorded in these results.json (same table; the seeds asked for, of samplers not run now) to this invocation's, so one race spans several runs")
     parser.add_argument("--rescore", default=None, metavar="RESULTS_JSON", help="run nothing: measure the searches recorded in a results.json on both yardsticks")
     parser.add_argument("--trials", type=int, default=100, help="trials per search (default 100)")
     parser.add_argument(

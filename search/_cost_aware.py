@@ -13,9 +13,9 @@ hypervolume improvement**, on the log-cost yardstick (``_hypervolume``) with
 each candidate's exact cost: a candidate at cost position x with accuracy
 a ~ N(mu, sigma^2) adds, over each step [u0, u1) of the front to its right
 with best accuracy h, (u1 - max(u0, x)) * E[max(0, a - h)], which is exact in
-closed form. Its first ``n_startup_trials`` trials, and every trial of
-``search.sampler: distinct``, are drawn uniformly from the untried distinct
-networks. It needs two objectives: accuracy and one cost (flops or params).
+closed form. Its first ``n_startup_trials`` trials draw each axis uniformly, as
+Optuna's random sampler does, among the untried networks; every trial of
+``search.sampler: distinct`` is drawn uniformly from the untried distinct networks. It needs two objectives: accuracy and one cost (flops or params).
 """
 
 from __future__ import annotations
@@ -262,8 +262,10 @@ class CostAwareSampler(optuna.samplers.BaseSampler):
         if len(free) == 0:
             free = np.arange(len(candidates))  # every network tried: a repeat (the engine reuses its record)
         seen = [(index[fp], float(t.values[0])) for t, fp in done if fp in index]
-        if not self.model or len(seen) < self.n_startup_trials:
+        if not self.model:
             pick = int(self._rng.choice(free))
+        elif len(seen) < self.n_startup_trials:
+            pick = self._startup_pick(index, free)
         else:
             rows = np.array([i for i, _ in seen])
             y = np.array([a for _, a in seen])
@@ -276,6 +278,19 @@ class CostAwareSampler(optuna.samplers.BaseSampler):
             best = np.flatnonzero(gain >= gain.max() - 1e-15)
             pick = int(free[self._rng.choice(best)])
         return dict(candidates[pick].params)
+
+    def _startup_pick(self, index: dict[str, int], free: np.ndarray) -> int:
+        """A startup trial: each axis the space asks drawn uniformly, as Optuna's random sampler draws (its conditional
+        axes make plain and residual wirings and spatial_only as likely as the others, though they hold fewer
+        networks), among the untried networks; uniformly over those after 100 draws that were all tried."""
+        allowed = set(free.tolist())
+        stages = len(self.network.widths)
+        for _ in range(100):
+            particle = self.space.sample_network(lambda axis: axis.values()[int(self._rng.integers(len(axis.values())))], stages=stages)
+            at = index.get(candidate_key(self.network.replace(particle=particle), fingerprinted=self._fingerprinted))
+            if at is not None and at in allowed:
+                return at
+        return int(self._rng.choice(free))
 
     def _plan_key(self, plan: dict[str, Any]) -> str:
         self._listed()
