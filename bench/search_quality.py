@@ -312,10 +312,10 @@ def run(args: argparse.Namespace) -> dict[str, Path]:
             # Each search gets its share of the cores: a GP fit's torch and BLAS threads would otherwise oversubscribe them.
             pool = concurrent.futures.ProcessPoolExecutor(max_workers=args.jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_limit_threads, initargs=(args.threads,))
             done = (f.result() for f in [pool.submit(run_one, args.table, sampler=s, seed=k, trials=budget[s], **common) for s, k in tasks])
-        for result in done:
+        for k, result in enumerate(done, start=1):
             runs.append(result)
             stopped = sum(a is None for a in result["accuracy"])
-            print(f"[{len(runs)}/{len(tasks)}] {result['sampler']} seed {result['seed']}: {len(result['accuracy']) - stopped} complete, {stopped} stopped early, in {result['elapsed_s']:.1f} s", flush=True)
+            print(f"[{k}/{len(tasks)}] {result['sampler']} seed {result['seed']}: {len(result['accuracy']) - stopped} complete, {stopped} stopped early, in {result['elapsed_s']:.1f} s", flush=True)
         if args.jobs != 1:
             pool.shutdown()
     summary = summarize(runs, yardstick=yardstick, trials=args.trials, baseline=args.baseline, trial_baseline=args.trial_baseline)

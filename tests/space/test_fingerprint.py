@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from particle_nas.config import load_config
-from particle_nas.space import NetworkSpec, ParticleSpec, build_network, network_fingerprint
+from particle_nas.space import NetworkSpec, ParticleSpec, build_network, effective_prune_ratio, network_fingerprint
 
 QUICKSTART = Path(__file__).resolve().parents[2] / "examples" / "quickstart.yaml"
 SMALL = NetworkSpec(widths=(8, 16), depths=(1, 1), temporal_strides=(1, 1), spatial_strides=(1, 2), stem_channels=8, clip=(4, 16, 16), num_classes=4)
@@ -29,20 +29,33 @@ def _outputs(spec: NetworkSpec, *, weights_of: NetworkSpec | None = None) -> tor
         return model.eval()(clip)
 
 
+def _stages(spec: NetworkSpec) -> list[NetworkSpec]:
+    """The networks a spec's evaluation runs: the one it builds, and first, when it prunes, the unpruned one it trains."""
+    unpruned = spec.replace(particle=spec.particle.replace(prune_ratio=0.0))
+    return [spec, unpruned] if effective_prune_ratio(spec.particle) > 0 else [spec, spec]
+
+
 def _check(specs: list[NetworkSpec]) -> tuple[int, int]:
-    """Group ``specs`` by fingerprint; every member of a group computes its first member's outputs from its weights, and the groups' outputs all differ."""
+    """Group ``specs`` by fingerprint; every member of a group computes its first member's outputs from its weights (in the network
+    it trains and in the one it ends with), and the groups' outputs all differ.
+
+    A spec that prunes counts with the network it trains: bottleneck expansion 2 pruned by half ends as expansion 1 unpruned,
+    but trains twice the width first, so they are two networks.
+    """
     groups: dict[str, list[NetworkSpec]] = {}
     for spec in specs:
         groups.setdefault(network_fingerprint(spec), []).append(spec)
     outputs = []
     for members in groups.values():
-        first = _outputs(members[0])
+        first = torch.cat([_outputs(s).flatten() for s in _stages(members[0])])
         for twin in members[1:]:
-            assert torch.equal(_outputs(twin, weights_of=members[0]), first), (members[0].particle, twin.particle)
-        outputs.append(first.flatten())
-    stacked = torch.stack(outputs)
-    gaps = torch.cdist(stacked, stacked) + torch.eye(len(outputs)) * 1e9
-    assert gaps.min().item() > 1e-7  # no two networks with different fingerprints compute the same thing
+            again = torch.cat([_outputs(s, weights_of=w).flatten() for s, w in zip(_stages(twin), _stages(members[0]))])
+            assert torch.equal(again, first), (members[0].particle, twin.particle)
+        outputs.append(first)
+    stacked = torch.stack(outputs).double()
+    norms = stacked.norm(dim=1)
+    gaps = torch.cdist(stacked, stacked) / (norms[:, None] + norms[None, :]) + torch.eye(len(outputs)) * 1e9  # relative: some outputs are tiny at init
+    assert gaps.min().item() > 1e-4  # no two networks with different fingerprints compute the same thing
     return len(specs), len(groups)
 
 
