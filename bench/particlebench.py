@@ -499,7 +499,8 @@ def add_fingerprints(args: argparse.Namespace) -> int:
     out, header, rows, recipe = whole_table(args, "fingerprint")
     for row in rows:
         row["fingerprint"] = network_fingerprint(recipe.network.replace(particle=ParticleSpec.from_dict(row["particle"])))
-    header = {**header, "particles": len(list(recipe.space.grid())), "networks": len(table_particles(recipe.space, recipe.network))}
+    commands = [*header.get("commands", []), args.recorded_command]
+    header = {**header, "particles": len(list(recipe.space.grid())), "networks": len(table_particles(recipe.space, recipe.network)), "commands": list(dict.fromkeys(commands))}
     write_table(out, header, rows)
     print(f"{out}: {len(rows)} rows fingerprinted; {len({r['fingerprint'] for r in rows})} distinct networks among them, {header['networks']} in the space ({header['particles']} specs)")
     return 0
