@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import json
 import math
 import multiprocessing
 import os
@@ -50,8 +51,9 @@ from typing import Any, Iterator, NamedTuple
 
 from particle_nas.config import load_config
 from particle_nas.evaluators import TABLE_FORMAT, EvaluatorSettings, ProxyEvaluator, SyntheticConfig, TrainConfig, VideoPretextConfig, space_hash, table_particles
-from particle_nas.evaluators._replay import RECIPE_KEYS, append_row, plain, read_lines, row_key, row_seconds_scaled, write_table
-from particle_nas.space import ParticleSpec
+from particle_nas.evaluators._replay import RECIPE_KEYS, append_row, plain, read_lines, row_fingerprint, row_key, row_seconds_scaled, write_table
+from particle_nas.search import yardstick_for
+from particle_nas.space import NetworkSpec, ParticleSpec, network_fingerprint
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_SPACE = HERE / "particlebench" / "space.yaml"
@@ -71,7 +73,8 @@ class Recipe(NamedTuple):
             "format": TABLE_FORMAT,
             "space": self.space.to_dict(),
             "space_hash": space_hash(self.space),
-            "particles": len(table_particles(self.space)),
+            "particles": len(list(self.space.grid())),  # distinct specs; "networks": the distinct networks they build
+            "networks": len(table_particles(self.space, self.network)),
             "network": self.network.to_dict(),
             "data": plain(self.data),
             "train": plain(self.train),
@@ -92,17 +95,23 @@ def load_recipe(path: str | os.PathLike[str] = DEFAULT_SPACE, *, epochs: int | N
     return Recipe(space=config.space, network=network, data=data, train=train)
 
 
-def jobs(recipe: Recipe, *, seeds: list[int], subset: int, limit: int | None) -> list[tuple[ParticleSpec, int]]:
-    """(particle, seed) to train, in order: the noise subset (the first ``subset`` particles) with every seed, then the rest with the first.
+def jobs(recipe: Recipe, *, seeds: list[int], subset: int, limit: int | None, noise: list[ParticleSpec] | None = None) -> list[tuple[ParticleSpec, int]]:
+    """(particle, seed) to train, in order: the noise subset with every seed (each other seed over the whole subset
+    before the next), then the rest with the first.
 
-    The subset comes first so that a table still being generated already measures its noise.
+    The subset is the first ``subset`` particles of the shuffled order, or ``noise`` (e.g. the front and the
+    networks nearest it, ``near-front`` lists them). It comes first so that a table still being generated
+    already measures its noise, and seed by seed so that a run cut short has one more seed for all of it.
     """
-    particles = table_particles(recipe.space)
+    particles = table_particles(recipe.space, recipe.network)
     random.Random(ORDER_SEED).shuffle(particles)
     if limit is not None:
         particles = particles[:limit]
-    head = particles[:subset]
-    return [(p, seeds[0]) for p in head] + [(p, s) for s in seeds[1:] for p in head] + [(p, seeds[0]) for p in particles[subset:]]
+    canonical = {row_key(recipe.network, p, 0)[0]: p for p in particles}
+    head = particles[:subset] if noise is None else [canonical[row_key(recipe.network, p, 0)[0]] for p in noise]
+    chosen = set(head)
+    rest = [p for p in particles if p not in chosen]
+    return [(p, seeds[0]) for p in head] + [(p, s) for s in seeds[1:] for p in head] + [(p, seeds[0]) for p in rest]
 
 
 _COMMIT: dict[str, str | None] = {}  # filled at a process's first row (a plain dict: Ray ships this module by value)
@@ -171,6 +180,7 @@ def measure(recipe: Recipe, particle: ParticleSpec, seed: int, *, device: str = 
     edges = [start, *marks]
     return {
         "particle": particle.to_dict(),
+        "fingerprint": network_fingerprint(spec),  # the network it builds (space.network_fingerprint): a twin particle's row answers for it
         "seed": seed,
         "accuracy": result.accuracy,
         "epoch_accuracy": list(result.epoch_accuracy),  # E training epochs, then the fine-tuning epochs of a pruned particle
@@ -291,7 +301,7 @@ def check_recipe(out: Path, old: dict[str, Any], header: dict[str, Any]) -> None
         raise ValueError(f"{out} was generated with another recipe (it differs in {changed or ['the first seed']}); use another --out.")
 
 
-def open_table(out: Path, header: dict[str, Any], command: str, *, retime_below: float | None = None) -> set[tuple[ParticleSpec, int]]:
+def open_table(out: Path, header: dict[str, Any], command: str, *, retime_below: float | None = None) -> set[tuple[str, int]]:
     """Create ``out``, or check that it was made with the same recipe; rewrite it whole (dropping a row cut short,
     and with ``retime_below``, the rows that got less than that share of their core). Returns the rows done."""
     rows: list[dict[str, Any]] = []
@@ -312,14 +322,16 @@ def open_table(out: Path, header: dict[str, Any], command: str, *, retime_below:
                 print(f"{out}: {len(rows) - len(kept)} rows got less than {retime_below:g} of their core (their times are inflated); dropped, to be trained again", file=sys.stderr)
             rows = kept
     write_table(out, {**header, "commands": commands}, rows)
-    return {row_key(ParticleSpec.from_dict(r["particle"]), r["seed"]) for r in rows}
+    network = NetworkSpec.from_dict(header["network"])
+    return {(row_fingerprint(r, network), int(r["seed"])) for r in rows}
 
 
 def generate(args: argparse.Namespace) -> int:
     recipe = load_recipe(args.space, epochs=args.epochs, clip=args.clip, train_size=args.train_size, val_size=args.val_size)
     out = Path(args.out)
     done = open_table(out, recipe.header(seeds=args.seeds), args.recorded_command, retime_below=args.retime_below)
-    todo = [(p, s) for p, s in jobs(recipe, seeds=args.seeds, subset=args.second_seed_subset, limit=args.limit) if row_key(p, s) not in done]
+    noise = None if args.noise_particles is None else [ParticleSpec.from_dict(d) for d in json.loads(Path(args.noise_particles).read_text())]
+    todo = [(p, s) for p, s in jobs(recipe, seeds=args.seeds, subset=args.second_seed_subset, limit=args.limit, noise=noise) if row_key(recipe.network, p, s) not in done]
     where = f"on Ray{' at ' + args.address if args.address else ''}" if args.backend == "ray" else "here"
     print(f"{out}: {len(done)} rows done, {len(todo)} to train ({args.workers} worker(s) {where}, {args.threads or 'default'} thread(s) each, device {args.device})", flush=True)
     if not todo:
@@ -354,15 +366,21 @@ def generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def calibrate(args: argparse.Namespace) -> int:
-    """Train a sample of each machine's rows again here; write every row's ``time_scale`` (this machine's seconds per recorded second)."""
+def whole_table(args: argparse.Namespace, doing: str) -> tuple[Path, dict[str, Any], list[dict[str, Any]], Recipe]:
+    """(path, header, rows, recipe) of ``args.table``, which must be whole and made with ``args.space``'s recipe."""
     out = Path(args.table)
     objects, truncated = read_lines(out)
     if truncated or not objects or objects[0].get("format") != TABLE_FORMAT:
-        raise SystemExit(f"particlebench: {out} must be a whole {TABLE_FORMAT} table to calibrate")
+        raise SystemExit(f"particlebench: {out} must be a whole {TABLE_FORMAT} table to {doing}")
     header, rows = objects[0], objects[1:]
     recipe = load_recipe(args.space, epochs=header["epochs"], clip=header["data"]["clip"], train_size=header["data"]["train_size"], val_size=header["data"]["val_size"])
     check_recipe(out, header, recipe.header(seeds=header["seeds"]))
+    return out, header, rows, recipe
+
+
+def calibrate(args: argparse.Namespace) -> int:
+    """Train a sample of each machine's rows again here; write every row's ``time_scale`` (this machine's seconds per recorded second)."""
+    out, header, rows, recipe = whole_table(args, "calibrate")
     cut = datetime.fromisoformat(args.before)
     groups = {"before": [r for r in rows if datetime.fromisoformat(r["finished"]) < cut], "after": [r for r in rows if datetime.fromisoformat(r["finished"]) >= cut]}
     rng = random.Random(args.sample_seed)
@@ -375,14 +393,14 @@ def calibrate(args: argparse.Namespace) -> int:
     todo = [(ParticleSpec.from_dict(r["particle"]), int(r["seed"])) for name in groups for r in samples[name]]
     print(f"{out}: training again {len(todo)} rows here ({', '.join(f'{len(samples[n])} of the {len(groups[n])} finished {n} {args.before}' for n in groups)}; {args.workers} worker(s), 1 thread each)", flush=True)
     args.threads, args.device = 1, "cpu"
-    fresh: dict[tuple[ParticleSpec, int], dict[str, Any]] = {}
+    fresh: dict[tuple[str, int], dict[str, Any]] = {}
     for i, row in enumerate(_local_rows(recipe, todo, args), start=1):
-        fresh[row_key(ParticleSpec.from_dict(row["particle"]), row["seed"])] = row
+        fresh[row_key(recipe.network, ParticleSpec.from_dict(row["particle"]), row["seed"])] = row
         print(f"[{i}/{len(todo)}] wall {row['wall_s']:.1f} s, core {core_share(row) or 0:.2f}", flush=True)
     reference: dict[str, Any] = {"machine": machine("cpu", 1), "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "before": args.before, "groups": {}}
     scales = {}
     for name in groups:
-        pairs = [(old, fresh[row_key(ParticleSpec.from_dict(old["particle"]), old["seed"])]) for old in samples[name]]
+        pairs = [(old, fresh[row_key(recipe.network, ParticleSpec.from_dict(old["particle"]), old["seed"])]) for old in samples[name]]
         ratios = [row_seconds(new) / row_seconds(old) for old, new in pairs if (core_share(new) or 0.0) >= args.min_core]
         if len(ratios) < 2:
             raise SystemExit(f"particlebench: fewer than 2 of the rows finished {name} {args.before} had {args.min_core:g} of their core here: calibrate on a quieter machine")
@@ -415,9 +433,82 @@ def calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def near_front(table: Any, *, nearest: int) -> tuple[list[ParticleSpec], list[ParticleSpec], list[float]]:
+    """The table's front (accuracy up, FLOPs down, first seed, one row per network) and the ``nearest`` networks off it.
+
+    Nearness is on the log-cost yardstick (``search.yardstick_for``: log10 FLOPs from the space's cheapest
+    network to 1.1 x its largest, scaled to [0, 1], and accuracy): a network's distance is the least amount by
+    which it must gain in both accuracy and position to leave the front's dominated region (the additive
+    epsilon indicator). Returns (front by cost, nearest by distance, their distances).
+    """
+    yardstick = yardstick_for(table.space, table.network)
+    rows = [(p, table.row(p)) for p in table.particles]
+    points = [(p, float(r["accuracy"]), float(yardstick.position(float(r["flops"])))) for p, r in rows if r is not None]
+    front = [(p, a, x) for p, a, x in points if not any(b >= a and y <= x and (b > a or y < x) for _, b, y in points)]
+    front.sort(key=lambda t: t[2])
+    on = {p for p, _, _ in front}
+
+    def distance(a: float, x: float) -> float:
+        return min(max(b - a, x - y) for _, b, y in front)
+
+    off = sorted(((distance(a, x), p) for p, a, x in points if p not in on), key=lambda t: t[0])[:nearest]
+    return [p for p, _, _ in front], [p for _, p in off], [d for d, _ in off]
+
+
+def show_near_front(args: argparse.Namespace) -> int:
+    """Write the front and the networks nearest it as a JSON list of particles (for generate --noise-particles)."""
+    from particle_nas.evaluators import load_table
+
+    table = load_table(args.table)
+    front, near, distances = near_front(table, nearest=args.nearest)
+    Path(args.out).write_text(json.dumps([p.to_dict() for p in [*front, *near]], indent=1) + "\n")
+    print(f"{args.out}: the {len(front)} networks of the front and the {len(near)} nearest it (log-FLOPs yardstick; the farthest at {distances[-1] if distances else 0:.4f})")
+    return 0
+
+
+def front_under_seeds(table: Any, *, scale: str = "log") -> list[tuple[int, int, float]]:
+    """The hypervolume of the table's front under each seed: every network retrained with that seed (the front and
+    those nearest it, ``near-front``) takes that row's accuracy, the others keep their first seed's.
+    Returns (seed, networks answered by that seed, hypervolume) per seed."""
+    yardstick = yardstick_for(table.space, table.network, scale=scale)
+    out = []
+    for seed in table.seeds:
+        rows = [(table.row(p, seed), table.row(p)) for p in table.particles]
+        chosen = [own or first for own, first in rows if (own or first) is not None]
+        answered = sum(own is not None for own, _ in rows)
+        out.append((seed, answered, yardstick.hypervolume([float(r["accuracy"]) for r in chosen], [float(r["flops"]) for r in chosen])))
+    return out
+
+
+def show_front_noise(args: argparse.Namespace) -> int:
+    """How far the table's front moves with the training seed, on both yardsticks."""
+    from particle_nas.evaluators import load_table
+
+    table = load_table(args.table)
+    for scale in ("log", "linear"):
+        per_seed = front_under_seeds(table, scale=scale)
+        values = [hv for _, _, hv in per_seed]
+        spread = statistics.stdev(values) if len(values) > 1 else float("nan")
+        each = ", ".join(f"seed {seed} ({n} networks) {hv:.4f}" for seed, n, hv in per_seed)
+        print(f"{scale} yardstick: the front's hypervolume {statistics.fmean(values):.4f} ± {spread:.4f} (std over {len(values)} seeds; {each})")
+    return 0
+
+
+def add_fingerprints(args: argparse.Namespace) -> int:
+    """Write on every row the fingerprint of the network it trained, and on the header the count of distinct networks."""
+    out, header, rows, recipe = whole_table(args, "fingerprint")
+    for row in rows:
+        row["fingerprint"] = network_fingerprint(recipe.network.replace(particle=ParticleSpec.from_dict(row["particle"])))
+    commands = [*header.get("commands", []), args.recorded_command]
+    header = {**header, "particles": len(list(recipe.space.grid())), "networks": len(table_particles(recipe.space, recipe.network)), "commands": list(dict.fromkeys(commands))}
+    write_table(out, header, rows)
+    print(f"{out}: {len(rows)} rows fingerprinted; {len({r['fingerprint'] for r in rows})} distinct networks among them, {header['networks']} in the space ({header['particles']} specs)")
+    return 0
+
+
 def show_space(args: argparse.Namespace) -> int:
     recipe = load_recipe(args.space)
-    particles = table_particles(recipe.space)
+    particles = table_particles(recipe.space, recipe.network)
     specs = len(list(recipe.space.grid()))
     print(f"{args.space}: {specs} distinct specs, {len(particles)} distinct networks, space hash {space_hash(recipe.space)}")
     for name in recipe.space.searched:
@@ -505,6 +596,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--limit", type=int, default=None, help="train only the first K particles of the fixed shuffled order (a pilot)")
     g.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="the first trains every particle; the others the subset (default 0 1)")
     g.add_argument("--second-seed-subset", type=int, default=30, help="particles also trained with the other seeds (default 30)")
+    g.add_argument("--noise-particles", default=None, metavar="JSON", help="train these particles (a JSON list of particle dicts, as near-front writes) with the other seeds, instead of the first --second-seed-subset")
     g.add_argument("--epochs", type=int, default=None, help="E, epochs of the schedule (default: the space file's, 5)")
     g.add_argument("--clip", type=int, nargs=3, metavar=("T", "H", "W"), default=None, help="a smaller clip, for a pilot or a test")
     g.add_argument("--train-size", type=int, default=None, help="fewer training clips, for a pilot or a test")
@@ -519,6 +611,18 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--min-core", type=float, default=0.9, metavar="SHARE", help="rows (recorded and retrained) that got less than SHARE of their core are left out of the ratios (default 0.9)")
     c.add_argument("--space", default=str(DEFAULT_SPACE), help="space, network, data and training (YAML; default bench/particlebench/space.yaml)")
     c.set_defaults(func=calibrate)
+    n = sub.add_parser("near-front", help="list the table's front and the networks nearest it (log-FLOPs yardstick), for generate --noise-particles")
+    n.add_argument("table", help="the table (gzip JSON lines)")
+    n.add_argument("--nearest", type=int, default=50, help="networks off the front to add, nearest first (default 50)")
+    n.add_argument("--out", required=True, help="the JSON list of particles to write")
+    n.set_defaults(func=show_near_front)
+    fn = sub.add_parser("front-noise", help="the hypervolume of the table's front under each training seed (both yardsticks)")
+    fn.add_argument("table", help="the table (gzip JSON lines)")
+    fn.set_defaults(func=show_front_noise)
+    f = sub.add_parser("fingerprint", help="write on every row the fingerprint of its network, and the count of distinct networks on the header")
+    f.add_argument("table", help="the table (gzip JSON lines); rewritten")
+    f.add_argument("--space", default=str(DEFAULT_SPACE), help="space, network, data and training (YAML; default bench/particlebench/space.yaml)")
+    f.set_defaults(func=add_fingerprints)
     return parser
 
 

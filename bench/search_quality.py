@@ -1,33 +1,35 @@
 """Search quality on ParticleBench: hypervolume of the accuracy-FLOPs front per sampler, over trials and simulated time.
 
-    python bench/search_quality.py --table bench/particlebench/table.jsonl.gz --out bench/search_quality
+    python bench/search_quality.py --table bench/particlebench/table.jsonl.gz --out bench/search_quality/log/set-a
+    python bench/search_quality.py --table T --out OUT --seed-offset 100          # the second, disjoint seed set (100 .. 119)
     python bench/search_quality.py --table T --samplers random nsga2 --seeds 2 --trials 20 --out OUT   # a quick look
+    python bench/search_quality.py --table T --rescore bench/search_quality/results.json            # recorded searches on both yardsticks
 
-Runs every sampler (``--samplers``, default random nsga2 tpe gp gp+mo-asha gp+asha:
-gp, Optuna's GPSampler, is the engine's default sampler) with ``--seeds``
-seeds (0 .. S-1, default 20) for ``--trials`` trials (default 100) on the
-table, through the same engine the CLI runs (``particle_nas.search.run_search``,
-in ``run_one``) with the replay evaluator: no training, each run in its own
-temporary directory (in /dev/shm when there is one). After each trial it
-takes the hypervolume of the front of accuracy (up) and FLOPs (down) with a
-fixed reference point, accuracy 0 and FLOPs 1.1 x the largest in the table,
-divided by the box [0, 1] x [0, that FLOPs], so 1.0 would be a free, perfect
-network; the table's own front gives the best any search can reach. Against
-simulated time, a trial costs the table's recorded seconds of its evaluation;
-a repeat of a particle already tried costs nothing (the engine reuses it).
-``SAMPLER+RULE`` runs the sampler with early stopping (``search.early_stopping``
-RULE: ``asha`` ranks each rung by accuracy, ``mo-asha`` by accuracy and
-FLOPs; the engine's grace 2 epochs and reduction factor 2 unless ``--grace-epochs`` / ``--reduction-factor``): a stopped trial costs the recorded
-seconds of the epochs it trained and adds nothing to the front. With
-``--early-stopping-trials N`` those searches run N trials, so that they can
-spend as much simulated time as the others (the trial columns count their first
-``--trials``). results.md
-also gives, per sampler, the simulated time its mean curve takes to reach
-the final mean hypervolume of the baseline (``--baseline``, default the engine's default sampler, gp),
-and the trials its mean curve takes to reach the final mean hypervolume of
-``--trial-baseline`` (default random).
-Writes results.md (mean and standard error per sampler), results.json (every
-run's curve), hypervolume.html and, when kaleido is installed, hypervolume.png.
+Runs every sampler (``--samplers``, default random distinct nsga2 tpe gp ehvi and the
+engine's default sampler with mo-asha and asha) with ``--seeds`` seeds (``--seed-offset`` ..
+``--seed-offset + --seeds - 1``, default 0 .. 19) for ``--trials`` trials (default 100) on the
+table, through the same engine the CLI runs (``particle_nas.search.run_search``, in ``run_one``)
+with the replay evaluator: no training, each run in its own temporary directory (in /dev/shm
+when there is one). After each trial it takes the hypervolume of the front of accuracy (up) and
+FLOPs (down) on the yardstick of the table's space (``particle_nas.search.yardstick_for``):
+log10 FLOPs from the space's cheapest network to 1.1 x its largest, accuracy from 0 to 1, as a
+share of that box (``--scale linear``: FLOPs on a linear axis from 0, the earlier yardstick);
+the table's own front (one canonical row per network) gives the best any search can reach.
+Against simulated time, a trial costs the table's recorded seconds of its evaluation; a repeat
+of a network already tried costs nothing (the engine reuses it). ``SAMPLER+RULE`` runs the
+sampler with early stopping (``search.early_stopping`` RULE: ``asha`` ranks each rung by
+accuracy, ``mo-asha`` by accuracy and FLOPs; the engine's grace 2 epochs and reduction factor 2
+unless ``--grace-epochs`` / ``--reduction-factor``): a stopped trial costs the recorded seconds
+of the epochs it trained and adds nothing to the front. With ``--early-stopping-trials N`` those
+searches run N trials, so that they can spend as much simulated time as the others (the trial
+columns count their first ``--trials``). results.md also gives, per sampler, the simulated
+time its mean curve takes to reach the final mean hypervolume of the baseline (``--baseline``,
+default the engine's default sampler), and the trials its mean curve takes to reach the final
+mean hypervolume of ``--trial-baseline`` (default random), each with a bootstrap 95 % interval
+over the seeds; and how much of the final hypervolume the best accuracy found alone explains,
+on both yardsticks. ``--merge`` adds searches recorded by earlier invocations to the summary.
+Writes results.md (mean and standard error per sampler), results.json (every run's curve),
+hypervolume.html and, when kaleido is installed, hypervolume.png.
 """
 
 from __future__ import annotations
@@ -49,18 +51,17 @@ from typing import Any
 
 import numpy as np
 
-from particle_nas.evaluators import ReplayEvaluator, load_table, table_particles
-from particle_nas.results import hypervolume_2d
+from particle_nas.evaluators import ReplayEvaluator, load_table
 from particle_nas.search import SAMPLERS as ENGINE_SAMPLERS
-from particle_nas.search import SearchSettings
+from particle_nas.search import SearchSettings, Yardstick, yardstick_for
 
 SAMPLERS = tuple(s for s in ENGINE_SAMPLERS if s != "progressive")  # the engines' samplers that draw particles (progressive grows the network, which a table cannot answer)
 STOPPING = ("asha", "mo-asha")  # early stopping rules a sampler may be combined with: "nsga2+mo-asha"
 CHOICES = SAMPLERS + tuple(f"{s}+{rule}" for s in SAMPLERS for rule in STOPPING)
 ENGINE = SearchSettings()  # the engine's defaults: the default search (which the time race is run against) and early stopping's rungs
-DEFAULT = ("random", "nsga2", "tpe", "gp", f"{ENGINE.sampler}+mo-asha", f"{ENGINE.sampler}+asha")
-REFERENCE_MARGIN = 1.1  # the reference FLOPs: this x the table's largest
+DEFAULT = ("random", "distinct", "nsga2", "tpe", "gp", "ehvi", f"{ENGINE.sampler}+mo-asha", f"{ENGINE.sampler}+asha")
 TIME_POINTS = 60  # points of the simulated-time grid
+BOOTSTRAP = 2000  # resamples of the seeds for the 95 % intervals of trials-to-reach and time-to-reach
 
 
 def _limit_threads(threads: int) -> None:
@@ -70,22 +71,29 @@ def _limit_threads(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def reference_flops(table) -> float:
-    return REFERENCE_MARGIN * max(float(r["flops"]) for r in table.rows)
+def table_yardstick(table, scale: str = "log") -> Yardstick:
+    """The table's yardstick: log10 FLOPs from the space's cheapest network to 1.1 x its largest (linear: from 0), accuracy 0 to 1."""
+    return yardstick_for(table.space, table.network, scale=scale)
 
 
-def hypervolume_curve(accuracy: list[float | None], flops: list[float], *, ref_flops: float) -> list[float]:
-    """Normalized hypervolume of the (accuracy up, FLOPs down) front after each point, reference (0, ``ref_flops``).
+def table_optimum(table, yardstick: Yardstick, seed: int | None = None) -> float:
+    """The hypervolume of the table's own front (one row per network, of ``seed``; default the first): the most a search can reach."""
+    rows = [r for p in table.particles if (r := table.row(p, seed)) is not None]
+    return yardstick.hypervolume([float(r["accuracy"]) for r in rows], [float(r["flops"]) for r in rows])
 
-    A point without accuracy (a trial stopped early) leaves the front as it was.
-    """
-    curve: list[float] = []
-    front: list[tuple[float, float]] = []
-    for acc, cost in zip(accuracy, flops):
-        if acc is not None:
-            front.append((-float(acc), float(cost)))
-        curve.append(hypervolume_2d(np.array(front), (0.0, ref_flops)) / ref_flops if front else 0.0)
-    return curve
+
+def explained_by_best_accuracy(runs: list[dict[str, Any]], yardstick: Yardstick) -> dict[str, float]:
+    """How much of the final hypervolume the best accuracy found explains across ``runs``: Pearson r and r^2 (complete runs only)."""
+    finals, bests = [], []
+    for run in runs:
+        done = [a for a in run["accuracy"] if a is not None]
+        if len(done) >= 2:
+            finals.append(yardstick.running(run["accuracy"], run["flops"])[-1])
+            bests.append(max(done))
+    if len(finals) < 3 or np.std(finals) == 0 or np.std(bests) == 0:
+        return {"runs": len(finals), "r": math.nan, "r2": math.nan}
+    r = float(np.corrcoef(finals, bests)[0, 1])
+    return {"runs": len(finals), "r": r, "r2": r * r}
 
 
 def run_one(table_path: str, *, sampler: str, seed: int, trials: int, population: int, workdir: str, grace_epochs: int = ENGINE.grace_epochs, reduction_factor: int = ENGINE.reduction_factor) -> dict[str, Any]:
@@ -128,37 +136,61 @@ def run_one(table_path: str, *, sampler: str, seed: int, trials: int, population
     return out
 
 
-def summarize(runs: list[dict[str, Any]], *, ref_flops: float, trials: int, baseline: str | None = None, trial_baseline: str | None = None) -> dict[str, Any]:
+def summarize(runs: list[dict[str, Any]], *, yardstick: Yardstick, trials: int, baseline: str | None = None, trial_baseline: str | None = None, boot_seed: int = 0) -> dict[str, Any]:
     """Per sampler: mean and standard error of the hypervolume after each trial and on a common simulated-time grid.
 
     ``total_s``: the mean simulated time of one of its searches. ``reach_s``: the first grid time at which the
     sampler's mean reaches the final mean of ``baseline`` (default: the first sampler), None if it never does.
     ``reach_trials``: the first trial count at which its mean reaches ``trial_baseline``'s final mean (when that
-    sampler ran), None if it never does.
+    sampler ran), None if it never does. ``reach_trials_ci`` and ``reach_s_ci``: their bootstrap 95 % intervals
+    (``BOOTSTRAP`` resamples of both samplers' seeds; a bound of None: never, within the run).
     """
     for run in runs:
-        run["hypervolume"] = hypervolume_curve(run["accuracy"], run["flops"], ref_flops=ref_flops)
+        run["hypervolume"] = yardstick.running(run["accuracy"], run["flops"])
         run["time"] = np.cumsum(run["seconds"]).tolist()
     horizon = max((run["time"][-1] for run in runs if run["time"]), default=0.0)
     grid = np.linspace(0.0, horizon, TIME_POINTS).tolist()
     samplers: dict[str, Any] = {}
+    curves: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for sampler in dict.fromkeys(run["sampler"] for run in runs):
         mine = [run for run in runs if run["sampler"] == sampler]
         by_trial = np.array([(run["hypervolume"] + [run["hypervolume"][-1] if run["hypervolume"] else 0.0] * trials)[:trials] for run in mine])
         by_time = np.array([[run["hypervolume"][i - 1] if (i := int(np.searchsorted(run["time"], t, side="right"))) else 0.0 for t in grid] for run in mine])
         total_s = float(np.mean([run["time"][-1] if run["time"] else 0.0 for run in mine]))
         samplers[sampler] = {"runs": len(mine), "total_s": total_s, "by_trial": _mean_se(by_trial), "by_time": _mean_se(by_time)}
+        curves[sampler] = (by_trial, by_time)
+    rng = np.random.default_rng(boot_seed)
     baseline = baseline if baseline in samplers else next(iter(samplers), None)
     if baseline is not None:  # the simulated time each mean curve takes to reach the baseline's final mean hypervolume
         target = samplers[baseline]["by_time"]["mean"][-1]
-        for stats in samplers.values():
+        for name, stats in samplers.items():
             stats["reach_s"] = _first_reaching(grid, stats["by_time"]["mean"], target)
+            stats["reach_s_ci"] = _bootstrap_reach(curves[name][1], curves[baseline][1][:, -1], grid, rng)
     trial_baseline = trial_baseline if trial_baseline in samplers else None
     if trial_baseline is not None:  # the trials each mean curve takes to reach trial_baseline's final mean hypervolume
         target = samplers[trial_baseline]["by_trial"]["mean"][-1]
-        for stats in samplers.values():
+        for name, stats in samplers.items():
             stats["reach_trials"] = _first_reaching(range(1, trials + 1), stats["by_trial"]["mean"], target)
+            stats["reach_trials_ci"] = _bootstrap_reach(curves[name][0], curves[trial_baseline][0][:, -1], list(range(1, trials + 1)), rng)
     return {"time_grid_s": grid, "samplers": samplers, "baseline": baseline, "trial_baseline": trial_baseline}
+
+
+def _bootstrap_reach(curves: np.ndarray, finals: np.ndarray, xs: list[Any], rng: np.random.Generator) -> list[Any]:
+    """The 95 % bootstrap interval of the first x at which the mean of ``curves`` (runs x points) reaches the mean of ``finals``.
+
+    Each resample draws the runs of both samplers with replacement. A bound of None: the resampled mean never
+    reaches it within ``xs`` (the upper bound is then open).
+    """
+    n, m = len(curves), len(finals)
+    big = len(xs)  # "never": beyond the last x
+    firsts = []
+    for _ in range(BOOTSTRAP):
+        mean = curves[rng.integers(0, n, n)].mean(axis=0)
+        target = finals[rng.integers(0, m, m)].mean()
+        hit = np.flatnonzero(mean >= target - 1e-12)
+        firsts.append(int(hit[0]) if len(hit) else big)
+    low, high = np.percentile(firsts, [2.5, 97.5], method="nearest")
+    return [xs[int(low)] if low < big else None, xs[int(high)] if high < big else None]
 
 
 def _first_reaching(xs: Any, means: list[float], target: float) -> Any:
@@ -177,9 +209,17 @@ def _cell(stats: dict[str, list[float]], i: int) -> str:
     return f"{mean:.4f} ± {se:.4f}" if math.isfinite(se) else f"{mean:.4f}"
 
 
-def markdown(summary: dict[str, Any], *, table, optimum: float, ref_flops: float, trials: int, command: str) -> str:
+def _reach_cell(value: Any, ci: Any, unit: Any = str) -> str:
+    shown = "never" if value is None else unit(value)
+    if not ci:
+        return shown
+    low, high = ("never" if v is None else unit(v) for v in ci)
+    return f"{shown} [{low}, {high}]"
+
+
+def markdown(summary: dict[str, Any], *, table, optimum: float, yardstick: Yardstick, trials: int, command: str, explained: dict[str, dict[str, float]], seeds: list[int]) -> str:
     """The results as a markdown page: mean ± standard error per sampler, at a few trial counts and simulated times."""
-    marks = sorted({m for m in (10, 25, 50, trials) if m <= trials})
+    marks = sorted({m for m in (10, 14, 25, 50, trials) if m <= trials})
     grid = summary["time_grid_s"]
     times = [len(grid) // 4, len(grid) // 2, len(grid) - 1]
     baseline, trial_baseline = summary.get("baseline"), summary.get("trial_baseline")
@@ -190,28 +230,33 @@ def markdown(summary: dict[str, Any], *, table, optimum: float, ref_flops: float
         "",
         f"Command: `{command}`",
         "",
-        f"Table: `{table.path}` (space hash {table.space_hash}, {len(table_particles(table.space))} particles, {len(table.rows)} rows, "
-        f"E = {table.epochs} epochs; measured on {'; '.join(machines)}).",
-        f"Hypervolume of the accuracy-FLOPs front, reference point accuracy 0 and FLOPs {ref_flops:.4g} "
-        f"({REFERENCE_MARGIN:g} x the table's largest), divided by that box; the table's own front reaches {optimum:.4f}. "
-        "Mean ± standard error over seeds.",
+        f"Table: `{table.path}` (space hash {table.space_hash}, {len(table.particles)} distinct networks, {len(table.rows)} rows, "
+        f"E = {table.epochs} epochs; measured on {'; '.join(machines)}). Seeds {seeds[0]} to {seeds[-1]}.",
+        f"Yardstick: {yardstick.describe()}. The table's own front reaches {optimum:.4f}. Mean ± standard error over seeds; "
+        "the races' intervals are bootstrap 95 % intervals over seeds.",
         "",
-        "| sampler | seeds | " + " | ".join(f"after {m} trials" for m in marks) + " | " + " | ".join(f"at {grid[i] / 3600:.2f} h simulated" for i in times)
+        "| sampler | seeds | " + " | ".join(f"after {m} trials" for m in marks) + f" | share of the table's front after {trials}"
+        + " | " + " | ".join(f"at {grid[i] / 3600:.2f} h simulated" for i in times)
         + " | simulated h per search"
-        + (f" | trials to reach {trial_baseline}'s {trials}-trial" if trial_baseline else "")
-        + f" | simulated h to reach {baseline}'s final |",
-        "| --- | --- | " + " | ".join("---" for _ in marks) + " | " + " | ".join("---" for _ in times) + " | ---" + (" | ---" if trial_baseline else "") + " | --- |",
+        + (f" | trials to reach {trial_baseline}'s {trials}-trial [95 %]" if trial_baseline else "")
+        + f" | simulated h to reach {baseline}'s final [95 %] |",
+        "| --- | --- | " + " | ".join("---" for _ in marks) + " | --- | " + " | ".join("---" for _ in times) + " | ---" + (" | ---" if trial_baseline else "") + " | --- |",
     ]
     for sampler, stats in summary["samplers"].items():
-        cells = [_cell(stats["by_trial"], m - 1) for m in marks] + [_cell(stats["by_time"], i) for i in times] + [f"{stats['total_s'] / 3600:.2f}"]
+        cells = [_cell(stats["by_trial"], m - 1) for m in marks] + [f"{stats['by_trial']['mean'][trials - 1] / optimum:.1%}"]
+        cells += [_cell(stats["by_time"], i) for i in times] + [f"{stats['total_s'] / 3600:.2f}"]
         if trial_baseline:
-            cells.append("never" if stats.get("reach_trials") is None else str(stats["reach_trials"]))
-        reach = stats.get("reach_s")
-        cells.append("never" if reach is None else f"{reach / 3600:.2f}" + (f" ({reach / base:.0%} of {baseline}'s search)" if base else ""))
+            cells.append(_reach_cell(stats.get("reach_trials"), stats.get("reach_trials_ci")))
+        hours = lambda x: f"{x / 3600:.2f}" + (f" ({x / base:.0%})" if base else "")  # noqa: E731
+        cells.append(_reach_cell(stats.get("reach_s"), stats.get("reach_s_ci"), hours))
         lines.append(f"| {sampler} | {stats['runs']} | " + " | ".join(cells) + " |")
     lines += [
         "",
-        "Simulated time: the table's recorded wall seconds of each trial's evaluation, summed over a run; a repeated particle costs nothing; "
+        "How much of the final hypervolume the best accuracy found alone explains, over every search above (r^2 of the two across runs): "
+        + "; ".join(f"{scale} yardstick r = {e['r']:.3f}, r^2 = {e['r2']:.3f}" for scale, e in explained.items())
+        + ".",
+        "",
+        "Simulated time: the table's recorded wall seconds of each trial's evaluation, summed over a run; a repeated network costs nothing; "
         "a trial stopped early (SAMPLER+asha, SAMPLER+mo-asha) costs the seconds of the epochs it trained and adds no point to the front. "
         "The races compare mean curves: the first trial count (simulated time, on a grid of "
         f"{TIME_POINTS} points) at which a sampler's mean reaches the other's final mean; the last column's share is of the baseline's mean search time.",
@@ -245,35 +290,42 @@ def figure(summary: dict[str, Any], *, optimum: float, trials: int) -> Any:
 
 def run(args: argparse.Namespace) -> dict[str, Path]:
     table = load_table(args.table)
-    ref_flops = reference_flops(table)
-    first = [r for r in table.rows if int(r["seed"]) == table.seeds[0]]
-    optimum = hypervolume_curve([float(r["accuracy"]) for r in first], [float(r["flops"]) for r in first], ref_flops=ref_flops)[-1]
+    yardstick = table_yardstick(table, args.scale)
+    optimum = table_optimum(table, yardstick)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    tasks = [(sampler, seed) for sampler in args.samplers for seed in range(args.seeds)]
+    seeds = list(range(args.seed_offset, args.seed_offset + args.seeds))
+    tasks = [(sampler, seed) for sampler in args.samplers for seed in seeds]
     runs: list[dict[str, Any]] = []
+    for path in args.merge or []:  # searches recorded by earlier invocations (same table), summarized with these
+        recorded = [r for r in json.loads(Path(path).read_text())["runs"] if r["seed"] in seeds and r["sampler"] not in args.samplers]  # a sampler run again replaces its record
+        runs += [{k: v for k, v in r.items() if k not in ("hypervolume", "time")} for r in recorded]
+        print(f"merged {len(recorded)} searches from {path}", flush=True)
     tmp_root = "/dev/shm" if Path("/dev/shm").is_dir() else None
     with tempfile.TemporaryDirectory(prefix="search-quality-", dir=tmp_root) as workdir:
         common = dict(population=args.population, workdir=workdir, grace_epochs=args.grace_epochs, reduction_factor=args.reduction_factor)
         budget = {s: args.early_stopping_trials if "+" in s and args.early_stopping_trials else args.trials for s in args.samplers}
         if args.jobs == 1:
+            _limit_threads(args.threads)
             done = (run_one(args.table, sampler=s, seed=k, trials=budget[s], **common) for s, k in tasks)
         else:
             # Each search gets its share of the cores: a GP fit's torch and BLAS threads would otherwise oversubscribe them.
-            threads = max(1, (os.cpu_count() or 1) // args.jobs)
-            pool = concurrent.futures.ProcessPoolExecutor(max_workers=args.jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_limit_threads, initargs=(threads,))
+            pool = concurrent.futures.ProcessPoolExecutor(max_workers=args.jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_limit_threads, initargs=(args.threads,))
             done = (f.result() for f in [pool.submit(run_one, args.table, sampler=s, seed=k, trials=budget[s], **common) for s, k in tasks])
-        for result in done:
+        for k, result in enumerate(done, start=1):
             runs.append(result)
             stopped = sum(a is None for a in result["accuracy"])
-            print(f"[{len(runs)}/{len(tasks)}] {result['sampler']} seed {result['seed']}: {len(result['accuracy']) - stopped} complete, {stopped} stopped early, in {result['elapsed_s']:.1f} s", flush=True)
+            print(f"[{k}/{len(tasks)}] {result['sampler']} seed {result['seed']}: {len(result['accuracy']) - stopped} complete, {stopped} stopped early, in {result['elapsed_s']:.1f} s", flush=True)
         if args.jobs != 1:
             pool.shutdown()
-    summary = summarize(runs, ref_flops=ref_flops, trials=args.trials, baseline=args.baseline, trial_baseline=args.trial_baseline)
+    summary = summarize(runs, yardstick=yardstick, trials=args.trials, baseline=args.baseline, trial_baseline=args.trial_baseline)
+    explained = {scale: explained_by_best_accuracy(runs, yardstick.with_scale(scale)) for scale in ("log", "linear")}
     command = shlex.join(["python", "bench/search_quality.py", *args.argv])
     written = {"md": out / "results.md", "json": out / "results.json", "html": out / "hypervolume.html"}
-    written["md"].write_text(markdown(summary, table=table, optimum=optimum, ref_flops=ref_flops, trials=args.trials, command=command), encoding="utf-8")
-    written["json"].write_text(json.dumps({"command": command, "table": table.path, "space_hash": table.space_hash, "reference_flops": ref_flops, "optimum": optimum, "early_stopping": {"grace_epochs": args.grace_epochs, "reduction_factor": args.reduction_factor}, **summary, "runs": runs}) + "\n", encoding="utf-8")
+    written["md"].write_text(markdown(summary, table=table, optimum=optimum, yardstick=yardstick, trials=args.trials, command=command, explained=explained, seeds=seeds), encoding="utf-8")
+    record = {"command": command, "table": table.path, "space_hash": table.space_hash, "yardstick": yardstick.to_dict(), "optimum": optimum, "seeds": seeds, "explained_by_best_accuracy": explained}
+    record["early_stopping"] = {"grace_epochs": args.grace_epochs, "reduction_factor": args.reduction_factor}
+    written["json"].write_text(json.dumps({**record, **summary, "runs": runs}) + "\n", encoding="utf-8")
     fig = figure(summary, optimum=optimum, trials=args.trials)
     fig.write_html(written["html"], include_plotlyjs=True)
     try:
@@ -288,14 +340,37 @@ def run(args: argparse.Namespace) -> dict[str, Path]:
     return written
 
 
+def rescore(args: argparse.Namespace) -> int:
+    """Measure recorded searches (a results.json) on both yardsticks: the mean final hypervolume per sampler, the table's front, and how much the best accuracy explains."""
+    table = load_table(args.table)
+    recorded = json.loads(Path(args.rescore).read_text())
+    runs = recorded["runs"]
+    for scale in ("log", "linear"):
+        yardstick = table_yardstick(table, scale)
+        finals: dict[str, list[float]] = {}
+        for r in runs:
+            finals.setdefault(r["sampler"], []).append(yardstick.running(r["accuracy"][: args.trials], r["flops"][: args.trials])[-1])
+        e = explained_by_best_accuracy([{**r, "accuracy": r["accuracy"][: args.trials], "flops": r["flops"][: args.trials]} for r in runs], yardstick)
+        print(f"{scale}: {yardstick.describe()}")
+        print(f"  table's front {table_optimum(table, yardstick):.4f}; best accuracy alone explains r^2 = {e['r2']:.3f} (r = {e['r']:.3f}) of HV@{args.trials} over {e['runs']} searches")
+        for name, values in finals.items():
+            print(f"  {name}: {np.mean(values):.4f} ± {np.std(values, ddof=1) / math.sqrt(len(values)):.4f} after {args.trials} trials ({len(values)} seeds)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--table", required=True, help="a ParticleBench table (bench/particlebench.py generate)")
-    parser.add_argument("--out", required=True, help="folder for results.md, results.json, hypervolume.html (.png)")
-    parser.add_argument("--samplers", nargs="+", default=list(DEFAULT), choices=CHOICES, help="samplers, SAMPLER+asha or SAMPLER+mo-asha for early stopping (default: %(default)s)")
+    parser.add_argument("--out", default=None, help="folder for results.md, results.json, hypervolume.html (.png)")
+    parser.add_argument("--samplers", nargs="*", default=list(DEFAULT), choices=CHOICES, help="samplers, SAMPLER+asha or SAMPLER+mo-asha for early stopping (default: %(default)s)")
     parser.add_argument("--baseline", default=ENGINE.sampler, help=f"the sampler whose final hypervolume the others race to (default {ENGINE.sampler}, the default search; the first sampler when absent)")
     parser.add_argument("--trial-baseline", default="random", help="the sampler whose final hypervolume the others race to in trials (default random)")
-    parser.add_argument("--seeds", type=int, default=20, help="seeds per sampler: 0 .. SEEDS-1 (default 20)")
+    parser.add_argument("--seeds", type=int, default=20, help="seeds per sampler: OFFSET .. OFFSET+SEEDS-1 (default 20)")
+    parser.add_argument("--seed-offset", type=int, default=0, help="the first seed (default 0; 100 gives the second, disjoint seed set of docs/particlebench.md)")
+    parser.add_argument("--scale", choices=("log", "linear"), default="log", help="the hypervolume's cost scale (default log: log10 FLOPs from the space's cheapest network; linear: the earlier yardstick)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per search (default 1)")
+    parser.add_argument("--merge", nargs="+", default=None, metavar="RESULTS_JSON", help="add the searches recorded in these results.json (same table; the seeds asked for, of samplers not run now) to this invocation's, so one race spans several runs")
+    parser.add_argument("--rescore", default=None, metavar="RESULTS_JSON", help="run nothing: measure the searches recorded in a results.json on both yardsticks")
     parser.add_argument("--trials", type=int, default=100, help="trials per search (default 100)")
     parser.add_argument(
         "--early-stopping-trials",
@@ -314,6 +389,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     args.argv = argv
+    if args.rescore:
+        return rescore(args)
+    if args.out is None:
+        raise SystemExit("search_quality: --out is required (unless --rescore)")
     run(args)
     return 0
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
-from particle_nas.space import NetworkSpec, ParticleSpec, SearchSpace, SpecError, check_int, effective_prune_ratio
+from particle_nas.space import NetworkSpec, ParticleSpec, SearchSpace, SpecError, check_int, network_fingerprint
 
 from ._protocol import Evaluator
 from ._train import TrialStopped
@@ -54,23 +54,32 @@ def row_seconds_scaled(row: Mapping[str, Any], epochs: int | None = None) -> flo
     return seconds * float(row.get("time_scale", 1.0))
 
 
-def canonical_particle(particle: ParticleSpec) -> ParticleSpec:
-    """The spec that names ``particle``'s network in a table: a prune ratio that removes nothing is written as 0."""
-    if particle.prune_ratio and not effective_prune_ratio(particle):
-        return particle.replace(prune_ratio=0.0)
-    return particle
+def canonical_networks(space: SearchSpace, network: NetworkSpec, *, known: Mapping[ParticleSpec, str] | None = None) -> dict[str, ParticleSpec]:
+    """Every distinct network of a space with finite choices in ``network``: its fingerprint -> the first particle of ``space.grid()`` that builds it.
 
-
-def table_particles(space: SearchSpace) -> list[ParticleSpec]:
-    """Every distinct network of a space with finite choices, in ``space.grid()`` order (deterministic).
-
-    ``grid()`` lists distinct specs; specs whose prune ratio removes no channel
-    (csn_ir plain/residual) build the same network as the unpruned spec and are
-    listed once, as that spec.
+    Two particles are one network when their built networks are the same
+    (``space.network_fingerprint``): ``full``/``inverted`` and ``csn_ir``/``inverted``,
+    or a prune ratio that removes no channel and none. ``known``: fingerprints
+    already computed (a table's rows), by particle.
     """
     if space.per_stage:
         raise SpecError("space.stages", "must be shared for a table (one particle per network)", "per_stage")
-    return list(dict.fromkeys(canonical_particle(p) for p in space.grid()))
+    known = known or {}
+    first: dict[str, ParticleSpec] = {}
+    for p in space.grid():
+        first.setdefault(known.get(p) or network_fingerprint(network.replace(particle=p)), p)
+    return first
+
+
+def table_particles(space: SearchSpace, network: NetworkSpec) -> list[ParticleSpec]:
+    """Every distinct network of a space with finite choices, as the first particle of ``space.grid()`` that builds it (deterministic)."""
+    return list(canonical_networks(space, network).values())
+
+
+def row_fingerprint(row: Mapping[str, Any], network: NetworkSpec) -> str:
+    """The fingerprint of a row's network: written on the row (``fingerprint``), or computed from its particle in ``network``."""
+    stored = row.get("fingerprint")
+    return str(stored) if stored else network_fingerprint(network.replace(particle=ParticleSpec.from_dict(row["particle"])))
 
 
 def space_hash(space: SearchSpace) -> str:
@@ -146,24 +155,46 @@ def append_row(path: str | os.PathLike[str], row: Mapping[str, Any]) -> None:
         os.fsync(out.fileno())
 
 
-def row_key(particle: ParticleSpec, seed: int) -> tuple[ParticleSpec, int]:
-    return canonical_particle(particle), int(seed)
+def row_key(network: NetworkSpec, particle: ParticleSpec, seed: int) -> tuple[str, int]:
+    """A row's identity: the fingerprint of the network ``particle`` builds in ``network``, and the seed."""
+    return network_fingerprint(network.replace(particle=particle)), int(seed)
 
 
 @dataclass(frozen=True)
 class Table:
-    """A loaded table: its header (``meta``) and rows, looked up by (particle, seed)."""
+    """A loaded table: its header (``meta``) and rows, looked up by (network, seed).
+
+    A network is named by its fingerprint (``space.network_fingerprint``): a
+    particle that builds the same network as another (``csn_ir``/``inverted`` and
+    ``full``/``inverted``) is answered by the row of the first of them in
+    ``space.grid()`` order, the network's canonical row.
+    """
 
     path: str
     meta: Mapping[str, Any]
     rows: tuple[Mapping[str, Any], ...]
-    _index: dict[tuple[ParticleSpec, int], Mapping[str, Any]] = field(init=False, repr=False, compare=False)
+    _index: dict[tuple[str, int], Mapping[str, Any]] = field(init=False, repr=False, compare=False)
+    _fingerprints: dict[ParticleSpec, str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        index = {}
+        network = NetworkSpec.from_dict(self.meta["network"])
+        order = {p: i for i, p in enumerate(SearchSpace.from_dict(self.meta["space"]).grid())}
+        fingerprints: dict[ParticleSpec, str] = {}
+        index: dict[tuple[str, int], Mapping[str, Any]] = {}
+        rank: dict[tuple[str, int], int] = {}
         for row in self.rows:
-            index[row_key(ParticleSpec.from_dict(row["particle"]), row["seed"])] = row
+            particle = ParticleSpec.from_dict(row["particle"])
+            fingerprints[particle] = row_fingerprint(row, network)
+            key, at = (fingerprints[particle], int(row["seed"])), order.get(particle, len(order))
+            if key not in index or at < rank[key]:  # the canonical row: the network's first particle in grid order
+                index[key], rank[key] = row, at
         object.__setattr__(self, "_index", index)
+        object.__setattr__(self, "_fingerprints", fingerprints)
+
+    def fingerprint(self, particle: ParticleSpec) -> str:
+        """The fingerprint of the network ``particle`` builds in the table's proxy network."""
+        known = self._fingerprints.get(particle)
+        return known if known is not None else network_fingerprint(self.network.replace(particle=particle))
 
     @property
     def epochs(self) -> int:
@@ -190,12 +221,12 @@ class Table:
 
     def row(self, particle: ParticleSpec, seed: int | None = None) -> Mapping[str, Any] | None:
         """The row of ``particle`` trained with ``seed`` (default: the table's first seed), or None."""
-        return self._index.get(row_key(particle, self.seeds[0] if seed is None else seed))
+        return self._index.get((self.fingerprint(particle), int(self.seeds[0] if seed is None else seed)))
 
     @functools.cached_property
     def particles(self) -> tuple[ParticleSpec, ...]:
-        """The space's distinct particles: the first seed's rows of a complete table."""
-        return tuple(table_particles(self.space))
+        """The space's distinct networks (each as its canonical particle): the first seed's rows of a complete table."""
+        return tuple(canonical_networks(self.space, self.network, known=self._fingerprints).values())
 
     @functools.cached_property
     def missing(self) -> tuple[ParticleSpec, ...]:
@@ -205,7 +236,7 @@ class Table:
     def noise(self) -> SeedNoise:
         """How much a row's accuracy moves with the training seed, from the particles trained with two seeds."""
         first, other = self.seeds[0], self.seeds[1:]
-        pairs = [(row, twin) for row in self.rows if int(row["seed"]) == first for s in other if (twin := self.row(ParticleSpec.from_dict(row["particle"]), s)) is not None]
+        pairs = [(row, twin) for (fp, seed), row in self._index.items() if seed == first for s in other if (twin := self._index.get((fp, s))) is not None]
         return SeedNoise.of(pairs)
 
     def frame(self) -> Any:
@@ -309,7 +340,7 @@ def check_replay(table: Table, *, space: SearchSpace, network: NetworkSpec, data
     """
     mine = space_hash(space)
     if mine != table.space_hash:
-        raise SpecError(where, f"must name a table of the config's space (the table's space hash is {table.space_hash}, {len(table_particles(table.space))} particles; the config's is {mine}; the replay answers only the table's space)", table.path)
+        raise SpecError(where, f"must name a table of the config's space (the table's space hash is {table.space_hash}, {len(table.particles)} networks; the config's is {mine}; the replay answers only the table's space)", table.path)
     require_complete(table, where)
     placeholder = table.network.particle
     diffs = _differences(table.meta["network"], network.replace(particle=placeholder).to_dict())

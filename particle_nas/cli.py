@@ -110,8 +110,10 @@ def _report_search(config, summary, *, run_dir: Path, resume_hint: str) -> int:
     print(
         f"{summary.finished}/{summary.target} trials finished ({summary.complete} complete, "
         f"{f'{summary.stopped} stopped early, ' if summary.stopped else ''}{summary.failed} failed; "
-        f"{summary.new} new this run, {summary.reused} reused identical particles)"
+        f"{summary.new} new this run, {summary.reused} reused identical networks)"
     )
+    if summary.hypervolume is not None:
+        print(f"hypervolume of the accuracy-FLOPs front: {summary.hypervolume:.4f} (log FLOPs from the space's cheapest network to 1.1 x its largest; docs/dashboard.md)")
     if summary.baselines:
         print(f"baselines: {summary.baselines} baselines + {summary.finished - summary.baselines} searched")
         for line in baseline_lines(trials_table(study)):
@@ -298,7 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--name", help="run name (overrides name); the run goes to OUTPUT_DIR/NAME")
     s.add_argument("--output-dir", help="where runs are written (overrides output_dir; default runs)")
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
-    s.add_argument("--sampler", help="gp | nsga2 | tpe | random | progressive (overrides search.sampler)")
+    s.add_argument("--sampler", help="auto | ehvi | gp | nsga2 | tpe | random | distinct | progressive (overrides search.sampler)")
     s.add_argument("--early-stopping", help="none | asha | mo-asha: stop trials that trail at each rung (overrides search.early_stopping)")
     s.add_argument("--backend", choices=("optuna", "ray"), help="optuna: local worker processes; ray: Ray Tune (overrides search.backend)")
     s.add_argument("--workers", type=int, help="optuna: worker processes on one study (default 1; with CUDA: search.trials_per_gpu per GPU); ray: most trials at once (default: one per CPU)")

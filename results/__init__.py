@@ -10,7 +10,9 @@ names, directions and formats from ``particle_nas.evaluators.METRIC_INFO``; neit
 
 from __future__ import annotations
 
-from ._dashboard import HypervolumeHistory, Importance, dashboard_table, hypervolume_2d, hypervolume_history, param_importance, parallel_axes, pareto_members, searched_axes
+from particle_nas.search import hypervolume_2d, running_hypervolume_2d
+
+from ._dashboard import HypervolumeHistory, Importance, dashboard_table, hypervolume_history, param_importance, parallel_axes, pareto_members, searched_axes, study_yardstick
 from ._dashboard_page import dashboard_html, write_dashboard
 from ._deploy import MissingWeightsError, export_outputs, trial_weights
 from ._predict import RUNTIMES, PredictionRun, Predictor, PredictSettings, VideoPrediction, finetuned_model, prediction_document, read_class_names, video_paths, write_predictions
@@ -57,6 +59,8 @@ __all__ = [
     "human",
     "hypervolume_2d",
     "hypervolume_history",
+    "running_hypervolume_2d",
+    "study_yardstick",
     "knee_index",
     "load_network",
     "load_particle",

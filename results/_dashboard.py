@@ -7,7 +7,6 @@ table of Pareto members) is tested without a browser or plotly.
 
 from __future__ import annotations
 
-import bisect
 import math
 import warnings
 from typing import TYPE_CHECKING, Any, NamedTuple, Sequence
@@ -15,10 +14,10 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Sequence
 import numpy as np
 import pandas as pd
 
-from particle_nas.search import BASELINE_ATTR
+from particle_nas.search import BASELINE_ATTR, YARDSTICK_ATTR, Yardstick, observed_yardstick
 
 from ._export import particle_document, particle_yaml
-from ._pareto import COLUMN_DIRECTIONS, pareto_mask
+from ._pareto import COLUMN_DIRECTIONS
 from ._table import PARTICLE_FIELDS, trials_table
 
 if TYPE_CHECKING:
@@ -28,8 +27,6 @@ if TYPE_CHECKING:
 PRESET_ATTR = "preset"  # a reference architecture's label, e.g. "R(2+1)D-18"
 LATENCY_ATTR = "latency_ms"  # measured latency of one clip, when an evaluator reports it
 REPLAY_ATTR = "replay"  # True on trials answered from a ParticleBench table (with "replay_table", its path)
-# Margin of the hypervolume reference point beyond the worst cost seen.
-REFERENCE_MARGIN = 1.1
 # A numeric axis with at most this many distinct values is drawn as categories.
 MAX_CATEGORIES = 12
 
@@ -96,68 +93,29 @@ class HypervolumeHistory(NamedTuple):
 
     cost: str  # the cost column, e.g. "flops"
     numbers: list[int]  # trial numbers of the complete trials, ascending
-    values: list[float]  # hypervolume after each, normalized: a fraction of the reference box
-    reference: tuple[float, float]  # (accuracy, cost) of the reference point
-    description: str  # the reference point in words, for the page
+    values: list[float]  # hypervolume after each: a fraction of the yardstick's box
+    yardstick: Yardstick  # the cost axis, its scale and its box
+    description: str  # the yardstick in words, for the page
 
 
-def hypervolume_2d(points: np.ndarray, reference: tuple[float, float]) -> float:
-    """Area dominated by ``points`` (rows of (loss_a, loss_b), lower is better) and bounded by ``reference``.
-
-    Points not strictly better than the reference in both losses add nothing.
-    """
-    points = np.asarray(points, dtype=float).reshape(-1, 2)
-    ref_a, ref_b = reference
-    points = points[(points[:, 0] < ref_a) & (points[:, 1] < ref_b)]
-    if len(points) == 0:
-        return 0.0
-    front = np.unique(points[pareto_mask(points, ("minimize", "minimize"))], axis=0)  # by first loss, ascending
-    return _staircase(front[:, 0], front[:, 1], (ref_a, ref_b))
+def study_yardstick(study: optuna.Study | None, *, cost: str = "flops", scale: str = "log") -> Yardstick | None:
+    """The yardstick the search stored with its study (its space's cost bounds), on ``scale``; None when it stored none or of another cost."""
+    stored = None if study is None else study.user_attrs.get(YARDSTICK_ATTR)
+    if not isinstance(stored, dict) or stored.get("cost") != cost:
+        return None
+    try:
+        return Yardstick.from_dict(stored).with_scale(scale)
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
-def _staircase(first: np.ndarray, second: np.ndarray, reference: tuple[float, float]) -> float:
-    """The area under a front sorted by its first loss (the second then strictly decreases): a staircase of boxes up to ``reference``."""
-    next_a = np.append(first[1:], reference[0])
-    return float(np.sum((next_a - first) * (reference[1] - second)))
-
-
-def running_hypervolume_2d(points: np.ndarray, reference: tuple[float, float]) -> list[float]:
-    """``hypervolume_2d(points[: i + 1], reference)`` for every i, the same numbers in O(n x front) rather than O(n^2 log n).
-
-    The front is kept sorted by the first loss (the second then strictly
-    decreases). A point that some member weakly dominates, or that is not
-    strictly better than the reference, leaves the area as it was (a bisection);
-    otherwise it goes in, the members it dominates go out, and the area is summed
-    again over the front as ``hypervolume_2d`` sums it (same terms, same order,
-    so the same floating-point result).
-    """
-    points = np.asarray(points, dtype=float).reshape(-1, 2)
-    ref_a, ref_b = float(reference[0]), float(reference[1])
-    first: list[float] = []  # the front's first losses, ascending
-    second: list[float] = []  # its second losses, descending
-    areas, area = [], 0.0
-    for a, b in points.tolist():
-        if a < ref_a and b < ref_b:
-            at = bisect.bisect_right(first, a)  # members before ``at`` have a first loss <= a
-            if at == 0 or second[at - 1] > b:  # not weakly dominated by the member just before (the best of those in b)
-                end = at
-                while end < len(first) and second[end] >= b:  # members with first loss >= a that it dominates
-                    end += 1
-                if at and first[at - 1] == a:  # a member with the same first loss and a worse second one
-                    at -= 1
-                first[at:end], second[at:end] = [a], [b]
-                area = _staircase(np.array(first), np.array(second), (ref_a, ref_b))
-        areas.append(area)
-    return areas
-
-
-def hypervolume_history(df: pd.DataFrame, *, cost: str = "flops", reference: tuple[float, float] | None = None) -> HypervolumeHistory:
+def hypervolume_history(df: pd.DataFrame, *, cost: str = "flops", yardstick: Yardstick | None = None, scale: str = "log") -> HypervolumeHistory:
     """Hypervolume of the (accuracy up, ``cost`` down) front of the complete trials so far, after each one.
 
-    The reference point defaults to accuracy 0 and ``cost`` = 1.1 x the largest
-    cost of any complete trial; the values are divided by the reference box
-    (1 x that cost), so 1.0 would be a free, perfect network. A trial that adds
-    nothing to the front leaves the curve flat.
+    ``yardstick`` (the study's, ``study_yardstick``: its space's cheapest
+    network to 1.1 x its largest) defaults to one from the trials themselves
+    (the cheapest seen to 1.1 x the costliest), on ``scale`` (log, or linear
+    from 0). A trial that adds nothing to the front leaves the curve flat.
     """
     if cost not in COLUMN_DIRECTIONS or COLUMN_DIRECTIONS[cost] != "minimize":
         raise ValueError(f"cost must be a column to minimize ({sorted(k for k, v in COLUMN_DIRECTIONS.items() if v == 'minimize')}), but got {cost!r}.")
@@ -165,17 +123,10 @@ def hypervolume_history(df: pd.DataFrame, *, cost: str = "flops", reference: tup
     rows = rows[rows["accuracy"].notna() & rows[cost].notna()].sort_values("number")
     acc = rows["accuracy"].to_numpy(dtype=float)
     spend = rows[cost].to_numpy(dtype=float, na_value=np.nan)
-    default = reference is None
-    if reference is None:
-        worst = float(spend.max()) if len(spend) else 1.0
-        reference = (0.0, worst * REFERENCE_MARGIN if worst > 0 else 1.0)
-    ref_acc, ref_cost = float(reference[0]), float(reference[1])
-    loss = np.column_stack([-acc, spend])
-    box = (1.0 - ref_acc) * ref_cost if ref_cost > 0 else 1.0
-    values = [area / box for area in running_hypervolume_2d(loss, (-ref_acc, ref_cost))]
-    what = f"{REFERENCE_MARGIN:g} x the largest of any complete trial" if default else "given"
-    description = f"reference point: accuracy {ref_acc:g}, {cost} {ref_cost:.4g} ({what}); shown as a fraction of the box accuracy [{ref_acc:g}, 1] x {cost} [0, {ref_cost:.4g}]"
-    return HypervolumeHistory(cost=cost, numbers=[int(n) for n in rows["number"]], values=values, reference=(ref_acc, ref_cost), description=description)
+    if yardstick is None:
+        yardstick = observed_yardstick(spend.tolist(), scale=scale, cost_name=cost)
+    values = yardstick.running(acc.tolist(), spend.tolist())
+    return HypervolumeHistory(cost=cost, numbers=[int(n) for n in rows["number"]], values=values, yardstick=yardstick, description=yardstick.describe())
 
 
 # ---------------------------------------------------------------- parameter importance

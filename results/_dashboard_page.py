@@ -25,6 +25,7 @@ from ._dashboard import (
     cost_axes,
     dashboard_table,
     hypervolume_history,
+    study_yardstick,
     param_importance,
     parallel_axes,
     pareto_members,
@@ -79,7 +80,7 @@ def hypervolume_figure(history: HypervolumeHistory) -> go.Figure:
         height=380,
         margin=dict(l=60, r=20, t=20, b=50),
         xaxis_title="trial number",
-        yaxis_title="hypervolume (fraction of the reference box)",
+        yaxis_title=f"hypervolume ({history.yardstick.scale} {history.cost}, fraction of the box)",
     )
     return fig
 
@@ -231,8 +232,8 @@ def dashboard_html(study: optuna.Study, *, run: str, table: pd.DataFrame | None 
             f'<p class="note">{on} of {len(rows)} complete trials on this front (red diamonds; the star is the knee). Hover a point for its particle.</p>'
             f"{_div(fig, f'pareto-{cost}')}</section>"
         )
-    history = hypervolume_history(df, cost="flops")
-    sections.append(f'<section><h2>hypervolume of the accuracy–FLOPs front over trials</h2><p class="note">{html.escape(history.description)}.</p>{_div(hypervolume_figure(history), "hypervolume")}</section>')
+    history = hypervolume_history(df, cost="flops", yardstick=study_yardstick(study))
+    sections.append(f'<section><h2>hypervolume of the accuracy–FLOPs front over trials (log FLOPs)</h2><p class="note">{html.escape(history.description)}.</p>{_div(hypervolume_figure(history), "hypervolume")}</section>')
     importance = param_importance(study)
     if importance.values:
         imp = _div(importance_figure(importance), "importance")

@@ -10,6 +10,7 @@ every engine.
 """
 
 from ._engine import Engine, log_to_file
+from ._hypervolume import YARDSTICK_ATTR, Yardstick, cost_bounds, hypervolume_2d, observed_yardstick, running_hypervolume_2d, space_particles, yardstick_for
 from ._job import RunOptions, SearchJob, SearchTask
 from ._sampler import make_sampler, suggest
 from ._study import open_study
@@ -27,6 +28,14 @@ from ._storage import STORAGE_ENV, open_storage, recover_journal, shown_location
 from ._trial import BASELINE_ATTR, INTERRUPTED, Evaluator, evaluation_record, objective_values, score_particle
 
 __all__ = [
+    "YARDSTICK_ATTR",
+    "Yardstick",
+    "cost_bounds",
+    "hypervolume_2d",
+    "observed_yardstick",
+    "running_hypervolume_2d",
+    "space_particles",
+    "yardstick_for",
     "BACKENDS",
     "BASELINE_ATTR",
     "EARLY_STOPPING",

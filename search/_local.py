@@ -85,7 +85,7 @@ def work(job: SearchJob, *, deadline: float | None, worker: int = 0, bar: Any = 
     best_line = _BestLine()
     job.evaluator.warm_up()  # the task and torch's lazy imports: once per process, not in the first trial
     slot = claim_sampler_slot(study, job.storage) if job.storage.startswith("postgresql") else worker
-    study.sampler = make_sampler(job.settings, seed=job.seed + slot)
+    study.sampler = make_sampler(job.settings, seed=job.seed + slot, job=job)
     runner = TrialRunner(job)
     stopping = early_stopping(job.settings, evaluator=job.evaluator)
     while deadline is None or time.time() < deadline:

@@ -162,7 +162,7 @@ class RayEngine(Engine):
                 space=_DefineParticle(job),
                 metric=list(settings.objectives),
                 mode=["max" if d == "maximize" else "min" for d in settings.directions],
-                sampler=make_sampler(settings, seed=job.seed),
+                sampler=make_sampler(settings, seed=job.seed, job=job),
                 study_name=job.name,
                 storage=open_storage(str(job.storage)),  # OptunaSearch takes a storage object, not a URL
                 job=job,

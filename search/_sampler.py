@@ -1,12 +1,15 @@
 """What a sampler draws and sees: the seeded sampler, a trial's network, and the study as the sampler is shown it.
 
-Baselines are hidden from the sampler (``SearchedOnlySampler``), and a trial
-stopped early is shown finished at the accuracy it stopped with (``_masked``).
+Baselines are hidden from the sampler (``SearchedOnlySampler``), a trial
+stopped early is shown finished at the accuracy it stopped with, and every
+cost objective (FLOPs, params) is shown as its log10, the scale the
+hypervolume measures it on (``_masked``).
 """
 
 from __future__ import annotations
 
 import copy
+import math
 import threading
 from typing import Any, Mapping
 
@@ -15,14 +18,28 @@ from optuna.trial import TrialState
 
 from particle_nas.space import BASELINES, Axis, NetworkSpec
 
+from ._cost_aware import CANDIDATE_SAMPLERS, CostAwareSampler
 from ._job import SearchJob
 from ._settings import SearchSettings
 from ._trial import BASELINE_ATTR, objective_values
 
+LOG_COSTS = frozenset({"flops", "params"})  # objectives a sampler sees as their log10
+# Samplers shown the costs as measured: Optuna's GP puts its reference point at 1.1 x the worst value seen, which on
+# log10 FLOPs lies most of a decade beyond the costliest network; on ParticleBench its 100-trial hypervolume fell
+# from 0.810 to 0.72-0.78 (seeds 0-2) when shown log costs (docs/particlebench.md).
+LINEAR_VIEW = frozenset({"gp"})
 
-def make_sampler(settings: SearchSettings, *, seed: int) -> optuna.samplers.BaseSampler:
-    """The settings' sampler, seeded, and blind to baseline trials (see SearchedOnlySampler)."""
-    if settings.sampler == "nsga2":
+
+def make_sampler(settings: SearchSettings, *, seed: int, job: SearchJob | None = None) -> optuna.samplers.BaseSampler:
+    """The settings' sampler, seeded, and blind to baseline trials (see SearchedOnlySampler).
+
+    ``ehvi`` and ``distinct`` choose among the job's networks (its space in its network), so they need ``job``.
+    """
+    if settings.sampler in CANDIDATE_SAMPLERS:
+        if job is None:
+            raise ValueError(f"search.sampler {settings.sampler} must be given the job (its space and network) to choose among, but got job=None.")
+        sampler: optuna.samplers.BaseSampler = CostAwareSampler(space=job.space, network=job.network, objectives=settings.objectives, seed=seed, n_startup_trials=max(4, settings.population), model=settings.sampler == "ehvi")
+    elif settings.sampler == "nsga2":
         sampler = optuna.samplers.NSGAIISampler(population_size=settings.population, seed=seed)
     elif settings.sampler == "tpe":
         sampler = optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=max(4, settings.population))
@@ -91,8 +108,16 @@ def _masked(trials: list[optuna.trial.FrozenTrial], states: Any, settings: Searc
     few trials that finished, proposes the same region again and again (on
     ParticleBench, gp with MO-ASHA finished 8 of 200 trials). The study keeps
     them PRUNED: they never reach the Pareto front.
+
+    Every cost objective in ``LOG_COSTS`` is shown as its log10: the scale the
+    hypervolume measures it on (``_hypervolume``), so that TPE's hypervolume-based
+    choices and NSGA-II's crowding distance value a step from 2 to 4 MFLOPs as
+    much as one from 200 to 400 (the Pareto ranks are unchanged); the samplers in
+    ``LINEAR_VIEW`` (Optuna's GP, measured worse so) see them as measured. ``ehvi``
+    reads the costs from the analytic model and measures on the log yardstick itself.
     """
     shown = []
+    logged = [i for i, name in enumerate(settings.objectives) if name in LOG_COSTS] if settings is not None and settings.sampler not in LINEAR_VIEW else []
     for t in trials:
         if BASELINE_ATTR in t.user_attrs:
             t = copy.copy(t)  # the study's cached trial stays as it is
@@ -103,6 +128,9 @@ def _masked(trials: list[optuna.trial.FrozenTrial], states: Any, settings: Searc
             t.state, t.values = TrialState.COMPLETE, list(values)
             if settings.constraints:  # where Optuna's samplers read them, as TrialRecorder.finish writes them
                 t.system_attrs = {**t.system_attrs, **{f"constraints:{c}": v for c, v in zip(settings.parsed_constraints, violations)}}
+        if logged and t.state == TrialState.COMPLETE and t.values is not None:
+            t = copy.copy(t)
+            t.values = [math.log10(max(float(v), 1e-12)) if i in logged else v for i, v in enumerate(t.values)]
         if states is None or t.state in states:
             shown.append(t)
     return shown

@@ -8,7 +8,7 @@ from typing import Any
 from particle_nas.evaluators import OBJECTIVES, Constraint
 from particle_nas.space import SpecError, baseline_names, check_choice, check_int, check_number
 
-SAMPLERS: tuple[str, ...] = ("gp", "nsga2", "tpe", "random", "progressive")
+SAMPLERS: tuple[str, ...] = ("ehvi", "gp", "nsga2", "tpe", "random", "distinct", "progressive")
 BACKENDS: tuple[str, ...] = ("optuna", "ray")
 EARLY_STOPPING: tuple[str, ...] = ("none", "asha", "mo-asha")
 # The search settings a resumed run may change; everything else must match the study's fingerprint.
@@ -21,7 +21,7 @@ class SearchSettings:
     """How a search runs: which engine, how long, and what it optimizes."""
 
     backend: str = "optuna"  # see BACKENDS
-    sampler: str = "gp"  # see SAMPLERS; every sampler is seeded from the run's seed (gp: the best on ParticleBench, docs/particlebench.md)
+    sampler: str = "auto"  # see SAMPLERS, or auto: ehvi (cost-aware, search/_cost_aware.py: the best on ParticleBench, docs/particlebench.md) when the objectives are accuracy and flops or params, else gp; every sampler is seeded from the run's seed
     trials: int = 20  # finished trials the study should hold (a resumed run only adds the missing ones)
     timeout: float | None = None  # seconds for this invocation; None = no limit
     objectives: tuple[str, ...] = ("accuracy", "flops")  # accuracy first, then costs to minimize
@@ -41,7 +41,7 @@ class SearchSettings:
     def __post_init__(self) -> None:
         p = "search."
         check_choice(p + "backend", self.backend, BACKENDS)
-        check_choice(p + "sampler", self.sampler, SAMPLERS)
+        check_choice(p + "sampler", self.sampler, ("auto", *SAMPLERS))
         check_int(p + "trials", self.trials, low=1, high=1_000_000)
         if self.timeout is not None:
             check_number(p + "timeout", self.timeout, low=0.0, low_open=True)
@@ -55,6 +55,10 @@ class SearchSettings:
         if len(set(objectives)) != len(objectives) or len(objectives) < 2 or objectives[0] != "accuracy":
             raise SpecError(p + "objectives", "must start with accuracy and add at least one of flops, params, without repeats", list(objectives))
         object.__setattr__(self, "objectives", objectives)
+        if self.sampler == "auto":  # the cost-aware sampler where it applies, Optuna's GP elsewhere
+            object.__setattr__(self, "sampler", "ehvi" if len(objectives) == 2 and objectives[1] in ("flops", "params") else "gp")
+        if self.sampler in ("ehvi", "distinct") and (len(objectives) != 2 or objectives[1] not in ("flops", "params")):
+            raise SpecError(p + "objectives", f"must be accuracy and one analytic cost (flops or params) for the {self.sampler} sampler", list(objectives))
         constraints = self.constraints
         if isinstance(constraints, str):
             constraints = (constraints,)

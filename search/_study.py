@@ -15,8 +15,9 @@ from typing import Any, Mapping
 import optuna
 from optuna.trial import TrialState
 
-from particle_nas.space import NetworkSpec
+from particle_nas.space import NetworkSpec, network_fingerprint
 
+from ._hypervolume import YARDSTICK_ATTR, yardstick_for
 from ._job import SearchJob
 from ._sampler import make_sampler
 from ._settings import RESUMABLE
@@ -142,7 +143,7 @@ def open_study(job: SearchJob, *, sampler: optuna.samplers.BaseSampler | None = 
         study_name=job.name,
         storage=open_storage(job.storage),
         directions=settings.directions,
-        sampler=sampler or make_sampler(settings, seed=job.seed),
+        sampler=sampler or make_sampler(settings, seed=job.seed, job=job),
         load_if_exists=True,
     )
     fingerprint = json.loads(json.dumps(job.fingerprint))
@@ -153,6 +154,7 @@ def open_study(job: SearchJob, *, sampler: optuna.samplers.BaseSampler | None = 
         study.set_metric_names(list(settings.objectives))  # optuna-dashboard labels the objectives with these
         study.set_user_attr("seed", job.seed)
         study.set_user_attr("config", json.loads(json.dumps(job.config)))
+        study.set_user_attr(YARDSTICK_ATTR, yardstick_for(job.space, job.network).to_dict())  # the box every hypervolume of this run is measured in
     elif stored != fingerprint:
         changed = sorted(k for k in set(stored) | set(fingerprint) if stored.get(k) != fingerprint.get(k))
         may = ", ".join(f"search.{name}" for name in RESUMABLE)
@@ -196,9 +198,10 @@ def fail_stale_trials(study: optuna.Study, *, mine: bool = False, reason: str = 
 
 
 def network_key(network: NetworkSpec | Mapping[str, Any]) -> str:
-    """Identical networks (particle, widths, clip, ...) share a key."""
+    """Networks that build the same thing share a key: the fingerprint of the built network (``space.network_fingerprint``),
+    so that particles written differently (``csn_ir``/``inverted`` and ``full``/``inverted``) are trained once."""
     spec = network if isinstance(network, NetworkSpec) else NetworkSpec.from_dict(dict(network))
-    return json.dumps(spec.to_dict(), sort_keys=True)
+    return network_fingerprint(spec)
 
 
 def _source_key(trial: optuna.trial.FrozenTrial) -> str | None:

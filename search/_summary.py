@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import optuna
 from optuna.trial import TrialState
 
+from ._hypervolume import YARDSTICK_ATTR, Yardstick
 from ._job import SearchJob
 from ._storage import open_storage
 from ._study import is_finished
@@ -33,11 +34,23 @@ class SearchSummary:
     interrupted: bool  # stopped by Ctrl-C
     timed_out: bool  # stopped by the timeout before reaching target
     baselines: int = 0  # of the finished trials, how many are baselines (the rest were searched)
+    hypervolume: float | None = None  # of the complete trials' accuracy-FLOPs front, on the study's log-FLOPs yardstick (None: no yardstick or no such trial)
+
+
+def front_hypervolume(study: optuna.Study, trials: list[optuna.trial.FrozenTrial]) -> float | None:
+    """The hypervolume of the complete trials' (accuracy, FLOPs) front on the study's yardstick (``YARDSTICK_ATTR``), or None."""
+    stored = study.user_attrs.get(YARDSTICK_ATTR)
+    points = [(t.user_attrs["accuracy"], t.user_attrs["flops"]) for t in trials if t.state == TrialState.COMPLETE and isinstance(t.user_attrs.get("accuracy"), (int, float)) and isinstance(t.user_attrs.get("flops"), (int, float))]
+    if not isinstance(stored, dict) or not points:
+        return None
+    accuracy, flops = zip(*points)
+    return Yardstick.from_dict(stored).hypervolume(accuracy, flops)
 
 
 def summarize(job: SearchJob, *, before: set[int], interrupted: bool, deadline: float | None) -> SearchSummary:
     """The summary of an invocation, read back from the study (every engine ends with this)."""
-    final = optuna.load_study(study_name=job.name, storage=open_storage(job.storage)).get_trials(deepcopy=False)
+    study = optuna.load_study(study_name=job.name, storage=open_storage(job.storage))
+    final = study.get_trials(deepcopy=False)
     finished = sum(is_finished(t) for t in final)
     added = [t for t in final if is_finished(t) and t.number not in before]
     failed = [t for t in final if t.state == TrialState.FAIL and is_finished(t)]
@@ -56,5 +69,6 @@ def summarize(job: SearchJob, *, before: set[int], interrupted: bool, deadline: 
         target=job.settings.trials,
         interrupted=interrupted,
         baselines=sum(is_finished(t) and BASELINE_ATTR in t.user_attrs for t in final),
+        hypervolume=front_hypervolume(study, final),
         timed_out=not interrupted and deadline is not None and finished < job.settings.trials and time.time() >= deadline,
     )

@@ -20,6 +20,7 @@ from ._build import (
 )
 from ._cost import FACTORIZATION_COSTS, PRECISION_BYTES, WIRING_COSTS, Cost, TrainingMemory, cost, training_memory
 from ._domain import AXES, STAGE_MODES, Axis, SearchSpace
+from ._fingerprint import network_fingerprint
 from ._inflate import INFLATABLE, NOT_INFLATABLE, as_2d, check_inflatable, inflate, inflate_state_dict
 from ._checks import check_choice, check_clip, check_int, check_number
 from ._errors import SpecError
@@ -78,6 +79,7 @@ __all__ = [
     "check_number",
     "channel_groups",
     "cost",
+    "network_fingerprint",
     "create_adapter",
     "build_particle",
     "dense_inner_width",

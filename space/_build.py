@@ -151,7 +151,7 @@ def create_head(spec: NetworkSpec, *, in_channels: int) -> nn.Module:
     return nn.Sequential(*layers, nn.Linear(cin, spec.num_classes))
 
 
-def _create_network(spec: NetworkSpec) -> ParticleNet:
+def _create_network(spec: NetworkSpec, *, init: bool = True) -> ParticleNet:
     stem = create_stem(spec)
     stages = []
     cin = spec.stem_channels
@@ -164,5 +164,6 @@ def _create_network(spec: NetworkSpec) -> ParticleNet:
         stages.append(nn.Sequential(*blocks, *create_pool(pool)))
     head = create_head(spec, in_channels=cin)
     net = ParticleNet(stem=stem, stages=nn.Sequential(*stages), head=head)
-    _init_weights(net)
+    if init:  # left out only for a network that is read, never run (its fingerprint)
+        _init_weights(net)
     return net

@@ -8,6 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from particle_nas.search import Yardstick
+from particle_nas.space import ParticleSpec
+
 
 def _load(name: str):
     spec = importlib.util.spec_from_file_location(name, Path(__file__).parent.parent / "bench" / f"{name}.py")
@@ -63,8 +66,9 @@ def test_particlebench_generator_writes_every_particle_then_resumes_without_retr
     space_file, table = tiny_bench
     loaded = load_table(table)
     space = SearchSpace.from_dict(loaded.meta["space"])
-    particles = table_particles(space)
-    assert len(particles) == 4 and loaded.meta["space_hash"] == space_hash(space)
+    particles = table_particles(space, loaded.network)
+    assert len(particles) == 4 and loaded.meta["space_hash"] == space_hash(space) and loaded.meta["networks"] == 4
+    assert all(row["fingerprint"] == loaded.fingerprint(ParticleSpec.from_dict(row["particle"])) for row in loaded.rows)
     assert sorted((r["seed"] for r in loaded.rows)) == [0, 0, 0, 0, 1]  # every particle with seed 0, the first one with seed 1 too
     for row in loaded.rows:
         assert len(row["epoch_seconds"]) == 1 and row["wall_s"] >= sum(row["epoch_seconds"]) > 0 and row["cpu_s"] > 0
@@ -220,10 +224,15 @@ def test_particlebench_jobs_are_a_fixed_order_with_the_second_seed_subset_first(
     pb = _load("particlebench")
     recipe = pb.load_recipe()
     jobs = pb.jobs(recipe, seeds=[0, 1], subset=30, limit=None)
-    assert len(jobs) == 1024 + 30 and jobs == pb.jobs(recipe, seeds=[0, 1], subset=30, limit=None)
+    assert len(jobs) == 952 + 30 and jobs == pb.jobs(recipe, seeds=[0, 1], subset=30, limit=None)  # one job per network, not per spec
     first = [p for p, s in jobs if s == 0]
-    assert len(set(first)) == 1024 and jobs[30:60] == [(p, 1) for p in first[:30]]  # the noise rows come early
+    assert len(set(first)) == 952 and jobs[30:60] == [(p, 1) for p in first[:30]]  # the noise rows come early
     assert [p for p, _ in pb.jobs(recipe, seeds=[0, 1], subset=2, limit=6)] == [*first[:2], *first[:2], *first[2:6]]
+    # given particles (near-front's list) take the subset's place, seed by seed: every one with seed 1, then with seed 2
+    chosen = [first[5], first[3].replace(factorization="csn_ir") if first[3].wiring == "inverted" and first[3].factorization == "full" else first[3]]
+    noisy = pb.jobs(recipe, seeds=[0, 1, 2], subset=30, limit=None, noise=chosen)
+    assert noisy[:6] == [(first[5], 0), (first[3], 0), (first[5], 1), (first[3], 1), (first[5], 2), (first[3], 2)]
+    assert len(noisy) == 952 + 4
     assert recipe.train.epochs == 5 and recipe.data.clip == (8, 32, 32)  # the quickstart's default recipe
 
 
@@ -250,26 +259,31 @@ def test_search_quality_races_in_trials_and_in_simulated_time(monkeypatch):
     sq = _load("search_quality")
     runs = [{"sampler": "random", "seed": k, "accuracy": [0.1, 0.5], "flops": [5.0, 5.0], "seconds": [10.0, 10.0]} for k in range(2)]
     runs += [{"sampler": "nsga2", "seed": 0, "accuracy": [0.5, 0.8], "flops": [5.0, 8.0], "seconds": [30.0, 30.0]}]
-    summary = sq.summarize(runs, ref_flops=10.0, trials=2, baseline="nsga2", trial_baseline="random")
+    linear = Yardstick(scale="linear", low=0.0, high=10.0)  # the box flops [0, 10]: (0.5, 5) covers 0.25 of it
+    summary = sq.summarize(runs, yardstick=linear, trials=2, baseline="nsga2", trial_baseline="random")
     random, nsga2 = summary["samplers"]["random"], summary["samplers"]["nsga2"]
     assert (random["reach_trials"], nsga2["reach_trials"]) == (2, 1)
     assert (random["total_s"], nsga2["total_s"]) == (20.0, 60.0)
     assert random["reach_s"] is None and nsga2["reach_s"] == pytest.approx(60.0)
-    assert sq.summarize(runs, ref_flops=10.0, trials=2, trial_baseline="tpe")["trial_baseline"] is None  # tpe did not run: no trial race
-    monkeypatch.setattr(sq, "table_particles", lambda space: [space] * 4)
-    md = sq.markdown(summary, table=_FakeTable(), optimum=0.5, ref_flops=10.0, trials=2, command="python bench/search_quality.py")
-    assert "| random | 2 |" in md and "| 0.01 | 2 | never |" in md and "| 0.02 | 1 | 0.02 (100% of nsga2's search) |" in md
+    assert random["reach_trials_ci"] == [2, 2] and nsga2["reach_trials_ci"] == [1, 1]  # every resample of these seeds reaches it at the same trial
+    assert random["reach_s_ci"] == [None, None] and nsga2["reach_s_ci"][1] == pytest.approx(60.0)
+    assert sq.summarize(runs, yardstick=linear, trials=2, trial_baseline="tpe")["trial_baseline"] is None  # tpe did not run: no trial race
+    explained = {"log": {"r": 0.5, "r2": 0.25}, "linear": {"r": 1.0, "r2": 1.0}}
+    md = sq.markdown(summary, table=_FakeTable(), optimum=0.5, yardstick=linear, trials=2, command="python bench/search_quality.py", explained=explained, seeds=[0, 1])
+    assert "| random | 2 |" in md and "| 0.01 | 2 [2, 2] | never [never, never] |" in md and "| 0.02 | 1 [1, 1] | 0.02 (100%) [" in md
+    assert "log yardstick r = 0.500, r^2 = 0.250; linear yardstick r = 1.000, r^2 = 1.000" in md and "flops (linear) from 0 to 10" in md
 
 
 class _FakeTable:
-    path, space_hash, epochs, space = "t.jsonl.gz", "0" * 16, 2, None
+    path, space_hash, epochs, space, particles = "t.jsonl.gz", "0" * 16, 2, None, (None,) * 4
     rows = [{"machine": {"cpu": "test", "device": "cpu", "torch": "2"}}]
 
 
 def test_hypervolume_curve_is_the_normalized_staircase():
-    sq = _load("search_quality")
     # points (accuracy, flops) with reference flops 10: (0.5, 5) covers 0.5 x 5 = 2.5, then (0.8, 8) adds 0.3 x 2 = 0.6.
-    assert sq.hypervolume_curve([0.5, 0.4, 0.8], [5.0, 6.0, 8.0], ref_flops=10.0) == pytest.approx([0.25, 0.25, 0.31])
+    assert Yardstick(scale="linear", low=0.0, high=10.0).running([0.5, 0.4, 0.8], [5.0, 6.0, 8.0]) == pytest.approx([0.25, 0.25, 0.31])
+    # on log10 flops from 1 to 100: flops 10 sits at 0.5, so (0.5, 10) covers 0.25 of the box, then (0.8, 100) adds nothing (at the edge)
+    assert Yardstick(scale="log", low=1.0, high=100.0).running([0.5, 0.8, 0.9], [10.0, 100.0, 1.0]) == pytest.approx([0.25, 0.25, 0.9])
 
 
 def test_particles_bench_trains_the_recurrent_particle_beside_the_3d_ones(monkeypatch, capsys):
@@ -328,8 +342,7 @@ def test_search_quality_races_early_stopping_against_the_default_search(tiny_ben
 
 
 def test_hypervolume_curve_skips_stopped_trials():
-    sq = _load("search_quality")
-    assert sq.hypervolume_curve([None, 0.5, None, 0.8], [1.0, 5.0, 2.0, 8.0], ref_flops=10.0) == pytest.approx([0.0, 0.25, 0.25, 0.31])
+    assert Yardstick(scale="linear", low=0.0, high=10.0).running([None, 0.5, None, 0.8], [1.0, 5.0, 2.0, 8.0]) == pytest.approx([0.0, 0.25, 0.25, 0.31])
 
 
 def test_throughput_overhead_splits_start_steady_and_end():

@@ -7,12 +7,14 @@ from pathlib import Path
 import pytest
 
 from particle_nas.evaluators import load_table, table_particles
-from particle_nas.space import ParticleSpec
+from particle_nas.space import ParticleSpec, network_fingerprint
 
 
 ROOT = Path(__file__).resolve().parents[1]
 TABLE = ROOT / "bench" / "particlebench" / "table.jsonl.gz"
-SPACE_HASH = "8a1cb3d683b6d296"  # docs/particlebench.md: the quickstart's space, 1,024 distinct networks
+SPACE_HASH = "8a1cb3d683b6d296"  # docs/particlebench.md: the quickstart's space, 1,056 specs, 952 distinct networks
+# The second and third seeds of the front and the 50 networks nearest it (docs/particlebench.md: noise where the front is).
+NOISE_COMMAND = "python bench/particlebench.py generate --out bench/particlebench/table.jsonl.gz --workers 1 --threads 1 --seeds 0 1 2 --noise-particles bench/particlebench/near_front.json"
 
 
 @pytest.fixture(scope="module")
@@ -22,22 +24,29 @@ def table():
 
 def test_the_table_is_the_documented_space_and_recipe(table, bench_script):
     recipe = bench_script("particlebench").load_recipe()
-    expected = recipe.header(seeds=[0, 1])
-    assert table.space_hash == SPACE_HASH == expected["space_hash"] and table.meta["particles"] == 1024
+    expected = recipe.header(seeds=[0, 1, 2])
+    assert table.space_hash == SPACE_HASH == expected["space_hash"]
+    assert (table.meta["particles"], table.meta["networks"]) == (1056, 952) == (expected["particles"], expected["networks"])
     for key in ("space", "network", "data", "train", "epochs", "seeds", "order_seed"):
         assert table.meta[key] == expected[key], key
     assert table.meta["commands"][0] == "python bench/particlebench.py generate --out bench/particlebench/table.jsonl.gz --workers 2 --threads 1"
-    particles = set(table_particles(table.space))
+    assert NOISE_COMMAND in table.meta["commands"]
+    networks = {table.fingerprint(p) for p in table_particles(table.space, table.network)}
+    assert len(networks) == 952
     for row in table.rows:
-        assert ParticleSpec.from_dict(row["particle"]) in particles and row["seed"] in (0, 1)
+        particle = ParticleSpec.from_dict(row["particle"])
+        assert row["fingerprint"] in networks and row["fingerprint"] == network_fingerprint(table.network.replace(particle=particle))
+        assert row["seed"] in (0, 1, 2)
         assert len(row["epoch_accuracy"]) == 5 + (row["particle"]["prune_ratio"] > 0 and row["accuracy_before_prune"] is not None)
         assert row["machine"]["threads"] == 1 and row["latency_threads"] == 1 and row["machine"]["commit"]
     assert len(table.rows) == len({(r["seed"], str(sorted(r["particle"].items()))) for r in table.rows})  # no row twice
+    # the first seed holds every spec the table was first generated with (1,024: csn_ir/inverted beside its twin full/inverted)
+    assert len({r["fingerprint"] for r in table.rows if r["seed"] == 0}) == 952 and sum(r["seed"] == 0 for r in table.rows) == 1024
 
 
 def test_the_noise_subset_comes_first_and_is_measured(table):
     noise = table.noise()
-    assert noise.pairs == 30  # the generation trains them first
+    assert noise.pairs == 30 + 61 + 64  # the first 30 of the order with seed 1; the front and the 50 nearest it with seeds 1 and 2 (3 of them among the 30)
     assert 0 < noise.std < 0.1 and len(noise.epoch_std) == 5
 
 

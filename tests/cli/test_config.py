@@ -60,7 +60,7 @@ def test_fingerprint_ignores_what_may_change_on_resume():
         (_with("search", trials=0), "cfg.yaml: search.trials must be in [1, 1000000], but got 0."),
         ({**_with("space", wiring=["residual", "inception"]), "network": {**BASE["network"], "widths": [3, 16]}}, "cfg.yaml: network.widths must all be >= 4 when space.wiring includes 'inception' (one channel for each of its branches), but got [3, 16]."),
         (_with("space", branch_fractions=[0.5, 0.5, 0.5, 0.5]), "cfg.yaml: space.branch_fractions must sum to 1"),
-        (_with("search", sampler="grid"), "cfg.yaml: search.sampler must be one of ('gp', 'nsga2', 'tpe', 'random', 'progressive'), but got 'grid'."),
+        (_with("search", sampler="grid"), "cfg.yaml: search.sampler must be one of ('auto', 'ehvi', 'gp', 'nsga2', 'tpe', 'random', 'distinct', 'progressive'), but got 'grid'."),
         (_with("search", objectives=["flops"]), "cfg.yaml: search.objectives must start with accuracy"),
         (_with("train", epochs=0), "cfg.yaml: train.epochs must be"),
         (_with("search", objectives=["accuracy", "latency_ms"]), "cfg.yaml: search.objectives[1] is not reported by the enabled evaluators"),

@@ -5,23 +5,32 @@ from pathlib import Path
 
 import pytest
 
-from particle_nas.evaluators import ReplayEvaluator, SyntheticConfig, Table, TrainConfig, canonical_particle, check_replay, load_table, space_hash, table_particles
+from particle_nas.config import load_config
+from particle_nas.evaluators import ReplayEvaluator, SyntheticConfig, Table, TrainConfig, canonical_networks, check_replay, load_table, space_hash, table_particles
 from particle_nas.evaluators._replay import write_table
-from particle_nas.space import NetworkSpec, ParticleSpec, SearchSpace, SpecError, read_yaml
+from particle_nas.space import NetworkSpec, ParticleSpec, SearchSpace, SpecError, network_fingerprint, read_yaml
 
-QUICKSTART_SPACE = read_yaml(Path(__file__).resolve().parents[2] / "examples" / "quickstart.yaml")["space"]  # the space of the table
+QUICKSTART = Path(__file__).resolve().parents[2] / "examples" / "quickstart.yaml"
+QUICKSTART_SPACE = read_yaml(QUICKSTART)["space"]  # the space of the table
 
 
 def test_table_particles_are_the_distinct_networks_of_the_quickstart_space():
-    space = SearchSpace.from_dict(QUICKSTART_SPACE)
-    particles = table_particles(space)
+    """Particles are one network when they build one (their fingerprints): 1056 specs, 952 networks."""
+    config = load_config(QUICKSTART)
+    space, network = config.space, config.network
+    particles = table_particles(space, network)
     # specs: (5 factorizations x 2 kernels + spatial_only) x (plain, residual, 3 bottleneck, 3 inverted) x 2 SE x 2 activations x 3 prune ratios
     assert len(list(space.grid())) == 11 * 8 * 2 * 2 * 3 == 1056
-    # csn_ir plain/residual cannot prune (its depthwise conv writes the output): 2 x 2 x 2 x 2 x 2 extra prune ratios collapse
-    assert len(particles) == 1056 - 32 == 1024 == len(set(particles))
-    assert particles == table_particles(SearchSpace.from_dict(dict(reversed(list(QUICKSTART_SPACE.items())))))
-    assert canonical_particle(ParticleSpec(factorization="csn_ir", wiring="plain", prune_ratio=0.5)) == ParticleSpec(factorization="csn_ir", wiring="plain")
-    assert canonical_particle(ParticleSpec(factorization="csn_ir", wiring="bottleneck", prune_ratio=0.5)).prune_ratio == 0.5
+    # csn_ir plain/residual cannot prune (its depthwise conv writes the output): 2 x 2 x 2 x 2 x 2 extra prune ratios collapse;
+    # csn_ir/inverted builds full/inverted (the inverted block's middle conv is depthwise either way): 2 x 3 x 2 x 2 x 3 = 72 more
+    assert len(particles) == 1056 - 32 - 72 == 952 == len(set(particles))
+    assert particles == table_particles(SearchSpace.from_dict(dict(reversed(list(QUICKSTART_SPACE.items())))), network)
+    first = canonical_networks(space, network)
+    named = {p: fp for fp, p in first.items()}
+    twin = ParticleSpec(factorization="csn_ir", wiring="inverted", expansion=2.0, squeeze_excite=0.25, prune_ratio=0.5)
+    assert twin not in named and named[twin.replace(factorization="full")] == network_fingerprint(network.replace(particle=twin))
+    assert ParticleSpec(factorization="csn_ir", wiring="plain") in named and ParticleSpec(factorization="csn_ir", wiring="plain", prune_ratio=0.5) not in named
+    assert ParticleSpec(factorization="csn_ir", wiring="bottleneck", expansion=0.5, prune_ratio=0.5) in named  # its prune removes channels
 
 
 def test_space_hash_depends_on_the_particles_not_their_order():
@@ -133,3 +142,16 @@ def test_seed_noise_comes_from_the_particles_trained_with_both_seeds(tiny_bench,
     assert noise.mean_abs_difference == pytest.approx(0.125) and noise.max_abs_difference == pytest.approx(0.3)
     assert noise.epoch_std[0] == pytest.approx(noise.std)
     assert load_table(write_table(tmp_path / "none.jsonl.gz", table.meta, first)).noise().pairs == 0
+
+
+def test_a_twin_particle_is_answered_by_its_networks_canonical_row():
+    """The committed table holds csn_ir/inverted rows too (generated before the fingerprint); full/inverted's row answers for both."""
+    table = load_table(Path(__file__).resolve().parents[2] / "bench" / "particlebench" / "table.jsonl.gz")
+    full = ParticleSpec(factorization="full", wiring="inverted", temporal_kernel=5, expansion=2.0, squeeze_excite=0.25, activation="silu", prune_ratio=0.25)
+    twin = full.replace(factorization="csn_ir")
+    own = [r for r in table.rows if r["particle"] == twin.to_dict() and r["seed"] == table.seeds[0]]
+    assert len(own) == 1 and (own[0]["flops"], own[0]["params"]) == (table.row(full)["flops"], table.row(full)["params"])
+    assert table.row(twin) is table.row(full) and table.row(full)["particle"] == full.to_dict()
+    assert len(table.particles) == 952 and full in table.particles and twin not in table.particles
+    replayed = ReplayEvaluator(table=table).evaluate(table.network.replace(particle=twin), seed=0)
+    assert replayed["accuracy"] == table.row(full)["accuracy"]

@@ -15,16 +15,17 @@ from browser import chromium_page
 from results_study import NETWORK, PARTICLES, STANDARD, make_study
 from particle_nas.results import (
     dashboard_table,
-    hypervolume_2d,
     hypervolume_history,
     param_importance,
     parallel_axes,
     pareto_front,
     pareto_members,
     searched_axes,
+    study_yardstick,
     write_dashboard,
     write_run_outputs,
 )
+from particle_nas.search import YARDSTICK_ATTR, Yardstick
 from particle_nas.space import ParticleSpec
 
 # Reference presets added to a study the way a preset evaluation would be recorded:
@@ -81,38 +82,12 @@ def test_dashboard_table_reads_presets_and_latency(preset_run):
     assert math.isnan(df.loc[df["number"] == 4, "latency_ms"].item())  # the failed trial
 
 
-def test_hypervolume_2d_by_hand():
-    # losses (lower better); reference (4, 4): boxes 3x1 + 2x... computed by hand
-    points = np.array([[1.0, 3.0], [2.0, 1.0], [3.0, 2.0], [5.0, 0.0]])  # (3,2) dominated, (5,0) beyond the reference
-    # (1,3): width 2-1=1, height 4-3=1 -> 1 ; (2,1): width 4-2=2, height 4-1=3 -> 6
-    assert hypervolume_2d(points, (4.0, 4.0)) == pytest.approx(7.0)
-    assert hypervolume_2d(points[:0], (4.0, 4.0)) == 0.0
-    assert hypervolume_2d(np.array([[1.0, 1.0], [1.0, 1.0]]), (2.0, 2.0)) == pytest.approx(1.0)  # duplicates count once
-
-
-@pytest.mark.parametrize("seed", range(6))
-def test_running_hypervolume_equals_the_direct_definition_after_every_point(seed):
-    """The incremental history gives hypervolume_2d(loss[: i + 1]) exactly, ties, duplicates and points beyond the reference included."""
-    from particle_nas.results._dashboard import running_hypervolume_2d
-
-    rng = np.random.default_rng(seed)
-    n = 400
-    grid = (1, 5, 50)[seed % 3]  # coarse grids make ties in one loss, repeated points and repeated fronts
-    loss = np.round(rng.random((n, 2)) * grid) / grid * np.array([1.0, 3e7]) - np.array([1.0, 0.0])
-    loss[rng.random(n) < 0.1] = loss[rng.integers(0, n)]  # exact repeats of one earlier point
-    reference = (-0.05, 2.5e7)  # some points are not strictly better than it
-    direct = [hypervolume_2d(loss[: i + 1], reference) for i in range(n)]
-    assert running_hypervolume_2d(loss, reference) == direct
-    assert running_hypervolume_2d(loss[:0], reference) == []
-
-
 def test_hypervolume_history_standard_study(study):
     df = dashboard_table(study)
-    history = hypervolume_history(df)
-    assert history.numbers == [0, 1, 2, 3, 5, 8, 10]
     ref = 40_000_000 * 1.1
-    assert history.reference == (0.0, pytest.approx(ref))
-    assert "accuracy 0" in history.description and "1.1 x the largest" in history.description
+    history = hypervolume_history(df, yardstick=Yardstick(scale="linear", low=0.0, high=ref))  # the earlier, linear yardstick
+    assert history.numbers == [0, 1, 2, 3, 5, 8, 10]
+    assert "accuracy 0" in history.description and "flops (linear) from 0 to 4.4e+07" in history.description
     # after trial 0 alone: accuracy 0.5 over flops [1e6, ref]
     assert history.values[0] == pytest.approx(0.5 * (ref - 1e6) / ref)
     assert all(b >= a for a, b in zip(history.values, history.values[1:]))  # never decreases
@@ -122,6 +97,17 @@ def test_hypervolume_history_standard_study(study):
     front = df.loc[pareto_front(df).members, ["accuracy", "flops"]].to_numpy(dtype=float)
     area = sum((b - a) * y for (a, y), (b, _) in zip(sorted(((f, acc) for acc, f in front)), [*sorted(((f, acc) for acc, f in front))[1:], (ref, 0)]))
     assert history.values[-1] == pytest.approx(area / ref)
+    # without a yardstick of its space (a study the search did not open): log10 flops from the cheapest trial to 1.1 x the costliest
+    logged = hypervolume_history(df)
+    assert logged.yardstick.scale == "log" and logged.yardstick.low == 1e6 and logged.yardstick.high == pytest.approx(ref)
+    assert logged.values[0] == pytest.approx(0.5)  # trial 0 is the cheapest: it covers the whole cost axis at accuracy 0.5
+    assert "log10 flops from 1e+06 to 4.4e+07 (the cheapest trial to 1.1 x the costliest" in logged.description
+    # a study opened by the search holds its space's yardstick, which the dashboard then uses
+    opened = optuna.create_study(directions=["maximize", "minimize"])
+    assert study_yardstick(opened) is None
+    opened.set_user_attr(YARDSTICK_ATTR, Yardstick(low=5e5, high=1e8, bounds="the space's").to_dict())
+    assert study_yardstick(opened) == Yardstick(low=5e5, high=1e8, bounds="the space's")
+    assert study_yardstick(opened, scale="linear").low == 0.0 and study_yardstick(opened, cost="params") is None
 
 
 def test_hypervolume_refuses_a_column_to_maximize(study):

@@ -134,7 +134,7 @@ class ScriptedSampler(optuna.samplers.RandomSampler):
 
 @pytest.fixture
 def scripted(monkeypatch):
-    monkeypatch.setattr("particle_nas.search._local.make_sampler", lambda settings, seed: ScriptedSampler(seed=seed))
+    monkeypatch.setattr("particle_nas.search._local.make_sampler", lambda settings, seed, job=None: ScriptedSampler(seed=seed))
 
 
 def job(tmp_path, rule: str, *, trials: int = len(ORDER), workers: int = 1, sleep_s: float = 0.0, **search) -> SearchJob:
@@ -297,7 +297,7 @@ def test_a_stopped_replay_counts_only_the_epochs_it_trained(tiny_bench):
 # ---------------------------------------------------------------- Ray: the same rule as a Tune scheduler
 @pytest.mark.slow
 def test_ray_stops_with_the_same_rule(tmp_path, local_ray, monkeypatch):
-    monkeypatch.setattr("particle_nas.search._ray.make_sampler", lambda settings, seed: ScriptedSampler(seed=seed))  # the searcher samples in the driver
+    monkeypatch.setattr("particle_nas.search._ray.make_sampler", lambda settings, seed, job=None: ScriptedSampler(seed=seed))  # the searcher samples in the driver
     settings = SearchSettings(backend="ray", sampler="random", trials=len(ORDER), early_stopping="mo-asha", grace_epochs=1)
     ray_job = SearchJob(run_dir=tmp_path / "run", name="run", space=SPACE, network=NETWORK, evaluator=CurveEvaluator(), settings=settings, seed=0, fingerprint={"seed": 0}, config={"seed": 0}, workers=2)
     summary = run(ray_job, progress=False)
@@ -323,7 +323,7 @@ def test_ray_never_stops_a_baseline_either(tmp_path, local_ray, monkeypatch):
     from particle_nas.search import BASELINE_ATTR
     from particle_nas.space import BASELINES
 
-    monkeypatch.setattr("particle_nas.search._ray.make_sampler", lambda settings, seed: ScriptedSampler(seed=seed))
+    monkeypatch.setattr("particle_nas.search._ray.make_sampler", lambda settings, seed, job=None: ScriptedSampler(seed=seed))
     names = ("C3D", "X3D")
     for name in names:  # poor learners: accuracy-only ASHA would stop the second at rung 1
         monkeypatch.setitem(CURVES, BASELINES[name].particle, (0.05, 0.05, 0.05, 0.05))

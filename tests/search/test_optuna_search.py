@@ -176,12 +176,15 @@ def test_budget_settings_validate():
     assert SearchSettings(max_flops=10).over_budget(flops=10, params=10**9) is None
 
 
-def test_the_default_sampler_is_gp_and_scipy_a_core_dependency():
-    """GP won on ParticleBench (docs/particlebench.md), so it is the default: the package must install what it needs."""
+def test_the_default_sampler_is_ehvi_where_it_applies_and_scipy_a_core_dependency():
+    """ehvi won on ParticleBench (docs/particlebench.md), so it is the default for accuracy and an analytic cost, GP elsewhere;
+    the package must install what they need (scipy: GP's fits, ehvi's normal distribution)."""
     import tomllib
     from pathlib import Path
 
-    assert SearchSettings().sampler == "gp"
+    assert SearchSettings().sampler == "ehvi" and SearchSettings(objectives=("accuracy", "params")).sampler == "ehvi"
+    assert SearchSettings(objectives=("accuracy", "flops", "params")).sampler == "gp" and SearchSettings(objectives=("accuracy", "latency_ms")).sampler == "gp"
+    assert SearchSettings(sampler="nsga2").sampler == "nsga2"
     project = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())["project"]
     assert any(dep.startswith("scipy") for dep in project["dependencies"])
 
