@@ -33,11 +33,10 @@ from optuna.trial import FrozenTrial, TrialState
 
 from particle_nas.space import Axis, NetworkSpec, ParticleSpec, SearchSpace, cost, network_fingerprint
 
-from ._hypervolume import ENUMERATE_UP_TO, SAMPLED, Yardstick, front_steps
+from ._accuracy_model import AccuracyModel, expected_improvement_2d
+from ._hypervolume import ENUMERATE_UP_TO, SAMPLED, Yardstick
 
 CANDIDATE_SAMPLERS: tuple[str, ...] = ("ehvi", "distinct")  # the samplers that choose among the listed networks
-LENGTHSCALES = np.geomspace(0.25, 8.0, 8)  # tried for each input group (particle encoding, log costs)
-NOISES = (1e-3, 1e-2, 0.05, 0.15, 0.4)  # noise variances tried (of the standardized accuracy)
 FINGERPRINT_UP_TO = 5_000  # candidates named by their network's fingerprint (10-25 ms each); a longer list by its spec (twins then count twice)
 REFIT_EVERY = 5  # trials between two searches of the model's lengthscales and noise (in between, the last ones are kept)
 
@@ -125,78 +124,6 @@ def encode(space: SearchSpace, particles: Sequence[Any]) -> np.ndarray:
                 for value in values:
                     columns.append(np.array([1.0 if v == value else 0.0 for v in got]))
     return np.column_stack(columns) if columns else np.zeros((len(particles), 0))
-
-
-def _matern52(d: np.ndarray) -> np.ndarray:
-    r = math.sqrt(5.0) * d
-    return (1.0 + r + r * r / 3.0) * np.exp(-r)
-
-
-class AccuracyModel:
-    """A Gaussian process on (particle encoding, log costs) -> accuracy; two lengthscales and the noise by marginal likelihood."""
-
-    def __init__(self, x_particle: np.ndarray, x_cost: np.ndarray, y: np.ndarray, *, hyper: tuple[float, float, float] | None = None) -> None:
-        """Fit to (x_particle, x_cost) -> y; ``hyper`` (lengthscales and noise of an earlier fit) skips the search over the grid."""
-        self.xp, self.xc = x_particle, x_cost
-        self.mean, self.scale = float(y.mean()), float(y.std()) or 1.0
-        z = (y - self.mean) / self.scale
-        dp, dc = _sqdist(x_particle, x_particle), _sqdist(x_cost, x_cost)
-        best = None
-        n = len(z)
-        grid = [((lp, lc), NOISES) for lp in LENGTHSCALES for lc in LENGTHSCALES] if hyper is None else [((hyper[0], hyper[1]), (hyper[2],))]
-        for (lp, lc), noises in grid:
-            base = _matern52(np.sqrt(dp / lp**2 + dc / lc**2))
-            for noise in noises:
-                try:
-                    chol = np.linalg.cholesky(base + noise * np.eye(n))
-                except np.linalg.LinAlgError:
-                    continue
-                alpha = np.linalg.solve(chol.T, np.linalg.solve(chol, z))
-                amplitude = max(float(z @ alpha) / n, 1e-6)  # the signal variance that maximizes the likelihood
-                nll = 0.5 * n * math.log(amplitude) + float(np.log(np.diag(chol)).sum())
-                if best is None or nll < best[0]:
-                    best = (nll, lp, lc, noise, chol, alpha, amplitude)
-        if best is None:
-            raise ValueError("the accuracy model must fit its trials, but every kernel was singular.")
-        _, self.lp, self.lc, self.noise, self.chol, self.alpha, self.amplitude = best
-
-    @property
-    def hyper(self) -> tuple[float, float, float]:
-        """The fitted lengthscales (particle, cost) and noise."""
-        return self.lp, self.lc, self.noise
-
-    def predict(self, x_particle: np.ndarray, x_cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Mean and standard deviation of the accuracy of each row."""
-        k = _matern52(np.sqrt(_sqdist(x_particle, self.xp) / self.lp**2 + _sqdist(x_cost, self.xc) / self.lc**2))
-        mean = k @ self.alpha
-        v = np.linalg.solve(self.chol, k.T)
-        var = self.amplitude * np.maximum(1.0 - (v * v).sum(axis=0), 1e-12)
-        return self.mean + self.scale * mean, self.scale * np.sqrt(var)
-
-
-def _sqdist(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return np.maximum((a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * a @ b.T, 0.0)
-
-
-def expected_improvement_2d(mean: np.ndarray, std: np.ndarray, positions: np.ndarray, front_accuracy: Sequence[float], front_positions: Sequence[float]) -> np.ndarray:
-    """Expected hypervolume improvement of candidates with accuracy ~ N(mean, std^2) at known cost positions, over a front.
-
-    The box is accuracy [0, 1] x position [0, 1] (the yardstick's); the front's
-    points are (accuracy, position). Exact: the improvement is, over each step of
-    the front to the candidate's right, the step's width times max(0, a - its level).
-    """
-    from scipy.special import ndtr
-
-    edges, level = front_steps(front_accuracy, front_positions)
-    starts = np.concatenate([[0.0], edges])  # step k covers [starts[k], ends[k]) at accuracy levels[k]
-    ends = np.concatenate([edges, [1.0]])
-    levels = np.concatenate([[0.0], level])
-    x = np.clip(positions, 0.0, 1.0)[:, None]
-    width = np.maximum(0.0, ends[None, :] - np.maximum(starts[None, :], x))
-    s = np.maximum(std, 1e-9)[:, None]
-    z = (mean[:, None] - levels[None, :]) / s
-    gain = (mean[:, None] - levels[None, :]) * ndtr(z) + s * np.exp(-0.5 * z * z) / math.sqrt(2 * math.pi)
-    return (width * gain).sum(axis=1)
 
 
 class CostAwareSampler(optuna.samplers.BaseSampler):

@@ -58,5 +58,5 @@ def test_the_search_flags_help_names_every_sampler_and_rule():
 
     commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     helps = {flag: action.help for action in commands.choices["search"]._actions for flag in action.option_strings}
-    assert helps["--sampler"].split(" (")[0].split(" | ") == list(SAMPLERS)
+    assert helps["--sampler"].split(" (")[0].split(" | ") == ["auto", *SAMPLERS]  # auto: the default, chosen by objectives
     assert helps["--early-stopping"].split(":")[0].split(" | ") == list(EARLY_STOPPING)

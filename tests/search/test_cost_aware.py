@@ -13,7 +13,8 @@ import pytest
 from optuna.trial import TrialState
 
 from particle_nas.search import SearchJob, SearchSettings, Yardstick, hypervolume_2d, make_sampler, run
-from particle_nas.search._cost_aware import AccuracyModel, encode, expected_improvement_2d, list_candidates
+from particle_nas.search._accuracy_model import AccuracyModel, expected_improvement_2d
+from particle_nas.search._cost_aware import encode, list_candidates
 from particle_nas.search._sampler import _masked
 from particle_nas.space import NetworkSpec, SearchSpace, SpecError, network_fingerprint
 from test_contract import NETWORK, make_evaluator, trials
