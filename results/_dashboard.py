@@ -7,6 +7,7 @@ table of Pareto members) is tested without a browser or plotly.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 from typing import TYPE_CHECKING, Any, NamedTuple, Sequence
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Sequence
 import numpy as np
 import pandas as pd
 
+from particle_nas.evaluators import SyntheticConfig, VideoPretextConfig
 from particle_nas.search import BASELINE_ATTR, YARDSTICK_ATTR, Yardstick, observed_yardstick
 
 from ._export import particle_document, particle_yaml
@@ -66,12 +68,18 @@ def task_note(study: optuna.Study) -> tuple[str, str]:
     kind = str(data.get("kind", "synthetic"))
     clip = "x".join(str(n) for n in data.get("clip", [])) or "the default"
     if kind == "video_pretext":
-        speeds = "/".join(f"{s}x" for s in data.get("speeds", [1, 2, 4]))
-        directions = " x forward/backward" if data.get("reverse", True) else ""
+        speeds = "/".join(f"{s}x" for s in _given_or_default(data, VideoPretextConfig, "speeds"))
+        directions = " x forward/backward" if _given_or_default(data, VideoPretextConfig, "reverse") else ""
         return kind, f"Task: label-free pretext on the videos of {data.get('root')} (playback speed {speeds}{directions}, {clip} clips); no labels were read."
     if kind == "video_folder":
         return kind, f"Task: labelled videos, one class per sub-folder of {data.get('root')} ({clip} clips)."
-    return kind, f"Task: the synthetic motion task ({data.get('num_classes', 8)} classes, difficulty {data.get('difficulty', 0.25)}, {clip} clips)."
+    classes, difficulty = (_given_or_default(data, SyntheticConfig, name) for name in ("num_classes", "difficulty"))
+    return kind, f"Task: the synthetic motion task ({classes} classes, difficulty {difficulty}, {clip} clips)."
+
+
+def _given_or_default(data: dict[str, Any], config: type, name: str) -> Any:
+    """``data[name]`` as the config file gave it, else the default of that field of the task's config class (one source of defaults)."""
+    return data[name] if name in data else next(f.default for f in dataclasses.fields(config) if f.name == name)
 
 
 def complete_rows(df: pd.DataFrame) -> pd.DataFrame:
