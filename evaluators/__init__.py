@@ -66,7 +66,7 @@ from ._registry import METRIC_INFO, OBJECTIVES, OPTIONAL_METRICS, ZERO_COST, Con
 from ._protocol import EpochReport, Evaluator
 from ._prune import prune_network, prunes, unpruned_spec
 from ._replay import TABLE_FORMAT, ReplayEvaluator, SeedNoise, Table, canonical_networks, check_replay, load_table, row_fingerprint, space_hash, table_particles
-from ._video import CROP_SCALE, VIDEO_EXTENSIONS, VIEW_CROPS, DecodeJob, VideoFolderConfig, VideoTask, check_video_split, decode_clip, decode_frames, decode_views, list_videos, load_video_task, video_frames, view_positions
+from ._video import CROP_SCALE, VIDEO_EXTENSIONS, VIEW_CROPS, DecodeJob, VideoFolderConfig, VideoTask, check_video_split, decode_clip, decode_frames, decode_views, list_videos, load_video_task, video_frames, videos_under, view_positions
 from ._pretext import PretextTask, VideoPretextConfig, draw_clips, list_segments, load_pretext_task
 from ._train import MEMORY_FORMATS, OPTIMIZERS, SCHEDULES, TrainConfig, TrainingDiverged, TrainResult, TrialStopped, TrainState, device_clips, evaluate_accuracy, lr_factor, memory_format_for, train_proxy
 
@@ -152,6 +152,7 @@ __all__ = [
     "VIEW_CROPS",
     "CROP_SCALE",
     "list_videos",
+    "videos_under",
     "load_video_task",
     "make_metric",
     "OPTIMIZERS",

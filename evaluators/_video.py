@@ -166,6 +166,16 @@ def _read_list(config: VideoFolderConfig, name: str) -> list[str]:
     return [line.split()[0].replace("\\", "/") for line in lines if line.strip()]
 
 
+def is_video(path: Path) -> bool:
+    """A file whose name ends in one of VIDEO_EXTENSIONS (any case)."""
+    return path.is_file() and path.suffix.lower() in VIDEO_EXTENSIONS
+
+
+def videos_under(root: Path) -> list[Path]:
+    """Every video file in ``root`` and its sub-folders, in path order."""
+    return sorted(p for p in Path(root).rglob("*") if is_video(p))
+
+
 def list_videos(config: VideoFolderConfig) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
     """(train, val): lists of (path relative to root, label), in a fixed order."""
     classes = {name: i for i, name in enumerate(config.class_names)}
@@ -195,7 +205,7 @@ def list_videos(config: VideoFolderConfig) -> tuple[list[tuple[str, int]], list[
     gen = torch.Generator().manual_seed(config.seed)
     train, val = [], []
     for cls, label in classes.items():
-        files = sorted(p.name for p in (root / cls).iterdir() if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS)
+        files = sorted(p.name for p in (root / cls).iterdir() if is_video(p))
         order = torch.randperm(len(files), generator=gen).tolist()
         n_val = max(1, round(config.val_fraction * len(files))) if len(files) > 1 else 0
         for rank, i in enumerate(order):

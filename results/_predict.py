@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from particle_nas.evaluators import VIDEO_EXTENSIONS, VIEW_CROPS, decode_views, normalize
+from particle_nas.evaluators import VIEW_CROPS, decode_views, normalize, videos_under
 from particle_nas.space import NetworkSpec, SpecError, check_int
 
 from ._files import atomic_write
@@ -366,7 +366,7 @@ def video_paths(sources: Sequence[str | os.PathLike[str]]) -> list[Path]:
     paths: list[Path] = []
     for source in map(Path, sources):
         if source.is_dir():
-            paths.extend(sorted(p for p in source.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS))
+            paths.extend(videos_under(source))
         elif source.suffix.lower() in LIST_SUFFIXES and source.is_file():
             for line in source.read_text(encoding="utf-8").splitlines():
                 if line.strip():
