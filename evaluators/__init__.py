@@ -42,6 +42,8 @@ from ._device import (
 from ._distributed import Distributed, all_mean, close_distributed, from_environment, gather_objects, init_distributed, shard_indices
 from ._finetune import (
     AFTER_TRAINING,
+    BEST_WEIGHTS,
+    INT8_MODEL,
     FINETUNE_MODES,
     FineTuneResult,
     FineTuneSettings,
@@ -105,6 +107,8 @@ __all__ = [
     "Evaluation",
     "FINETUNE_MODES",
     "AFTER_TRAINING",
+    "BEST_WEIGHTS",
+    "INT8_MODEL",
     "FineTuneResult",
     "FineTuneSettings",
     "FrozenBatchNorm3d",

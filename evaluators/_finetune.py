@@ -47,6 +47,7 @@ AFTER_TRAINING: tuple[str, ...] = ("quantize", "views", "crops", "linear_probe")
 CHECKPOINT_VERSION = 1
 LAST_CHECKPOINT = Path("checkpoints") / "last.pt"
 BEST_WEIGHTS = "best.safetensors"
+INT8_MODEL = "model-int8.onnx"  # finetune.quantize int8: the best epoch's model, quantized (load_int8 reads it)
 
 
 @dataclass(frozen=True)

@@ -16,14 +16,13 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from particle_nas.config import DATA_KINDS, ConfigError, apply_overrides, build_section, check_sections, config_error, run_fields, section_values, to_plain
-from particle_nas.evaluators import AFTER_TRAINING, FineTuneSettings, TrainConfig, VideoFolderConfig
+from particle_nas.evaluators import AFTER_TRAINING, INT8_MODEL, FineTuneSettings, TrainConfig, VideoFolderConfig
 from particle_nas.exit_codes import EXIT_INTERRUPTED
 from particle_nas.rounds import REPORT, PreviousRound, check_classes, grown_head, previous_val_top1, read_previous, round_entry
 from particle_nas.space import NetworkSpec, SpecError, read_yaml
 
 SECTIONS: tuple[str, ...] = ("name", "seed", "output_dir", "data", "train", "finetune")
 FINETUNE_DIR = "finetune"
-INT8_MODEL = "model-int8.onnx"  # finetune.quantize int8: the best epoch's model, quantized (particle_nas.evaluators.load_int8 reads it)
 QUANTIZE_HINT = 'pip install -e ".[export]"'
 
 

@@ -18,10 +18,9 @@ from typing import Any
 
 import torch
 
+from particle_nas.evaluators import BEST_WEIGHTS as BEST
+from particle_nas.results import REPORT_JSON as REPORT
 from particle_nas.space import NetworkSpec
-
-REPORT = "report.json"
-BEST = "best.safetensors"
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from ._dashboard import HypervolumeHistory, Importance, dashboard_table, hypervo
 from ._dashboard_page import dashboard_html, write_dashboard
 from ._deploy import MissingWeightsError, export_outputs, trial_weights
 from ._predict import RUNTIMES, PredictionRun, Predictor, PredictSettings, VideoPrediction, finetuned_model, prediction_document, read_class_names, video_paths, write_predictions
-from ._finetune_report import Classification, ClassMetrics, classification_metrics, finetune_html, finetune_report, write_finetune_report
+from ._finetune_report import REPORT_JSON, Classification, ClassMetrics, classification_metrics, finetune_html, finetune_report, write_finetune_report
 from ._export import load_network, load_particle, particle_document, particle_yaml, write_particle_yaml
 from ._pareto import COLUMN_DIRECTIONS, BaselineResult, ParetoFront, baseline_lines, baseline_results, knee_index, pareto_front, pareto_mask, pick
 from ._plots import hover_text, human, pareto_figure, write_html
@@ -38,6 +38,7 @@ __all__ = [
     "export_outputs",
     "trial_weights",
     "Classification",
+    "REPORT_JSON",
     "ClassMetrics",
     "classification_metrics",
     "finetune_html",

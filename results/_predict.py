@@ -31,15 +31,15 @@ from typing import Any
 import numpy as np
 import torch
 
+from particle_nas.evaluators import BEST_WEIGHTS as BEST
+from particle_nas.evaluators import INT8_MODEL as INT8
 from particle_nas.evaluators import VIEW_CROPS, decode_views, normalize, videos_under
 from particle_nas.space import NetworkSpec, SpecError, check_int
 
 from ._files import atomic_write
+from ._finetune_report import REPORT_JSON as REPORT  # what finetune writes beside its weights
 
 RUNTIMES: tuple[str, ...] = ("torch", "onnx", "int8")
-REPORT = "report.json"  # what finetune writes beside its weights (results/_finetune_report.py)
-BEST = "best.safetensors"
-INT8 = "model-int8.onnx"
 LIST_SUFFIXES: tuple[str, ...] = (".txt", ".lst", ".list")  # --videos FILE with these suffixes lists videos, one per line
 ONNX_HINT = 'the onnx and int8 runtimes need onnx and onnxruntime, which are not installed: pip install -e ".[export]"'
 
