@@ -173,7 +173,7 @@ def test_a_resume_may_change_only_the_resumable_settings(tmp_path):
         run(dataclasses.replace(changed, fingerprint={"seed": 1}), progress=False)
 
 
-@pytest.mark.parametrize("sampler", ["nsga2", "tpe", "gp"])
+@pytest.mark.parametrize("sampler", ["nsga2", "tpe", "gp", "ehvi"])
 @pytest.mark.parametrize("engine", ["optuna", pytest.param("ray", marks=pytest.mark.slow)])  # progressive has its own walk
 def test_every_model_based_sampler_searches_under_constraints(tmp_path, engine, sampler, request, recwarn):
     """Each sampler that learns from trials runs on both Optuna-driven engines: it explores past its start-up trials and marks feasibility."""
