@@ -6,6 +6,7 @@ to the last byte before the search starts (skipped where mounting is not allowed
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -93,7 +94,8 @@ def test_a_study_that_finds_the_disk_full_stops_the_search_in_one_line_and_resum
     if workers == "1":  # the search itself found the disk full
         assert last.endswith(f"every trial it holds is kept: free some space, then particle-nas resume {run}")
     else:  # a worker did, and stopped the search with its reason
-        assert last.startswith("particle-nas: error: worker ") and " stopped: the disk is full (" in last
+        # whether that worker had begun a trial when the disk filled is a matter of timing; both are its designed line
+        assert re.match(r"particle-nas: error: worker \d+ \(pid \d+\) stopped( before its first trial)?: the disk is full \(", last), last
     assert not [p for p in run.rglob("*.tmp")]  # no temporary file left behind
 
     subprocess.run(["mount", "-o", "remount,size=64m", str(small_disk)], check=True)  # space freed
