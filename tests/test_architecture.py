@@ -92,3 +92,24 @@ def test_the_checks_see_imports_and_rooms_as_they_are():
     assert any(_room_of(m) == "results" for m in cli) and any(_room_of(m) == "search" for m in cli)
     assert "particle_nas.search._storage" in _imports(ROOT / "search" / "_run.py")
     assert _package(ROOT / "space" / "wirings" / "plain.py") == "particle_nas.space.wirings"
+
+
+# A function may be at most this long in search/ and particle_nas/ (the CLI's declarative argument parser excepted).
+FUNCTION_LINES = 60
+LONG_ALLOWED = {"particle_nas/cli.py:build_parser"}
+
+
+@pytest.mark.parametrize("room", ["search", "particle_nas"])
+def test_engine_and_cli_functions_stay_short_and_search_modules_small(room):
+    """No function over 60 lines in search/ or particle_nas/ (but build_parser), no search/ module over 300 lines."""
+    too_long = []
+    for path in _room_modules()[room]:
+        text = path.read_text(encoding="utf-8")
+        name = path.relative_to(ROOT).as_posix()
+        if room == "search" and text.count("\n") > 300:
+            too_long.append(f"{name}: {text.count(chr(10))} lines")
+        for node in ast.walk(ast.parse(text)):
+            length = getattr(node, "end_lineno", 0) - getattr(node, "lineno", 0) + 1
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and length > FUNCTION_LINES and f"{name}:{node.name}" not in LONG_ALLOWED:
+                too_long.append(f"{name}:{node.lineno} {node.name}: {length} lines")
+    assert too_long == []
