@@ -407,3 +407,16 @@ def test_long_run_overheads_leave_out_the_evaluator():
     gaps = long_run.overheads([0.0, 1.0, 3.0, 6.0], [(0.5, 0.25), (1.1, 0.5), (1.2, 0.5)])  # two calls during trial 1
     assert gaps.tolist() == [0.75, 1.0, 3.0]
     assert math.isnan(long_run.overheads([0.0, math.nan, 2.0], [])[0])
+
+
+def test_search_walk_follows_a_real_search_from_run_to_evaluate(tmp_path, capsys):
+    """bench/search_walk.py: the stack at evaluate runs through the one trial runner and never comes back to a module it left."""
+    result = _load("search_walk").main(["--json", str(tmp_path / "walk.json")])
+    route = result["route"]["sequence"]
+    assert route[0] == "particle_nas.search._run" and route[-1] == "particle_nas.evaluators._evaluate"
+    assert "particle_nas.search._runner" in route and result["route"]["returns"] == 0 and result["route"]["modules"] <= 6
+    walk = result["search_walk"]
+    assert walk["modules"] == len(set(walk["sequence"])) and walk["steps"] == len(walk["sequence"]) - 1
+    assert result["search_walk_with_leaves"]["steps"] >= walk["steps"] and walk["returns"] <= walk["steps"]
+    assert json.loads((tmp_path / "walk.json").read_text()) == result
+    assert f"route (the stack at evaluate): {result['route']['modules']} modules" in capsys.readouterr().out
