@@ -161,3 +161,29 @@ def test_a_fresh_worker_that_meets_a_cuda_error_before_completing_a_trial_stops_
     assert len({c["pid"] for c in _calls(calls)}) <= 4  # two workers and at most one fresh one per slot: no endless restarts
     trials = _trials(run_dir)
     assert trials and all(t.state == TrialState.FAIL and t.user_attrs["fail_reason"].startswith("interrupted: ") for t in trials)
+
+
+@pytest.mark.slow
+def test_a_ray_actor_that_meets_a_cuda_error_runs_no_further_trial(tmp_path, local_ray) -> None:
+    run_dir, calls = tmp_path / "run", tmp_path / "calls.jsonl"
+    summary = _search(run_dir, BrokenGpuEvaluator(calls, sleep_s=0.2), trials=6, workers=2, backend="ray")
+    assert not summary.interrupted and (summary.finished, summary.complete, summary.failed) == (6, 6, 0)
+    trials = _trials(run_dir)
+    (broken,) = [t for t in trials if t.state == TrialState.FAIL]
+    assert broken.user_attrs["fail_reason"] == REASON
+    made = _calls(calls)
+    (pid,) = [c["pid"] for c in made if not c["ok"]]  # one error, in one actor: that actor was not reused
+    assert [c for c in made if c["pid"] == pid] == [{"pid": pid, "ok": False}]
+    assert len(trials) == 7 and (run_dir / "ray" / "tune-1").is_dir()  # a second experiment, in fresh actors, ran a trial in its place
+
+
+@pytest.mark.slow
+def test_a_ray_experiment_whose_every_trial_meets_a_cuda_error_stops_the_search(tmp_path, local_ray) -> None:
+    run_dir, calls = tmp_path / "run", tmp_path / "calls.jsonl"
+    with pytest.raises(SearchStopped) as stopped:
+        _search(run_dir, BrokenGpuEvaluator(calls, breaks="every"), trials=3, workers=2, backend="ray")
+    message = str(stopped.value)
+    assert "\n" not in message and message.startswith("the last Ray experiment finished no trial: 3 stopped after a CUDA error") and ERROR_LINE in message
+    made = _calls(calls)
+    assert len(made) == 3 and len({c["pid"] for c in made}) == 3  # each in a fresh actor, and no second experiment
+    assert not (run_dir / "ray" / "tune-1").exists()
