@@ -1,10 +1,10 @@
 """The exit statuses of ``particle-nas``: one small module that every command imports, importing nothing.
 
 0 done; 1 a search where no trial completed, or that stopped with a reason of its own (a failed
-worker, a full disk), or a ``predict`` where no video could be read; 2 bad input, in one
-``particle-nas: error:`` line; 3 a search where some trials failed, or a ``predict`` that skipped
-some videos (each named on stderr and listed in its JSON); 130 Ctrl-C (what finished is kept:
-``particle-nas resume`` continues).
+worker, a full disk, a CUDA error in a search run by one process), or a ``predict`` where no video
+could be read; 2 bad input, in one ``particle-nas: error:`` line; 3 a search where some trials
+failed, or a ``predict`` that skipped some videos (each named on stderr and listed in its JSON);
+130 Ctrl-C (what finished is kept: ``particle-nas resume`` continues).
 """
 
 from __future__ import annotations

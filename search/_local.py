@@ -4,7 +4,10 @@ Every trial trains with the same seed (weights and data order), so trials
 differ only by their particle. ``workers`` > 1 runs that many processes on the
 study; they need a storage safe for concurrent writers: a new run gets
 ``study.journal`` (Optuna's JournalStorage file backend), or a PostgreSQL URL.
-Trials of workers that died are failed-interrupted and replaced.
+Trials of workers that died are failed-interrupted and replaced. A CUDA error
+other than out of memory breaks the CUDA context of the process it happened in:
+that process runs no further trial; a worker process is replaced by a fresh one
+in its slot (see ``_workers``), a single process stops the search in one line.
 
 On a machine with CUDA, worker ``i`` trains on GPU ``i mod G`` (of ``job.gpus``,
 else of every visible GPU), and without ``workers`` the engine runs
@@ -22,17 +25,17 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from particle_nas.evaluators import default_workers, is_cuda_error, prepare_cuda_process
+from particle_nas.evaluators import default_workers, prepare_cuda_process
 
 from ._engine import Engine, progress_bar, trial_evaluator
 from ._job import SearchJob
 from ._sampler import make_sampler
-from ._study import count_finished, fail_stale_trials, target_reached
+from ._study import fail_stale_trials, target_reached
 from ._early_stopping import early_stopping
 from ._runner import TrialRunner
-from ._storage import claim_sampler_slot, open_storage, storage_full, worker_id
-from ._stopped import SearchStopped
-from ._trial import fail_reason, tqdm_write
+from ._storage import claim_sampler_slot, open_storage, worker_id
+from ._stopped import CudaErrorStopped, stop_after_cuda_error
+from ._workers import CUDA_ERROR_EXIT, WorkerPool, worker_failure
 
 _log = logging.getLogger("particle_nas.search")
 
@@ -71,20 +74,23 @@ class _BestLine:
         return f"best acc {self.best:.3f} | front {self.front}"
 
 
-def work(job: SearchJob, *, deadline: float | None, worker: int = 0, bar: Any = None) -> bool:
+def work(job: SearchJob, *, deadline: float | None, worker: int = 0, sampler_slot: int | None = None, bar: Any = None) -> bool:
     """Run trials until the study holds its target, the deadline passes, or Ctrl-C; True when interrupted.
 
-    Worker ``i`` seeds its sampler with ``seed + i``: one worker reproduces the
-    single-process search exactly, and several workers do not draw the same
-    particles. On PostgreSQL ``i`` is the process's slot in the study (see
-    claim_sampler_slot), unique across the machines sharing it.
+    After a CUDA error other than out of memory it raises CudaErrorStopped (its trial is failed
+    'interrupted: ...'): this process's CUDA context is broken, so it runs no further trial.
+
+    Worker ``i`` trains on its GPU (see trial_evaluator) and seeds its sampler with ``seed + s``,
+    ``s`` its ``sampler_slot`` (default ``i``): one worker reproduces the single-process search
+    exactly, and several workers do not draw the same particles. On PostgreSQL ``s`` is the
+    process's slot in the study (see claim_sampler_slot), unique across the machines sharing it.
     """
     prepare_cuda_process()  # before this process first uses CUDA
     study = optuna.load_study(study_name=job.name, storage=open_storage(job.storage))
     job = dataclasses.replace(job, evaluator=trial_evaluator(job.evaluator, worker=worker, gpus=job.gpus))  # worker i on GPU i mod G
     best_line = _BestLine()
     job.evaluator.warm_up()  # the task and torch's lazy imports: once per process, not in the first trial
-    slot = claim_sampler_slot(study, job.storage) if job.storage.startswith("postgresql") else worker
+    slot = claim_sampler_slot(study, job.storage) if job.storage.startswith("postgresql") else worker if sampler_slot is None else sampler_slot
     study.sampler = make_sampler(job.settings, seed=job.seed + slot, job=job)
     runner = TrialRunner(job)
     stopping = early_stopping(job.settings, evaluator=job.evaluator)
@@ -101,7 +107,8 @@ def work(job: SearchJob, *, deadline: float | None, worker: int = 0, bar: Any = 
             if outcome.state == TrialState.COMPLETE and not bar.disable:
                 bar.set_postfix_str(best_line(study, float(outcome.record["accuracy"])), refresh=True)
         err = outcome.error
-        if isinstance(err, KeyboardInterrupt) or (err is not None and is_cuda_error(err)):  # a CUDA error leaves this process's CUDA context broken: it stops
+        stop_after_cuda_error(err, trial=trial.number, run_dir=job.run_dir)  # this process's CUDA context is broken: it runs no further trial
+        if isinstance(err, KeyboardInterrupt):
             return True
         if err is not None and not isinstance(err, Exception):
             raise err
@@ -127,67 +134,33 @@ def _label(number: int, network: Any) -> str:
     return f"#{number} {first.factorization}/{first.wiring}" + ("" if first is particle else " (per stage)")
 
 
-def _worker_main(engine: LocalEngine, job: SearchJob, worker: int, workers: int, deadline: float | None, failures: Any = None) -> None:
-    """Entry point of a worker process: set up, run trials, exit 130 on Ctrl-C.
+def _worker_main(engine: LocalEngine, job: SearchJob, worker: int, workers: int, deadline: float | None, failures: Any = None, generation: int = 0) -> None:
+    """Entry point of a worker process (see WorkerPool): set up, run trials; exit 0, or 130 on Ctrl-C.
 
-    An exception that escapes ``work`` (trials' own exceptions do not: they fail
-    their trial) is put on ``failures`` as ``(worker, one-line reason)``, logged
-    with its traceback, and the process exits 1: the search stops with that reason.
+    After a CUDA error other than out of memory it puts ``(worker, "trial N (error)")`` on
+    ``failures`` and exits ``CUDA_ERROR_EXIT``: its CUDA context is unusable, a fresh process
+    takes its slot. An exception that escapes ``work`` (trials' own exceptions do not: they fail
+    their trial) is put on ``failures`` as ``(worker, one-line reason)``, logged with its
+    traceback, and the process exits 1: the search stops with that reason.
     """
     import sys
 
     try:
         engine.setup_worker(job, worker=worker, workers=workers)
-        interrupted = work(job, deadline=deadline, worker=worker)
+        interrupted = work(job, deadline=deadline, worker=worker, sampler_slot=worker + generation * workers)
     except KeyboardInterrupt:
         interrupted = True
+    except CudaErrorStopped as err:
+        _log.error("worker %d stopped after a CUDA error in %s", worker, err.what)
+        if failures is not None:
+            failures.put((worker, err.what))
+        sys.exit(CUDA_ERROR_EXIT)
     except Exception as err:
-        logging.getLogger("particle_nas.search").error("worker %d stopped", worker, exc_info=err)
+        _log.error("worker %d stopped", worker, exc_info=err)
         if failures is not None:
             failures.put((worker, worker_failure(err, where=job.run_dir)))
         sys.exit(1)
     sys.exit(130 if interrupted else 0)
-
-
-class WorkerFailed(SearchStopped):
-    """A worker process of the search stopped with an error of its own (not a trial's): the search stops with its reason."""
-
-
-def worker_failure(err: BaseException, *, where: Any = None) -> str:
-    """One line for an exception that stopped a worker (a full disk is said so, with the free bytes of ``where``)."""
-    full = storage_full(err, where=where)
-    return full if full is not None else fail_reason(err)
-
-
-def _stop_workers(procs: list[Any]) -> None:
-    """Ctrl-C to each live worker (each fails its trial 'interrupted' and exits), then wait for all."""
-    import os
-    import signal
-
-    for proc in procs:
-        if proc.is_alive() and proc.pid is not None:
-            os.kill(proc.pid, signal.SIGINT)
-    for proc in procs:
-        proc.join()
-
-
-def _check_workers(procs: list[Any], failures: Any, study: optuna.Study, seen: set[int], *, log: Any) -> None:
-    """Raise WorkerFailed for a worker that stopped with an error; a line for one killed by a signal (the others go on)."""
-    for i, proc in enumerate(procs):
-        if i in seen or proc.is_alive() or proc.exitcode in (0, 130, None):
-            continue
-        seen.add(i)
-        reasons = {}
-        while not failures.empty():  # read after the process ended: what it put is there
-            worker, reason = failures.get()
-            reasons[worker] = reason
-        if proc.exitcode < 0:
-            tqdm_write(f"particle-nas: warning: worker {i} (pid {proc.pid}) was killed by signal {-proc.exitcode}; its trial is replaced, the other workers go on")
-            continue
-        pid = f":{proc.pid}:"
-        ran = any(pid in str(t.user_attrs.get("worker", "")) for t in study.get_trials(deepcopy=False))
-        when = "" if ran else " before its first trial"
-        raise WorkerFailed(f"worker {i} (pid {proc.pid}) stopped{when}: {reasons.get(i, f'exit status {proc.exitcode}')} (traceback in {log})")
 
 
 class LocalEngine(Engine):
@@ -218,28 +191,5 @@ class LocalEngine(Engine):
             bar.close()
 
     def _run_workers(self, job: SearchJob, study: optuna.Study, *, deadline: float | None, bar: Any) -> bool:
-        """Run the worker processes on the study; the bar follows the study. True when interrupted."""
-        import multiprocessing
-
-        workers = self.writers(job)
-        context = multiprocessing.get_context("spawn")
-        failures = context.SimpleQueue()
-        procs = [context.Process(target=_worker_main, args=(self, job, i, workers, deadline, failures), daemon=False) for i in range(workers)]
-        for proc in procs:
-            proc.start()
-        interrupted, seen = False, set()
-        try:
-            while any(proc.is_alive() for proc in procs):
-                for proc in procs:
-                    proc.join(timeout=0.5)
-                _check_workers(procs, failures, study, seen, log=job.layout.log_file)
-                done = count_finished(study)
-                bar.update(max(0, min(done, bar.total) - bar.n))
-            _check_workers(procs, failures, study, seen, log=job.layout.log_file)
-        except KeyboardInterrupt:
-            interrupted = True
-            _stop_workers(procs)
-        except WorkerFailed:
-            _stop_workers(procs)
-            raise
-        return interrupted or any(proc.exitcode == 130 for proc in procs)
+        """Run the worker processes on the study (see WorkerPool); the bar follows the study. True when interrupted."""
+        return WorkerPool(_worker_main, self, job, study, deadline=deadline).run(bar)

@@ -36,6 +36,7 @@ from ._engine import Engine, progress_bar
 from ._job import SearchJob
 from ._study import count_finished, network_key
 from ._runner import TrialRunner
+from ._stopped import stop_after_cuda_error
 
 AXES: tuple[str, ...] = ("temporal_kernel", "width", "depth", "clip_length", "resolution")
 _KERNELS = (1, 3, 5, 7)
@@ -114,6 +115,7 @@ class ProgressiveEngine(Engine):
             outcome = runner.run(trial, study=study, network=candidate, known={}, on_train=training, expansion={"step": step, "axis": axis})
             study.tell(trial, outcome.values, state=outcome.state)
             bar.update(1)
+            stop_after_cuda_error(outcome.error, trial=trial.number, run_dir=job.run_dir)  # this process's CUDA context is broken
             if outcome.error is not None and not isinstance(outcome.error, Exception):
                 raise outcome.error
             if outcome.state != TrialState.COMPLETE:

@@ -24,6 +24,7 @@ count toward ``search.trials``.
 
 from __future__ import annotations
 
+import itertools
 import os
 import sys
 import time
@@ -31,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+from optuna.trial import TrialState
 
 from ._early_stopping import early_stopping
 from ._engine import Engine
@@ -38,7 +40,9 @@ from ._job import SearchJob
 from ._layout import RunLayout
 from ._sampler import make_sampler
 from ._storage import open_storage
+from ._stopped import SearchStopped
 from ._study import count_finished, fail_stale_trials
+from ._trial import CUDA_INTERRUPTED
 
 RAY_HINT = 'the ray backend needs Ray Tune: pip install "particle-nas[ray]" (or pip install "ray[tune]")'
 
@@ -127,12 +131,11 @@ class RayEngine(Engine):
     def run(self, job: SearchJob, study: optuna.Study, *, progress: bool, deadline: float | None) -> bool:
         ray, tune, _ = _import_ray()
 
-        settings, layout = job.settings, job.layout
-        resources = settings.resources_per_trial or {"cpu": 1.0, "gpu": 0.0}
-        from ._ray_trials import _DefineParticle, _train_particle
+        layout = job.layout
+        resources = job.settings.resources_per_trial or {"cpu": 1.0, "gpu": 0.0}
+        from ._ray_trials import _train_particle
 
         trainable = tune.with_resources(tune.with_parameters(_train_particle, job=job), resources)
-        experiments = layout.ray_dir
         # Per-epoch reports carry val_accuracy only; the objectives come with the final report.
         os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
         started_here = not ray.is_initialized()
@@ -151,34 +154,67 @@ class RayEngine(Engine):
                     raise
                 except Exception as err:  # the study still holds every told trial: go on from it with a fresh experiment
                     print(f"particle-nas: restoring Tune experiment {last.name} failed ({type(err).__name__}); continuing from the study", file=sys.stderr)
-            with layout.lock(storage=job.storage):  # asked by the restored run and never told
-                fail_stale_trials(study, mine=True)
-            remaining = settings.trials - count_finished(study)
-            if remaining <= 0 or (deadline is not None and time.time() >= deadline):
-                return False
-            experiment = f"tune-{len(list(experiments.glob('tune-*'))) if experiments.is_dir() else 0}"
-            layout.write_run_file(ray_experiment=experiment)
-            searcher = _searcher_class()(
-                space=_DefineParticle(job),
-                metric=list(settings.objectives),
-                mode=["max" if d == "maximize" else "min" for d in settings.directions],
-                sampler=make_sampler(settings, seed=job.seed, job=job),
-                study_name=job.name,
-                storage=open_storage(str(job.storage)),  # OptunaSearch takes a storage object, not a URL
-                job=job,
-                target=settings.trials,
-                deadline=deadline,
-            )
-            stopping = early_stopping(settings, evaluator=job.evaluator)
-            # No rung at the last epoch: a trial that trained every epoch lives to send its final report (the record).
-            scheduler = None if stopping is None else _scheduler_class()(job, stopping)
-            tuner = tune.Tuner(
-                trainable,
-                tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=remaining, max_concurrent_trials=job.workers, reuse_actors=True),
-                run_config=tune.RunConfig(name=experiment, storage_path=str(experiments), verbose=1 if progress else 0),
-            )
-            tuner.fit()
+            self._fit_to_target(job, study, tune, trainable, progress=progress, deadline=deadline)
         finally:
             if started_here:
                 ray.shutdown()
         return False
+
+    def _fit_to_target(self, job: SearchJob, study: optuna.Study, tune: Any, trainable: Any, *, progress: bool, deadline: float | None) -> None:
+        """Fresh Tune experiments (``_fit``) until the study holds its target or the deadline passes.
+
+        A trial interrupted by a CUDA error does not count, and its actor ran no further trial: while an
+        experiment leaves such trials, the next one (in fresh actors, its sampler seeded anew so that it
+        does not draw the same particles again) runs the missing trials. An experiment that finished none
+        of its trials stops the search (SearchStopped): its GPUs are likely faulty.
+        """
+        for round_ in itertools.count():
+            with job.layout.lock(storage=job.storage):  # asked by a restored or earlier experiment and never told
+                fail_stale_trials(study, mine=True)
+            finished, broken = count_finished(study), len(_cuda_reasons(study))
+            remaining = job.settings.trials - finished
+            if remaining <= 0 or (deadline is not None and time.time() >= deadline):
+                return
+            self._fit(job, tune, trainable, remaining=remaining, seed=job.seed + round_, progress=progress, deadline=deadline)
+            reasons = _cuda_reasons(study)
+            if len(reasons) == broken:  # nothing to make up for: what is missing, the summary says
+                return
+            if count_finished(study) == finished:
+                raise SearchStopped(
+                    f"the last Ray experiment finished no trial: {len(reasons) - broken} stopped after a CUDA error (the last: {reasons[-1]}), "
+                    f"so the GPUs are likely faulty; every trial the study holds is kept: particle-nas resume {job.run_dir} goes on"
+                )
+
+    def _fit(self, job: SearchJob, tune: Any, trainable: Any, *, remaining: int, seed: int, progress: bool, deadline: float | None) -> None:
+        """One fresh Tune experiment (``RUN/ray/tune-K``, named in run.json for resume) of ``remaining`` trials."""
+        from ._ray_trials import _DefineParticle
+
+        settings, experiments = job.settings, job.layout.ray_dir
+        experiment = f"tune-{len(list(experiments.glob('tune-*'))) if experiments.is_dir() else 0}"
+        job.layout.write_run_file(ray_experiment=experiment)
+        searcher = _searcher_class()(
+            space=_DefineParticle(job),
+            metric=list(settings.objectives),
+            mode=["max" if d == "maximize" else "min" for d in settings.directions],
+            sampler=make_sampler(settings, seed=seed, job=job),
+            study_name=job.name,
+            storage=open_storage(str(job.storage)),  # OptunaSearch takes a storage object, not a URL
+            job=job,
+            target=settings.trials,
+            deadline=deadline,
+        )
+        stopping = early_stopping(settings, evaluator=job.evaluator)
+        # No rung at the last epoch: a trial that trained every epoch lives to send its final report (the record).
+        scheduler = None if stopping is None else _scheduler_class()(job, stopping)
+        tuner = tune.Tuner(
+            trainable,
+            tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=remaining, max_concurrent_trials=job.workers, reuse_actors=True),
+            run_config=tune.RunConfig(name=experiment, storage_path=str(experiments), verbose=1 if progress else 0),
+        )
+        tuner.fit()
+
+
+def _cuda_reasons(study: optuna.Study) -> list[str]:
+    """The fail reasons of the trials of ``study`` that a CUDA error interrupted, in trial order."""
+    reasons = [str(t.user_attrs.get("fail_reason", "")) for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))]
+    return [reason for reason in reasons if reason.startswith(CUDA_INTERRUPTED)]

@@ -17,7 +17,7 @@ from optuna.trial import TrialState
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 from ray.tune.search.optuna import OptunaSearch
 
-from particle_nas.evaluators import TrialStopped, ray_gpu_ids
+from particle_nas.evaluators import TrialStopped, is_cuda_error, ray_gpu_ids
 from particle_nas.space import NetworkSpec, particle_from_record, particle_to_record
 
 from ._early_stopping import EarlyStopping, early_stopping, prior_costs, rung_record, stored_rungs
@@ -55,7 +55,12 @@ class _DefineParticle:
 
 
 def _train_particle(config: dict[str, Any], job: SearchJob) -> None:
-    """The Tune trainable: report ``val_accuracy`` per epoch, then the whole record (or the failure)."""
+    """The Tune trainable: report ``val_accuracy`` per epoch, then the whole record (or the failure).
+
+    After a CUDA error other than out of memory the actor's CUDA context is broken: the trainable
+    reports the failure, then raises, so Tune ends the actor (it caches for reuse only the actor
+    of a trial that ended without an error) and runs the next trial in a fresh one.
+    """
     from ray import tune
 
     if "refused" in config:  # over budget: nothing is built
@@ -77,7 +82,9 @@ def _train_particle(config: dict[str, Any], job: SearchJob) -> None:
         evaluator.warm_up()  # paid by the first trial of a (reused) actor only
         record = TrialRunner(job).evaluate(network, weights=config["weights"], evaluator=evaluator, on_epoch=on_epoch)
     except Exception as err:
-        tune.report({"finished": False, "fail_reason": fail_reason(err)})
+        tune.report({"finished": False, "fail_reason": fail_reason(err)})  # the searcher keeps it (on_trial_result)
+        if is_cuda_error(err):
+            raise
         return
     epochs = len(record.get("epoch_accuracy") or [1])
     tune.report({"finished": True, "record": json.dumps(record), "epoch": epochs, "val_accuracy": float(record["accuracy"])})
@@ -91,6 +98,7 @@ class ParticleOptunaSearch(OptunaSearch):
         self._runner = TrialRunner(job)
         self._epochs: dict[str, list[float]] = {}
         self._elapsed: dict[str, float] = {}  # seconds of training at a trial's last epoch report
+        self._reasons: dict[str, str] = {}  # a trial's reported fail_reason: Tune ends an errored trial with no result
         self._target = target  # trials the study should hold; kept in the searcher's checkpoint for Tuner.restore
         self._deadline = deadline  # time.time() after which no trial starts
         self._stopping = early_stopping(job.settings, evaluator=job.evaluator)
@@ -120,6 +128,8 @@ class ParticleOptunaSearch(OptunaSearch):
             return super().suggest(trial_id)
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
+        if result.get("fail_reason"):
+            self._reasons[trial_id] = str(result["fail_reason"])
         if "val_accuracy" in result and not result.get("finished"):
             epochs = self._epochs.setdefault(trial_id, [])
             epochs.append(float(result["val_accuracy"]))
@@ -137,11 +147,13 @@ class ParticleOptunaSearch(OptunaSearch):
         except optuna.exceptions.UpdateFinishedTrialError:  # a restored searcher replaying a trial told before the crash
             self._completed_trials.add(trial_id)
             self._epochs.pop(trial_id, None)
+            self._reasons.pop(trial_id, None)
             return None
 
     def _complete(self, trial_id: str, ot_trial: Any, result: dict | None, error: bool) -> None:
         epochs = self._epochs.pop(trial_id, [])
         elapsed = self._elapsed.pop(trial_id, None)
+        reported = self._reasons.pop(trial_id, None)
         if result and not result.get("finished") and "val_accuracy" in result and len(epochs) < int(result.get("epoch", 0)):
             epochs.append(float(result["val_accuracy"]))  # the report on which the scheduler stopped it
             elapsed = float(result.get("elapsed_s", elapsed or 0.0))
@@ -151,6 +163,8 @@ class ParticleOptunaSearch(OptunaSearch):
             ended = None
         elif result and result.get("fail_reason"):
             ended = str(result["fail_reason"])
+        elif reported:  # it reported why it failed, then raised (a CUDA error: see _train_particle)
+            ended = reported
         elif error:
             ended = "ray: the trial's worker failed (see the Ray logs)"
         elif epochs:  # stopped by the scheduler (ASHA, MO-ASHA) before its last epoch

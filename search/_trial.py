@@ -11,6 +11,7 @@ from particle_nas.evaluators import Evaluator, is_cuda_error
 from particle_nas.space import NetworkSpec, ParticleSpec
 
 INTERRUPTED = "interrupted"  # fail_reason prefix of trials whose process stopped mid-trial
+CUDA_INTERRUPTED = f"{INTERRUPTED}: the worker stopped after a CUDA error"  # ... " (TYPE: first line)": its process's CUDA context broke
 BASELINE_ATTR = "baseline"  # a baseline trial's label (a name of space.BASELINES), set when it is queued
 # User attributes that describe a trial rather than measure it.
 DESCRIPTIVE_ATTRS = frozenset({"particle", "network", "duplicate_of", "fail_reason", "constraints", "feasible"})
@@ -87,10 +88,15 @@ def fail_reason(err: BaseException) -> str:
     """
     if isinstance(err, KeyboardInterrupt):
         return f"{INTERRUPTED}: Ctrl-C"
-    text = f"{type(err).__name__}: {err}".splitlines()[0]
+    text = error_line(err)
     if is_cuda_error(err):
-        return f"{INTERRUPTED}: the worker stopped after a CUDA error ({text})"[:500]
+        return f"{CUDA_INTERRUPTED} ({text})"[:500]
     return text[:500]
+
+
+def error_line(err: BaseException) -> str:
+    """"TYPE: first line of the message"."""
+    return f"{type(err).__name__}: {err}".splitlines()[0]
 
 
 def tqdm_write(line: str) -> None:

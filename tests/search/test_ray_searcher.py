@@ -86,3 +86,14 @@ def test_an_identical_particle_is_sent_with_its_record_to_reuse():
         pytest.fail("the sampler never drew the first particle again")
     assert json.loads(config["reuse"]) == record
     assert study.get_trials()[-1].user_attrs["duplicate_of"] == 0
+
+
+def test_a_trial_that_reported_a_cuda_error_then_raised_is_failed_interrupted():
+    """The trainable reports the reason of a CUDA error, then raises so that Tune ends its actor: Tune tells the searcher no result."""
+    searcher, study = _searcher()
+    searcher.suggest("broken")
+    reason = "interrupted: the worker stopped after a CUDA error (AcceleratorError: CUDA error: an illegal memory access was encountered)"
+    searcher.on_trial_result("broken", {"finished": False, "fail_reason": reason})
+    searcher.on_trial_complete("broken", None, error=True)
+    (trial,) = study.get_trials()
+    assert trial.state == TrialState.FAIL and trial.user_attrs["fail_reason"] == reason  # not counted: another trial runs in its place
