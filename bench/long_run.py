@@ -177,6 +177,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     load = lambda: " ".join(f"{x:.1f}" for x in os.getloadavg())  # noqa: E731
     print(f"replay search of {args.trials} trials (random sampler), {os.cpu_count()} CPUs, load average {load()}", flush=True)
     clock = TrialClock()
+    if args.dir is not None:
+        Path(args.dir).mkdir(parents=True, exist_ok=True)  # the documented command names a folder that may not exist yet
     with tempfile.TemporaryDirectory(prefix="long-run-", dir=args.dir) as tmp:
         run_dir = (args.keep or Path(tmp) / "long-run").resolve()
         (summary, evaluator), search_s = timed(lambda: run_search(run_dir, trials=args.trials, seed=args.seed, clock=clock))
