@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 
-def write_atomically(path: str | os.PathLike[str], data: bytes | memoryview) -> Path:
+def write_atomically(path: str | os.PathLike[str], data: bytes | memoryview | Callable[[BinaryIO], object]) -> Path:
     """Write ``data`` to ``path``: folders created, a unique temporary file beside it written, synced, then moved into place.
 
+    ``data`` is the bytes, or a function that writes them to the open binary file it is given
+    (``lambda f: torch.save(obj, f)``), so a large object is streamed rather than held twice.
     A write that fails raises its OSError (ENOSPC on a full disk) and removes the temporary file.
     """
     path = Path(path)
@@ -17,7 +21,10 @@ def write_atomically(path: str | os.PathLike[str], data: bytes | memoryview) -> 
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+            if callable(data):
+                data(handle)
+            else:
+                handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)

@@ -26,7 +26,6 @@ import hashlib
 import json
 import os
 import sys
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +38,7 @@ from particle_nas.space import ACTIVATIONS, QUANTIZE_MODES, NetworkSpec, SpecErr
 from ._data import ClipSet
 from ._device import TrialOutOfMemory, resolve_precision
 from ._distributed import Distributed
+from ._files import write_atomically
 from ._memory import check_training_fits, optimizer_states
 from ._train import TrainConfig, TrainState, train_proxy
 
@@ -264,29 +264,16 @@ def read_checkpoint(out_dir: str | os.PathLike[str], fingerprint: dict) -> dict 
     return checkpoint
 
 
-def _atomic_save(path: Path, save: Callable[[str], object]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def cpu_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     """The model's state_dict as contiguous CPU tensors (as safetensors wants them)."""
     return {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
 
 
 def save_best(model: nn.Module, path: Path, *, epoch: int, val_top1: float) -> None:
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     state = cpu_state_dict(model)
-    _atomic_save(path, lambda tmp: save_file(state, tmp, metadata={"epoch": str(epoch), "val_top1": repr(val_top1)}))
+    write_atomically(path, save(state, metadata={"epoch": str(epoch), "val_top1": repr(val_top1)}))
 
 
 @dataclass(frozen=True)
@@ -367,7 +354,7 @@ def finetune(
             "metrics": {"val_top1": list(state.epoch_accuracy), "train_loss": list(state.train_loss)},
             "best": dict(best),
         }
-        _atomic_save(out / LAST_CHECKPOINT, lambda tmp: torch.save(record, tmp))
+        write_atomically(out / LAST_CHECKPOINT, lambda handle: torch.save(record, handle))
         bar.set_postfix(loss=f"{state.train_loss[-1]:.4f}", val_top1=f"{accuracy:.4f}", best=f"{best['val_top1']:.4f}@{best['epoch']}")
         if on_epoch is not None:
             on_epoch(state.epoch, accuracy)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import subprocess
 import sys
 from pathlib import Path
 
@@ -47,3 +48,41 @@ def tiny_bench(tmp_path_factory) -> tuple[Path, Path]:
     argv = ["generate", "--space", str(space), "--out", str(table), "--seeds", "0", "1", "--second-seed-subset", "1", "--threads", "1"]
     assert load_bench("particlebench").main(argv) == 0
     return space, table
+
+
+@pytest.fixture
+def tmpfs():
+    """``mount(path, size, *, files=None, full=False, required=True)``: a real tmpfs of ``size`` (``"64k"``) at ``path``, unmounted after the test.
+
+    ``files`` (name -> bytes) are written first; ``full`` then fills it to its last byte with a file named ``filler``. Where a tmpfs cannot be mounted
+    (no root, no mount command) the test is skipped, the full disk would not be real, or with
+    ``required=False`` ``mount`` returns None and the test fakes the fault at the OS call instead.
+    """
+    mounted: list[Path] = []
+
+    def mount(path: Path, size: str, *, files: dict[str, bytes] | None = None, full: bool = False, required: bool = True) -> Path | None:
+        path.mkdir(parents=True, exist_ok=True)
+        try:
+            result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True, text=True)
+            why = result.stderr.strip() if result.returncode else ""
+        except OSError as err:  # no mount command
+            why = str(err)
+        if why:
+            if required:
+                pytest.skip(f"a tmpfs cannot be mounted here ({why}): the full disk would not be real")
+            return None
+        mounted.append(path)
+        for name, data in (files or {}).items():
+            (path / name).write_bytes(data)
+        if full:
+            with open(path / "filler", "wb", buffering=0) as handle:
+                try:
+                    while True:
+                        handle.write(b"\0" * 512)
+                except OSError:  # ENOSPC: full
+                    pass
+        return path
+
+    yield mount
+    for path in reversed(mounted):
+        subprocess.run(["umount", "-l", str(path)], check=False)

@@ -173,21 +173,9 @@ def test_a_corrupt_video_in_the_middle_of_a_split_copies_nothing_out_of_the_memm
 
 # ---------------------------------------------------------------- a full disk
 @pytest.fixture
-def small_disk(tmp_path: Path):
+def small_disk(tmp_path: Path, tmpfs):
     """A real 1 MiB tmpfs (root can mount one here); None where mounting is not permitted."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    try:
-        mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True).returncode == 0
-    except OSError:  # no mount command
-        mounted = False
-    if not mounted:
-        yield None
-        return
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", str(mount)], check=True)
+    return tmpfs(tmp_path / "disk", "1m", required=False)
 
 
 def _fake_statvfs(monkeypatch, *, free_bytes: int, calls: int) -> None:

@@ -30,23 +30,9 @@ TINY = {
 
 
 @pytest.fixture
-def full_weights_dir(tmp_path) -> Path:
+def full_weights_dir(tmp_path, tmpfs) -> Path:
     """runs/full/weights on a 16 KiB tmpfs with no byte free."""
-    weights = tmp_path / "runs" / "full" / "weights"
-    weights.mkdir(parents=True)
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16k", "tmpfs", str(weights)], capture_output=True, text=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"a tmpfs cannot be mounted here ({mounted.stderr.strip()}): the full disk would not be real")
-    try:
-        with open(weights / "filler", "wb", buffering=0) as handle:
-            try:
-                while True:
-                    handle.write(b"\0" * 512)
-            except OSError:  # ENOSPC: full
-                pass
-        yield weights
-    finally:
-        subprocess.run(["umount", "-l", str(weights)], check=False)
+    return tmpfs(tmp_path / "runs" / "full" / "weights", "16k", full=True)
 
 
 def test_trials_whose_weights_find_a_full_disk_keep_their_result(tmp_path, capsys, full_weights_dir):
@@ -69,17 +55,9 @@ def test_trials_whose_weights_find_a_full_disk_keep_their_result(tmp_path, capsy
 
 
 @pytest.fixture
-def small_disk(tmp_path) -> Path:
+def small_disk(tmp_path, tmpfs) -> Path:
     """A 224 KiB tmpfs for a whole run directory (grown later with remount, as a user frees space)."""
-    runs = tmp_path / "runs"
-    runs.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=224k", "tmpfs", str(runs)], capture_output=True, text=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"a tmpfs cannot be mounted here ({mounted.stderr.strip()}): the full disk would not be real")
-    try:
-        yield runs
-    finally:
-        subprocess.run(["umount", "-l", str(runs)], check=False)
+    return tmpfs(tmp_path / "runs", "224k")
 
 
 @pytest.mark.parametrize("workers", ["1", pytest.param("2", marks=pytest.mark.slow)])
