@@ -204,6 +204,7 @@ class ProxyEvaluator(Evaluator):
     train: TrainConfig = field(default_factory=TrainConfig)
     cache_dir: Path | None = None  # where the task's clips are kept on disk; None = memory only
     evaluators: EvaluatorSettings = field(default_factory=EvaluatorSettings)
+    progress: bool = field(default=True, compare=False)  # the bar of decoding a video folder into its cache (the CLI's --no-progress)
 
     def __post_init__(self) -> None:
         if not isinstance(self.data, (SyntheticConfig, VideoFolderConfig, VideoPretextConfig)):
@@ -217,7 +218,7 @@ class ProxyEvaluator(Evaluator):
 
     def task(self) -> SyntheticTask | VideoTask | PretextTask:
         """The task (generated or decoded once per process, or loaded from ``cache_dir``)."""
-        return load_task(self.data, cache_dir=self.cache_dir)
+        return load_task(self.data, cache_dir=self.cache_dir, progress=self.progress)
 
     def network_spec(self, **changes: Any) -> NetworkSpec:
         """A NetworkSpec matching this evaluator's clip, channels and classes, with ``changes`` applied."""

@@ -71,7 +71,7 @@ def _search(config, *, run_dir: Path, workers: int | None, storage: str | None, 
         name=config.name,
         space=config.space,
         network=config.network,
-        evaluator=make_evaluator(config, cache_dir=Path(run_dir).resolve()),  # ProxyEvaluator, or ReplayEvaluator with evaluators.replay
+        evaluator=make_evaluator(config, cache_dir=Path(run_dir).resolve(), progress=progress),  # ProxyEvaluator, or ReplayEvaluator with evaluators.replay
         settings=config.search,
         seed=config.seed,
         fingerprint=config.fingerprint(),

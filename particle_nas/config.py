@@ -204,11 +204,14 @@ def _replay_table(path: str):
         raise SpecError("evaluators.replay", f"must name a readable table ({' '.join(str(err).split())})", path) from None
 
 
-def make_evaluator(config: RunConfig, *, cache_dir: Path) -> ProxyEvaluator | ReplayEvaluator:
-    """What scores each trial of ``config``: the proxy trainer, or with ``evaluators.replay`` the table's records."""
+def make_evaluator(config: RunConfig, *, cache_dir: Path, progress: bool = True) -> ProxyEvaluator | ReplayEvaluator:
+    """What scores each trial of ``config``: the proxy trainer, or with ``evaluators.replay`` the table's records.
+
+    ``progress``: whether decoding a video folder into its cache shows a bar (the search's own bar is the engine's).
+    """
     if config.evaluators.replay is not None:
         return ReplayEvaluator(table=_replay_table(config.evaluators.replay), epochs=config.train.epochs)
-    return ProxyEvaluator(data=config.data, train=config.train, cache_dir=cache_dir, evaluators=config.evaluators)
+    return ProxyEvaluator(data=config.data, train=config.train, cache_dir=cache_dir, evaluators=config.evaluators, progress=progress)
 
 
 def _parse(raw: Any, *, source: str, overrides: Mapping[str, Any]) -> RunConfig:

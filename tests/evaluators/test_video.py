@@ -87,6 +87,15 @@ def test_hmdb_style_split_files(video_root: Path, tmp_path: Path) -> None:
     assert val == [("left/left_2.avi", 0), ("right/right_2.avi", 1)]
 
 
+@pytest.mark.parametrize("progress", [True, False])
+def test_the_evaluator_shows_the_decoding_bar_unless_progress_is_off(video_root: Path, tmp_path: Path, capfd, progress: bool) -> None:
+    config = VideoFolderConfig(root=str(video_root), clip=(2, 8, 12), val_fraction=0.34)  # a clip no other test decodes: not in this process's memory
+    ProxyEvaluator(data=config, cache_dir=tmp_path / str(progress), progress=progress).task()
+    err = capfd.readouterr().err
+    assert ("decoding " + video_root.name in err) is progress
+    assert "broken.mp4" in err  # what could not be decoded is said either way
+
+
 def test_proxy_evaluator_trains_on_videos(video_root: Path, tmp_path: Path, tiny_spec) -> None:
     config = VideoFolderConfig(root=str(video_root), clip=(4, 8, 8), val_fraction=0.34)
     evaluator = ProxyEvaluator(data=config, train=TrainConfig(epochs=1, batch_size=2, threads=1), cache_dir=tmp_path)
