@@ -80,6 +80,8 @@ class VideoPretextConfig:
             raise SpecError(p + "reverse", "must be true or false", self.reverse)
         if len(speeds) * (2 if self.reverse else 1) < 2:
             raise SpecError(p + "speeds", "must give at least two classes (two speeds, or reverse: true)", list(speeds))
+        directions = DIRECTIONS if self.reverse else DIRECTIONS[:1]  # the classes first: the sizes below need at least one clip each
+        object.__setattr__(self, "class_names", tuple(f"{s}x_{d}" for s in speeds for d in directions))
         check_int(p + "train_size", self.train_size, low=self.num_classes, high=MAX_CLIPS)
         check_int(p + "val_size", self.val_size, low=self.num_classes, high=MAX_CLIPS)
         check_number(p + "val_fraction", self.val_fraction, low=0.0, high=1.0, low_open=True, high_open=True)
@@ -98,8 +100,6 @@ class VideoPretextConfig:
             check_int(p + "store", side, low=least, high=4096)
         object.__setattr__(self, "store", (int(store[0]), int(store[1])))
         check_int(p + "seed", self.seed, low=0, high=2**32 - 1)
-        directions = DIRECTIONS if self.reverse else DIRECTIONS[:1]
-        object.__setattr__(self, "class_names", tuple(f"{s}x_{d}" for s in speeds for d in directions))
 
     @property
     def num_classes(self) -> int:

@@ -33,6 +33,8 @@ def footage() -> Path:
         ({"speeds": [1], "reverse": False}, "VideoPretextConfig.speeds must give at least two classes (two speeds, or reverse: true), but got [1]"),
         ({"scale": [0.9, 0.5]}, "VideoPretextConfig.scale must have low <= high, but got [0.9, 0.5]"),
         ({"channels": 2}, "VideoPretextConfig.channels must be 1 (grey) or 3 (RGB), but got 2"),
+        ({"train_size": 0}, "VideoPretextConfig.train_size must be in [6, "),  # at least a clip per class (6 by default)
+        ({"speeds": [1, 4], "val_size": 3}, "VideoPretextConfig.val_size must be in [4, "),
         ({"store": [4, 64]}, "VideoPretextConfig.store must be in [32, 4096], but got 4."),
         ({"root": "package:no_such_package_26/data"}, "VideoPretextConfig.root must name an installed package as package:<package>/<folder>"),
     ],
