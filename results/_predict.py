@@ -259,14 +259,18 @@ def _from_folder(folder: Path, runtime: str, settings: PredictSettings) -> tuple
         return _onnx_forward(int8.read_bytes(), settings.threads), network.clip, names
     model = finetuned_model(folder, report, network)
     if runtime == "onnx":
-        from particle_nas.evaluators import export_onnx
-
-        try:
-            data = export_onnx(model, torch.zeros(1, *network.input_shape))
-        except ImportError:
-            raise ValueError(ONNX_HINT) from None
-        return _onnx_forward(data, settings.threads), network.clip, names
+        return _onnx_forward(_exported_onnx(model, network), settings.threads), network.clip, names
     return _torch_forward(model, settings.threads), network.clip, names
+
+
+def _exported_onnx(model: torch.nn.Module, network: NetworkSpec) -> bytes:
+    """``model`` exported to ONNX (fp32) for the onnx runtime; without onnx installed, the one-line hint."""
+    from particle_nas.evaluators import export_onnx
+
+    try:
+        return export_onnx(model, torch.zeros(1, *network.input_shape))
+    except ImportError:
+        raise ValueError(ONNX_HINT) from None
 
 
 def finetuned_model(folder: Path, report: dict[str, Any], network: NetworkSpec) -> torch.nn.Module:
@@ -306,14 +310,14 @@ def _from_file(path: Path, runtime: str, settings: PredictSettings) -> tuple[Cal
     elif path.suffix == ".safetensors":
         from ._deploy import trained_network
 
+        if runtime == "int8":  # these are fp32 weights: running their ONNX export would be labelled int8 without being it
+            raise ValueError(f"runtime must be torch or onnx for a .safetensors file, but got 'int8' ({path}): the int8 runtime reads a fine-tune output folder written with --quantize int8, or an int8 .onnx.")
         try:
             module = trained_network(network, path)
         except RuntimeError as err:
             raise ValueError(f"{path} must hold the weights of the network in {path.with_suffix('.yaml')}, but they do not fit ({' '.join(str(err).split())[:160]}).") from None
-        if runtime != "torch":
-            from particle_nas.evaluators import export_onnx
-
-            return _onnx_forward(export_onnx(module, torch.zeros(1, *network.input_shape)), settings.threads), network.clip, default_class_names(network.num_classes)
+        if runtime == "onnx":
+            return _onnx_forward(_exported_onnx(module, network), settings.threads), network.clip, default_class_names(network.num_classes)
     else:
         raise ValueError(f"MODEL must be a fine-tune output folder or a .onnx / .pt / .safetensors file, but got {path}.")
     return _torch_forward(module, settings.threads), network.clip, default_class_names(network.num_classes)

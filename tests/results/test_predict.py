@@ -101,6 +101,10 @@ def test_exported_files_predict_as_the_network_they_hold(ucf: Path, tmp_path: Pa
     (tmp_path / "lonely.pt").write_bytes(out.with_suffix(".pt").read_bytes())
     with pytest.raises(ValueError, match="lonely.yaml"):
         Predictor.load(tmp_path / "lonely.pt")
+    onnx = Predictor.load(out.with_suffix(".safetensors"), runtime="onnx", settings=PredictSettings(top_k=3)).predict_video(video)
+    assert onnx.labels == results[0].labels and onnx.probabilities == pytest.approx(results[0].probabilities, abs=1e-4)
+    with pytest.raises(ValueError, match=r"^runtime must be torch or onnx for a \.safetensors file, but got 'int8' \("):
+        Predictor.load(out.with_suffix(".safetensors"), runtime="int8")  # fp32 weights: never run as if quantized
 
 
 def test_a_frame_stream_gets_a_prediction_per_window(tmp_path: Path) -> None:
