@@ -50,6 +50,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
     if not isinstance(raw, dict):
         raise ValueError(f"{run_dir} must hold a study made by particle-nas search (its config is stored on the study), but it has none.")
     overrides = {"name": study.study_name, "output_dir": str(run_dir.parent), "trials": args.trials, "timeout": args.timeout}
+    if "sampler" not in (raw.get("search") or {}):  # a run that named none keeps the one it ran with (the default was gp before auto)
+        overrides["sampler"] = (study.user_attrs.get("fingerprint") or {}).get("search", {}).get("sampler")
     config = parse_config(raw, source=str(run_dir), overrides=overrides)
     workers = args.workers if args.workers is not None else started.get("workers")
     address = args.address if args.address is not None else started.get("address")

@@ -115,3 +115,22 @@ def test_workers_must_be_positive(tmp_path, capsys):
     config.write_text(yaml.safe_dump({**TINY, "output_dir": str(tmp_path / "runs")}))
     assert main(["search", str(config), "--workers", "0", "--no-progress"]) == 2
     assert "particle-nas: error: workers must be" in capsys.readouterr().err
+
+
+def test_a_run_that_named_no_sampler_resumes_with_the_one_it_ran_with(tmp_path, capsys):
+    """The default sampler became auto (ehvi here); a run begun when it was gp, its config naming none, still resumes, with gp."""
+    import optuna
+
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump({**TINY, "search": {"trials": 2}, "output_dir": str(tmp_path / "runs")}))
+    assert main(["search", str(config), "--no-progress"]) == 0
+    run_dir = tmp_path / "runs" / "tiny"
+    study = open_run(run_dir)
+    fingerprint = study.user_attrs["fingerprint"]
+    assert fingerprint["search"]["sampler"] == "ehvi"
+    fingerprint["search"]["sampler"] = "gp"  # what the earlier version stored for the same config
+    optuna.load_study(study_name=study.study_name, storage=f"sqlite:///{run_dir / 'study.db'}").set_user_attr("fingerprint", fingerprint)
+    capsys.readouterr()
+    assert main(["resume", str(run_dir), "--trials", "3", "--no-progress"]) == 0
+    assert "sampler gp" in capsys.readouterr().err
+    assert len([t for t in open_run(run_dir).get_trials() if t.state == TrialState.COMPLETE]) == 3
