@@ -22,8 +22,6 @@ from dataclasses import dataclass
 
 import torch
 
-DISTRIBUTED_HINT = "torchrun --nproc-per-node N $(which particle-nas) finetune ... (docs/finetune.md: Several processes)"
-
 
 @dataclass(frozen=True)
 class Distributed:

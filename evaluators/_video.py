@@ -417,10 +417,8 @@ def _consecutive_frames(av, path: str | Path, clip: tuple[int, int, int], start:
                 index = count
             if index < start:
                 continue
-            if index != start + got:  # landed past start, or a frame is missing: the timestamps do not number the frames
-                if seek:
-                    return None
-                raise ValueError(f"frame {start + got} is missing")
+            if index != start + got:  # (only when seeking: counted frames number themselves) the timestamps do not number the frames
+                return None
             frames[got] = frame.to_ndarray(width=width, height=height, format="rgb24")
             got += 1
             if got == length:
