@@ -49,6 +49,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -250,6 +251,15 @@ VIEW_CROPS: tuple[int, ...] = (1, 3)  # spatial crops per view decode_views take
 CROP_SCALE = 8 / 7  # crops > 1: the frame is resized to this many times H x W, then cropped (ImageNet's 256 / 224)
 
 
+def _unreadable(err: Exception, av: Any) -> ValueError:
+    """One line for a file that does not decode: our own ValueError as it is; PyAV's errors (some are ValueErrors),
+    OSError and the rest as "TYPE: FFmpeg's words", without its errno and the path repeated."""
+    if isinstance(err, ValueError) and not isinstance(err, av.error.FFmpegError):
+        return err  # ours, already one line
+    reason = getattr(err, "strerror", None) or str(err)
+    return ValueError(f"{type(err).__name__}: {reason}".splitlines()[0])
+
+
 def decode_views(path: str | Path, clip: tuple[int, int, int], *, views: int = 1, crops: int = 1, min_frames: int = 1, threads: int = 0) -> np.ndarray:
     """``views`` x ``crops`` clips of the video at ``path``: uint8 (views * crops, 3, T, H, W), view-major.
 
@@ -275,11 +285,8 @@ def decode_views(path: str | Path, clip: tuple[int, int, int], *, views: int = 1
             frames, again = _sample_frames(av, path, length, size, count, views=views, threads=threads)
             if frames is None:
                 raise ValueError(f"decoded {count} frames, then {again}")
-    except Exception as err:  # av.error.* (some are ValueErrors), OSError, ...: a file we cannot read
-        if isinstance(err, ValueError) and not isinstance(err, av.error.FFmpegError):
-            raise  # ours, already one line
-        reason = getattr(err, "strerror", None) or str(err)  # FFmpeg's words, without its errno and the path repeated
-        raise ValueError(f"{type(err).__name__}: {reason}".splitlines()[0]) from None
+    except Exception as err:
+        raise _unreadable(err, av) from None
     if count < min_frames:
         raise ValueError(f"too short: {count} frame{'s' * (count != 1)}, fewer than {min_frames}")
     out = frames.transpose(0, 4, 1, 2, 3)  # (views, 3, T, h, w)
@@ -390,10 +397,8 @@ def decode_frames(path: str | Path, clip: tuple[int, int, int], *, start: int, t
         frames = _consecutive_frames(av, path, clip, start, threads=threads, seek=seek and start > 0)
         if frames is None:
             frames = _consecutive_frames(av, path, clip, start, threads=threads, seek=False)
-    except ValueError:
-        raise
-    except Exception as err:  # av.error.*, OSError, ...: a file we cannot read
-        raise ValueError(f"{type(err).__name__}: {err}".splitlines()[0]) from None
+    except Exception as err:
+        raise _unreadable(err, av) from None
     return frames.transpose(3, 0, 1, 2).copy()
 
 
@@ -432,10 +437,8 @@ def video_frames(path: str | Path) -> int:
     try:
         with _video_stream(av, path, threads=0) as (container, stream):
             return _stated_frames(stream, container.duration)
-    except ValueError:
-        raise
     except Exception as err:
-        raise ValueError(f"{type(err).__name__}: {err}".splitlines()[0]) from None
+        raise _unreadable(err, av) from None
 
 
 def _import_av():
