@@ -55,9 +55,10 @@ class SearchSettings:
         if len(set(objectives)) != len(objectives) or len(objectives) < 2 or objectives[0] != "accuracy":
             raise SpecError(p + "objectives", "must start with accuracy and add at least one of flops, params, without repeats", list(objectives))
         object.__setattr__(self, "objectives", objectives)
+        analytic = len(objectives) == 2 and objectives[1] in ("flops", "params")  # accuracy and one cost known before training
         if self.sampler == "auto":  # the cost-aware sampler where it applies, Optuna's GP elsewhere
-            object.__setattr__(self, "sampler", "ehvi" if len(objectives) == 2 and objectives[1] in ("flops", "params") else "gp")
-        if self.sampler in ("ehvi", "distinct") and (len(objectives) != 2 or objectives[1] not in ("flops", "params")):
+            object.__setattr__(self, "sampler", "ehvi" if analytic else "gp")
+        if self.sampler in ("ehvi", "distinct") and not analytic:
             raise SpecError(p + "objectives", f"must be accuracy and one analytic cost (flops or params) for the {self.sampler} sampler", list(objectives))
         constraints = self.constraints
         if isinstance(constraints, str):
