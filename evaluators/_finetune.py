@@ -40,7 +40,7 @@ from ._device import TrialOutOfMemory, resolve_precision
 from ._distributed import Distributed
 from ._files import write_atomically
 from ._memory import check_training_fits, optimizer_states
-from ._train import TrainConfig, TrainState, train_proxy
+from ._train import TrainConfig, TrainState, epoch_steps, train_proxy
 
 FINETUNE_MODES: tuple[str, ...] = ("full", "linear", "adapters", "bitfit")
 AFTER_TRAINING: tuple[str, ...] = ("quantize", "views", "crops", "linear_probe")  # FineTuneSettings fields that act after (or beside) training: not in a run's fingerprint
@@ -359,8 +359,7 @@ def finetune(
         if on_epoch is not None:
             on_epoch(state.epoch, accuracy)
 
-    n = len(task.train) // (1 if distributed is None else distributed.world_size)
-    steps = n // min(config.batch_size, n)
+    steps = epoch_steps(len(task.train), config.batch_size, distributed)[2]  # the bar counts train_proxy's steps
     with _progress_bar(steps * config.epochs, steps * min(done, config.epochs), enabled=progress and main, desc="fine-tuning") as bar:
         if done < config.epochs:
             result = train_proxy(model, task, config=config, on_state=on_state, on_step=lambda epoch, step: bar.update(1), resume=resume, distributed=distributed)

@@ -290,6 +290,13 @@ def _data_parallel(model: nn.Module, device: torch.device) -> nn.Module:
     return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
 
+def epoch_steps(clips: int, batch_size: int, distributed: Distributed | None = None) -> tuple[int, int, int]:
+    """(clips each process trains on per epoch, its batch size, its optimizer steps per epoch): a trailing partial batch is dropped."""
+    n = clips if distributed is None else clips // distributed.world_size
+    batch = min(batch_size, n)
+    return n, batch, n // batch
+
+
 def train_proxy(
     model: nn.Module,
     task: SyntheticTask,
@@ -336,9 +343,7 @@ def train_proxy(
     policy = resolve_precision(config.precision, device)
     model.to(device)
     train, val = device_clips(task, "train", device), device_clips(task, "val", device)
-    n = len(train) if distributed is None else len(train) // distributed.world_size
-    batch_size = min(config.batch_size, n)
-    steps_per_epoch = n // batch_size
+    n, batch_size, steps_per_epoch = epoch_steps(len(train), config.batch_size, distributed)
     total_steps = steps_per_epoch * config.epochs
     warmup_steps = round(config.warmup_epochs * steps_per_epoch)
 
