@@ -67,12 +67,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", default="bench/footage_decode/results.json")
     args = parser.parse_args(argv)
 
-    from particle_nas.evaluators import VideoPretextConfig, list_segments
+    from particle_nas.evaluators import VideoPretextConfig, list_segments, videos_under
 
     source = Path(VideoPretextConfig(root=args.root, clip=tuple(args.clip), speeds=tuple(args.speeds)).folder)
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(args.copies):
-            for video in sorted(p for p in source.rglob("*") if p.is_file()):
+            for video in videos_under(source):  # the files the pretext would read, not every file of the folder
                 shutil.copy(video, Path(tmp) / f"{i}_{video.name}")
         config = VideoPretextConfig(root=tmp, clip=tuple(args.clip), speeds=tuple(args.speeds))
         train, val = list_segments(config)
